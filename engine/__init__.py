@@ -1,0 +1,1 @@
+"""Infrastructure of the ChatNation engine: settings, database, broker, wallet, outbox, API clients."""

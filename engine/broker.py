@@ -1,0 +1,172 @@
+"""RabbitMQ: the topology (declared idempotently by whichever process starts first), confirmed publishing,
+and the sharding that keeps one contact's events in order.
+
+Topology, for prefix ``p``:
+- ``p.inbound`` (direct) -> quorum queues ``p.inbound.NNN``: one per shard, single-active-consumer, so a
+  contact's events are handled by one consumer at a time, in order, however many workers run.
+- ``p.outbound`` (direct) -> ``p.outbound.NNN``: replies, sharded the same way so they never overtake.
+- ``p.payments`` (direct) -> ``p.payments``: M-Pesa callbacks, routed to the contact's inbound shard by a worker.
+- ``p.dlx`` (fanout) -> ``p.parking``: poison messages, dead-lettered by the broker after ``delivery_limit``
+  deliveries (a message that crashes its worker) or parked by a worker with the error in its headers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+
+from engine.settings import Settings
+
+
+def shard_of(key: str, shards: int) -> int:
+    """A stable shard for a contact key (same on every host and Python run, unlike hash())."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % shards
+
+
+@dataclass(frozen=True)
+class Topology:
+    prefix: str
+    inbound_shards: int
+    outbound_shards: int
+    delivery_limit: int
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Topology:
+        return cls(s.broker_prefix, s.inbound_shards, s.outbound_shards, s.delivery_limit)
+
+    @property
+    def inbound_exchange(self) -> str:
+        return f"{self.prefix}.inbound"
+
+    @property
+    def outbound_exchange(self) -> str:
+        return f"{self.prefix}.outbound"
+
+    @property
+    def payments_exchange(self) -> str:
+        return f"{self.prefix}.payments"
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.prefix}.dlx"
+
+    @property
+    def payments_queue(self) -> str:
+        return f"{self.prefix}.payments"
+
+    @property
+    def parking_queue(self) -> str:
+        return f"{self.prefix}.parking"
+
+    def inbound_queue(self, shard: int) -> str:
+        return f"{self.prefix}.inbound.{shard:03d}"
+
+    def outbound_queue(self, shard: int) -> str:
+        return f"{self.prefix}.outbound.{shard:03d}"
+
+    def inbound_queues(self) -> list[str]:
+        return [self.inbound_queue(i) for i in range(self.inbound_shards)]
+
+    def outbound_queues(self) -> list[str]:
+        return [self.outbound_queue(i) for i in range(self.outbound_shards)]
+
+    def all_queues(self) -> list[str]:
+        return [*self.inbound_queues(), self.payments_queue, *self.outbound_queues(), self.parking_queue]
+
+    def inbound_route(self, contact_key: str) -> str:
+        return str(shard_of(contact_key, self.inbound_shards))
+
+    def outbound_route(self, contact_key: str) -> str:
+        return str(shard_of(contact_key, self.outbound_shards))
+
+    def _work_queue_args(self, single_active: bool) -> dict[str, Any]:
+        args: dict[str, Any] = {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": self.delivery_limit,
+            "x-dead-letter-exchange": self.dead_letter_exchange,
+        }
+        if single_active:
+            args["x-single-active-consumer"] = True
+        return args
+
+    async def declare(self, channel: AbstractChannel) -> None:
+        dlx = await channel.declare_exchange(self.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, durable=True)
+        parking = await channel.declare_queue(self.parking_queue, durable=True, arguments={"x-queue-type": "quorum"})
+        await parking.bind(dlx)
+        for exchange_name, queues in (
+            (self.inbound_exchange, self.inbound_queues()),
+            (self.outbound_exchange, self.outbound_queues()),
+        ):
+            exchange = await channel.declare_exchange(exchange_name, aio_pika.ExchangeType.DIRECT, durable=True)
+            for shard, name in enumerate(queues):
+                queue = await channel.declare_queue(name, durable=True, arguments=self._work_queue_args(True))
+                await queue.bind(exchange, routing_key=str(shard))
+        payments_x = await channel.declare_exchange(self.payments_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+        payments = await channel.declare_queue(
+            self.payments_queue, durable=True, arguments=self._work_queue_args(False)
+        )
+        await payments.bind(payments_x, routing_key="mpesa")
+
+    async def delete(self, channel: AbstractChannel) -> None:
+        """Remove everything (tests use a prefix of their own and clean up)."""
+        for name in self.all_queues():
+            await channel.queue_delete(name)
+        for name in (self.inbound_exchange, self.outbound_exchange, self.payments_exchange, self.dead_letter_exchange):
+            await channel.exchange_delete(name)
+
+
+async def connect(settings: Settings) -> AbstractRobustConnection:
+    return await aio_pika.connect_robust(str(settings.rabbitmq_url), timeout=settings.publish_timeout_seconds)
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":"), default=str).encode()
+
+
+class Publisher:
+    """Publishes persistent messages and returns only once the broker confirmed them (or raises)."""
+
+    def __init__(self, channel: AbstractChannel, timeout: float) -> None:
+        self._channel = channel
+        self._timeout = timeout
+        self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
+
+    @classmethod
+    async def open(cls, connection: AbstractRobustConnection, timeout: float) -> Publisher:
+        return cls(await connection.channel(publisher_confirms=True), timeout)
+
+    async def _exchange(self, name: str) -> aio_pika.abc.AbstractExchange:
+        if name not in self._exchanges:
+            self._exchanges[name] = await self._channel.get_exchange(name, ensure=False)
+        return self._exchanges[name]
+
+    async def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: dict[str, Any] | bytes,
+        *,
+        message_id: str | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> None:
+        message = aio_pika.Message(
+            body if isinstance(body, bytes) else encode(body),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message_id,
+            headers=headers or {},
+        )
+        # mandatory: an unroutable message (no queue bound) is an error, not a silent drop.
+        await (await self._exchange(exchange)).publish(
+            message, routing_key=routing_key, mandatory=True, timeout=self._timeout
+        )
+
+    @property
+    def is_open(self) -> bool:
+        return not self._channel.is_closed

@@ -1,0 +1,13 @@
+"""The ``chatnation`` command. Each command group lives in its own module and is registered here."""
+
+from __future__ import annotations
+
+import typer
+
+from engine.cli import db, orgs, wallet
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="ChatNation conversation engine.")
+app.add_typer(db.app, name="db")
+app.add_typer(orgs.app, name="org")
+app.add_typer(wallet.app, name="wallet")
+app.command("migrate")(db.migrate_command)

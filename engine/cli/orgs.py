@@ -1,0 +1,75 @@
+"""`chatnation org create|list|show`."""
+
+from __future__ import annotations
+
+import typer
+
+from engine.cli.common import emit, pools, run, settings
+
+app = typer.Typer(help="Organisations (tenants) and their WhatsApp numbers.", no_args_is_help=True)
+
+
+@app.command("create")
+def create(
+    name: str = typer.Option(..., help="Display name"),
+    phone_number_id: str = typer.Option(..., help="The WhatsApp Cloud API phone_number_id that routes to it"),
+    access_token: str = typer.Option(..., help="The Cloud API access token used to send its replies"),
+    tokens: int = typer.Option(1000, min=0, help="Opening wallet balance"),
+    slug: str | None = typer.Option(None),
+    language: str = typer.Option("en", help="Default language of its bot: en or sw"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Register an organisation with its WhatsApp number, token and a funded wallet."""
+    from engine.orgs import NewOrganization, create_organization
+
+    s = settings()
+
+    async def body() -> str:
+        async with pools(s) as (_, pool):
+            org_id = await create_organization(
+                pool, NewOrganization(name=name, phone_number_id=phone_number_id, access_token=access_token,
+                                      slug=slug, tokens=tokens, language=language))
+            return str(org_id)
+
+    emit([{"id": run(body), "name": name, "phone_number_id": phone_number_id, "tokens": tokens}], as_json=as_json)
+
+
+async def _all_orgs(owner_url: str) -> list[dict[str, object]]:
+    import asyncpg
+
+    conn = await asyncpg.connect(owner_url)  # listing every tenant is an owner's job, not a tenant's
+    try:
+        rows = await conn.fetch(
+            """SELECT o.id, o.name, o.slug, o.whatsapp_phone_id AS phone_number_id, o.status, w.balance
+               FROM organizations o LEFT JOIN wallets w ON w.organization_id = o.id ORDER BY o.created_at""")
+        return [dict(r) for r in rows]
+    finally:
+        await conn.close()
+
+
+@app.command("list")
+def list_(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every organisation with its number and wallet balance."""
+    s = settings()
+
+    async def body() -> list[dict[str, object]]:
+        async with pools(s) as (urls, _):
+            return await _all_orgs(urls.owner)
+
+    emit(run(body), as_json=as_json, title="organisations")
+
+
+@app.command("show")
+def show(org: str = typer.Argument(..., help="id, slug or phone_number_id"),
+         as_json: bool = typer.Option(False, "--json")) -> None:
+    """One organisation."""
+    s = settings()
+
+    async def body() -> list[dict[str, object]]:
+        async with pools(s) as (urls, _):
+            return [o for o in await _all_orgs(urls.owner) if org in (str(o["id"]), o["slug"], o["phone_number_id"])]
+
+    rows = run(body)
+    if not rows:
+        raise typer.BadParameter(f"no organisation {org!r}")
+    emit(rows, as_json=as_json)

@@ -1,0 +1,78 @@
+"""`chatnation wallet balance|topup|ledger ORG`."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import typer
+
+from engine.cli.common import emit, pools, run, settings
+
+app = typer.Typer(help="Token wallets: balance, top-up, ledger.", no_args_is_help=True)
+
+
+async def resolve_org(pool, org: str) -> UUID:  # type: ignore[no-untyped-def]
+    """An organisation by id, or by its WhatsApp phone_number_id (routable without a tenant)."""
+    try:
+        return UUID(org)
+    except ValueError:
+        pass
+    org_id = await pool.fetchval("SELECT org_by_phone_number_id($1)", org)
+    if org_id is None:
+        raise typer.BadParameter(f"no organisation with id or phone_number_id {org!r}")
+    return org_id
+
+
+@app.command("balance")
+def balance(org: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """The wallet's balance and lifetime totals."""
+    from engine.db import tenant_tx
+
+    s = settings()
+
+    async def body() -> list[dict[str, object]]:
+        async with pools(s) as (_, pool):
+            org_id = await resolve_org(pool, org)
+            async with tenant_tx(pool, org_id) as conn:
+                row = await conn.fetchrow(
+                    """SELECT organization_id, balance, low_balance_threshold, lifetime_purchased, lifetime_consumed
+                       FROM wallets""")
+                return [dict(row)] if row else []
+
+    emit(run(body), as_json=as_json)
+
+
+@app.command("topup")
+def topup(org: str, tokens: int = typer.Argument(..., min=1), as_json: bool = typer.Option(False, "--json")) -> None:
+    """Add tokens (a 'purchase' ledger row); processing of paid replies resumes."""
+    from engine.db import tenant_tx
+    from engine.wallet import credit
+
+    s = settings()
+
+    async def body() -> int:
+        async with pools(s) as (_, pool):
+            org_id = await resolve_org(pool, org)
+            async with tenant_tx(pool, org_id) as conn:
+                return await credit(conn, org_id, tokens, action="topup")
+
+    emit([{"organization": org, "added": tokens, "balance": run(body)}], as_json=as_json)
+
+
+@app.command("ledger")
+def ledger(org: str, limit: int = typer.Option(20, min=1), as_json: bool = typer.Option(False, "--json")) -> None:
+    """The latest ledger rows, newest first."""
+    from engine.db import tenant_tx
+
+    s = settings()
+
+    async def body() -> list[dict[str, object]]:
+        async with pools(s) as (_, pool):
+            org_id = await resolve_org(pool, org)
+            async with tenant_tx(pool, org_id) as conn:
+                rows = await conn.fetch(
+                    """SELECT created_at, type, amount, balance_before, balance_after, module, action, reference_id
+                       FROM token_transactions ORDER BY created_at DESC, id LIMIT $1""", limit)
+                return [dict(r) for r in rows]
+
+    emit(run(body), as_json=as_json, title=f"ledger of {org}")

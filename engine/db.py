@@ -1,0 +1,69 @@
+"""Database access: the owner's and the application's connection pools, and tenant-scoped transactions.
+
+Two roles, on purpose: the owner (DATABASE_URL) runs migrations and the few cross-tenant jobs (outbox relay,
+timer scan); all tenant work runs as APP_DB_ROLE, a non-superuser that row-level security confines to the
+organisation set for the transaction (``app.current_org``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit, urlunsplit
+from uuid import UUID
+
+import asyncpg
+
+from engine.settings import Settings
+
+
+@dataclass(frozen=True)
+class DatabaseUrls:
+    owner: str
+    app: str
+
+
+def with_user(url: str, user: str, password: str) -> str:
+    """The same server and database, as another user."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+async def database_urls(settings: Settings) -> DatabaseUrls:
+    owner = settings.database_url
+    if owner is None:
+        from engine.embedded_pg import ensure_embedded
+
+        owner = await asyncio.to_thread(ensure_embedded, settings.data_dir)
+    return DatabaseUrls(owner=owner, app=with_user(owner, settings.app_db_role, settings.app_db_password))
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typ in ("json", "jsonb"):
+        await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30
+    )
+    assert pool is not None
+    return pool
+
+
+@asynccontextmanager
+async def tenant_tx(pool: asyncpg.Pool, organization_id: UUID | str) -> AsyncIterator[asyncpg.Connection]:
+    """One transaction confined by row-level security to ``organization_id``."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT set_config('app.current_org', $1, true)", str(organization_id))
+        yield conn
+
+
+async def set_tenant(conn: asyncpg.Connection, organization_id: UUID | str) -> None:
+    """Switch the tenant inside an open transaction (the inbound path learns it after routing)."""
+    await conn.execute("SELECT set_config('app.current_org', $1, true)", str(organization_id))

@@ -1,0 +1,102 @@
+"""All configuration, read once from the environment. Nothing else in the project reads os.environ."""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AnyUrl, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+
+    environment: Literal["development", "production", "test"] = "development"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # PostgreSQL. DATABASE_URL is the owner's connection (migrations, cross-tenant jobs); the engine's
+    # tenant work runs as APP_DB_ROLE, which row-level security applies to. Unset: the embedded server.
+    database_url: str | None = None
+    app_db_role: str = "chatnation_app"
+    app_db_password: str = "chatnation_app"
+    data_dir: Path = PROJECT_ROOT / ".data"
+    db_pool_size: int = Field(10, ge=1, le=200)
+
+    # RabbitMQ
+    rabbitmq_url: AnyUrl = AnyUrl("amqp://guest:guest@127.0.0.1:5672/")
+    broker_prefix: str = Field("chatnation", pattern=r"^[a-z][a-z0-9_.-]{0,40}$")
+    inbound_shards: int = Field(8, ge=1, le=256)
+    outbound_shards: int = Field(8, ge=1, le=256)
+    publish_timeout_seconds: float = Field(5.0, gt=0)
+    delivery_limit: int = Field(5, ge=1, le=100)
+    handler_attempts: int = Field(3, ge=1, le=20)
+
+    # WhatsApp Cloud API
+    whatsapp_app_secret: str = "dev-app-secret"
+    whatsapp_verify_token: str = "dev-verify-token"
+    whatsapp_api_base_url: AnyUrl = AnyUrl("http://127.0.0.1:8090")
+    whatsapp_api_version: str = Field("v23.0", pattern=r"^v\d+\.\d+$")
+    send_rate_per_second: float = Field(80.0, gt=0)
+    pair_rate_burst: int = Field(5, ge=1)
+    pair_rate_per_second: float = Field(1 / 6, gt=0)
+    max_webhook_bytes: int = Field(1024 * 1024, ge=1024)
+
+    # M-Pesa Daraja
+    mpesa_base_url: AnyUrl = AnyUrl("http://127.0.0.1:8091")
+    mpesa_consumer_key: str = "dev-consumer-key"
+    mpesa_consumer_secret: str = "dev-consumer-secret"
+    mpesa_shortcode: str = "174379"
+    mpesa_passkey: str = "dev-passkey"
+    mpesa_callback_url: AnyUrl = AnyUrl("http://127.0.0.1:8080/payments/mpesa/callback")
+    mpesa_callback_token: str | None = None
+
+    # OpenAI (optional: without a key the knowledge base uses PostgreSQL full-text search)
+    openai_api_key: str | None = None
+    openai_base_url: AnyUrl | None = None
+    openai_chat_model: str = "gpt-4o-mini"
+    openai_embedding_model: str = "text-embedding-3-small"
+    openai_timeout_seconds: float = Field(8.0, gt=0)
+
+    # Processes
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(8080, ge=0, le=65535)
+    metrics_port: int = Field(9100, ge=0, le=65535)
+    shutdown_grace_seconds: float = Field(20.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql://")
+        return v or None
+
+    @property
+    def json_logs(self) -> bool:
+        if self.log_format == "auto":
+            return self.environment == "production"
+        return self.log_format == "json"
+
+
+class SettingsError(SystemExit):
+    """Start-up stops with one line naming the bad variable."""
+
+
+def _one_line(err: ValidationError) -> str:
+    first = err.errors()[0]
+    name = "_".join(str(p) for p in first["loc"]).upper() or "settings"
+    return f"configuration error: {name}: {first['msg']}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as err:
+        print(_one_line(err), file=sys.stderr)
+        raise SettingsError(2) from None
