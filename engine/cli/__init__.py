@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from engine.cli import db, orgs, wallet
+from engine.cli import db, demo, orgs, wallet
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="ChatNation conversation engine.")
 app.add_typer(db.app, name="db")
 app.add_typer(orgs.app, name="org")
 app.add_typer(wallet.app, name="wallet")
 app.command("migrate")(db.migrate_command)
+app.command("demo")(demo.demo)

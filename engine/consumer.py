@@ -1,0 +1,201 @@
+"""Consuming a queue so that one key's messages run one at a time, in order, and different keys run
+concurrently; with a per-tenant cap so that one organisation's flood cannot take every slot.
+
+Guarantees: a message is acked only after its handler returned (its transaction committed). A handler
+error is retried in place with backoff (later messages of the same key wait: order is kept), then the
+message is parked with the error in its headers. An infrastructure outage (database or broker down) is
+retried without limit and never parks. A message that kills the process is redelivered by the broker,
+which dead-letters it to parking after the queue's delivery limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import asyncpg
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+
+from engine.logging import get_logger
+
+log = get_logger(__name__)
+
+Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
+KeyOf = Callable[[AbstractIncomingMessage], tuple[str, str]]  # (ordering key, tenant key)
+
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncio.TimeoutError,
+    aio_pika.exceptions.AMQPConnectionError,
+    aio_pika.exceptions.ChannelClosed,
+)
+RETRYABLE_DB_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+)
+
+
+class Park(Exception):
+    """Raised by a handler for a message that can never succeed (e.g. an unknown phone number)."""
+
+
+@dataclass
+class _Lane:
+    pending: collections.deque[AbstractIncomingMessage] = field(default_factory=collections.deque)
+    running: bool = False
+
+
+class Limits:
+    """Shared by every queue a process consumes: total concurrency, and a cap per tenant (fairness)."""
+
+    def __init__(self, concurrency: int, per_tenant: int) -> None:
+        self.slots = asyncio.Semaphore(concurrency)
+        self.per_tenant = per_tenant
+        self._running: collections.Counter[str] = collections.Counter()
+        self._cond = asyncio.Condition()
+
+    async def enter(self, tenant: str) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self._running[tenant] < self.per_tenant)
+            self._running[tenant] += 1
+
+    async def leave(self, tenant: str) -> None:
+        async with self._cond:
+            self._running[tenant] -= 1
+            if self._running[tenant] <= 0:
+                del self._running[tenant]
+            self._cond.notify_all()
+
+
+class OrderedConsumer:
+    """Consumes one queue (one channel). To hand the queue over, call ``stop()``: running messages finish
+    and are acked, the rest stay unacked, and closing the channel returns them to the head of the queue for
+    the next consumer, in order."""
+
+    def __init__(
+        self,
+        *,
+        handler: Handler,
+        key_of: KeyOf,
+        park: Callable[[AbstractIncomingMessage, str], Awaitable[None]],
+        limits: Limits,
+        attempts: int,
+        on_outcome: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self._handler = handler
+        self._key_of = key_of
+        self._park = park
+        self._limits = limits
+        self._attempts = attempts
+        self._on_outcome = on_outcome or (lambda outcome, seconds: None)
+        self._lanes: dict[str, _Lane] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self.received = 0
+        self.running = 0
+        self.processed = 0
+
+    @property
+    def in_flight(self) -> int:
+        return self.received - self.processed
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        """aio-pika callback: queue the message on its key's lane; start the lane when idle."""
+        key, _ = self._key_of(message)
+        lane = self._lanes.setdefault(key, _Lane())
+        lane.pending.append(message)
+        self.received += 1
+        if not lane.running and not self._stopping:
+            lane.running = True
+            task = asyncio.create_task(self._run_lane(key, lane))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run_lane(self, key: str, lane: _Lane) -> None:
+        try:
+            while lane.pending and not self._stopping:
+                message = lane.pending[0]
+                _, tenant = self._key_of(message)
+                async with self._limits.slots:
+                    if self._stopping:
+                        break
+                    await self._limits.enter(tenant)
+                    self.running += 1
+                    try:
+                        await self._process(message)
+                    finally:
+                        self.running -= 1
+                        await self._limits.leave(tenant)
+                lane.pending.popleft()
+        finally:
+            lane.running = False
+            if not lane.pending:
+                self._lanes.pop(key, None)
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        started = time.perf_counter()
+        failures = 0
+        outage = 0
+        while True:
+            try:
+                await self._handler(message)
+                outcome = "processed"
+                break
+            except Park as err:
+                await self._park(message, f"{type(err).__name__}: {err}")
+                outcome = "parked"
+                break
+            except INFRASTRUCTURE_ERRORS as err:
+                outage += 1
+                delay = min(30.0, 0.2 * 2 ** min(outage, 8))
+                log.warning("infrastructure error; retrying", error=repr(err), delay=delay,
+                            message_id=message.message_id)
+                await asyncio.sleep(delay)
+            except RETRYABLE_DB_ERRORS:
+                await asyncio.sleep(0.05)
+            except Exception as err:  # a handler bug or bad data: bounded retries, then park
+                failures += 1
+                if failures >= self._attempts:
+                    log.error("handler failed; parking", message_id=message.message_id, error=repr(err))
+                    await self._park(message, "".join(traceback.format_exception_only(err)).strip()[:2000])
+                    outcome = "parked"
+                    break
+                log.warning("handler failed; retrying", message_id=message.message_id, error=repr(err),
+                            attempt=failures)
+                await asyncio.sleep(0.2 * 2**failures)
+        await self._ack(message)
+        self.processed += 1
+        self._on_outcome(outcome, time.perf_counter() - started)
+
+    async def _ack(self, message: AbstractIncomingMessage) -> None:
+        try:
+            await message.ack()
+        except Exception as err:  # channel gone: the broker redelivers and dedupe makes it harmless
+            log.warning("ack failed; message will be redelivered", message_id=message.message_id, error=repr(err))
+
+    async def stop(self, timeout: float) -> bool:
+        """Start nothing new; wait for running messages to finish (True when they all did in time)."""
+        self._stopping = True
+        deadline = time.monotonic() + timeout
+        while self.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return self.running == 0
+
+
+async def consume(queue: AbstractQueue, consumer: OrderedConsumer) -> str:
+    return await queue.consume(consumer.on_message)
+
+
+def header(message: AbstractIncomingMessage, name: str, default: Any = None) -> Any:
+    return (message.headers or {}).get(name, default)

@@ -1,0 +1,350 @@
+"""The webhook gateway: the only door from WhatsApp and M-Pesa into the engine.
+
+It verifies, splits and queues; it never touches the database. A request is answered 200 only after the broker
+confirmed every message it produced; anything else gets a non-200 so the sender retries (the workers dedupe by
+message id, so a retried envelope whose first attempt was partly queued is harmless).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aio_pika import RobustConnection
+from aio_pika.abc import AbstractRobustConnection
+from aio_pika.connection import make_url
+from pydantic import BaseModel, Field, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from engine import metrics
+from engine.broker import Publisher, Topology
+from engine.logging import get_logger
+from engine.settings import Settings
+from engine.whatsapp.webhook import InboundPart, parse_envelope, split_envelope
+
+log = get_logger("gateway")
+
+RETRY_MIN_SECONDS = 0.2
+RETRY_MAX_SECONDS = 5.0
+MPESA_ACCEPTED = {"ResultCode": 0, "ResultDesc": "Accepted"}
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class PublishFailed(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- broker link
+
+
+class BrokerLink:
+    """Connects in the background until the broker answers; aio-pika's robust connection takes over from there."""
+
+    def __init__(self, settings: Settings, topology: Topology) -> None:
+        self._settings = settings
+        self._topology = topology
+        self._task: asyncio.Task[None] | None = None
+        self.connection: AbstractRobustConnection | None = None
+        self.publisher: Publisher | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._connect_until_done(), name="gateway-broker-connect")
+
+    @property
+    def ready(self) -> bool:
+        conn, pub = self.connection, self.publisher
+        return conn is not None and pub is not None and conn.connected.is_set() and pub.is_open
+
+    async def _connect_until_done(self) -> None:
+        delay = RETRY_MIN_SECONDS
+        while True:
+            try:
+                await self._connect_once()
+                log.info("broker_connected", prefix=self._topology.prefix)
+                return
+            except Exception as exc:  # refused, timeout, auth: keep trying; requests get 503 meanwhile
+                log.warning("broker_connect_failed", error=repr(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+    async def _connect_once(self) -> None:
+        # Built here rather than by engine.broker.connect: if this attempt is cancelled (shutdown), the
+        # half-made robust connection must be closed, or aio-pika keeps reconnecting it forever.
+        connection = RobustConnection(make_url(str(self._settings.rabbitmq_url)))
+        try:
+            await connection.connect(timeout=self._settings.publish_timeout_seconds)
+            channel = await connection.channel()
+            await self._topology.declare(channel)
+            await channel.close()
+            # on_return_raises: an unroutable message must fail the request, not be reported as confirmed.
+            confirm_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        except BaseException:
+            await connection.close()
+            raise
+        self.publisher = Publisher(confirm_channel, self._settings.publish_timeout_seconds)
+        self.connection = connection
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self.connection is not None:
+            await self.connection.close()
+
+
+# ---------------------------------------------------------------- request helpers
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The raw body, refused as soon as it is known to exceed ``limit`` (declared or streamed)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def signature_valid(raw: bytes, header: str | None, secret: str) -> bool:
+    """``X-Hub-Signature-256: sha256=<hex>`` over the bytes exactly as received."""
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest().encode()
+    return hmac.compare_digest(expected, header[7:].strip().lower().encode("latin-1"))
+
+
+def contact_key(part: InboundPart) -> str:
+    """What keeps one contact's events on one shard: wa_id, else the business-scoped user id, else the event."""
+    if part.wa_id:
+        return part.wa_id
+    if part.user_id:
+        return part.user_id
+    for name in ("from_user_id", "recipient_user_id", "user_id"):
+        value = part.payload.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return part.external_id
+
+
+def part_body(part: InboundPart, received_at: float) -> dict[str, Any]:
+    return {
+        "v": 1, "kind": part.kind, "field": part.field, "phone_number_id": part.phone_number_id,
+        "display_phone_number": part.display_phone_number, "wa_id": part.wa_id, "user_id": part.user_id,
+        "contact_name": part.contact_name, "external_id": part.external_id, "timestamp": part.timestamp,
+        "payload": part.payload, "received_at": received_at,
+    }
+
+
+def group_by_route(parts: list[InboundPart], topology: Topology) -> dict[str, list[InboundPart]]:
+    """Parts per shard routing key, each list in envelope order."""
+    groups: dict[str, list[InboundPart]] = {}
+    for part in parts:
+        groups.setdefault(topology.inbound_route(contact_key(part)), []).append(part)
+    return groups
+
+
+# ---------------------------------------------------------------- M-Pesa Daraja STK callback
+
+
+class _MpesaItem(BaseModel):
+    Name: str
+    Value: Any = None
+
+
+class _MpesaMetadata(BaseModel):
+    Item: list[_MpesaItem] = []
+
+
+class StkCallback(BaseModel):
+    MerchantRequestID: str
+    CheckoutRequestID: str = Field(min_length=1)
+    ResultCode: int
+    ResultDesc: str = ""
+    CallbackMetadata: _MpesaMetadata | None = None
+
+
+class _StkBody(BaseModel):
+    stkCallback: StkCallback
+
+
+class DarajaCallback(BaseModel):
+    Body: _StkBody
+
+
+def payment_body(callback: StkCallback, raw: dict[str, Any], received_at: float) -> dict[str, Any]:
+    items = callback.CallbackMetadata.Item if callback.CallbackMetadata else []
+    return {
+        "v": 1, "kind": "payment", "provider": "mpesa", "checkout_request_id": callback.CheckoutRequestID,
+        "merchant_request_id": callback.MerchantRequestID, "result_code": callback.ResultCode,
+        "result_desc": callback.ResultDesc, "metadata": {item.Name: item.Value for item in items},
+        "payload": raw, "received_at": received_at,
+    }
+
+
+# ---------------------------------------------------------------- endpoints
+
+
+class Gateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topology = Topology.from_settings(settings)
+        self.link = BrokerLink(settings, self.topology)
+
+    def _done(self, route: str, outcome: str, response: Response) -> Response:
+        metrics.GATEWAY_REQUESTS.labels(route, outcome).inc()
+        return response
+
+    async def verify(self, request: Request) -> Response:
+        q = request.query_params
+        token = q.get("hub.verify_token", "").encode()
+        if q.get("hub.mode") == "subscribe" and hmac.compare_digest(
+            token, self.settings.whatsapp_verify_token.encode()
+        ):
+            return self._done("webhook_verify", "accepted", PlainTextResponse(q.get("hub.challenge", "")))
+        return self._done("webhook_verify", "forbidden", PlainTextResponse("forbidden", 403))
+
+    async def receive(self, request: Request) -> Response:
+        route = "webhook"
+        try:
+            raw = await read_capped(request, self.settings.max_webhook_bytes)
+        except BodyTooLarge:
+            return self._done(route, "too_large", _text("too large", 413, close=True))
+        if not signature_valid(raw, request.headers.get("x-hub-signature-256"), self.settings.whatsapp_app_secret):
+            metrics.GATEWAY_SIGNATURE_FAILURES.inc()
+            return self._done(route, "bad_signature", _text("bad signature", 401))
+        try:
+            parts = split_envelope(parse_envelope(json.loads(raw)))
+        except (ValueError, ValidationError, TypeError, KeyError):  # JSONDecodeError is a ValueError
+            return self._done(route, "bad_request", _text("not a webhook envelope", 400))
+        if not parts:  # nothing to queue: no reason to make Meta retry
+            return self._done(route, "accepted", _text("ok", 200))
+        if not self.link.ready:
+            return self._done(route, "unavailable", _text("broker unavailable", 503))
+        try:
+            await self._publish_parts(parts)
+        except PublishFailed:
+            return self._done(route, "unavailable", _text("broker unavailable", 503))
+        return self._done(route, "accepted", _text("ok", 200))
+
+    async def _publish_parts(self, parts: list[InboundPart]) -> None:
+        """Shards in parallel, each shard's parts one after the other; all confirmed within the timeout."""
+        publisher = self.link.publisher
+        assert publisher is not None
+        exchange, received_at = self.topology.inbound_exchange, time.time()
+        in_flight: dict[str, InboundPart] = {}
+
+        async def run(route: str, group: list[InboundPart]) -> None:
+            for part in group:
+                in_flight[route] = part
+                await publisher.publish(exchange, route, part_body(part, received_at), message_id=part.external_id)
+                metrics.GATEWAY_PARTS_PUBLISHED.labels(part.kind).inc()
+            in_flight.pop(route, None)
+
+        groups = group_by_route(parts, self.topology)
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.settings.publish_timeout_seconds):
+                if len(groups) == 1:
+                    await run(*next(iter(groups.items())))
+                else:
+                    async with asyncio.TaskGroup() as tasks:
+                        for route, group in groups.items():
+                            tasks.create_task(run(route, group))
+        except Exception as exc:  # timeout, closed channel, nack, unroutable (inside an ExceptionGroup or not)
+            for part in in_flight.values():
+                log.warning("publish_failed", phone_number_id=part.phone_number_id, wa_id=part.wa_id,
+                            external_id=part.external_id, kind=part.kind, error=repr(exc))
+            raise PublishFailed from exc
+        metrics.GATEWAY_PUBLISH_SECONDS.observe(time.perf_counter() - started)
+        log.debug("webhook_queued", parts=len(parts), shards=len(groups))
+
+    async def mpesa_callback(self, request: Request) -> Response:
+        route = "mpesa_callback"
+        expected = self.settings.mpesa_callback_token
+        if expected is not None and not hmac.compare_digest(
+            request.query_params.get("token", "").encode(), expected.encode()
+        ):
+            return self._done(route, "unauthorized", _text("unauthorized", 401))
+        try:
+            raw_bytes = await read_capped(request, self.settings.max_webhook_bytes)
+        except BodyTooLarge:
+            return self._done(route, "too_large", _text("too large", 413, close=True))
+        try:
+            raw = json.loads(raw_bytes)
+            callback = DarajaCallback.model_validate(raw).Body.stkCallback
+        except (ValueError, ValidationError):
+            return self._done(route, "bad_request", _text("not an STK callback", 400))
+        if not self.link.ready:
+            return self._done(route, "unavailable", _text("broker unavailable", 503))
+        return await self._publish_payment(callback, raw)
+
+    async def _publish_payment(self, callback: StkCallback, raw: dict[str, Any]) -> Response:
+        route, publisher = "mpesa_callback", self.link.publisher
+        assert publisher is not None
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.settings.publish_timeout_seconds):
+                await publisher.publish(self.topology.payments_exchange, "mpesa", payment_body(callback, raw, time.time()),
+                                        message_id=callback.CheckoutRequestID)
+        except Exception as exc:
+            log.warning("publish_failed", checkout_request_id=callback.CheckoutRequestID, error=repr(exc))
+            return self._done(route, "unavailable", _text("broker unavailable", 503))
+        metrics.GATEWAY_PUBLISH_SECONDS.observe(time.perf_counter() - started)
+        metrics.GATEWAY_PARTS_PUBLISHED.labels("payment").inc()
+        return self._done(route, "accepted", JSONResponse(MPESA_ACCEPTED))
+
+    async def healthz(self, request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz(self, request: Request) -> Response:
+        if self.link.ready:
+            return PlainTextResponse("ready")
+        return PlainTextResponse("broker not connected", 503)
+
+    async def metrics(self, request: Request) -> Response:
+        return metrics.metrics_response()
+
+
+def _text(body: str, status: int, *, close: bool = False) -> Response:
+    # An unread request body cannot be skipped safely on a kept-alive connection: close it instead.
+    return PlainTextResponse(body, status, headers={"connection": "close"} if close else None)
+
+
+def create_app(settings: Settings) -> Starlette:
+    gateway = Gateway(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        gateway.link.start()  # never blocks start-up: requests get 503 until the broker is reachable
+        yield
+        await gateway.link.close()
+
+    routes = [
+        Route("/webhook", gateway.verify, methods=["GET"]),
+        Route("/webhook", gateway.receive, methods=["POST"]),
+        Route("/payments/mpesa/callback", gateway.mpesa_callback, methods=["POST"]),
+        Route("/healthz", gateway.healthz, methods=["GET"]),
+        Route("/readyz", gateway.readyz, methods=["GET"]),
+        Route("/metrics", gateway.metrics, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.gateway = gateway
+    return app
+

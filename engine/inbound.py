@@ -1,0 +1,207 @@
+"""The inbound role: one queued event -> one PostgreSQL transaction, tenant-scoped by RLS -> ack.
+
+Kinds: ``message`` (a user wrote), ``status`` (sent/delivered/read/failed of our reply), ``payment`` (an
+M-Pesa result routed here so that it runs in the contact's order), ``timer`` (a due conversation timer).
+Every kind that takes effect records its external id in ``processed_events`` in the same transaction, so
+a redelivery or a second webhook has no effect at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from aio_pika.abc import AbstractIncomingMessage
+
+import handlers
+from engine import metrics_worker as metrics
+from engine.consumer import Park
+from engine.db import set_tenant
+from engine.logging import get_logger
+from engine.runtime import Runtime
+from engine.turn import Contact, Conversation, Org, Turn
+from engine.whatsapp.webhook import inbound_to_event_fields
+from state_machines.base import State
+
+log = get_logger(__name__)
+
+STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
+
+
+def decode(message: AbstractIncomingMessage) -> dict[str, Any]:
+    try:
+        body = json.loads(message.body)
+    except ValueError as err:
+        raise Park(f"not JSON: {err}") from None
+    if not isinstance(body, dict) or "kind" not in body:
+        raise Park("not an engine event (no 'kind')")
+    return body
+
+
+def key_of(message: AbstractIncomingMessage) -> tuple[str, str]:
+    """(contact key, tenant key) without a full decode: the gateway and the engine put both in the body."""
+    try:
+        body = json.loads(message.body)
+        return str(body.get("wa_id") or body.get("external_id") or message.message_id), str(body.get("phone_number_id"))
+    except ValueError:
+        return str(message.message_id), "?"
+
+
+async def handle(rt: Runtime, message: AbstractIncomingMessage) -> None:
+    body = decode(message)
+    kind = body["kind"]
+    with metrics.processing_seconds.labels(kind).time():
+        outcome = await _dispatch(rt, kind, body)
+    metrics.events.labels(kind, outcome).inc()
+
+
+async def _dispatch(rt: Runtime, kind: str, body: dict[str, Any]) -> str:
+    if kind in ("error", "other"):
+        log.info("webhook part without a conversation effect", kind=kind, field=body.get("field"),
+                 payload=str(body.get("payload"))[:300])
+        return "ignored"
+    org_id = await rt.org_for_phone_number(str(body.get("phone_number_id")))
+    if org_id is None:
+        raise Park(f"unknown phone_number_id {body.get('phone_number_id')!r}")
+    async with rt.app_pool.acquire() as conn, conn.transaction():
+        await set_tenant(conn, org_id)
+        if kind == "status":
+            return await apply_status(conn, org_id, body)
+        source = {"message": "wa_message", "payment": "mpesa_callback", "timer": "timer"}.get(kind)
+        if source is None:
+            raise Park(f"unknown event kind {kind!r}")
+        if not await claim(conn, org_id, source, str(body["external_id"])):
+            metrics.duplicates.labels(source).inc()
+            return "duplicate"
+        turn = await open_turn(conn, org_id, body, kind)
+        if turn is None:
+            return "ignored"
+        turn.runtime = rt
+        await handlers.route(kind, turn, body)
+        await turn.finish()
+    for work in turn.after_commit:  # only what committed: a crash before here leaves it to its timer
+        await work()
+    return "processed"
+
+
+async def claim(conn: asyncpg.Connection, org_id: UUID, source: str, external_id: str) -> bool:
+    """True the first time an event is seen. A concurrent twin waits on the key and then sees it taken."""
+    return bool(await conn.fetchval(
+        """INSERT INTO processed_events (organization_id, source, external_id) VALUES ($1, $2, $3)
+           ON CONFLICT DO NOTHING RETURNING true""", org_id, source, external_id))
+
+
+async def open_turn(conn: asyncpg.Connection, org_id: UUID, body: dict[str, Any], kind: str) -> Turn | None:
+    now = datetime.now(UTC)
+    org_row = await conn.fetchrow("SELECT id, name, whatsapp_phone_id, settings FROM organizations WHERE id = $1", org_id)
+    org = Org(org_row["id"], org_row["name"], org_row["whatsapp_phone_id"], org_row["settings"] or {})
+    wa_id = str(body.get("wa_id") or "")
+    if kind == "message":
+        contact_row = await upsert_contact(conn, org_id, wa_id, body.get("contact_name"), now)
+    else:
+        contact_row = await conn.fetchrow("SELECT * FROM contacts WHERE phone = $1", wa_id)
+        if contact_row is None:
+            log.warning("event for an unknown contact", kind=kind, wa_id=wa_id)
+            return None
+    contact = Contact(contact_row["id"], contact_row["phone"], contact_row["name"], contact_row["language"],
+                      contact_row["opted_in"], contact_row["message_count"])
+    conversation = await open_conversation(conn, org_id, contact.id)
+    turn = Turn(conn=conn, org=org, contact=contact, conversation=conversation, now=now, trigger=kind,
+                initial_version=conversation.state.version)
+    if kind == "message":
+        await store_inbound(turn, body)
+    return turn
+
+
+async def upsert_contact(conn: asyncpg.Connection, org_id: UUID, wa_id: str, name: str | None,
+                         now: datetime) -> asyncpg.Record:
+    return await conn.fetchrow(
+        """INSERT INTO contacts (organization_id, phone, whatsapp_id, name, first_seen_at, last_seen_at,
+                                 message_count, opted_in, opted_in_at)
+           VALUES ($1, $2, $2, $3, $4, $4, 1, true, $4)
+           ON CONFLICT (organization_id, phone) DO UPDATE
+               SET last_seen_at = GREATEST(contacts.last_seen_at, EXCLUDED.last_seen_at),
+                   message_count = contacts.message_count + 1,
+                   name = COALESCE(EXCLUDED.name, contacts.name)
+           RETURNING *""",
+        org_id, wa_id, name, now,
+    )
+
+
+async def open_conversation(conn: asyncpg.Connection, org_id: UUID, contact_id: UUID) -> Conversation:
+    """The contact's active conversation, locked for this transaction; opened on first contact."""
+    for _ in range(2):
+        row = await conn.fetchrow(
+            "SELECT * FROM conversations WHERE contact_id = $1 AND status = 'active' FOR UPDATE", contact_id)
+        if row is not None:
+            state = State(module=row["current_module"], step=row["current_state"] or "idle",
+                          data=row["state_data"] or {}, version=row["state_version"])
+            return Conversation(row["id"], state, row["last_user_message_at"])
+        await conn.execute(
+            """INSERT INTO conversations (organization_id, contact_id, current_state) VALUES ($1, $2, 'idle')
+               ON CONFLICT (contact_id) WHERE status = 'active' DO NOTHING""", org_id, contact_id)
+    raise RuntimeError("conversation could not be opened")
+
+
+async def store_inbound(turn: Turn, body: dict[str, Any]) -> None:
+    payload = body.get("payload") or {}
+    kind, text, _ = inbound_to_event_fields(payload)
+    ts = body.get("timestamp")
+    sent_at = datetime.fromtimestamp(int(ts), UTC) if ts else turn.now
+    await turn.conn.execute(
+        """INSERT INTO messages (organization_id, conversation_id, contact_id, direction, type, content, payload,
+                                 wa_message_id, created_at)
+           VALUES ($1, $2, $3, 'inbound', $4, $5, $6, $7, $8)""",
+        turn.org.id, turn.conversation.id, turn.contact.id, str(payload.get("type") or kind)[:20], text, payload,
+        body["external_id"], sent_at,
+    )
+    await turn.conn.execute(
+        "UPDATE conversations SET last_user_message_at = GREATEST(last_user_message_at, $2) WHERE id = $1",
+        turn.conversation.id, turn.now)
+    turn.conversation.last_user_message_at = turn.now
+    turn.inbound_wa_id = body["external_id"]
+
+
+async def apply_status(conn: asyncpg.Connection, org_id: UUID, body: dict[str, Any]) -> str:
+    status = body.get("payload") or {}
+    new = str(status.get("status"))
+    if new not in STATUS_RANK:
+        return "ignored"  # 'played' and future kinds
+    errors = status.get("errors") or [{}]
+    ts = datetime.fromtimestamp(int(status["timestamp"]), UTC) if status.get("timestamp") else None
+    for attempt in range(2):
+        row = await conn.fetchrow(
+            """SELECT id FROM messages WHERE organization_id = $1 AND wa_message_id = $2 AND direction = 'outbound'
+               FOR UPDATE""", org_id, status.get("id"))
+        if row is not None:
+            changed = await advance_status(conn, row["id"], new, ts, errors[0].get("code"), errors[0].get("title"))
+            return "processed" if changed else "stale"
+        if attempt == 0:  # the sender may not have recorded the id yet: the webhook can beat its UPDATE
+            await asyncio.sleep(0.5)
+    log.info("status for a message this engine did not send", wa_message_id=status.get("id"), status=new)
+    return "ignored"
+
+
+async def advance_status(conn: asyncpg.Connection, message_id: UUID, new: str, at: datetime | None = None,
+                         error_code: int | None = None, error_title: str | None = None) -> bool:
+    """Monotonic: queued < sent < delivered < read; failed is terminal. A late 'delivered' never overwrites
+    'read'. Broadcast counters count every stage passed, so a skipped 'delivered' is still counted."""
+    row = await conn.fetchrow("SELECT wa_status, broadcast_id FROM messages WHERE id = $1 FOR UPDATE", message_id)
+    old = row["wa_status"] or "queued"
+    if old == "failed" or (new != "failed" and STATUS_RANK[new] <= STATUS_RANK[old]):
+        return False
+    await conn.execute(
+        f"""UPDATE messages SET wa_status = $2, {new}_at = COALESCE($3, now()),
+                   error_code = COALESCE($4, error_code), error_title = COALESCE($5, error_title)
+            WHERE id = $1""", message_id, new, at, error_code, error_title)
+    if row["broadcast_id"] is not None:
+        passed = ["failed"] if new == "failed" else [
+            s for s in ("sent", "delivered", "read") if STATUS_RANK[old] < STATUS_RANK[s] <= STATUS_RANK[new]]
+        sets = ", ".join(f"{s}_count = {s}_count + 1" for s in passed)
+        await conn.execute(f"UPDATE broadcasts SET {sets} WHERE id = $1", row["broadcast_id"])
+        await conn.execute("UPDATE broadcast_recipients SET status = $2 WHERE message_id = $1", message_id, new)
+    return True

@@ -1,0 +1,79 @@
+"""The outbox relay: publishes committed replies to the outbound queue, in id order, then marks them.
+
+One relay is active at a time (a PostgreSQL advisory lock; others wait as stand-bys), so rows leave in the
+order they were committed per contact. A crash between publishing and marking re-publishes; the sender
+drops a reply that was already accepted by WhatsApp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from typing import Any
+
+import asyncpg
+
+from engine import metrics_worker as metrics
+from engine.logging import get_logger
+from engine.runtime import Runtime
+
+log = get_logger(__name__)
+RELAY_LOCK = 0x52454C41  # "RELA"
+BATCH = 500
+
+
+async def relay_forever(rt: Runtime, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await _relay_while_leader(rt, stop)
+        except Exception as err:  # the relay must outlive any outage; it resumes where the table says
+            log.warning("relay interrupted; retrying", error=repr(err))
+            await _sleep(stop, 1.0)
+
+
+async def _relay_while_leader(rt: Runtime, stop: asyncio.Event) -> None:
+    conn: asyncpg.Connection = await asyncpg.connect(rt.urls.owner)
+    wake = asyncio.Event()
+    try:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK):
+            await _sleep(stop, 1.0)  # another relay is active; stand by
+            return
+        await conn.add_listener("outbox", lambda *_: wake.set())
+        log.info("outbox relay active")
+        while not stop.is_set():
+            wake.clear()
+            if await relay_batch(rt, conn) < BATCH:
+                try:
+                    await asyncio.wait_for(wake.wait(), timeout=0.5)
+                except TimeoutError:
+                    pass
+    finally:
+        await conn.close()  # also releases the advisory lock
+
+
+async def relay_batch(rt: Runtime, conn: asyncpg.Connection) -> int:
+    rows = await conn.fetch(
+        "SELECT id, payload FROM outbox WHERE relayed_at IS NULL ORDER BY id LIMIT $1", BATCH)
+    if not rows:
+        return 0
+    by_shard: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        payload = row["payload"] if isinstance(row["payload"], dict) else json.loads(row["payload"])
+        by_shard[rt.topology.outbound_route(payload["contact_key"])].append(payload)
+
+    async def publish(route: str, jobs: list[dict[str, Any]]) -> None:
+        for job in jobs:  # one contact's replies stay in order: sequential within a shard
+            await rt.publisher.publish(rt.topology.outbound_exchange, route, job, message_id=job["message_id"])
+
+    await asyncio.gather(*(publish(route, jobs) for route, jobs in by_shard.items()))
+    await conn.execute("UPDATE outbox SET relayed_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+    metrics.relayed.inc(len(rows))
+    return len(rows)
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass

@@ -1,0 +1,128 @@
+"""The worker roles, wired: which queues each consumes and which loops it runs.
+
+- inbound: the inbound shards this process owns (see ``engine.shards``), plus the payments queue router.
+- relay: the outbox relay and the timer scanner (each active in one process at a time, the rest stand by).
+- sender: the outbound shards this process owns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+
+from engine import inbound
+from engine import metrics_worker as metrics
+from engine.consumer import Limits, OrderedConsumer
+from engine.logging import get_logger
+from engine.outbox import relay_forever
+from engine.runtime import Runtime
+from engine.sender import Sender
+from engine.shards import ShardCoordinator
+from engine.timers import timers_forever
+from handlers.payments import route_callback
+
+log = get_logger(__name__)
+PREFETCH = 100
+
+
+@dataclass
+class ShardedConsumers:
+    """Consumes whichever shard queues the coordinator gives this process, one channel per shard."""
+
+    rt: Runtime
+    role: str
+    queue_name: Callable[[int], str]
+    handler: Callable[[AbstractIncomingMessage], Awaitable[None]]
+    key_of: Callable[[AbstractIncomingMessage], tuple[str, str]]
+    limits: Limits
+    active: dict[int, tuple[AbstractChannel, OrderedConsumer]] = field(default_factory=dict)
+
+    async def start_shard(self, shard: int) -> None:
+        channel = await self.rt.connection.channel()
+        await channel.set_qos(prefetch_count=PREFETCH)
+        queue_name = self.queue_name(shard)
+
+        async def park(message: AbstractIncomingMessage, error: str) -> None:
+            await park_message(self.rt, message, error, queue_name)
+
+        consumer = OrderedConsumer(handler=self.handler, key_of=self.key_of, park=park, limits=self.limits,
+                                   attempts=self.rt.settings.handler_attempts, on_outcome=self._outcome)
+        queue = await channel.get_queue(queue_name, ensure=False)
+        await queue.consume(consumer.on_message)
+        self.active[shard] = (channel, consumer)
+
+    async def stop_shard(self, shard: int) -> None:
+        """Finish what runs, then close the channel: the rest goes back to the queue's head, in order."""
+        channel, consumer = self.active.pop(shard)
+        if not await consumer.stop(self.rt.settings.shutdown_grace_seconds):
+            log.warning("shard stopped with work still running; it will be redelivered", shard=shard)
+        await channel.close()
+
+    def stats(self) -> tuple[int, int]:
+        consumers = [c for _, c in self.active.values()]
+        return sum(c.in_flight for c in consumers), sum(c.processed for c in consumers)
+
+    def _outcome(self, outcome: str, seconds: float) -> None:
+        metrics.in_flight.labels(self.role).set(self.stats()[0])
+
+
+async def park_message(rt: Runtime, message: AbstractIncomingMessage, error: str, queue: str) -> None:
+    """Poison message: to the parking queue with the error attached (confirmed); the caller then acks it."""
+    headers = dict(message.headers or {})
+    headers.update({"x-error": error[:2000], "x-original-queue": queue, "x-original-exchange": message.exchange,
+                    "x-original-routing-key": message.routing_key,
+                    "x-attempts": int(headers.get("x-delivery-count", 0) or 0) + 1})
+    await rt.publisher.publish(rt.topology.dead_letter_exchange, "", message.body,
+                               message_id=message.message_id, headers=headers)
+
+
+async def run_roles(rt: Runtime, roles: set[str], concurrency: int, stop: asyncio.Event) -> None:
+    tasks: list[asyncio.Task[None]] = []
+    limits = Limits(concurrency, per_tenant=max(1, concurrency // 4))
+    if "inbound" in roles:
+        sharded = ShardedConsumers(rt, "inbound", rt.topology.inbound_queue, lambda m: inbound.handle(rt, m),
+                                   inbound.key_of, limits)
+        tasks.append(asyncio.create_task(_coordinate(rt, sharded, rt.topology.inbound_shards, stop)))
+        tasks.append(asyncio.create_task(_payments(rt, stop)))
+    if "sender" in roles:
+        sender = Sender(rt, rate_share=1.0)
+        sharded_out = ShardedConsumers(rt, "sender", rt.topology.outbound_queue, sender.handle, _outbound_key,
+                                       Limits(concurrency, per_tenant=max(1, concurrency // 2)))
+        tasks.append(asyncio.create_task(_coordinate(rt, sharded_out, rt.topology.outbound_shards, stop)))
+    if "relay" in roles:
+        tasks.append(asyncio.create_task(relay_forever(rt, stop)))
+        tasks.append(asyncio.create_task(timers_forever(rt, stop)))
+    await asyncio.gather(*tasks)
+
+
+async def _coordinate(rt: Runtime, sharded: ShardedConsumers, shards: int, stop: asyncio.Event) -> None:
+    coordinator = ShardCoordinator(rt.urls.owner, sharded.role, shards, sharded.start_shard, sharded.stop_shard,
+                                   sharded.stats)
+    await coordinator.run(stop)
+
+
+async def _payments(rt: Runtime, stop: asyncio.Event) -> None:
+    """M-Pesa callbacks: any number of routers; each callback is re-published into its contact's shard."""
+    channel = await rt.connection.channel()
+    await channel.set_qos(prefetch_count=20)
+    async def park(message: AbstractIncomingMessage, error: str) -> None:
+        await park_message(rt, message, error, rt.topology.payments_queue)
+
+    consumer = OrderedConsumer(handler=lambda m: route_callback(rt, m), key_of=lambda m: (str(m.message_id), "mpesa"),
+                               park=park, limits=Limits(20, 20), attempts=rt.settings.handler_attempts)
+    queue = await channel.get_queue(rt.topology.payments_queue, ensure=False)
+    await queue.consume(consumer.on_message)
+    await stop.wait()
+    await consumer.stop(rt.settings.shutdown_grace_seconds)
+    await channel.close()
+
+
+def _outbound_key(message: AbstractIncomingMessage) -> tuple[str, str]:
+    import json
+
+    job = json.loads(message.body)
+    return str(job.get("to")), str(job.get("phone_number_id"))
+

@@ -1,0 +1,69 @@
+"""Everything a worker process shares, built once at start-up: settings, pools, broker, HTTP clients."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import httpx
+from aio_pika.abc import AbstractRobustConnection
+
+from engine.broker import Publisher, Topology, connect
+from engine.db import DatabaseUrls, create_pool, database_urls
+from engine.mpesa import DarajaClient, PaymentProvider
+from engine.settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    topology: Topology
+    urls: DatabaseUrls
+    app_pool: asyncpg.Pool
+    owner_pool: asyncpg.Pool
+    connection: AbstractRobustConnection
+    publisher: Publisher
+    http: httpx.AsyncClient
+    payments: PaymentProvider
+    _org_cache: dict[str, tuple[float, UUID | None]] = field(default_factory=dict)
+
+    @classmethod
+    async def start(cls, settings: Settings, *, pool_size: int | None = None) -> Runtime:
+        urls = await database_urls(settings)
+        size = pool_size or settings.db_pool_size
+        app_pool = await create_pool(urls.app, max_size=size)
+        owner_pool = await create_pool(urls.owner, max_size=3)
+        connection = await connect(settings)
+        topology = Topology.from_settings(settings)
+        channel = await connection.channel()
+        await topology.declare(channel)
+        await channel.close()
+        publisher = await Publisher.open(connection, settings.publish_timeout_seconds)
+        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0),
+                                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+        return cls(settings, topology, urls, app_pool, owner_pool, connection, publisher, http,
+                   DarajaClient(http, settings))
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.connection.close()
+        await self.app_pool.close()
+        await self.owner_pool.close()
+
+    async def org_for_phone_number(self, phone_number_id: str) -> UUID | None:
+        """Routing lookup, cached briefly: the hot path asks it for every message."""
+        hit = self._org_cache.get(phone_number_id)
+        now = time.monotonic()
+        if hit and now - hit[0] < 30:
+            return hit[1]
+        org_id = await self.app_pool.fetchval("SELECT org_by_phone_number_id($1)", phone_number_id)
+        self._org_cache[phone_number_id] = (now, org_id)
+        return org_id
+
+    async def publish_inbound(self, contact_key: str, body: dict[str, Any], message_id: str) -> None:
+        """Into the contact's ordered path (timers and payment results go this way too)."""
+        await self.publisher.publish(self.topology.inbound_exchange, self.topology.inbound_route(contact_key),
+                                     body, message_id=message_id)

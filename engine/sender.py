@@ -1,0 +1,164 @@
+"""The sender role: outbound jobs -> WhatsApp Cloud API, at most once per reply.
+
+Per job: drop it when the reply already has a WhatsApp id (a relay re-publish or a redelivery); wait for
+the phone number's rate limit and the recipient's pair limit; send, retrying transient errors with
+exponential backoff and jitter; record the id. Permanent errors mark the reply failed with the code;
+an expired token (190) pauses the organisation's sends and parks them for replay once it is fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from typing import Any
+from uuid import UUID
+
+from aio_pika.abc import AbstractIncomingMessage
+from aiolimiter import AsyncLimiter
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from engine import metrics_worker as metrics
+from engine.consumer import Park
+from engine.db import tenant_tx
+from engine.inbound import advance_status
+from engine.logging import get_logger
+from engine.runtime import Runtime
+from engine.whatsapp.client import CloudApiClient
+from engine.whatsapp.outbound import ApiError, build_payload
+from state_machines.base import Image
+
+log = get_logger(__name__)
+PAIR_LIMIT_CODE = 131056
+TOKEN_PAUSE_SECONDS = 300
+
+
+def _transient(err: BaseException) -> bool:
+    return isinstance(err, ApiError) and err.action == "retry"
+
+
+_BACKOFF = wait_exponential_jitter(multiplier=0.2, max=10, jitter=0.2)
+
+
+def _wait(retry_state: Any) -> float:
+    """Exponential with jitter; the pair limit (131056) backs off 4^n seconds as Meta asks."""
+    err = retry_state.outcome.exception() if retry_state.outcome else None
+    if isinstance(err, ApiError) and err.code == PAIR_LIMIT_CODE:
+        return float(min(4 ** retry_state.attempt_number, 64))
+    return float(_BACKOFF(retry_state))
+
+
+class Sender:
+    def __init__(self, rt: Runtime, rate_share: float = 1.0, attempts: int = 6, max_seconds: float = 120) -> None:
+        self.rt = rt
+        self.client = CloudApiClient(rt.http, str(rt.settings.whatsapp_api_base_url), rt.settings.whatsapp_api_version)
+        self.rate_share = rate_share  # this process's share of each number's rate (its share of the shards)
+        self._numbers: dict[str, AsyncLimiter] = {}
+        self._pairs: OrderedDict[str, AsyncLimiter] = OrderedDict()
+        self._paused: dict[str, float] = {}
+        self._tokens: dict[str, tuple[float, str]] = {}
+        self._retry = dict(retry=retry_if_exception(_transient), wait=_wait, reraise=True,
+                           stop=stop_after_attempt(attempts) | stop_after_delay(max_seconds))
+
+    async def handle(self, message: AbstractIncomingMessage) -> None:
+        job = json.loads(message.body)
+        org_id, message_id = UUID(job["organization_id"]), UUID(job["message_id"])
+        if self._paused.get(job["organization_id"], 0) > time.monotonic():
+            raise Park("sending paused for this organisation: access token expired (190); fix it, then replay")
+        token = await self._prepare(org_id, message_id)
+        if token is None:
+            metrics.sends.labels("duplicate_dropped", "").inc()
+            return
+        await self._limiter(job["phone_number_id"]).acquire()
+        await self._pair(job["to"]).acquire()
+        try:
+            wamid = await self._send_with_retries(job, token)
+        except ApiError as err:
+            await self._failed(job, org_id, message_id, err)
+            return
+        async with tenant_tx(self.rt.app_pool, org_id) as conn:
+            await conn.execute("UPDATE messages SET wa_message_id = $2 WHERE id = $1", message_id, wamid)
+            await advance_status(conn, message_id, "sent")
+        metrics.sends.labels("accepted", "").inc()
+
+    async def _prepare(self, org_id: UUID, message_id: UUID) -> str | None:
+        """The organisation's token, or None when this reply was already accepted or failed."""
+        async with tenant_tx(self.rt.app_pool, org_id) as conn:
+            row = await conn.fetchrow("SELECT wa_message_id, wa_status FROM messages WHERE id = $1", message_id)
+            if row is None or row["wa_message_id"] is not None or row["wa_status"] == "failed":
+                return None
+            return await self._token(conn, org_id)
+
+    async def _token(self, conn: Any, org_id: UUID) -> str:
+        cached = self._tokens.get(str(org_id))
+        if cached and time.monotonic() - cached[0] < 30:
+            return cached[1]
+        token = await conn.fetchval("SELECT whatsapp_access_token FROM organizations WHERE id = $1", org_id)
+        self._tokens[str(org_id)] = (time.monotonic(), token or "")
+        return token or ""
+
+    async def _send_with_retries(self, job: dict[str, Any], token: str) -> str:
+        async for attempt in AsyncRetrying(**self._retry):
+            with attempt:
+                started = time.perf_counter()
+                try:
+                    request = job.get("request") or await self._image_request(job, token)
+                    result = await self.client.send(job["phone_number_id"], token, request)
+                except ApiError as err:
+                    metrics.sends.labels(err.action, str(err.code)).inc()
+                    log.warning("send failed", code=err.code, http_status=err.http_status, action=err.action,
+                                message_id=job["message_id"])
+                    raise
+                finally:
+                    metrics.send_seconds.observe(time.perf_counter() - started)
+        return str(result.wamid)
+
+    async def _image_request(self, job: dict[str, Any], token: str) -> dict[str, Any]:
+        """Images we generate (ticket QR codes) are uploaded first, then sent by media id."""
+        ref, caption = job["image"]["ref"], job["image"].get("caption", "")
+        kind, _, key = ref.partition(":")
+        if kind != "qr":
+            raise Park(f"unknown image reference {ref!r}")
+        async with tenant_tx(self.rt.app_pool, UUID(job["organization_id"])) as conn:
+            png = await conn.fetchval(
+                """SELECT i.image FROM ticket_images i JOIN tickets t ON t.id = i.ticket_id
+                   WHERE t.ticket_code = $1""", key)
+        if png is None:
+            raise Park(f"no image stored for {ref!r}")
+        media_id = await self.client.upload_media(job["phone_number_id"], token, png, "image/png", f"{key}.png")
+        return build_payload(Image(ref=ref, caption=caption), job["to"], image_id=media_id)
+
+    async def _failed(self, job: dict[str, Any], org_id: UUID, message_id: UUID, err: ApiError) -> None:
+        if err.action == "token_expired":
+            self._paused[job["organization_id"]] = time.monotonic() + TOKEN_PAUSE_SECONDS
+            log.error("ALERT: WhatsApp access token expired or invalid; sends paused", organization_id=str(org_id),
+                      phone_number_id=job["phone_number_id"])
+            raise Park(f"access token rejected (code {err.code}): {err.message}")
+        if err.action == "retry":
+            raise err  # retries exhausted: the consumer retries later, then parks with the error
+        async with tenant_tx(self.rt.app_pool, org_id) as conn:
+            await advance_status(conn, message_id, "failed", error_code=err.code, error_title=err.message[:500])
+        log.info("reply failed permanently", code=err.code, message_id=str(message_id))
+        metrics.sends.labels("failed", str(err.code)).inc()
+
+    def _limiter(self, phone_number_id: str) -> AsyncLimiter:
+        if phone_number_id not in self._numbers:
+            rate = max(1.0, self.rt.settings.send_rate_per_second * self.rate_share)
+            self._numbers[phone_number_id] = AsyncLimiter(rate, 1.0)
+        return self._numbers[phone_number_id]
+
+    def _pair(self, to: str) -> AsyncLimiter:
+        limiter = self._pairs.pop(to, None)
+        if limiter is None:
+            burst = self.rt.settings.pair_rate_burst
+            limiter = AsyncLimiter(burst, burst / self.rt.settings.pair_rate_per_second)
+        self._pairs[to] = limiter
+        while len(self._pairs) > 100_000:  # forget the least recently seen recipients
+            self._pairs.popitem(last=False)
+        return limiter

@@ -1,0 +1,172 @@
+"""One event's unit of work inside its transaction: who, where the conversation stands, what to send.
+
+Handlers change the conversation through a ``Turn``; ``finish()`` writes the new state, the replies (each
+debited and written to the outbox) and nothing else, all in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from engine import metrics_worker as metrics
+from engine.logging import get_logger
+from engine.wallet import debit, price_of, signal_low_balance_once
+from engine.whatsapp.outbound import SendRequestInvalid, build_payload
+from state_machines.base import Buttons, Image, ListMenu, Reply, State, Text
+
+log = get_logger(__name__)
+
+SERVICE_WINDOW = timedelta(hours=24)
+LOOP_WINDOW = timedelta(minutes=10)
+LOOP_LIMIT = 20  # the same reply this many times to one contact within LOOP_WINDOW is a bot loop
+
+
+@dataclass
+class Org:
+    id: UUID
+    name: str
+    phone_number_id: str
+    settings: dict[str, Any]
+
+    @property
+    def language(self) -> str:
+        return str(self.settings.get("language") or "en")
+
+
+@dataclass
+class Contact:
+    id: UUID
+    phone: str
+    name: str | None
+    language: str | None
+    opted_in: bool
+    message_count: int
+
+
+@dataclass
+class Conversation:
+    id: UUID
+    state: State
+    last_user_message_at: datetime | None
+
+
+@dataclass
+class Turn:
+    conn: asyncpg.Connection
+    org: Org
+    contact: Contact
+    conversation: Conversation
+    now: datetime
+    trigger: str  # "message" | "payment" | "timer"
+    inbound_wa_id: str | None = None
+    replies: list[Reply] = field(default_factory=list)
+    initial_version: int = 0
+    # Work that must wait until this transaction committed (e.g. asking M-Pesa for a payment).
+    after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    runtime: Any = None  # the process's Runtime, for after-commit work
+    new_timers: list[UUID] = field(default_factory=list)
+
+    @property
+    def language(self) -> str:
+        return self.contact.language or self.org.language
+
+    @property
+    def contact_key(self) -> str:
+        return self.contact.phone
+
+    def in_service_window(self) -> bool:
+        last = self.conversation.last_user_message_at
+        return last is not None and self.now - last < SERVICE_WINDOW
+
+    async def finish(self) -> int:
+        """Persist the state and queue the replies; returns how many replies were queued."""
+        await self._save_state()
+        if self.trigger == "timer" and not self.contact.opted_in:
+            return 0  # an opted-out contact gets nothing but replies to their own messages
+        if not self.in_service_window():
+            if self.replies:
+                log.info("outside the 24-hour window; free-form replies not sent", replies=len(self.replies))
+                metrics.replies_skipped.labels("outside_window").inc(len(self.replies))
+            return 0
+        queued = 0
+        for reply in self.replies:
+            if await self._queue_reply(reply):
+                queued += 1
+        return queued
+
+    async def _save_state(self) -> None:
+        s = self.conversation.state
+        if self.new_timers:  # timers belong to the state the whole event ended in, not to a middle step
+            await self.conn.execute("UPDATE conversation_timers SET state_version = $2 WHERE id = ANY($1::uuid[])",
+                                    self.new_timers, s.version)
+        await self.conn.execute(
+            """UPDATE conversations SET current_module = $2, current_state = $3, state_data = $4, state_version = $5,
+                      last_message_at = $6
+               WHERE id = $1""",
+            self.conversation.id, s.module, s.step, dict(s.data), s.version, self.now,
+        )
+
+    async def _queue_reply(self, reply: Reply) -> bool:
+        content = reply_text(reply)
+        if await self._is_bot_loop(content):
+            log.error("bot loop stopped: the same reply to one contact too often", content=content[:80])
+            metrics.replies_skipped.labels("bot_loop").inc()
+            return False
+        price = price_of("outbound_reply", self.org.settings)
+        charged = await debit(self.conn, self.org.id, price, module="messaging", action="outbound_reply")
+        if not charged.ok:
+            if await signal_low_balance_once(self.conn, self.org.id):
+                log.warning("wallet empty: paid replies paused until a top-up", balance=charged.balance)
+            metrics.replies_skipped.labels("wallet_empty").inc()
+            return False
+        if charged.crossed_low_threshold:
+            metrics.wallet_low.inc()
+        job = self._send_job(reply)
+        message_id = await self.conn.fetchval(
+            """INSERT INTO messages (organization_id, conversation_id, contact_id, direction, type, content, payload,
+                                     wa_status, tokens_consumed, created_at)
+               VALUES ($1, $2, $3, 'outbound', $4, $5, $6, 'queued', $7, $8) RETURNING id""",
+            self.org.id, self.conversation.id, self.contact.id, job["type"], content, job, price, self.now,
+        )
+        job["message_id"] = str(message_id)
+        await self.conn.execute(
+            "INSERT INTO outbox (organization_id, message_id, contact_id, payload) VALUES ($1, $2, $3, $4)",
+            self.org.id, message_id, self.contact.id, job,
+        )
+        metrics.replies_queued.inc()
+        return True
+
+    def _send_job(self, reply: Reply) -> dict[str, Any]:
+        job: dict[str, Any] = {"organization_id": str(self.org.id), "phone_number_id": self.org.phone_number_id,
+                               "to": self.contact.phone, "contact_key": self.contact_key}
+        if isinstance(reply, Image):
+            return {**job, "type": "image", "image": {"ref": reply.ref, "caption": reply.caption}}
+        try:
+            request = build_payload(reply, self.contact.phone)
+        except SendRequestInvalid as err:  # a reply over a limit is a bug: fall back to its plain text
+            log.error("reply breaks a WhatsApp limit; sent as text", error=str(err))
+            request = build_payload(Text(reply_text(reply)[:4096]), self.contact.phone)
+        return {**job, "type": request["type"], "request": request}
+
+    async def _is_bot_loop(self, content: str) -> bool:
+        count = await self.conn.fetchval(
+            """SELECT count(*) FROM messages WHERE contact_id = $1 AND direction = 'outbound' AND content = $2
+                 AND created_at > $3""",
+            self.contact.id, content, self.now - LOOP_WINDOW,
+        )
+        return bool(count >= LOOP_LIMIT - 1)
+
+
+def reply_text(reply: Reply) -> str:
+    match reply:
+        case Text(body=body) | Buttons(body=body) | ListMenu(body=body):
+            return body
+        case Image(ref=ref, caption=caption):
+            return caption or ref
+    return ""

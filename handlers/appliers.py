@@ -1,0 +1,39 @@
+"""Every effect's one applier, in one table: grep an effect's name to see its whole path."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from engine.turn import Turn
+from handlers import common_effects, poll_effects, survey_effects, ticket_effects
+from state_machines import base, checkin, poll, survey, tickets
+
+Applier = Callable[[Turn, Any], Awaitable[object | None]]
+
+APPLIERS: dict[type[base.Effect], Applier] = {
+    base.SetLanguage: common_effects.set_language,
+    base.OptOut: common_effects.opt_out,
+    base.OptIn: common_effects.opt_in,
+    base.Charge: common_effects.charge,
+    base.StartTimer: common_effects.start_timer,
+    base.CancelTimers: common_effects.cancel_timers,
+    survey.BeginSurveyResponse: survey_effects.begin_response,
+    survey.SaveSurveyAnswer: survey_effects.save_answer,
+    survey.CompleteSurvey: survey_effects.complete,
+    survey.AbandonSurveyResponse: survey_effects.abandon,
+    poll.CastVote: poll_effects.cast_vote,
+    tickets.HoldTickets: ticket_effects.hold,
+    tickets.ReleaseHold: ticket_effects.release,
+    tickets.RequestPayment: ticket_effects.request_payment,
+    tickets.IssueTickets: ticket_effects.issue,
+    checkin.CheckInTicket: ticket_effects.check_in,
+}
+
+
+async def apply(turn: Turn, effect: base.Effect) -> object | None:
+    try:
+        applier = APPLIERS[type(effect)]
+    except KeyError:
+        raise LookupError(f"no applier for effect {type(effect).__name__}") from None
+    return await applier(turn, effect)

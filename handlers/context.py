@@ -1,0 +1,106 @@
+"""What a step may know (``Context``), loaded in the event's transaction.
+
+``offers`` (the menu: active surveys, events on sale with their ticket types, open polls) are cached per
+organisation for a few seconds: the hot path reads them for every message. The item the conversation is
+in (``survey`` / ``event`` / ``poll``) is always read fresh, because availability decides sales.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from engine.turn import Turn
+from state_machines.base import Context, Inbound, State
+
+OFFERS_TTL_SECONDS = 3.0
+_offers_cache: dict[UUID, tuple[float, dict[str, Any]]] = {}
+
+
+async def load_context(turn: Turn, state: State, event: object) -> Context:
+    conn, org = turn.conn, turn.org
+    data: dict[str, Any] = {
+        "timezone": org.settings.get("timezone", "Africa/Nairobi"),
+        **{k: org.settings[k] for k in ("survey_reminder_seconds", "survey_abandon_seconds",
+                                         "payment_timeout_seconds", "hold_seconds") if k in org.settings},
+    }
+    if isinstance(event, Inbound):
+        data["offers"] = await offers(conn, org.id)
+    ids = state.data
+    if ids.get("survey_id"):
+        data["survey"] = await load_survey(conn, ids["survey_id"])
+    if ids.get("event_id"):
+        data["event"] = await load_event(conn, ids["event_id"])
+    if ids.get("poll_id"):
+        data["poll"] = await load_poll(conn, ids["poll_id"])
+    return Context(
+        now=turn.now, language=turn.language, contact_id=str(turn.contact.id), contact_phone=turn.contact.phone,
+        contact_name=turn.contact.name, opted_in=turn.contact.opted_in,
+        is_first_message=turn.trigger == "message" and turn.contact.message_count <= 1,
+        is_staff=await is_staff(conn, turn.contact.phone) if isinstance(event, Inbound) else False,
+        org_name=org.name, data=data,
+    )
+
+
+async def offers(conn: asyncpg.Connection, org_id: UUID) -> dict[str, Any]:
+    hit = _offers_cache.get(org_id)
+    if hit and time.monotonic() - hit[0] < OFFERS_TTL_SECONDS:
+        return hit[1]
+    surveys = [_survey(r) for r in await conn.fetch(
+        """SELECT * FROM surveys WHERE status = 'active' AND (starts_at IS NULL OR starts_at <= now())
+             AND (ends_at IS NULL OR ends_at > now()) ORDER BY created_at LIMIT 10""")]
+    events = [await _event(conn, r) for r in await conn.fetch(
+        """SELECT * FROM events WHERE status = 'published' AND ends_at > now() ORDER BY starts_at LIMIT 10""")]
+    polls = [_poll(r) for r in await conn.fetch(
+        """SELECT * FROM polls WHERE status = 'active' AND (ends_at IS NULL OR ends_at > now())
+           ORDER BY created_at LIMIT 10""")]
+    result = {"surveys": surveys, "events": events, "polls": polls}
+    _offers_cache[org_id] = (time.monotonic(), result)
+    return result
+
+
+async def load_survey(conn: asyncpg.Connection, survey_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow("SELECT * FROM surveys WHERE id = $1", UUID(survey_id))
+    return _survey(row) if row else None
+
+
+async def load_event(conn: asyncpg.Connection, event_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow("SELECT * FROM events WHERE id = $1", UUID(event_id))
+    return await _event(conn, row) if row else None
+
+
+async def load_poll(conn: asyncpg.Connection, poll_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow("SELECT * FROM polls WHERE id = $1", UUID(poll_id))
+    return _poll(row) if row else None
+
+
+async def is_staff(conn: asyncpg.Connection, phone: str) -> bool:
+    return bool(await conn.fetchval(
+        """SELECT 1 FROM participants p JOIN events e ON e.id = p.event_id
+           WHERE p.phone = $1 AND p.role = 'staff' AND e.status = 'published' LIMIT 1""", phone))
+
+
+def _survey(r: asyncpg.Record) -> dict[str, Any]:
+    return {"id": str(r["id"]), "title": r["title"], "description": r["description"] or "",
+            "questions": r["questions"], "settings": r["settings"] or {}, "status": r["status"],
+            "starts_at": r["starts_at"], "ends_at": r["ends_at"]}
+
+
+async def _event(conn: asyncpg.Connection, r: asyncpg.Record) -> dict[str, Any]:
+    types = await conn.fetch(
+        """SELECT id, name, price, currency, max_per_order, sales_start_at, sales_end_at, is_active,
+                  CASE WHEN quantity_total IS NULL THEN NULL
+                       ELSE quantity_total - quantity_sold - quantity_held END AS remaining
+           FROM ticket_types WHERE event_id = $1 ORDER BY sort_order, price""", r["id"])
+    return {"id": str(r["id"]), "name": r["name"], "starts_at": r["starts_at"], "venue_name": r["venue_name"],
+            "status": r["status"], "timezone": r["timezone"],
+            "ticket_types": [{**dict(t), "id": str(t["id"])} for t in types]}
+
+
+def _poll(r: asyncpg.Record) -> dict[str, Any]:
+    return {"id": str(r["id"]), "question": r["question"], "options": r["options"],
+            "allow_multiple": r["allow_multiple"], "show_results": r["show_results"], "ends_at": r["ends_at"],
+            "status": r["status"]}

@@ -1,0 +1,76 @@
+"""Appliers of the survey module's effects."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from engine.turn import Turn
+from state_machines.survey import (
+    AbandonSurveyResponse,
+    BeginSurveyResponse,
+    CompleteSurvey,
+    SaveSurveyAnswer,
+    SurveyRefused,
+    SurveyResponseReady,
+)
+
+
+async def begin_response(turn: Turn, effect: BeginSurveyResponse) -> SurveyResponseReady | SurveyRefused:
+    """Resume the contact's response in progress, or open one if the survey takes it. The survey row is
+    locked so that max_responses holds under concurrent starts (open responses count against it)."""
+    conn, sid = turn.conn, UUID(effect.survey_id)
+    survey = await conn.fetchrow("SELECT * FROM surveys WHERE id = $1 FOR UPDATE", sid)
+    if survey is None or survey["status"] != "active" or (survey["ends_at"] and survey["ends_at"] <= turn.now):
+        return SurveyRefused(effect.survey_id, "closed")
+    if survey["starts_at"] and survey["starts_at"] > turn.now:
+        return SurveyRefused(effect.survey_id, "not_started")
+    open_row = await conn.fetchrow(
+        "SELECT * FROM survey_responses WHERE survey_id = $1 AND contact_id = $2 AND status = 'in_progress'",
+        sid, turn.contact.id)
+    if open_row is not None:
+        return SurveyResponseReady(effect.survey_id, str(open_row["id"]), dict(open_row["answers"] or {}),
+                                   open_row["current_question_key"])
+    allow_more = bool((survey["settings"] or {}).get("allow_multiple_responses"))
+    if not allow_more and await conn.fetchval(
+            "SELECT 1 FROM survey_responses WHERE survey_id = $1 AND contact_id = $2 AND status = 'completed'",
+            sid, turn.contact.id):
+        return SurveyRefused(effect.survey_id, "already_responded")
+    if survey["max_responses"] is not None:
+        open_count = await conn.fetchval(
+            "SELECT count(*) FROM survey_responses WHERE survey_id = $1 AND status = 'in_progress'", sid)
+        if survey["response_count"] + open_count >= survey["max_responses"]:
+            return SurveyRefused(effect.survey_id, "full")
+    response_id = await conn.fetchval(
+        """INSERT INTO survey_responses (organization_id, survey_id, contact_id, started_at)
+           VALUES ($1, $2, $3, $4) RETURNING id""", turn.org.id, sid, turn.contact.id, turn.now)
+    return SurveyResponseReady(effect.survey_id, str(response_id), {}, None)
+
+
+async def save_answer(turn: Turn, effect: SaveSurveyAnswer) -> None:
+    rid = UUID(effect.response_id)
+    await turn.conn.execute(
+        """UPDATE survey_responses
+           SET answers = answers || jsonb_build_object($2::text, $3::jsonb), current_question = current_question + 1,
+               current_question_key = $4, last_answer_at = $5
+           WHERE id = $1 AND status = 'in_progress'""",
+        rid, effect.question_id, effect.value, effect.next_question_id, turn.now)
+    await turn.conn.execute(
+        """INSERT INTO response_items (organization_id, response_id, question_key, value, answered_at)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (response_id, question_key) DO UPDATE SET value = EXCLUDED.value, answered_at = EXCLUDED.answered_at""",
+        turn.org.id, rid, effect.question_id, effect.value, turn.now)
+
+
+async def complete(turn: Turn, effect: CompleteSurvey) -> None:
+    done = await turn.conn.fetchval(
+        """UPDATE survey_responses SET status = 'completed', completed_at = $2, current_question_key = NULL
+           WHERE id = $1 AND status = 'in_progress' RETURNING true""", UUID(effect.response_id), turn.now)
+    if done:  # counted once, atomically with the completion
+        await turn.conn.execute(
+            "UPDATE surveys SET response_count = response_count + 1 WHERE id = $1", UUID(effect.survey_id))
+
+
+async def abandon(turn: Turn, effect: AbandonSurveyResponse) -> None:
+    await turn.conn.execute(
+        "UPDATE survey_responses SET status = 'abandoned' WHERE id = $1 AND status = 'in_progress'",
+        UUID(effect.response_id))

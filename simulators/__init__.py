@@ -1,0 +1,57 @@
+"""Local stand-ins for the external APIs (WhatsApp Cloud API, M-Pesa Daraja), as real HTTP servers.
+
+Tests start them in-process (``await WhatsAppSimulator().start()``); other processes drive them over HTTP
+(``/_sim/...``) or run them from the command line: ``python -m simulators whatsapp --port 8090``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+
+import uvicorn
+from starlette.types import ASGIApp
+
+
+class ServerRunner:
+    """Runs one ASGI app under uvicorn inside the current event loop."""
+
+    def __init__(self, app: ASGIApp, *, lifespan: str = "off") -> None:
+        self._app = app
+        self._lifespan = lifespan  # "on" for apps that connect to things at start-up (the gateway)
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.base_url = ""
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve on ``host:port`` (0 = any free port) and return the base URL once it accepts connections."""
+        if self._server is not None:
+            raise RuntimeError("already started")
+        # Bind here rather than in uvicorn: a busy port raises OSError to the caller instead of SystemExit.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        config = uvicorn.Config(self._app, log_level="warning", lifespan=self._lifespan, access_log=False)
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        while not self._server.started:
+            if self._task.done():
+                await self._task
+                raise RuntimeError("the server stopped during start-up")
+            await asyncio.sleep(0.01)
+        self.base_url = f"http://{host}:{sock.getsockname()[1]}"
+        return self.base_url
+
+    async def stop(self) -> None:
+        if self._server is None or self._task is None:
+            return
+        self._server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._server = None
+        self._task = None

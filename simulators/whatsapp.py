@@ -1,0 +1,452 @@
+"""A WhatsApp Cloud API simulator: the send and media endpoints the engine calls, scripted faults, and a
+simulated user that posts signed webhooks to the gateway.
+
+Control endpoints (for tests in another process):
+  POST /_sim/faults     [{"status":429,"code":130429}, {"delay":2.0}, ...] queued, one consumed per request;
+                        optional per fault: "endpoint" ("messages" | "media"), "to", "message", "subcode".
+                        {"rate": 5} limits each number to 5 sends per second (130429 beyond); {"rate": null} lifts it.
+  GET|DELETE /_sim/faults, GET|DELETE /_sim/messages?to=&phone_number_id=, GET /_sim/reads,
+  POST /_sim/tokens {phone_number_id: token} ("*" matches any number), GET /_sim/media/{id}, GET /_sim/health.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from email import policy
+from email.parser import BytesParser
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from engine.whatsapp.outbound import MarkRead, SendRequestInvalid, validate_send_request
+from simulators import ServerRunner
+
+_DEFAULT_CODES = {400: 100, 401: 190, 403: 200, 404: 100, 429: 130429}
+
+
+def error_body(code: int, message: str, *, subcode: int | None = None, details: str | None = None,
+               is_transient: bool | None = None, type_: str = "OAuthException") -> dict[str, Any]:
+    """An error answer shaped like the Cloud API's."""
+    err: dict[str, Any] = {"message": message, "type": type_, "code": code,
+                           "fbtrace_id": "SIM" + uuid.uuid4().hex[:20]}
+    if subcode is not None:
+        err["error_subcode"] = subcode
+    if details:
+        err["error_data"] = {"messaging_product": "whatsapp", "details": details}
+    if is_transient is not None:
+        err["is_transient"] = is_transient
+    return {"error": err}
+
+
+def _fault_response(fault: dict[str, Any]) -> JSONResponse:
+    status = int(fault["status"])
+    code = int(fault.get("code", _DEFAULT_CODES.get(status, 2 if status >= 500 else 131000)))
+    message = str(fault.get("message", f"Simulated error {code}"))
+    transient = True if status >= 500 or status == 429 else None
+    body = error_body(code, message, subcode=fault.get("subcode"), is_transient=transient)
+    return JSONResponse(body, status_code=status)
+
+
+def _parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[bytes, str]]:
+    """``{field: (bytes, content type)}`` of a multipart/form-data body (stdlib parser, no extra dependency)."""
+    head = b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n"
+    message = BytesParser(policy=policy.HTTP).parsebytes(head + body)
+    if not message.is_multipart():
+        raise ValueError("not multipart")
+    fields = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if isinstance(name, str):
+            fields[name] = (part.get_payload(decode=True) or b"", part.get_content_type())
+    return fields
+
+
+class WhatsAppSimulator:
+    """The Cloud API on a local port. ``tokens`` maps phone_number_id (or "*") to the accepted access token."""
+
+    def __init__(self, tokens: dict[str, str] | None = None, *, accept_any_token: bool = False) -> None:
+        self.tokens: dict[str, str] = dict(tokens or {})
+        self.accept_any_token = accept_any_token
+        self.faults: list[dict[str, Any]] = []
+        self.rate_per_second: float | None = None
+        self.recorded: list[dict[str, Any]] = []
+        self.reads: list[dict[str, Any]] = []
+        self.media: dict[str, dict[str, Any]] = {}
+        self._recent: dict[str, deque[float]] = {}
+        self._changed = asyncio.Event()
+        self._status_poster: WebhookPoster | None = None
+        self._auto_statuses: tuple[str, ...] = ()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.app = Starlette(routes=self._routes())
+        self._runner = ServerRunner(self.app)
+
+    def _routes(self) -> list[Route]:
+        return [
+            Route("/_sim/health", self._health, methods=["GET"]),
+            Route("/_sim/faults", self._faults_endpoint, methods=["GET", "POST", "DELETE"]),
+            Route("/_sim/messages", self._messages_endpoint, methods=["GET", "DELETE"]),
+            Route("/_sim/reads", self._reads_endpoint, methods=["GET"]),
+            Route("/_sim/tokens", self._tokens_endpoint, methods=["POST"]),
+            Route("/_sim/media/{media_id}", self._media_download, methods=["GET"]),
+            Route("/{version}/{phone_number_id}/messages", self._send, methods=["POST"]),
+            Route("/{version}/{phone_number_id}/media", self._upload, methods=["POST"]),
+        ]
+
+    # ------------------------------------------------------------ lifecycle and in-process helpers
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        return await self._runner.start(host, port)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._runner.stop()
+
+    @property
+    def base_url(self) -> str:
+        return self._runner.base_url
+
+    def add_faults(self, faults: Iterable[dict[str, Any]]) -> None:
+        self.faults.extend(dict(f) for f in faults)
+
+    def messages(self, to: str | None = None, phone_number_id: str | None = None) -> list[dict[str, Any]]:
+        return [m for m in self.recorded if (to is None or m["to"] == to)
+                and (phone_number_id is None or m["phone_number_id"] == phone_number_id)]
+
+    def clear(self) -> None:
+        self.recorded.clear()
+        self.reads.clear()
+
+    async def wait_for_messages(self, count: int, to: str | None = None, timeout: float = 10) -> list[dict[str, Any]]:
+        """All recorded messages (to ``to``) once there are at least ``count``; TimeoutError otherwise."""
+        try:
+            async with asyncio.timeout(timeout):
+                while len(found := self.messages(to)) < count:
+                    await self._changed.wait()
+                return found
+        except TimeoutError:
+            raise TimeoutError(f"{len(self.messages(to))} of {count} messages to {to or 'anyone'} "
+                               f"after {timeout}s") from None
+
+    def report_statuses(self, poster: WebhookPoster | None,
+                        statuses: Iterable[str] = ("sent", "delivered", "read")) -> None:
+        """After each accepted message, post these status updates to the gateway, in order (None: stop)."""
+        self._status_poster = poster
+        self._auto_statuses = tuple(statuses)
+
+    # ------------------------------------------------------------ the Cloud API
+
+    async def _send(self, request: Request) -> Response:
+        phone_number_id = request.path_params["phone_number_id"]
+        denied = self._check_token(request, phone_number_id)
+        if denied is not None:
+            return denied
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return JSONResponse(error_body(100, "(#100) The request body is not valid JSON"), status_code=400)
+        to = body.get("to") if isinstance(body, dict) else None
+        if (faulted := await self._apply_fault("messages", to)) is not None:
+            return faulted
+        if (limited := self._rate_limited(phone_number_id)) is not None:
+            return limited
+        try:
+            validated = validate_send_request(body)
+        except SendRequestInvalid as exc:
+            return JSONResponse(error_body(exc.code, exc.message, details=exc.message), status_code=400)
+        if isinstance(validated, MarkRead):
+            self.reads.append({"phone_number_id": phone_number_id, "message_id": validated.message_id,
+                               "received_at": time.time()})
+            return JSONResponse({"success": True})
+        wamid = self._record(phone_number_id, body)
+        return JSONResponse({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
+                             "messages": [{"id": wamid}]})
+
+    def _check_token(self, request: Request, phone_number_id: str) -> Response | None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return JSONResponse(error_body(190, "Invalid OAuth access token - Cannot parse access token"),
+                                status_code=401)
+        if self.accept_any_token:
+            return None
+        expected = self.tokens.get(phone_number_id, self.tokens.get("*"))
+        if expected is None:
+            message = (f"Unsupported post request. Object with ID '{phone_number_id}' does not exist, cannot be "
+                       "loaded due to missing permissions, or does not support this operation.")
+            return JSONResponse(error_body(100, message, subcode=33, type_="GraphMethodException"),
+                                status_code=400)
+        if not hmac.compare_digest(token, expected):
+            return JSONResponse(error_body(190, "Error validating access token: Session has expired", subcode=463),
+                                status_code=401)
+        return None
+
+    async def _apply_fault(self, endpoint: str, to: str | None) -> Response | None:
+        for i, fault in enumerate(self.faults):
+            if fault.get("endpoint", "messages") == endpoint and fault.get("to") in (None, to):
+                del self.faults[i]
+                if fault.get("delay"):
+                    await asyncio.sleep(float(fault["delay"]))
+                return _fault_response(fault) if fault.get("status") else None
+        return None
+
+    def _rate_limited(self, phone_number_id: str) -> Response | None:
+        if self.rate_per_second is None:
+            return None
+        now = time.monotonic()
+        recent = self._recent.setdefault(phone_number_id, deque())
+        while recent and now - recent[0] >= 1.0:
+            recent.popleft()
+        if len(recent) >= self.rate_per_second:
+            return _fault_response({"status": 429, "code": 130429, "message": "(#130429) Rate limit hit"})
+        recent.append(now)
+        return None
+
+    def _record(self, phone_number_id: str, body: dict[str, Any]) -> str:
+        wamid = "wamid.SIM" + uuid.uuid4().hex
+        self.recorded.append({"phone_number_id": phone_number_id, "to": body["to"], "type": body.get("type", "text"),
+                              "payload": body, "wamid": wamid, "received_at": time.time()})
+        self._changed.set()
+        self._changed = asyncio.Event()  # waiters hold the set event; later waits use a fresh one
+        if self._status_poster is not None and self._auto_statuses:
+            task = asyncio.create_task(self._post_statuses(phone_number_id, wamid, body["to"]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return wamid
+
+    async def _post_statuses(self, phone_number_id: str, wamid: str, to: str) -> None:
+        assert self._status_poster is not None
+        for status in self._auto_statuses:
+            await asyncio.sleep(0.02)
+            with contextlib.suppress(httpx.HTTPError):
+                await self._status_poster.post(
+                    build_status_envelope(phone_number_id, [status_update(wamid, to, status)]))
+
+    async def _upload(self, request: Request) -> Response:
+        phone_number_id = request.path_params["phone_number_id"]
+        if (denied := self._check_token(request, phone_number_id)) is not None:
+            return denied
+        if (faulted := await self._apply_fault("media", None)) is not None:
+            return faulted
+        try:
+            fields = _parse_multipart(request.headers.get("content-type", ""), await request.body())
+        except ValueError:
+            fields = {}
+        if "file" not in fields or fields.get("messaging_product", (b"",))[0] != b"whatsapp":
+            return JSONResponse(error_body(100, "(#100) multipart fields file and messaging_product=whatsapp "
+                                                "are required"), status_code=400)
+        data, content_type = fields["file"]
+        media_id = str(uuid.uuid4().int)[:16]
+        self.media[media_id] = {"id": media_id, "phone_number_id": phone_number_id, "mime_type": content_type,
+                                "sha256": hashlib.sha256(data).hexdigest(), "file_size": len(data), "data": data}
+        return JSONResponse({"id": media_id})
+
+    # ------------------------------------------------------------ control endpoints
+
+    async def _health(self, request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def _faults_endpoint(self, request: Request) -> Response:
+        if request.method == "POST":
+            body = await request.json()
+            if isinstance(body, dict) and "rate" in body:
+                self.rate_per_second = None if body["rate"] is None else float(body["rate"])
+            self.add_faults(body if isinstance(body, list) else body.get("faults", []))
+        elif request.method == "DELETE":
+            self.faults.clear()
+            self.rate_per_second = None
+        return JSONResponse({"faults": self.faults, "rate": self.rate_per_second})
+
+    async def _messages_endpoint(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.clear()
+            return JSONResponse([])
+        params = request.query_params
+        return JSONResponse(self.messages(params.get("to"), params.get("phone_number_id")))
+
+    async def _reads_endpoint(self, request: Request) -> Response:
+        return JSONResponse(self.reads)
+
+    async def _tokens_endpoint(self, request: Request) -> Response:
+        body = await request.json()
+        if not isinstance(body, dict) or not all(isinstance(v, str) for v in body.values()):
+            return JSONResponse({"error": "expected {phone_number_id: token}"}, status_code=400)
+        self.tokens.update(body)
+        return JSONResponse({"phone_number_ids": sorted(self.tokens)})
+
+    async def _media_download(self, request: Request) -> Response:
+        item = self.media.get(request.path_params["media_id"])
+        if item is None:
+            return JSONResponse(error_body(100, "Unknown media id"), status_code=404)
+        return Response(item["data"], media_type=item["mime_type"])
+
+
+# ---------------------------------------------------------------- the user's side: signed webhooks
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The ``X-Hub-Signature-256`` header value: ``sha256=<hex HMAC-SHA256 of the raw body>``."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def serialise(envelope: dict[str, Any], *, escape_slashes: bool = False) -> bytes:
+    """Compact JSON with non-ASCII as ``\\uXXXX`` like Meta; ``escape_slashes`` also writes ``/`` as ``\\/``
+    (Meta does), which catches a gateway that re-serialises before checking the signature."""
+    text = json.dumps(envelope, separators=(",", ":"))
+    return (text.replace("/", "\\/") if escape_slashes else text).encode()
+
+
+def new_message_id() -> str:
+    return "wamid.SIMU" + uuid.uuid4().hex
+
+
+def _now() -> str:
+    return str(int(time.time()))
+
+
+def _message_envelope(phone_number_id: str, display_phone: str, wa_id: str, name: str | None,
+                      message: dict[str, Any]) -> dict[str, Any]:
+    contact: dict[str, Any] = {"wa_id": wa_id}
+    if name is not None:
+        contact["profile"] = {"name": name}
+    value = {"messaging_product": "whatsapp",
+             "metadata": {"display_phone_number": display_phone, "phone_number_id": phone_number_id},
+             "contacts": [contact], "messages": [message]}
+    return {"object": "whatsapp_business_account",
+            "entry": [{"id": "SIMWABA", "changes": [{"field": "messages", "value": value}]}]}
+
+
+def _message(wa_id: str, kind: str, body: dict[str, Any], msg_id: str | None, timestamp: int | None,
+             context_id: str | None = None, business_phone: str = "") -> dict[str, Any]:
+    message: dict[str, Any] = {"from": wa_id, "id": msg_id or new_message_id(),
+                               "timestamp": str(timestamp) if timestamp is not None else _now(), "type": kind,
+                               kind: body}
+    if context_id:
+        message["context"] = {"from": business_phone, "id": context_id}
+    return message
+
+
+def build_text_envelope(phone_number_id: str, display_phone: str, wa_id: str, name: str | None, text: str,
+                        msg_id: str | None = None, timestamp: int | None = None) -> dict[str, Any]:
+    message = _message(wa_id, "text", {"body": text}, msg_id, timestamp)
+    return _message_envelope(phone_number_id, display_phone, wa_id, name, message)
+
+
+def build_button_reply_envelope(phone_number_id: str, display_phone: str, wa_id: str, name: str | None,
+                                button_id: str, title: str, msg_id: str | None = None,
+                                timestamp: int | None = None, context_id: str | None = None) -> dict[str, Any]:
+    body = {"type": "button_reply", "button_reply": {"id": button_id, "title": title}}
+    message = _message(wa_id, "interactive", body, msg_id, timestamp, context_id, display_phone)
+    return _message_envelope(phone_number_id, display_phone, wa_id, name, message)
+
+
+def build_list_reply_envelope(phone_number_id: str, display_phone: str, wa_id: str, name: str | None,
+                              row_id: str, title: str, description: str | None = None,
+                              msg_id: str | None = None, timestamp: int | None = None,
+                              context_id: str | None = None) -> dict[str, Any]:
+    reply = {"id": row_id, "title": title} | ({"description": description} if description else {})
+    message = _message(wa_id, "interactive", {"type": "list_reply", "list_reply": reply}, msg_id, timestamp,
+                       context_id, display_phone)
+    return _message_envelope(phone_number_id, display_phone, wa_id, name, message)
+
+
+def status_update(wamid: str, recipient_id: str, status: str, timestamp: int | None = None,
+                  errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One ``statuses[]`` item; a ``failed`` status gets a 131026 error unless ``errors`` are given."""
+    item: dict[str, Any] = {"id": wamid, "status": status, "recipient_id": recipient_id,
+                            "timestamp": str(timestamp) if timestamp is not None else _now()}
+    if status == "failed":
+        item["errors"] = errors or [{"code": 131026, "title": "Message undeliverable",
+                                     "message": "Message undeliverable"}]
+    elif status in ("sent", "delivered"):
+        item["pricing"] = {"billable": True, "pricing_model": "PMP", "category": "service"}
+    return item
+
+
+def build_status_envelope(phone_number_id: str, statuses: list[dict[str, Any]],
+                          display_phone: str = "") -> dict[str, Any]:
+    value = {"messaging_product": "whatsapp",
+             "metadata": {"display_phone_number": display_phone, "phone_number_id": phone_number_id},
+             "statuses": statuses}
+    return {"object": "whatsapp_business_account",
+            "entry": [{"id": "SIMWABA", "changes": [{"field": "messages", "value": value}]}]}
+
+
+class WebhookPoster:
+    """Posts envelopes to the gateway the way Meta does: compact JSON, signed with the app secret."""
+
+    def __init__(self, gateway_url: str, app_secret: str, *, escape_slashes: bool = False,
+                 client: httpx.AsyncClient | None = None) -> None:
+        self.gateway_url = gateway_url
+        self.app_secret = app_secret
+        self.escape_slashes = escape_slashes
+        self._client = client or httpx.AsyncClient(timeout=10)
+        self._owns_client = client is None
+
+    async def post(self, envelope: dict[str, Any], *, signature: str | None = None) -> httpx.Response:
+        """POST one envelope; ``signature`` overrides the computed header (tests of rejected webhooks)."""
+        body = serialise(envelope, escape_slashes=self.escape_slashes)
+        headers = {"Content-Type": "application/json",
+                   "X-Hub-Signature-256": signature if signature is not None else sign(body, self.app_secret)}
+        return await self._client.post(self.gateway_url, content=body, headers=headers)
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+
+@dataclass(frozen=True)
+class Posted:
+    message_id: str
+    response: httpx.Response
+
+
+class SimulatedUser:
+    """One WhatsApp user writing to one business number through ``poster``."""
+
+    def __init__(self, poster: WebhookPoster, phone_number_id: str, display_phone: str, wa_id: str,
+                 name: str | None = "Sim User") -> None:
+        self.poster = poster
+        self.phone_number_id, self.display_phone = phone_number_id, display_phone
+        self.wa_id, self.name = wa_id, name
+
+    async def say(self, text: str, msg_id: str | None = None) -> Posted:
+        msg_id = msg_id or new_message_id()
+        env = build_text_envelope(self.phone_number_id, self.display_phone, self.wa_id, self.name, text, msg_id)
+        return Posted(msg_id, await self.poster.post(env))
+
+    async def tap_button(self, button_id: str, title: str, context_id: str | None = None) -> Posted:
+        msg_id = new_message_id()
+        env = build_button_reply_envelope(self.phone_number_id, self.display_phone, self.wa_id, self.name,
+                                          button_id, title, msg_id, context_id=context_id)
+        return Posted(msg_id, await self.poster.post(env))
+
+    async def pick_row(self, row_id: str, title: str, description: str | None = None,
+                       context_id: str | None = None) -> Posted:
+        msg_id = new_message_id()
+        env = build_list_reply_envelope(self.phone_number_id, self.display_phone, self.wa_id, self.name,
+                                        row_id, title, description, msg_id, context_id=context_id)
+        return Posted(msg_id, await self.poster.post(env))
+
+    async def acknowledge(self, wamid: str, statuses: Iterable[str] = ("sent", "delivered", "read")
+                          ) -> list[httpx.Response]:
+        """Post status updates for a message the business sent to this user, one webhook per status."""
+        responses = []
+        for status in statuses:
+            env = build_status_envelope(self.phone_number_id, [status_update(wamid, self.wa_id, status)],
+                                        self.display_phone)
+            responses.append(await self.poster.post(env))
+        return responses

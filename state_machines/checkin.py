@@ -1,0 +1,91 @@
+"""Staff check-in at the door: a staff contact sends a ticket code, the database decides, the bot answers.
+
+Stateless: ``step`` returns the state it was given, so a staff member can scan between other conversations.
+The check itself (valid / already used / unknown / cancelled, and marking it used) is one applier of
+``CheckInTicket``, answered by the follow-up event ``CheckInOutcome``, so two doors scanning the same code
+at once are decided by the database.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from state_machines.base import Context, Effect, Inbound, State, Step, Text
+from state_machines.i18n import t
+from state_machines.tickets import DEFAULT_TIMEZONE, local_time
+
+CODE_MAX = 20  # tickets.ticket_code VARCHAR(20)
+
+_KEYWORD = re.compile(r"\s*check[\s-]*in\b[\s:#-]*(?P<code>.*)", re.IGNORECASE | re.DOTALL)
+# A bare code is one token of letters and digits (dashes between them) holding at least one of each,
+# so that words like MENU or numbers like a phone number are not taken for codes.
+_BARE = re.compile(r"#?(?=[A-Z0-9-]*\d)(?=[A-Z0-9-]*[A-Z])[A-Z0-9]+(?:-[A-Z0-9]+)*")
+
+_OUTCOME_KEYS = {"valid": "checkin.valid", "already_used": "checkin.already_used",
+                 "unknown": "checkin.unknown", "cancelled": "checkin.cancelled"}
+
+
+@dataclass(frozen=True)
+class CheckInTicket(Effect):
+    """Check the ticket in if valid; answered by ``CheckInOutcome``."""
+
+    code: str
+
+
+@dataclass(frozen=True)
+class CheckInOutcome:
+    code: str
+    outcome: str  # valid | already_used | unknown | cancelled
+    holder_name: str | None = None
+    event_name: str | None = None
+    ticket_type: str | None = None
+    checked_in_at: datetime | None = None  # when it was first checked in (for already_used)
+
+
+def _bare_code(text: str) -> str | None:
+    token = text.strip().strip(".!?").upper()
+    if 5 <= len(token.lstrip("#")) <= CODE_MAX and _BARE.fullmatch(token):
+        return token.lstrip("#")
+    return None
+
+
+def checkin_code(text: str) -> str | None:
+    """The normalised code in "CHECKIN abc123", "check in TKT-7Q2M9X" or a bare code; None if there is none."""
+    keyword = _KEYWORD.fullmatch(text)
+    if keyword:
+        code = re.sub(r"\s+", "", keyword["code"]).strip(".!?#").upper()
+        return code[:CODE_MAX] or None
+    return _bare_code(text)
+
+
+def looks_like_checkin(text: str, *, allow_bare: bool = True) -> bool:
+    """CHECKIN / check in / check-in with or without a code, or (when ``allow_bare``) a bare ticket code.
+    The router should pass ``allow_bare=False`` for non-staff so that their answers are never hijacked."""
+    return bool(_KEYWORD.fullmatch(text)) or (allow_bare and _bare_code(text) is not None)
+
+
+def step(state: State, event: Any, ctx: Context) -> Step:
+    if isinstance(event, CheckInOutcome):
+        return Step(state, (Text(outcome_text(event, ctx)),))
+    if not isinstance(event, Inbound):
+        return Step(state)
+    if not ctx.is_staff:
+        return Step(state, (Text(t("checkin.staff_only", ctx.language)),))
+    code = checkin_code(event.text)
+    if code is None:
+        return Step(state, (Text(t("checkin.usage", ctx.language)),))
+    return Step(state, (), (CheckInTicket(code),))
+
+
+def outcome_text(event: CheckInOutcome, ctx: Context) -> str:
+    key = _OUTCOME_KEYS.get(event.outcome, "checkin.unknown")
+    if event.outcome == "already_used" and event.checked_in_at is None:
+        key = "checkin.already_used_no_time"
+    when = ""
+    if event.checked_in_at is not None:
+        when = local_time(event.checked_in_at, ctx.data.get("timezone") or DEFAULT_TIMEZONE)
+    return t(key, ctx.language, code=event.code, holder=event.holder_name or "-",
+             type=event.ticket_type or "-", event=event.event_name or "-", time=when)

@@ -1,0 +1,218 @@
+"""Texts of the ticket purchase (``tickets.*``) and of the staff check-in (``checkin.*``)."""
+
+from __future__ import annotations
+
+_MENU_EN = "Send MENU to see other options."
+_MENU_SW = "Tuma MENU kuona chaguo zingine."
+
+TEXTS: dict[str, dict[str, str]] = {
+    # ---------------------------------------------------------------- choosing the event's ticket type
+    "tickets.event_intro": {
+        "en": "🎟 *{event}*\n📅 {when}\n📍 {venue}\n\n{prices}\n\nWhich ticket would you like?",
+        "sw": "🎟 *{event}*\n📅 {when}\n📍 {venue}\n\n{prices}\n\nUngependa tiketi ipi?",
+    },
+    "tickets.free": {"en": "Free", "sw": "Bure"},
+    "tickets.sold_out_note": {"en": "Sold out: {names}", "sw": "Zimeisha: {names}"},
+    "tickets.list_button": {"en": "Tickets", "sw": "Tiketi"},
+    "tickets.invalid_type": {
+        "en": "Please choose one of the ticket types below.",
+        "sw": "Tafadhali chagua mojawapo ya aina za tiketi hapa chini.",
+    },
+    "tickets.event_unavailable": {
+        "en": f"Sorry, this event is no longer available. {_MENU_EN}",
+        "sw": f"Samahani, tukio hili halipatikani tena. {_MENU_SW}",
+    },
+    "tickets.not_on_sale": {
+        "en": f"Sorry, tickets for {{event}} are not on sale right now. {_MENU_EN}",
+        "sw": f"Samahani, tiketi za {{event}} haziuzwi kwa sasa. {_MENU_SW}",
+    },
+    "tickets.sales_open_on": {
+        "en": f"Tickets for {{event}} go on sale on {{when}}. Please come back then. {_MENU_EN}",
+        "sw": f"Tiketi za {{event}} zitaanza kuuzwa tarehe {{when}}. Tafadhali rudi wakati huo. {_MENU_SW}",
+    },
+    "tickets.sold_out_all": {
+        "en": f"Sorry, {{event}} is sold out. {_MENU_EN}",
+        "sw": f"Samahani, tiketi zote za {{event}} zimeisha. {_MENU_SW}",
+    },
+    # ---------------------------------------------------------------- quantity
+    "tickets.quantity_prompt": {
+        "en": "{type}: {price} each.\nHow many tickets? Tap or type a number from 1 to {max}.",
+        "sw": "{type}: {price} kila moja.\nTiketi ngapi? Gusa au andika namba kutoka 1 hadi {max}.",
+    },
+    "tickets.quantity_not_number": {
+        "en": "Please send a number from 1 to {max}.",
+        "sw": "Tafadhali tuma namba kutoka 1 hadi {max}.",
+    },
+    "tickets.quantity_over_remaining": {
+        "en": "Sorry, only {max} tickets are left.",
+        "sw": "Samahani, zimebaki tiketi {max} tu.",
+    },
+    "tickets.quantity_over_max": {
+        "en": "Sorry, you can buy at most {max} tickets in one order.",
+        "sw": "Samahani, unaweza kununua tiketi {max} tu kwa oda moja.",
+    },
+    # ---------------------------------------------------------------- holder
+    "tickets.name_prompt": {
+        "en": "Whose name should be on the tickets? Type the full name.",
+        "sw": "Tiketi ziwe kwa jina la nani? Andika jina kamili.",
+    },
+    "tickets.name_prompt_me": {
+        "en": "Whose name should be on the tickets? Type the full name, or tap *Use my name* for {name}.",
+        "sw": "Tiketi ziwe kwa jina la nani? Andika jina kamili, au gusa *Tumia jina langu* kwa {name}.",
+    },
+    "tickets.button_me": {"en": "Use my name", "sw": "Tumia jina langu"},
+    "tickets.invalid_name": {
+        "en": "Please type a name of 2 to 100 characters.",
+        "sw": "Tafadhali andika jina lenye herufi 2 hadi 100.",
+    },
+    "tickets.no_contact_name": {
+        "en": "I don't know your name yet, please type it.",
+        "sw": "Bado sijui jina lako, tafadhali liandike.",
+    },
+    "tickets.email_prompt": {
+        "en": "Which email address should get a copy of the tickets? Type it, or tap Skip.",
+        "sw": "Nakala ya tiketi itumwe kwa barua pepe ipi? Iandike, au gusa Ruka.",
+    },
+    "tickets.button_skip": {"en": "Skip", "sw": "Ruka"},
+    "tickets.invalid_email": {
+        "en": "That doesn't look like an email address (for example jane@example.com).",
+        "sw": "Hiyo haionekani kuwa anwani ya barua pepe (kwa mfano jane@example.com).",
+    },
+    # ---------------------------------------------------------------- confirmation
+    "tickets.confirm_prompt": {
+        "en": "Please confirm your order:\n{event}\n{quantity} × {type}\nName: {name}\nEmail: {email}\n*Total: {total}*",
+        "sw": "Tafadhali thibitisha oda yako:\n{event}\n{quantity} × {type}\nJina: {name}\nBarua pepe: {email}\n*Jumla: {total}*",
+    },
+    "tickets.no_email": {"en": "(none)", "sw": "(hakuna)"},
+    "tickets.button_confirm": {"en": "Confirm", "sw": "Thibitisha"},
+    "tickets.button_cancel": {"en": "Cancel", "sw": "Ghairi"},
+    "tickets.invalid_confirm": {
+        "en": "Please tap Confirm or Cancel.",
+        "sw": "Tafadhali gusa Thibitisha au Ghairi.",
+    },
+    # ---------------------------------------------------------------- holding, paying, issuing
+    "tickets.holding_wait": {
+        "en": "One moment, I'm reserving your tickets…",
+        "sw": "Subiri kidogo, nahifadhi tiketi zako…",
+    },
+    "tickets.pay_prompt": {
+        "en": "Check your phone and enter your M-Pesa PIN to pay {amount}.",
+        "sw": "Angalia simu yako na uweke PIN yako ya M-Pesa kulipa {amount}.",
+    },
+    "tickets.still_waiting": {
+        "en": "Still waiting for your M-Pesa payment of {amount}. Check your phone for the PIN prompt, or tap Cancel.",
+        "sw": "Bado tunasubiri malipo yako ya M-Pesa ya {amount}. Angalia simu yako uweke PIN, au gusa Ghairi.",
+    },
+    "tickets.issuing_wait": {
+        "en": "Your payment is in, your tickets are on their way…",
+        "sw": "Malipo yako yamepokelewa, tiketi zako zinakuja…",
+    },
+    "tickets.ticket_caption": {
+        "en": "🎟 {event}\n{type}: {holder}\nTicket {n}/{count}: {code}",
+        "sw": "🎟 {event}\n{type}: {holder}\nTiketi {n}/{count}: {code}",
+    },
+    "tickets.issued_paid": {
+        "en": "🎉 Payment received (M-Pesa receipt {receipt}). Your tickets for {event}: {count} × {type}. "
+        "Show each QR code at the entrance.",
+        "sw": "🎉 Malipo yamepokelewa (risiti ya M-Pesa {receipt}). Tiketi zako za {event}: {count} × {type}. "
+        "Onyesha kila msimbo wa QR mlangoni.",
+    },
+    "tickets.issued_free": {
+        "en": "🎉 You're in! Your tickets for {event}: {count} × {type}. Show each QR code at the entrance.",
+        "sw": "🎉 Karibu! Tiketi zako za {event}: {count} × {type}. Onyesha kila msimbo wa QR mlangoni.",
+    },
+    # ---------------------------------------------------------------- payment failures and retry
+    "tickets.pay_failed_insufficient": {
+        "en": "Your M-Pesa balance was not enough to pay {amount}.",
+        "sw": "Salio lako la M-Pesa halikutosha kulipa {amount}.",
+    },
+    "tickets.pay_failed_cancelled": {
+        "en": "The M-Pesa payment was cancelled on your phone.",
+        "sw": "Malipo ya M-Pesa yameghairiwa kwenye simu yako.",
+    },
+    "tickets.pay_failed_unreachable": {
+        "en": "We could not reach your phone with the M-Pesa PIN prompt. Make sure it is on and unlocked.",
+        "sw": "Hatukuweza kufikia simu yako na ombi la PIN ya M-Pesa. Hakikisha imewashwa na haijafungwa.",
+    },
+    "tickets.pay_failed_wrong_pin": {
+        "en": "The M-Pesa PIN entered was wrong.",
+        "sw": "PIN ya M-Pesa uliyoweka si sahihi.",
+    },
+    "tickets.pay_failed_other": {
+        "en": "The M-Pesa payment did not go through.",
+        "sw": "Malipo ya M-Pesa hayakufanikiwa.",
+    },
+    "tickets.pay_timeout": {
+        "en": "The payment timed out: we got no confirmation from M-Pesa in time.",
+        "sw": "Muda wa malipo umeisha: hatukupata uthibitisho kutoka M-Pesa kwa wakati.",
+    },
+    "tickets.pay_request_failed": {
+        "en": "We could not start the M-Pesa payment.",
+        "sw": "Hatukuweza kuanzisha malipo ya M-Pesa.",
+    },
+    "tickets.retry_question": {
+        "en": "Your tickets are no longer reserved. Would you like to try again?",
+        "sw": "Tiketi zako hazijahifadhiwa tena. Ungependa kujaribu tena?",
+    },
+    "tickets.button_retry": {"en": "Try again", "sw": "Jaribu tena"},
+    "tickets.invalid_retry": {
+        "en": "Please tap Try again or Cancel.",
+        "sw": "Tafadhali gusa Jaribu tena au Ghairi.",
+    },
+    # ---------------------------------------------------------------- sold out while holding
+    "tickets.sold_out_partial": {
+        "en": "Sorry, only {available} {type} tickets are left. Buy {available} for {total}?",
+        "sw": "Samahani, zimebaki tiketi {available} tu za {type}. Nunua {available} kwa {total}?",
+    },
+    "tickets.button_buy": {"en": "Buy {n}", "sw": "Nunua {n}"},
+    "tickets.invalid_partial": {
+        "en": "Please tap Buy {available} or Cancel, or type a number from 1 to {available}.",
+        "sw": "Tafadhali gusa Nunua {available} au Ghairi, au andika namba kutoka 1 hadi {available}.",
+    },
+    "tickets.sold_out_type": {
+        "en": "Sorry, {type} has just sold out.",
+        "sw": "Samahani, tiketi za {type} zimeisha sasa hivi.",
+    },
+    "tickets.sold_out_type_final": {
+        "en": f"Sorry, {{type}} has just sold out and no other tickets are on sale. {_MENU_EN}",
+        "sw": f"Samahani, tiketi za {{type}} zimeisha sasa hivi na hakuna tiketi nyingine zinazouzwa. {_MENU_SW}",
+    },
+    # ---------------------------------------------------------------- leaving
+    "tickets.cancelled": {
+        "en": f"Your ticket purchase is cancelled. {_MENU_EN}",
+        "sw": f"Ununuzi wako wa tiketi umeghairiwa. {_MENU_SW}",
+    },
+    "tickets.too_many_failures": {
+        "en": f"Sorry, I couldn't understand that, so I've stopped the ticket purchase. {_MENU_EN}",
+        "sw": f"Samahani, sikuelewa, kwa hivyo nimesimamisha ununuzi wa tiketi. {_MENU_SW}",
+    },
+    # ---------------------------------------------------------------- staff check-in
+    "checkin.staff_only": {
+        "en": "Sorry, only event staff can check tickets in. If you have a ticket, show its QR code at the entrance.",
+        "sw": "Samahani, ni wahudumu wa tukio pekee wanaoweza kuingiza tiketi. Kama una tiketi, onyesha msimbo wake wa QR mlangoni.",
+    },
+    "checkin.usage": {
+        "en": "Send CHECKIN followed by the ticket code, for example CHECKIN TKT-7Q2M9X.",
+        "sw": "Tuma CHECKIN ikifuatiwa na namba ya tiketi, kwa mfano CHECKIN TKT-7Q2M9X.",
+    },
+    "checkin.valid": {
+        "en": "✅ VALID: admit\n{holder}\n{type} · {event}\nCode: {code}",
+        "sw": "✅ HALALI: ruhusu kuingia\n{holder}\n{type} · {event}\nNamba: {code}",
+    },
+    "checkin.already_used": {
+        "en": "⛔ ALREADY USED at {time}: do not admit\n{holder}\n{type} · {event}\nCode: {code}",
+        "sw": "⛔ IMESHATUMIKA saa {time}: usiruhusu\n{holder}\n{type} · {event}\nNamba: {code}",
+    },
+    "checkin.already_used_no_time": {
+        "en": "⛔ ALREADY USED: do not admit\n{holder}\n{type} · {event}\nCode: {code}",
+        "sw": "⛔ IMESHATUMIKA: usiruhusu\n{holder}\n{type} · {event}\nNamba: {code}",
+    },
+    "checkin.unknown": {
+        "en": "❓ UNKNOWN CODE {code}: no ticket has this code. Check it and send it again.",
+        "sw": "❓ NAMBA ISIYOJULIKANA {code}: hakuna tiketi yenye namba hii. Ikague na uitume tena.",
+    },
+    "checkin.cancelled": {
+        "en": "🚫 CANCELLED ticket: do not admit\n{holder}\n{type} · {event}\nCode: {code}",
+        "sw": "🚫 Tiketi IMEFUTWA: usiruhusu\n{holder}\n{type} · {event}\nNamba: {code}",
+    },
+}

@@ -1,0 +1,119 @@
+"""End to end through the gateway, RabbitMQ, the workers, PostgreSQL and the WhatsApp simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+
+from engine.db import tenant_tx
+from engine.local_stack import LocalStack
+from simulators.whatsapp import build_text_envelope
+
+
+@pytest.fixture
+async def stack(settings, broker, db_urls):  # type: ignore[no-untyped-def]
+    st = await LocalStack(settings).start()
+    yield st
+    await st.stop()
+
+
+def phone() -> str:
+    return "2547" + str(uuid.uuid4().int)[:8]
+
+
+async def wait_until(predicate, timeout: float = 15.0):  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def counts(app_pool: asyncpg.Pool, org) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    async with tenant_tx(app_pool, org) as conn:
+        row = await conn.fetchrow(
+            """SELECT (SELECT count(*) FROM messages WHERE direction = 'inbound') AS inbound,
+                      (SELECT count(*) FROM messages WHERE direction = 'outbound') AS outbound,
+                      (SELECT count(*) FROM token_transactions WHERE type = 'debit') AS debits,
+                      (SELECT balance FROM wallets) AS balance""")
+    return dict(row)
+
+
+async def test_one_webhook_one_reply_one_ledger_row(stack: LocalStack, make_org, app_pool) -> None:  # type: ignore[no-untyped-def]
+    org, new = await make_org("E2E", tokens=100)
+    user = stack.user(new.phone_number_id, phone())
+    posted = await user.say("hi")
+    assert posted.response.status_code == 200
+    sent = await stack.whatsapp.wait_for_messages(1, to=user.wa_id, timeout=15)
+    assert sent[0]["phone_number_id"] == new.phone_number_id
+    await asyncio.sleep(0.5)  # nothing more arrives
+    assert len(stack.whatsapp.messages(to=user.wa_id)) == 1
+    c = await counts(app_pool, org)
+    assert (c["inbound"], c["outbound"], c["debits"], c["balance"]) == (1, 1, 1, 99)
+    async with tenant_tx(app_pool, org) as conn:
+        out = await conn.fetchrow("SELECT wa_message_id, wa_status FROM messages WHERE direction = 'outbound'")
+    assert out["wa_message_id"] == sent[0]["wamid"] and out["wa_status"] == "sent"
+
+
+async def test_same_webhook_three_times_one_reply_one_debit(stack: LocalStack, make_org, app_pool) -> None:  # type: ignore[no-untyped-def]
+    org, new = await make_org("Dup", tokens=100)
+    wa_id = phone()
+    envelope = build_text_envelope(new.phone_number_id, "254700000000", wa_id, "Otieno", "hi", "wamid.DUP" + wa_id)
+    for _ in range(3):
+        assert (await stack.poster.post(envelope)).status_code == 200
+    await stack.whatsapp.wait_for_messages(1, to=wa_id)
+    await asyncio.sleep(1.0)
+    assert len(stack.whatsapp.messages(to=wa_id)) == 1
+    c = await counts(app_pool, org)
+    assert (c["inbound"], c["outbound"], c["debits"]) == (1, 1, 1)
+
+
+async def test_wallet_for_ten_replies_and_fifty_messages(stack: LocalStack, make_org, app_pool) -> None:  # type: ignore[no-untyped-def]
+    org, new = await make_org("Poor", tokens=10)
+    users = [stack.user(new.phone_number_id, phone()) for _ in range(50)]
+    responses = await asyncio.gather(*(u.say("hi") for u in users))
+    assert all(r.response.status_code == 200 for r in responses)
+
+    async def all_stored():  # type: ignore[no-untyped-def]
+        return (await counts(app_pool, org))["inbound"] == 50
+
+    await wait_until(all_stored, timeout=30)
+    await asyncio.sleep(1.0)
+    c = await counts(app_pool, org)
+    assert (c["outbound"], c["debits"], c["balance"]) == (10, 10, 0)
+    assert len([m for u in users for m in stack.whatsapp.messages(to=u.wa_id)]) == 10
+    async with tenant_tx(app_pool, org) as conn:
+        assert await conn.fetchval("SELECT min(balance_after) FROM token_transactions") == 0
+
+
+async def test_throttled_then_accepted_is_delivered_once(stack: LocalStack, make_org) -> None:  # type: ignore[no-untyped-def]
+    org, new = await make_org("Throttle", tokens=100)
+    user = stack.user(new.phone_number_id, phone())
+    stack.whatsapp.add_faults([{"status": 429, "code": 130429, "to": user.wa_id}])
+    await user.say("hi")
+    await stack.whatsapp.wait_for_messages(1, to=user.wa_id)
+    await asyncio.sleep(1.0)
+    assert len(stack.whatsapp.messages(to=user.wa_id)) == 1
+
+
+async def test_outside_window_error_marks_failed_without_retry(stack: LocalStack, make_org, app_pool) -> None:  # type: ignore[no-untyped-def]
+    org, new = await make_org("Window", tokens=100)
+    user = stack.user(new.phone_number_id, phone())
+    stack.whatsapp.add_faults([{"status": 400, "code": 131047, "to": user.wa_id}])
+    await user.say("hi")
+
+    async def failed():  # type: ignore[no-untyped-def]
+        async with tenant_tx(app_pool, org) as conn:
+            return await conn.fetchrow(
+                "SELECT wa_status, error_code FROM messages WHERE direction = 'outbound' AND wa_status = 'failed'")
+
+    row = await wait_until(failed)
+    assert row["error_code"] == 131047
+    await asyncio.sleep(1.0)
+    assert stack.whatsapp.messages(to=user.wa_id) == []  # refused once, never sent again

@@ -1,0 +1,126 @@
+"""ChatNation worker: ``python worker.py --role inbound|relay|sender|all [--concurrency N] [--processes N]``.
+
+settings -> runtime (pools, broker, HTTP clients) -> roles consume -> route -> one transaction -> ack.
+SIGTERM: stop taking work, finish what runs (or leave it unacked for redelivery), close within the grace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+import sys
+
+import typer
+
+from engine.logging import configure_logging, get_logger
+from engine.settings import get_settings
+
+ROLES = {"inbound": {"inbound"}, "relay": {"relay"}, "sender": {"sender"}, "all": {"inbound", "relay", "sender"}}
+cli = typer.Typer(add_completion=False)
+
+
+async def run(role: str, concurrency: int, metrics_port: int) -> None:
+    from engine.roles import run_roles
+    from engine.worker_http import create_app, serve
+
+    settings = get_settings()
+    log = get_logger("worker").bind(role=role, pid=os.getpid())
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    rt = await _start_runtime(settings, stop, log)
+    if rt is None:
+        return
+
+    async def ready() -> bool:
+        try:
+            return not rt.connection.is_closed and await rt.app_pool.fetchval("SELECT true")
+        except Exception:
+            return False
+
+    http = asyncio.create_task(serve(create_app(ready), settings.gateway_host, metrics_port, stop))
+    log.info("worker started", roles=sorted(ROLES[role]), concurrency=concurrency, metrics_port=metrics_port)
+    try:
+        await run_roles(rt, ROLES[role], concurrency, stop)
+    finally:
+        stop.set()
+        await http
+        await rt.close()
+        log.info("worker stopped")
+
+
+async def _start_runtime(settings, stop: asyncio.Event, log):  # type: ignore[no-untyped-def]
+    """Connect, waiting out a database or broker that is not up yet (an orchestrator may start us first)."""
+    from engine.runtime import Runtime
+
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            return await Runtime.start(settings)
+        except Exception as err:
+            log.warning("waiting for the database and the broker", error=repr(err), retry_in=delay)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+            delay = min(delay * 2, 10)
+    return None
+
+
+def _child(role: str, concurrency: int, metrics_port: int) -> None:
+    configure_logging(get_settings())
+    asyncio.run(run(role, concurrency, metrics_port))
+
+
+@cli.command()
+def main(
+    role: str = typer.Option("all", help="inbound | relay | sender | all"),
+    concurrency: int = typer.Option(32, min=1, help="Events handled at once per process (different contacts)"),
+    processes: int = typer.Option(1, min=1, help="Processes of this role under one supervisor"),
+    metrics_port: int | None = typer.Option(None, help="Default METRICS_PORT (+i for the i-th process)"),
+) -> None:
+    if role not in ROLES:
+        raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}")
+    settings = get_settings()
+    configure_logging(settings)
+    port = settings.metrics_port if metrics_port is None else metrics_port
+    if processes == 1:
+        asyncio.run(run(role, concurrency, port))
+        return
+    supervise(role, concurrency, processes, port)
+
+
+def supervise(role: str, concurrency: int, processes: int, port: int) -> None:
+    """N children; a child that dies is restarted; SIGTERM is passed on and waited for."""
+    ctx = multiprocessing.get_context("spawn")
+    log = get_logger("supervisor")
+    children = {i: ctx.Process(target=_child, args=(role, concurrency, port + i)) for i in range(processes)}
+    for child in children.values():
+        child.start()
+    stopping = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children.values():
+            if child.is_alive():
+                os.kill(child.pid or 0, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while True:
+        for i, child in list(children.items()):
+            child.join(timeout=0.5)
+            if not child.is_alive() and not stopping:
+                log.warning("worker process died; restarting", index=i, exitcode=child.exitcode)
+                children[i] = ctx.Process(target=_child, args=(role, concurrency, port + i))
+                children[i].start()
+        if stopping and not any(c.is_alive() for c in children.values()):
+            break
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    cli()
