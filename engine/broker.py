@@ -122,7 +122,15 @@ class Topology:
 
 
 async def connect(settings: Settings) -> AbstractRobustConnection:
-    return await aio_pika.connect_robust(str(settings.rabbitmq_url), timeout=settings.publish_timeout_seconds)
+    """A connection that reconnects by itself once established. A first connect that fails (or is cancelled)
+    is closed, so that aio-pika does not keep retrying a half-made connection in the background."""
+    connection = aio_pika.RobustConnection(str(settings.rabbitmq_url), timeout=settings.publish_timeout_seconds)
+    try:
+        await connection.connect(timeout=settings.publish_timeout_seconds)
+    except BaseException:
+        await connection.close()
+        raise
+    return connection
 
 
 def encode(body: dict[str, Any]) -> bytes:
@@ -139,7 +147,8 @@ class Publisher:
 
     @classmethod
     async def open(cls, connection: AbstractRobustConnection, timeout: float) -> Publisher:
-        return cls(await connection.channel(publisher_confirms=True), timeout)
+        # on_return_raises: an unroutable (returned) message raises instead of passing for confirmed
+        return cls(await connection.channel(publisher_confirms=True, on_return_raises=True), timeout)
 
     async def _exchange(self, name: str) -> aio_pika.abc.AbstractExchange:
         if name not in self._exchanges:

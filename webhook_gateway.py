@@ -1,0 +1,41 @@
+"""The webhook gateway process: `python webhook_gateway.py` serves WhatsApp webhooks and M-Pesa callbacks.
+
+Everything it does lives in engine/gateway_app.py; this file only starts uvicorn with the settings.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import uvicorn
+from starlette.applications import Starlette
+
+from engine.gateway_app import create_app as _create_app
+from engine.logging import configure_logging, get_logger
+from engine.settings import Settings, get_settings
+
+
+def create_app(settings: Settings) -> Starlette:
+    return _create_app(settings)
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings)
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "auto"
+    get_logger("gateway").info("gateway_starting", host=settings.gateway_host, port=settings.gateway_port, loop=loop)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        loop=loop,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        log_config=None,  # logging is ours (configure_logging); uvicorn's warnings and errors go through it
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+    )
+
+
+if __name__ == "__main__":
+    main()
