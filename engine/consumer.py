@@ -127,16 +127,19 @@ class OrderedConsumer:
             while lane.pending and not self._stopping:
                 message = lane.pending[0]
                 _, tenant = self._key_of(message)
-                async with self._limits.slots:
-                    if self._stopping:
-                        break
-                    await self._limits.enter(tenant)
-                    self.running += 1
-                    try:
-                        await self._process(message)
-                    finally:
-                        self.running -= 1
-                        await self._limits.leave(tenant)
+                # The tenant's cap first: lanes of a flooding tenant wait here without holding a slot.
+                await self._limits.enter(tenant)
+                try:
+                    async with self._limits.slots:
+                        if self._stopping:
+                            break
+                        self.running += 1
+                        try:
+                            await self._process(message)
+                        finally:
+                            self.running -= 1
+                finally:
+                    await self._limits.leave(tenant)
                 lane.pending.popleft()
         finally:
             lane.running = False

@@ -117,3 +117,45 @@ async def test_outside_window_error_marks_failed_without_retry(stack: LocalStack
     assert row["error_code"] == 131047
     await asyncio.sleep(1.0)
     assert stack.whatsapp.messages(to=user.wa_id) == []  # refused once, never sent again
+
+
+async def test_expired_token_parks_the_send_and_pauses_the_organisation(stack: LocalStack, make_org, broker) -> None:  # type: ignore[no-untyped-def]
+    org, new = await make_org("Token", tokens=100)
+    user = stack.user(new.phone_number_id, phone())
+    stack.whatsapp.add_faults([{"status": 401, "code": 190, "to": user.wa_id}])
+    await user.say("hi")
+    channel = await broker.channel()
+    parking = await channel.get_queue(f"{stack.settings.broker_prefix}.parking")
+
+    async def parked():  # type: ignore[no-untyped-def]
+        async with parking.iterator(timeout=0.5) as it:
+            try:
+                async for m in it:
+                    if user.wa_id.encode() in m.body:
+                        await m.ack()
+                        return m
+                    await m.nack(requeue=True)
+            except TimeoutError:
+                return None
+        return None
+
+    message = await wait_until(parked, timeout=20)
+    assert "190" in message.headers["x-error"]
+    assert message.headers["x-original-queue"].startswith(f"{stack.settings.broker_prefix}.outbound.")
+    assert stack.whatsapp.messages(to=user.wa_id) == []
+    await channel.close()
+
+
+async def test_worker_process_stops_cleanly_on_sigterm(stack: LocalStack, owner_pool) -> None:  # type: ignore[no-untyped-def]
+    import signal
+
+    proc = stack.spawn_worker("inbound", concurrency=4)
+
+    async def registered():  # type: ignore[no-untyped-def]
+        return await owner_pool.fetchval("SELECT count(*) FROM worker_heartbeats WHERE pid = $1", proc.pid)
+
+    await wait_until(registered, timeout=30)
+    proc.send_signal(signal.SIGTERM)
+    code = await asyncio.to_thread(proc.wait, 30)
+    assert code == 0
+    assert await owner_pool.fetchval("SELECT count(*) FROM worker_heartbeats WHERE pid = $1", proc.pid) == 0

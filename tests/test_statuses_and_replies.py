@@ -1,0 +1,121 @@
+"""Status updates are monotonic and keep broadcast counters right; replies respect the 24-hour window,
+opt-out, the wallet and the bot-loop guard. Real PostgreSQL, as the application role."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from engine.db import tenant_tx
+from engine.inbound import apply_status, open_conversation, upsert_contact
+from engine.turn import LOOP_LIMIT, Contact, Org, Turn
+from state_machines.base import Text
+
+
+async def _setup(conn: asyncpg.Connection, org_id, phone: str = "254711000001"):  # type: ignore[no-untyped-def]
+    now = datetime.now(UTC)
+    contact = await upsert_contact(conn, org_id, phone, "Akinyi", now)
+    conversation = await open_conversation(conn, org_id, contact["id"])
+    return contact, conversation
+
+
+async def _outbound(conn, org_id, contact, conversation, wamid, broadcast_id=None):  # type: ignore[no-untyped-def]
+    return await conn.fetchval(
+        """INSERT INTO messages (organization_id, conversation_id, contact_id, direction, type, content, wa_message_id,
+                                 wa_status, broadcast_id)
+           VALUES ($1, $2, $3, 'outbound', 'text', 'x', $4, 'sent', $5) RETURNING id""",
+        org_id, conversation.id, contact["id"], wamid, broadcast_id)
+
+
+def status(wamid: str, value: str) -> dict:  # type: ignore[type-arg]
+    return {"payload": {"id": wamid, "status": value, "timestamp": "1700000000", "recipient_id": "254711000001"}}
+
+
+async def test_statuses_move_forward_only_and_count_skipped_stages(app_pool: asyncpg.Pool, make_org) -> None:  # type: ignore[no-untyped-def]
+    org, _ = await make_org("Status")
+    async with tenant_tx(app_pool, org) as conn:
+        contact, conversation = await _setup(conn, org)
+        broadcast = await conn.fetchval(
+            "INSERT INTO broadcasts (organization_id, message_type) VALUES ($1, 'text') RETURNING id", org)
+        await _outbound(conn, org, contact, conversation, "wamid.A", broadcast)
+        await conn.execute("UPDATE broadcasts SET sent_count = 1 WHERE id = $1", broadcast)
+        assert await apply_status(conn, org, status("wamid.A", "read")) == "processed"  # delivered skipped
+        assert await apply_status(conn, org, status("wamid.A", "delivered")) == "stale"  # late: no overwrite
+        assert await apply_status(conn, org, status("wamid.A", "sent")) == "stale"
+        row = await conn.fetchrow("SELECT wa_status, read_at FROM messages WHERE wa_message_id = 'wamid.A'")
+        counters = await conn.fetchrow("SELECT sent_count, delivered_count, read_count FROM broadcasts WHERE id = $1",
+                                       broadcast)
+    assert row["wa_status"] == "read" and row["read_at"] is not None
+    assert tuple(counters) == (1, 1, 1)
+
+
+async def test_failed_is_terminal_with_its_error(app_pool: asyncpg.Pool, make_org) -> None:  # type: ignore[no-untyped-def]
+    org, _ = await make_org("Status")
+    async with tenant_tx(app_pool, org) as conn:
+        contact, conversation = await _setup(conn, org)
+        await _outbound(conn, org, contact, conversation, "wamid.F")
+        failed = status("wamid.F", "failed")
+        failed["payload"]["errors"] = [{"code": 131026, "title": "Message undeliverable"}]
+        assert await apply_status(conn, org, failed) == "processed"
+        assert await apply_status(conn, org, status("wamid.F", "read")) == "stale"
+        row = await conn.fetchrow("SELECT wa_status, error_code, error_title FROM messages WHERE wa_message_id = 'wamid.F'")
+    assert tuple(row) == ("failed", 131026, "Message undeliverable")
+
+
+async def _turn(conn, org_id, new, trigger="message", last_user=None, opted_in=True) -> Turn:  # type: ignore[no-untyped-def]
+    contact_row, conversation = await _setup(conn, org_id)
+    now = datetime.now(UTC)
+    conversation.last_user_message_at = now if last_user is None else last_user
+    contact = Contact(contact_row["id"], contact_row["phone"], "Akinyi", None, opted_in, 1)
+    return Turn(conn=conn, org=Org(org_id, "Org", new.phone_number_id, {}), contact=contact,
+                conversation=conversation, now=now, trigger=trigger)
+
+
+async def _outbox_count(conn) -> int:  # type: ignore[no-untyped-def]
+    return await conn.fetchval("SELECT count(*) FROM outbox")
+
+
+@pytest.mark.parametrize(
+    ("trigger", "hours_since_user", "opted_in", "queued"),
+    [("message", 0, True, 1), ("timer", 1, True, 1), ("timer", 25, True, 0), ("timer", 1, False, 0),
+     ("message", 0, False, 1)],
+)
+async def test_window_and_opt_out_decide_what_is_queued(app_pool: asyncpg.Pool, make_org, trigger: str,  # type: ignore[no-untyped-def]
+                                                         hours_since_user: int, opted_in: bool, queued: int) -> None:
+    org, new = await make_org("Window")
+    async with tenant_tx(app_pool, org) as conn:
+        turn = await _turn(conn, org, new, trigger, datetime.now(UTC) - timedelta(hours=hours_since_user), opted_in)
+        turn.replies.append(Text("hello"))
+        assert await turn.finish() == queued
+        assert await _outbox_count(conn) == queued
+
+
+async def test_a_bot_loop_is_stopped(app_pool: asyncpg.Pool, make_org) -> None:  # type: ignore[no-untyped-def]
+    org, new = await make_org("Loop", tokens=1000)
+    sent = 0
+    for _ in range(LOOP_LIMIT + 5):
+        async with tenant_tx(app_pool, org) as conn:
+            turn = await _turn(conn, org, new)
+            turn.replies.append(Text("Sorry, I did not understand."))
+            sent += await turn.finish()
+    assert sent == LOOP_LIMIT - 1
+
+
+async def test_an_empty_wallet_stores_nothing_paid_and_signals_once(app_pool: asyncpg.Pool, make_org) -> None:  # type: ignore[no-untyped-def]
+    org, new = await make_org("Empty", tokens=0)
+    for _ in range(3):
+        async with tenant_tx(app_pool, org) as conn:
+            turn = await _turn(conn, org, new)
+            turn.replies.append(Text("hello"))
+            assert await turn.finish() == 0
+    async with tenant_tx(app_pool, org) as conn:
+        assert await _outbox_count(conn) == 0
+        signalled = await conn.fetchval("SELECT low_balance_signalled_at FROM wallets")
+        assert signalled is not None
+        from engine.wallet import credit, signal_low_balance_once
+
+        assert await signal_low_balance_once(conn, org) is False  # once, not per message
+        await credit(conn, org, 5)
+        assert await conn.fetchval("SELECT low_balance_signalled_at FROM wallets") is None  # a top-up resets it
