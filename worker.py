@@ -11,11 +11,15 @@ import multiprocessing
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from engine.logging import configure_logging, get_logger
-from engine.settings import get_settings
+from engine.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from engine.runtime import Runtime
 
 ROLES = {"inbound": {"inbound"}, "relay": {"relay"}, "sender": {"sender"}, "all": {"inbound", "relay", "sender"}}
 cli = typer.Typer(add_completion=False)
@@ -51,7 +55,7 @@ async def run(role: str, concurrency: int, metrics_port: int) -> None:
         log.info("worker stopped")
 
 
-async def _start_runtime(settings, stop: asyncio.Event, log):  # type: ignore[no-untyped-def]
+async def _start_runtime(settings: Settings, stop: asyncio.Event, log: Any) -> Runtime | None:
     """Connect, waiting out a database or broker that is not up yet (an orchestrator may start us first)."""
     from engine.runtime import Runtime
 

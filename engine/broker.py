@@ -19,6 +19,7 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from yarl import URL
 
 from engine.settings import Settings
 
@@ -124,7 +125,7 @@ class Topology:
 async def connect(settings: Settings) -> AbstractRobustConnection:
     """A connection that reconnects by itself once established. A first connect that fails (or is cancelled)
     is closed, so that aio-pika does not keep retrying a half-made connection in the background."""
-    connection = aio_pika.RobustConnection(str(settings.rabbitmq_url), timeout=settings.publish_timeout_seconds)
+    connection = aio_pika.RobustConnection(URL(str(settings.rabbitmq_url)), timeout=settings.publish_timeout_seconds)
     try:
         await connection.connect(timeout=settings.publish_timeout_seconds)
     except BaseException:

@@ -8,11 +8,12 @@ so that every worker and test process shares one server (``chatnation db stop`` 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 DATABASE_NAME = "chatnation"
 
 
-def _server(data_dir: Path):  # type: ignore[no-untyped-def]
+def _server(data_dir: Path) -> Any:
     import warnings
 
     with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on servers; harmless here
@@ -33,7 +34,7 @@ def ensure_embedded(data_dir: Path, database: str = DATABASE_NAME) -> str:
 
 
 def stop_embedded(data_dir: Path) -> bool:
-    from pgserver import pg_ctl
+    from pgserver import pg_ctl  # type: ignore[attr-defined]  # generated at import time
 
     pgdata = data_dir / "pg"
     if not (pgdata / "postmaster.pid").exists():

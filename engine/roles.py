@@ -74,7 +74,7 @@ async def park_message(rt: Runtime, message: AbstractIncomingMessage, error: str
     headers = dict(message.headers or {})
     headers.update({"x-error": error[:2000], "x-original-queue": queue, "x-original-exchange": message.exchange,
                     "x-original-routing-key": message.routing_key,
-                    "x-attempts": int(headers.get("x-delivery-count", 0) or 0) + 1})
+                    "x-attempts": int(str(headers.get("x-delivery-count") or 0)) + 1})
     await rt.publisher.publish(rt.topology.dead_letter_exchange, "", message.body,
                                message_id=message.message_id, headers=headers)
 

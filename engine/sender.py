@@ -63,8 +63,7 @@ class Sender:
         self._pairs: OrderedDict[str, AsyncLimiter] = OrderedDict()
         self._paused: dict[str, float] = {}
         self._tokens: dict[str, tuple[float, str]] = {}
-        self._retry = dict(retry=retry_if_exception(_transient), wait=_wait, reraise=True,
-                           stop=stop_after_attempt(attempts) | stop_after_delay(max_seconds))
+        self._stop = stop_after_attempt(attempts) | stop_after_delay(max_seconds)
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
         job = json.loads(message.body)
@@ -104,7 +103,8 @@ class Sender:
         return token or ""
 
     async def _send_with_retries(self, job: dict[str, Any], token: str) -> str:
-        async for attempt in AsyncRetrying(**self._retry):
+        async for attempt in AsyncRetrying(retry=retry_if_exception(_transient), wait=_wait, stop=self._stop,
+                                           reraise=True):
             with attempt:
                 started = time.perf_counter()
                 try:

@@ -31,7 +31,7 @@ def create_app(ready: Callable[[], Awaitable[bool]]) -> Starlette:
 async def serve(app: Starlette, host: str, port: int, stop: asyncio.Event) -> None:
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                                            lifespan="off"))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the worker owns signals
+    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]  # the worker owns signals
     task = asyncio.create_task(server.serve())
     await stop.wait()
     server.should_exit = True

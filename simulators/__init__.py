@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from typing import Literal
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -17,7 +18,7 @@ from starlette.types import ASGIApp
 class ServerRunner:
     """Runs one ASGI app under uvicorn inside the current event loop."""
 
-    def __init__(self, app: ASGIApp, *, lifespan: str = "off") -> None:
+    def __init__(self, app: ASGIApp, *, lifespan: Literal["auto", "on", "off"] = "off") -> None:
         self._app = app
         self._lifespan = lifespan  # "on" for apps that connect to things at start-up (the gateway)
         self._server: uvicorn.Server | None = None

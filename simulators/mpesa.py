@@ -187,7 +187,7 @@ class MpesaSimulator:
             "callback": None, "deliveries": [],
         }
         if record["outcome"] != NO_CALLBACK:
-            record["callback"] = build_callback(record, record["outcome"], now)
+            record["callback"] = build_callback(record, str(record["outcome"]), now)
         self.requests.append(record)
         return record
 

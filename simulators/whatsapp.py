@@ -70,7 +70,8 @@ def _parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[bytes, s
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         if isinstance(name, str):
-            fields[name] = (part.get_payload(decode=True) or b"", part.get_content_type())
+            payload = part.get_payload(decode=True)
+            fields[name] = (payload if isinstance(payload, bytes) else b"", part.get_content_type())
     return fields
 
 

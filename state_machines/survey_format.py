@@ -59,7 +59,7 @@ NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)
 LocalText = Annotated[dict[Literal["en", "sw"], NonEmpty], BeforeValidator(_per_language), Field(min_length=1)]
 
 
-def _label(text: Mapping[str, str], language: str) -> str:
+def _label(text: Mapping[Any, str], language: str) -> str:
     return text.get(language) or text.get("en") or next(iter(text.values()))
 
 

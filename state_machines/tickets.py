@@ -316,7 +316,10 @@ def _confirm_prompt(state: State, ctx: Context, error: str = "") -> Reply:
 
 
 def _wait_prompt(key: str) -> Callable[[State, Context, str], Reply]:
-    return lambda state, ctx, error="": Text(t(key, ctx.language))
+    def prompt(state: State, ctx: Context, error: str = "") -> Reply:
+        return Text(t(key, ctx.language))
+
+    return prompt
 
 
 def _waiting_prompt(state: State, ctx: Context, error: str = "") -> Reply:
@@ -442,10 +445,11 @@ def _on_name(state: State, event: Inbound, ctx: Context) -> Step:
 
 
 def _on_email(state: State, event: Inbound, ctx: Context) -> Step:
-    email: str | None = event.text.strip()
+    typed = event.text.strip()
+    email: str | None = typed
     if event.choice_id == ID_SKIP or normalise(event.text) in _SKIP_WORDS:
         email = None
-    elif not (_EMAIL.fullmatch(email) and len(email) <= 254):
+    elif not (_EMAIL.fullmatch(typed) and len(typed) <= 254):
         return _fail(state, ctx, "tickets.invalid_email")
     confirming = _at(state, CONFIRM, holder_email=email)
     return Step(confirming, (_confirm_prompt(confirming, ctx),))

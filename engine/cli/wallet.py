@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
+import asyncpg
 import typer
 
 from engine.cli.common import emit, pools, run, settings
@@ -11,7 +12,7 @@ from engine.cli.common import emit, pools, run, settings
 app = typer.Typer(help="Token wallets: balance, top-up, ledger.", no_args_is_help=True)
 
 
-async def resolve_org(pool, org: str) -> UUID:  # type: ignore[no-untyped-def]
+async def resolve_org(pool: asyncpg.Pool, org: str) -> UUID:
     """An organisation by id, or by its WhatsApp phone_number_id (routable without a tenant)."""
     try:
         return UUID(org)

@@ -315,9 +315,9 @@ def _body_of(reply: Reply, *, image_link: str | None, image_id: str | None) -> d
             return {"type": "interactive",
                     "interactive": {"type": "button", "body": {"text": body}, "action": action}}
         case ListMenu(body=body, button=button, rows=rows):
-            section = {"rows": [_row(r.id, r.title, r.description) for r in rows]}
-            action = {"button": button, "sections": [section]}
-            return {"type": "interactive", "interactive": {"type": "list", "body": {"text": body}, "action": action}}
+            section: dict[str, Any] = {"rows": [_row(r.id, r.title, r.description) for r in rows]}
+            menu: dict[str, Any] = {"button": button, "sections": [section]}
+            return {"type": "interactive", "interactive": {"type": "list", "body": {"text": body}, "action": menu}}
         case Image(caption=caption):
             media: dict[str, Any] = {"id": image_id} if image_id else {"link": image_link}
             if caption:
