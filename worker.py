@@ -44,7 +44,7 @@ async def run(role: str, concurrency: int, metrics_port: int) -> None:
         except Exception:
             return False
 
-    http = asyncio.create_task(serve(create_app(ready), settings.gateway_host, metrics_port, stop))
+    http = asyncio.create_task(serve(create_app(ready), settings.metrics_host, metrics_port, stop))
     log.info("worker started", roles=sorted(ROLES[role]), concurrency=concurrency, metrics_port=metrics_port)
     try:
         await run_roles(rt, ROLES[role], concurrency, stop)

@@ -18,6 +18,7 @@ from engine import metrics_worker as metrics
 from engine.consumer import Limits, OrderedConsumer
 from engine.logging import get_logger
 from engine.outbox import relay_forever
+from engine.queue_sampler import sample_forever
 from engine.runtime import Runtime
 from engine.sender import Sender
 from engine.shards import ShardCoordinator
@@ -39,6 +40,7 @@ class ShardedConsumers:
     key_of: Callable[[AbstractIncomingMessage], tuple[str, str]]
     limits: Limits
     active: dict[int, tuple[AbstractChannel, OrderedConsumer]] = field(default_factory=dict)
+    processed: int = 0
 
     async def start_shard(self, shard: int) -> None:
         channel = await self.rt.connection.channel()
@@ -62,10 +64,11 @@ class ShardedConsumers:
         await channel.close()
 
     def stats(self) -> tuple[int, int]:
-        consumers = [c for _, c in self.active.values()]
-        return sum(c.in_flight for c in consumers), sum(c.processed for c in consumers)
+        """(in flight now, processed by this process since it started, across every shard it held)."""
+        return sum(c.in_flight for _, c in self.active.values()), self.processed
 
     def _outcome(self, outcome: str, seconds: float) -> None:
+        self.processed += 1
         metrics.in_flight.labels(self.role).set(self.stats()[0])
 
 
@@ -95,6 +98,8 @@ async def run_roles(rt: Runtime, roles: set[str], concurrency: int, stop: asynci
     if "relay" in roles:
         tasks.append(asyncio.create_task(relay_forever(rt, stop)))
         tasks.append(asyncio.create_task(timers_forever(rt, stop)))
+        tasks.append(asyncio.create_task(sample_forever(rt, stop)))
+        tasks.append(asyncio.create_task(_announce(rt, "relay", stop)))
     await asyncio.gather(*tasks)
 
 
@@ -102,6 +107,15 @@ async def _coordinate(rt: Runtime, sharded: ShardedConsumers, shards: int, stop:
     coordinator = ShardCoordinator(rt.urls.owner, sharded.role, shards, sharded.start_shard, sharded.stop_shard,
                                    sharded.stats)
     await coordinator.run(stop)
+
+
+async def _announce(rt: Runtime, role: str, stop: asyncio.Event) -> None:
+    """A role without shards still heartbeats, so that `chatnation workers` lists it."""
+
+    async def nothing(shard: int) -> None:
+        return None
+
+    await ShardCoordinator(rt.urls.owner, role, 0, nothing, nothing).run(stop)
 
 
 async def _payments(rt: Runtime, stop: asyncio.Event) -> None:

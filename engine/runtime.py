@@ -57,7 +57,9 @@ class Runtime:
         """Routing lookup, cached briefly: the hot path asks it for every message."""
         hit = self._org_cache.get(phone_number_id)
         now = time.monotonic()
-        if hit and now - hit[0] < 30:
+        # a known number is cached for 30 s; an unknown one for 2 s, so a number registered to fix parked
+        # messages is seen by their replay at once
+        if hit and now - hit[0] < (30 if hit[1] is not None else 2):
             return hit[1]
         org_id = await self.app_pool.fetchval("SELECT org_by_phone_number_id($1)", phone_number_id)
         self._org_cache[phone_number_id] = (now, org_id)

@@ -145,7 +145,6 @@ class Sender:
         async with tenant_tx(self.rt.app_pool, org_id) as conn:
             await advance_status(conn, message_id, "failed", error_code=err.code, error_title=err.message[:500])
         log.info("reply failed permanently", code=err.code, message_id=str(message_id))
-        metrics.sends.labels("failed", str(err.code)).inc()
 
     def _limiter(self, phone_number_id: str) -> AsyncLimiter:
         if phone_number_id not in self._numbers:

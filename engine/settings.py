@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     publish_timeout_seconds: float = Field(5.0, gt=0)
     delivery_limit: int = Field(5, ge=1, le=100)
     handler_attempts: int = Field(3, ge=1, le=20)
+    # The management HTTP API (unacked counts, rates); unset: RABBITMQ_URL's host, port 15672, same login.
+    rabbitmq_management_url: AnyUrl | None = None
 
     # WhatsApp Cloud API
     whatsapp_app_secret: str = "dev-app-secret"
@@ -67,6 +69,7 @@ class Settings(BaseSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(8080, ge=0, le=65535)
     metrics_port: int = Field(9100, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"  # workers' /metrics, /healthz, /readyz; 0.0.0.0 in containers
     shutdown_grace_seconds: float = Field(20.0, gt=0)
 
     @field_validator("database_url")

@@ -9,8 +9,18 @@ host="${hostport%%:*}"; port="${hostport##*:}"; [ "$port" = "$host" ] && port=56
 
 answers() { (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; }
 wait_for() { for _ in $(seq 1 60); do answers && return 0; sleep 1; done; return 1; }
+# The management API (queue depths, unacked counts, rates for `chatnation queues`) and the Prometheus endpoint
+# (:15692). Idempotent; takes effect on the running node. Only for a local broker we administer as root.
+enable_plugins() {
+  case "$host" in 127.*|localhost|::1) ;; *) return 0 ;; esac
+  if [ "$(id -u)" = 0 ] && command -v rabbitmq-plugins >/dev/null 2>&1; then
+    rabbitmq-plugins -q enable rabbitmq_management rabbitmq_prometheus >/dev/null 2>&1 \
+      || echo "note: could not enable the RabbitMQ management plugins; 'chatnation queues' falls back to AMQP" >&2
+  fi
+  return 0
+}
 
-if answers; then exit 0; fi
+if answers; then enable_plugins; exit 0; fi
 case "$host" in
   127.*|localhost|::1) ;;
   *) echo "RabbitMQ at $host:$port does not answer; start it or set RABBITMQ_URL" >&2; exit 1 ;;
@@ -30,6 +40,7 @@ rabbitmq-server -detached >/dev/null 2>&1 || true
 if wait_for; then
   # the port opens before the broker accepts AMQP logins; give it a moment
   for _ in $(seq 1 30); do rabbitmqctl -q await_startup >/dev/null 2>&1 && break; sleep 1; done
+  enable_plugins
   exit 0
 fi
 echo "rabbitmq-server did not come up on $host:$port; see /var/log/rabbitmq/" >&2

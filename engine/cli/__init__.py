@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from engine.cli import db, demo, orgs, wallet
+from engine.cli import db, demo, orgs, parked, queues, wallet, workers
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="ChatNation conversation engine.")
 app.add_typer(db.app, name="db")
@@ -12,3 +12,6 @@ app.add_typer(orgs.app, name="org")
 app.add_typer(wallet.app, name="wallet")
 app.command("migrate")(db.migrate_command)
 app.command("demo")(demo.demo)
+app.add_typer(parked.app, name="parked")
+app.command("queues")(queues.queues)
+app.command("workers")(workers.workers)

@@ -1,0 +1,340 @@
+"""Looking into the broker for operators: queue depths and consumers, and the parked (dead-lettered) messages.
+
+Queue figures: the ready count always from an AMQP passive declare (exact and immediate, where the management
+API lags by ~5 s and knows nothing of a queue for its first seconds); unacked counts, consumers and publish and
+deliver rates from the RabbitMQ management HTTP API when it answers (unacked unknown otherwise). Parked messages are read with basic.get and manual acks on a short-lived
+channel: what is not acked goes back to the head of the parking queue when the channel closes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+import aio_pika
+import httpx
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
+
+from engine.broker import Publisher, Topology
+from engine.logging import get_logger
+from engine.settings import Settings
+
+log = get_logger(__name__)
+MANAGEMENT_PORT = 15672
+# Headers that describe a message's stay in parking; a replayed message starts clean without them.
+PARKING_HEADERS = ("x-error", "x-original-queue", "x-original-exchange", "x-original-routing-key", "x-attempts",
+                   "x-death", "x-first-death-queue", "x-first-death-exchange", "x-first-death-reason",
+                   "x-last-death-queue", "x-last-death-exchange", "x-last-death-reason", "x-delivery-count")
+
+
+# ------------------------------------------------------------------------------------------ queue figures
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    name: str
+    ready: int | None
+    unacked: int | None  # None: unknown (AMQP fallback)
+    consumers: int | None
+    publish_rate: float | None = None  # messages/s into the queue (management API)
+    deliver_rate: float | None = None  # messages/s delivered to consumers (management API)
+    growth_rate: float | None = None  # change of ready messages/s between two samples
+    exists: bool = True
+
+
+def queue_kind(topology: Topology, name: str) -> str:
+    if name == topology.parking_queue:
+        return "parking"
+    if name == topology.payments_queue:
+        return "payments"
+    return "inbound" if name.startswith(f"{topology.inbound_exchange}.") else "outbound"
+
+
+def management_url(settings: Settings) -> str:
+    """RABBITMQ_MANAGEMENT_URL, or the AMQP URL's host on port 15672 with the same credentials."""
+    if settings.rabbitmq_management_url is not None:
+        return str(settings.rabbitmq_management_url)
+    amqp = urlsplit(str(settings.rabbitmq_url))
+    userinfo = f"{amqp.username or 'guest'}:{amqp.password or 'guest'}@"
+    return f"http://{userinfo}{amqp.hostname or '127.0.0.1'}:{MANAGEMENT_PORT}/"
+
+
+def vhost_of(settings: Settings) -> str:
+    path = urlsplit(str(settings.rabbitmq_url)).path
+    return unquote(path[1:]) if path not in ("", "/") else "/"
+
+
+class ManagementApi:
+    """The few calls of the management HTTP API this project needs."""
+
+    def __init__(self, url: str, vhost: str, *, timeout: float = 3.0) -> None:
+        parts = urlsplit(url)
+        auth = (unquote(parts.username or "guest"), unquote(parts.password or "guest"))
+        base = f"{parts.scheme}://{parts.hostname}:{parts.port or MANAGEMENT_PORT}{parts.path.rstrip('/')}"
+        self._client = httpx.AsyncClient(base_url=base, auth=auth, timeout=timeout)
+        self._vhost = quote(vhost, safe="")
+
+    async def queues(self, names: Sequence[str]) -> list[QueueStats]:
+        """Figures for ``names`` (one request for the whole vhost); raises when the API does not answer."""
+        response = await self._client.get(f"/api/queues/{self._vhost}", params={"columns": ",".join((
+            "name", "messages_ready", "messages_unacknowledged", "consumers",
+            "message_stats.publish_details.rate", "message_stats.deliver_get_details.rate"))})
+        response.raise_for_status()
+        found = {q["name"]: q for q in response.json()}
+        return [_from_management(name, found.get(name)) for name in names]
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _from_management(name: str, q: dict[str, Any] | None) -> QueueStats:
+    if q is None:
+        return QueueStats(name, None, None, None, exists=False)
+    stats = q.get("message_stats") or {}  # a figure the API has not collected yet is absent, not zero
+    return QueueStats(name, q.get("messages_ready"), q.get("messages_unacknowledged"), q.get("consumers"),
+                      (stats.get("publish_details") or {}).get("rate", 0.0),
+                      (stats.get("deliver_get_details") or {}).get("rate", 0.0))
+
+
+def merged(amqp: QueueStats, managed: QueueStats) -> QueueStats:
+    """AMQP's exact ready count, the management API's unacked, rates (and consumers when it has them)."""
+    consumers = managed.consumers if managed.consumers is not None else amqp.consumers
+    return replace(managed, ready=amqp.ready, consumers=consumers, exists=amqp.exists)
+
+
+async def amqp_queue_stats(connection: AbstractConnection, names: Sequence[str]) -> list[QueueStats]:
+    """Ready count and consumers by passive declare. A missing queue closes the channel, so open another."""
+    result: list[QueueStats] = []
+    channel = await connection.channel()
+    try:
+        for name in names:
+            try:
+                queue = await channel.declare_queue(name, passive=True)
+            except aio_pika.exceptions.ChannelClosed:
+                result.append(QueueStats(name, None, None, None, exists=False))
+                channel = await connection.channel()
+                continue
+            declared = queue.declaration_result
+            result.append(QueueStats(name, declared.message_count, None, declared.consumer_count))
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+    return result
+
+
+@dataclass
+class QueueInspector:
+    """Samples queues through AMQP, completed by the management API while it answers. Remembers the
+    previous sample to compute how fast each queue's ready count grows."""
+
+    settings: Settings
+    connection: AbstractConnection
+    retry_management_after: float = 60.0
+    source: str = "management"
+    _api: ManagementApi | None = None
+    _management_failed_at: float | None = None
+    _previous: dict[str, tuple[float, int]] = field(default_factory=dict)
+
+    async def sample(self, names: Sequence[str]) -> list[QueueStats]:
+        stats = await amqp_queue_stats(self.connection, names)
+        managed = await self._management(names)
+        if managed is None:
+            self.source = "amqp"
+        else:
+            stats = [merged(a, m) for a, m in zip(stats, managed, strict=True)]
+        return self._with_growth(stats)
+
+    async def _management(self, names: Sequence[str]) -> list[QueueStats] | None:
+        failed = self._management_failed_at
+        if failed is not None and time.monotonic() - failed < self.retry_management_after:
+            return None
+        if self._api is None:
+            self._api = ManagementApi(management_url(self.settings), vhost_of(self.settings))
+        try:
+            stats = await self._api.queues(names)
+        except (httpx.HTTPError, ValueError) as err:
+            if failed is None:
+                log.info("RabbitMQ management API unavailable; using AMQP queue figures", error=repr(err))
+            self._management_failed_at = time.monotonic()
+            return None
+        self._management_failed_at = None
+        self.source = "management"
+        return stats
+
+    def _with_growth(self, stats: list[QueueStats]) -> list[QueueStats]:
+        now = time.monotonic()
+        out = []
+        for s in stats:
+            before = self._previous.get(s.name)
+            growth = None
+            if before is not None and s.ready is not None and now > before[0]:
+                growth = (s.ready - before[1]) / (now - before[0])
+            if s.ready is not None:
+                self._previous[s.name] = (now, s.ready)
+            out.append(replace(s, growth_rate=growth))
+        return out
+
+    async def aclose(self) -> None:
+        if self._api is not None:
+            await self._api.aclose()
+
+
+# ----------------------------------------------------------------------------------------- parked messages
+
+
+@dataclass(frozen=True)
+class ParkedMessage:
+    id: str
+    reason: str  # "parked" (by a worker, with its error), or the broker's: "delivery_limit", "rejected", ...
+    error: str | None
+    original_queue: str | None
+    original_exchange: str | None
+    original_routing_key: str | None
+    attempts: int | None
+    headers: dict[str, Any]
+    body: bytes
+
+    @property
+    def target(self) -> tuple[str, str]:
+        """Where a replay publishes: the original exchange and routing key, else the queue itself."""
+        if self.original_exchange is not None and self.original_routing_key is not None:
+            return self.original_exchange, self.original_routing_key
+        return "", self.original_queue or ""
+
+    def summary(self) -> dict[str, Any]:
+        return {"id": self.id, "reason": self.reason, "error": self.error, "original_queue": self.original_queue,
+                "exchange": self.original_exchange, "routing_key": self.original_routing_key,
+                "attempts": self.attempts}
+
+
+def message_key(message_id: str | None, body: bytes) -> str:
+    """A parked message's id: its message_id (the WhatsApp or M-Pesa id), else a digest of its body."""
+    return message_id or "sha1:" + hashlib.sha1(body).hexdigest()[:16]
+
+
+def describe_parked(message_id: str | None, headers: dict[str, Any], body: bytes,
+                    delivery_limit: int) -> ParkedMessage:
+    """What a parked message says about itself: a worker's x-* headers, or the broker's x-death record."""
+    headers = dict(headers)
+    key = message_key(message_id, body)
+    if "x-original-queue" in headers:
+        return ParkedMessage(key, "parked", _text(headers.get("x-error")), _text(headers.get("x-original-queue")),
+                             _text(headers.get("x-original-exchange")), _text(headers.get("x-original-routing-key")),
+                             _int(headers.get("x-attempts")), headers, body)
+    deaths = headers.get("x-death") or [{}]
+    death = deaths[0] if isinstance(deaths, list) and deaths else {}
+    reason = _text(death.get("reason")) or _text(headers.get("x-first-death-reason")) or "unknown"
+    keys = death.get("routing-keys") or []
+    attempts = delivery_limit + 1 if reason == "delivery_limit" else _int(death.get("count"))
+    return ParkedMessage(key, reason, f"dead-lettered by the broker: {reason}",
+                         _text(death.get("queue") or headers.get("x-first-death-queue")),
+                         _text(death.get("exchange", headers.get("x-first-death-exchange"))),
+                         _text(keys[0]) if keys else None, attempts, headers, body)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def replay_headers(parked: ParkedMessage) -> dict[str, Any]:
+    headers = {k: v for k, v in parked.headers.items() if k not in PARKING_HEADERS}
+    headers["x-replayed"] = (_int(parked.headers.get("x-replayed")) or 0) + 1
+    return headers
+
+
+class ParkingLot:
+    """Reads, replays and purges the parking queue of one topology."""
+
+    def __init__(self, connection: AbstractConnection, topology: Topology, publish_timeout: float) -> None:
+        self.connection = connection
+        self.topology = topology
+        self.publish_timeout = publish_timeout
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[tuple[AbstractChannel, aio_pika.abc.AbstractQueue, int]]:
+        """A channel of its own: closing it returns every message taken and not acked, at the queue's head."""
+        channel = await self.connection.channel()
+        try:
+            queue = await channel.declare_queue(self.topology.parking_queue, passive=True)
+            yield channel, queue, queue.declaration_result.message_count or 0
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
+    async def _take(self, queue: aio_pika.abc.AbstractQueue) -> tuple[AbstractIncomingMessage, ParkedMessage] | None:
+        message = await queue.get(no_ack=False, fail=False, timeout=self.publish_timeout)
+        if message is None:
+            return None
+        return message, describe_parked(message.message_id, dict(message.headers or {}), message.body,
+                                        self.topology.delivery_limit)
+
+    async def peek(self, limit: int = 1000) -> list[ParkedMessage]:
+        """Up to ``limit`` parked messages from the head, left in place."""
+        found: list[ParkedMessage] = []
+        async with self._session() as (_, queue, count):
+            for _ in range(min(limit, count)):
+                taken = await self._take(queue)
+                if taken is None:
+                    break
+                found.append(taken[1])
+        return found
+
+    async def count(self) -> int:
+        async with self._session() as (_, _queue, count):
+            return count
+
+    async def replay(self, ids: set[str] | None) -> tuple[list[ParkedMessage], list[tuple[ParkedMessage, str]]]:
+        """Re-publish the parked messages with these ids (None: all there are now) to where they came from.
+        Each leaves parking only after the broker confirmed its copy; one that cannot be published (its
+        exchange or binding is gone) stays parked and is returned with the error."""
+        replayed: list[ParkedMessage] = []
+        failed: list[tuple[ParkedMessage, str]] = []
+        publish_channel: AbstractChannel | None = None
+        try:
+            async with self._session() as (_, queue, count):
+                for _ in range(count):  # messages parked again meanwhile queue up behind these: not seen twice
+                    taken = await self._take(queue)
+                    if taken is None:
+                        break
+                    message, parked = taken
+                    if ids is not None and parked.id not in ids:
+                        continue
+                    if publish_channel is None or publish_channel.is_closed:
+                        publish_channel = await self.connection.channel(publisher_confirms=True,
+                                                                        on_return_raises=True)
+                    try:
+                        await self._republish(Publisher(publish_channel, self.publish_timeout), message, parked)
+                    except (aio_pika.exceptions.AMQPError, TimeoutError) as err:
+                        failed.append((parked, repr(err)))
+                        continue
+                    await message.ack()
+                    replayed.append(parked)
+        finally:
+            if publish_channel is not None and not publish_channel.is_closed:
+                await publish_channel.close()
+        return replayed, failed
+
+    @staticmethod
+    async def _republish(publisher: Publisher, message: AbstractIncomingMessage, parked: ParkedMessage) -> None:
+        exchange, routing_key = parked.target
+        await publisher.publish(exchange, routing_key, parked.body, message_id=message.message_id,
+                                headers=replay_headers(parked))
+
+    async def purge(self) -> int:
+        async with self._session() as (_, queue, _count):
+            result = await queue.purge()
+            return int(result.message_count or 0)
