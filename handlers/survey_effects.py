@@ -47,6 +47,7 @@ async def begin_response(turn: Turn, effect: BeginSurveyResponse) -> SurveyRespo
 
 
 async def save_answer(turn: Turn, effect: SaveSurveyAnswer) -> None:
+    """A skipped question (value None) is stored as JSON null: response_items.value is NOT NULL."""
     rid = UUID(effect.response_id)
     await turn.conn.execute(
         """UPDATE survey_responses
@@ -56,7 +57,7 @@ async def save_answer(turn: Turn, effect: SaveSurveyAnswer) -> None:
         rid, effect.question_id, effect.value, effect.next_question_id, turn.now)
     await turn.conn.execute(
         """INSERT INTO response_items (organization_id, response_id, question_key, value, answered_at)
-           VALUES ($1, $2, $3, $4, $5)
+           VALUES ($1, $2, $3, COALESCE($4::jsonb, 'null'::jsonb), $5)
            ON CONFLICT (response_id, question_key) DO UPDATE SET value = EXCLUDED.value, answered_at = EXCLUDED.answered_at""",
         turn.org.id, rid, effect.question_id, effect.value, turn.now)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any
@@ -364,7 +364,8 @@ def start(event_id: str, state: State, ctx: Context) -> Step:
                   != "published" else _closed_text(event, ctx))
         return Step(_idle(state), (Text(closed),))
     fresh = State(MODULE, CHOOSE_TYPE, {"event_id": str(event_id), "event_name": event["name"]}, state.version)
-    return Step(fresh, (_type_prompt(fresh, ctx),))
+    # Chosen from the menu the engine loaded only the offer: the prompt shows that event.
+    return Step(fresh, (_type_prompt(fresh, replace(ctx, data={**ctx.data, "event": event})),))
 
 
 def step(state: State, event: Any, ctx: Context) -> Step:

@@ -1,59 +1,103 @@
 """`chatnation demo`: the engine on the embedded defaults, end to end, narrated.
 
 Starts (or joins) the embedded PostgreSQL, migrates, checks the broker, starts the WhatsApp and M-Pesa
-simulators, the gateway and the workers in this process, registers a demo organisation, and plays a
-WhatsApp user: "hi" goes in as a signed webhook, the bot's reply comes out at the simulator, and the
-wallet's ledger shows the debit.
+simulators, the gateway and the workers in this process, creates a demo organisation with the content of
+demo/content.yaml, and plays a scripted WhatsApp conversation through every module: the survey (with a
+branch), a paid ticket purchase with M-Pesa, a staff check-in, the poll, STOP and START. Then the wallet's
+ledger and a summary. ``local_session`` is shared with ``chatnation chat``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
 
+import asyncpg
 import typer
+from rich.markup import escape
 
-from engine.cli.common import console, emit, settings
+from engine.cli.common import console, emit
+from engine.migrate import MigrationEdited
+from engine.settings import PROJECT_ROOT, Settings, get_settings
+
+DEMO_CONTENT = PROJECT_ROOT / "demo" / "content.yaml"
+USER_PHONE, USER_NAME = "254712345678", "Wanjiku"
+STAFF_PHONE = "254700000001"  # Gate A in demo/content.yaml
 
 
-async def _round_trip() -> None:
-    from engine.db import create_pool, database_urls, tenant_tx
+@dataclass
+class Session:
+    settings: Settings
+    stack: Any  # LocalStack
+    pool: asyncpg.Pool
+    org_id: UUID
+    phone_number_id: str
+
+
+def quiet_settings() -> Settings:
+    """Settings with warnings-only logs: a narrated session is for reading."""
+    from engine.logging import configure_logging
+
+    s = get_settings().model_copy(update={"log_level": "warning",
+                                          "broker_prefix": f"demo{uuid.uuid4().hex[:6]}"})
+    configure_logging(s)
+    return s
+
+
+@asynccontextmanager
+async def local_session(org: str | None = None, *, fresh: bool = True, say: bool = True) -> AsyncIterator[Session]:
+    """PostgreSQL (migrated), the local stack on a private broker topology, and an organisation: ``org`` (a
+    phone_number_id) if given, else the demo organisation with demo/content.yaml imported (``fresh``: a new
+    one each time; else the one kept for ``chatnation chat``). Everything it started is stopped on exit."""
+    from engine.db import create_pool, database_urls
     from engine.local_stack import LocalStack
     from engine.migrate import migrate
-    from engine.orgs import NewOrganization, create_organization
-    from simulators.chat import render
 
-    s = settings().model_copy(update={"broker_prefix": f"demo{uuid.uuid4().hex[:6]}"})
+    s = quiet_settings()
     urls = await database_urls(s)
     applied = await migrate(urls.owner, s.app_db_role, s.app_db_password)
-    console.print(f"[bold]PostgreSQL[/bold] ready ({'migrated ' + str(len(applied)) + ' file(s)' if applied else 'schema up to date'})")
     stack = await LocalStack(s, statuses=("sent", "delivered", "read")).start()
-    console.print(f"[bold]RabbitMQ[/bold] {s.rabbitmq_url} — topology '{s.broker_prefix}' declared")
-    console.print(f"[bold]Simulators[/bold] WhatsApp {stack.whatsapp.base_url}, M-Pesa {stack.mpesa.base_url}")
-    pool = await create_pool(urls.app, max_size=2)
+    pool = await create_pool(urls.app, max_size=4)
     try:
-        tag = uuid.uuid4().hex[:6]
-        org = await create_organization(pool, NewOrganization(
-            name=f"Demo FM {tag}", slug=f"demo-fm-{tag}", phone_number_id=f"demo{tag}", access_token="demo-token",
-            tokens=500))
-        user = stack.user(f"demo{tag}", "254712345678", "Wanjiku")
-        console.print("\n[cyan]Wanjiku →[/cyan] hi")
-        await user.say("hi")
-        for reply in await stack.whatsapp.wait_for_messages(1, to=user.wa_id, timeout=20):
-            console.print(f"[green]bot →[/green] {render(reply['payload'])}")
-        await asyncio.sleep(0.5)
-        async with tenant_tx(pool, org) as conn:
-            rows = [dict(r) for r in await conn.fetch(
-                """SELECT type, amount, balance_before, balance_after, module, action FROM token_transactions
-                   ORDER BY created_at""")]
-        emit(rows, as_json=False, title="wallet ledger")
+        if say:
+            console.print(f"[bold]PostgreSQL[/bold] ready ({f'migrated {len(applied)} file(s)' if applied else 'schema up to date'})"
+                          f" · [bold]RabbitMQ[/bold] topology '{s.broker_prefix}' · [bold]simulators[/bold] "
+                          f"WhatsApp {stack.whatsapp.base_url}, M-Pesa {stack.mpesa.base_url}")
+        org_id, pnid = await _organisation(pool, org, fresh)
+        yield Session(s, stack, pool, org_id, pnid)
     finally:
         await pool.close()
         await stack.stop()
         await _cleanup_topology(s)
 
 
-async def _cleanup_topology(s) -> None:  # type: ignore[no-untyped-def]
+async def _organisation(pool: asyncpg.Pool, org: str | None, fresh: bool) -> tuple[UUID, str]:
+    from engine.content_import import import_content, load_content
+    from engine.orgs import NewOrganization, create_organization
+
+    if org is not None:
+        org_id = await pool.fetchval("SELECT org_by_phone_number_id($1)", org)
+        if org_id is None:
+            raise typer.BadParameter(f"no organisation with phone_number_id {org!r}")
+        return org_id, org
+    tag = uuid.uuid4().hex[:6] if fresh else "chat"
+    pnid = f"demo-{tag}"
+    org_id = await pool.fetchval("SELECT org_by_phone_number_id($1)", pnid)
+    if org_id is None:
+        org_id = await create_organization(pool, NewOrganization(
+            name="Kilele FM", slug=f"kilele-fm-{tag}", phone_number_id=pnid, access_token="demo-token",
+            tokens=1000, type="radio"))
+    await import_content(pool, org_id, load_content(DEMO_CONTENT))  # by natural key: a re-run updates
+    return org_id, pnid
+
+
+async def _cleanup_topology(s: Settings) -> None:
     from engine.broker import Topology, connect
 
     connection = await connect(s)
@@ -61,10 +105,130 @@ async def _cleanup_topology(s) -> None:  # type: ignore[no-untyped-def]
     await connection.close()
 
 
+# ---------------------------------------------------------------- the narrated conversation
+
+
+class Narrator:
+    """Prints each turn as a person would read it on WhatsApp."""
+
+    def __init__(self, driver: Any, who: str, colour: str = "cyan") -> None:
+        self.driver, self.who, self.colour = driver, who, colour
+
+    def said(self, line: str) -> None:
+        console.print(f"\n[{self.colour}]{self.who} →[/{self.colour}] {escape(line)}", highlight=False, soft_wrap=True)
+
+    def bot(self, messages: list[dict[str, Any]]) -> None:
+        from simulators.chat import render
+
+        for m in messages:
+            text = render(m["payload"]).replace("\n", "\n      ")
+            console.print(f"[green]bot →[/green] {escape(text)}", highlight=False, soft_wrap=True)
+
+    async def say(self, text: str, expect: int = 1) -> list[dict[str, Any]]:
+        self.said(text)
+        replies = await self.driver.say(text, expect)
+        self.bot(replies)
+        return replies
+
+    async def tap(self, title: str, expect: int = 1) -> list[dict[str, Any]]:
+        self.said(f"[tap] {title}")
+        replies = await self.driver.tap(title, expect)
+        self.bot(replies)
+        return replies
+
+
+def note(text: str) -> None:
+    console.print(f"   [dim]· {escape(text)}[/dim]", highlight=False, soft_wrap=True)
+
+
+async def _script(session: Session) -> None:
+    from simulators.chat import ChatDriver
+
+    stack = session.stack
+    user = Narrator(ChatDriver(stack.whatsapp, stack.user(session.phone_number_id, USER_PHONE, USER_NAME)),
+                    USER_NAME)
+    staff = Narrator(ChatDriver(stack.whatsapp, stack.user(session.phone_number_id, STAFF_PHONE, "Gate A")),
+                     "Gate A (staff)", "magenta")
+    await user.say("hi")
+    await user.tap("Listener survey", expect=2)
+    await user.tap("No")  # the branch: first-timers skip the rating
+    await user.tap("Radio")
+    await user.say("1, 3")
+    await user.say("29")
+    await user.say("skip")
+    await user.say("menu")
+    await user.tap("Nairobi Jazz Night")
+    await user.tap("Regular")
+    await user.tap("2")
+    await user.say("Wanjiku Kamau")
+    await user.say("wanjiku@example.com")
+    user.said("[tap] Confirm")
+    paid = await user.driver.tap("Confirm", expect=4)  # the PIN prompt, then 2 tickets and the receipt
+    user.bot(paid[:1])
+    for request in stack.mpesa.requests:
+        note(f"M-Pesa: STK push of KES {request['amount']} to {request['phone']} accepted by the simulator; "
+             f"callback {request['outcome']} → gateway → worker")
+    user.bot(paid[1:])
+    codes = await _ticket_codes(session)
+    await staff.say(f"CHECKIN {codes[0]}")
+    await staff.say(f"CHECKIN {codes[0]}")
+    await user.say("menu")
+    await user.tap("Best act of the night?")
+    await user.tap("Sauti Sol")
+    await user.say("STOP")
+    await user.say("START", expect=2)
+
+
+async def _ticket_codes(session: Session) -> list[str]:
+    from engine.db import tenant_tx
+
+    async with tenant_tx(session.pool, session.org_id) as conn:
+        rows = await conn.fetch("""SELECT t.ticket_code FROM tickets t JOIN contacts c ON c.id = t.contact_id
+                                   WHERE c.phone = $1 ORDER BY t.created_at, t.ticket_code""", USER_PHONE)
+    if not rows:
+        raise RuntimeError("no tickets were issued")
+    return [r["ticket_code"] for r in rows]
+
+
+async def _report(session: Session) -> None:
+    from engine.db import tenant_tx
+
+    async with tenant_tx(session.pool, session.org_id) as conn:
+        ledger = [dict(r) for r in await conn.fetch(
+            """SELECT type, module, action, count(*) AS entries, sum(amount) AS tokens FROM token_transactions
+               GROUP BY type, module, action ORDER BY min(created_at)""")]
+        summary = await conn.fetchrow(
+            """SELECT (SELECT count(*) FROM messages WHERE direction = 'inbound') AS "messages in",
+                      (SELECT count(*) FROM messages WHERE direction = 'outbound') AS "messages out",
+                      (SELECT count(*) FROM tickets) AS "tickets sold",
+                      (SELECT count(*) FROM tickets WHERE status = 'used') AS "tickets checked in",
+                      (SELECT count(*) FROM survey_responses WHERE status = 'completed') AS "survey responses",
+                      (SELECT string_agg(text || ': ' || votes, ', ' ORDER BY sort_order) FROM poll_options)
+                          AS "poll tallies",
+                      (SELECT balance FROM wallets) AS "wallet balance"
+            """)
+    console.print()
+    emit(ledger, as_json=False, title="wallet ledger (by action)")
+    emit([{"": k, "value": v} for k, v in summary.items()], as_json=False, title="summary")
+
+
+async def _run() -> None:
+    started = time.monotonic()
+    async with local_session() as session:
+        console.print(f"[bold]Organisation[/bold] Kilele FM ({session.phone_number_id}), content from "
+                      f"{DEMO_CONTENT.relative_to(PROJECT_ROOT)}")
+        await _script(session)
+        await _report(session)
+    console.print(f"[bold]done[/bold] in {time.monotonic() - started:.1f}s")
+
+
 def demo() -> None:
-    """Run the engine end to end on the embedded defaults and narrate a WhatsApp conversation."""
+    """Run the engine end to end on the embedded defaults and narrate a scripted WhatsApp conversation."""
     try:
-        asyncio.run(_round_trip())
+        asyncio.run(_run())
     except ConnectionError as err:
         console.print(f"[red]cannot reach a service:[/red] {err}")
+        raise typer.Exit(1) from None
+    except MigrationEdited as err:
+        console.print(f"[red]refused:[/red] {err}")
         raise typer.Exit(1) from None

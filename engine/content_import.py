@@ -1,0 +1,442 @@
+"""An organisation's conversation content from one YAML file: surveys, events with ticket types, polls and
+event staff. ``chatnation import FILE.yaml --org ORG`` runs it.
+
+The file is validated whole first (pydantic, plus the survey format's own checks); every error names the path
+of the bad field, e.g. ``surveys[0].questions[2].options: single_choice needs at least 2 options``, and nothing
+is written. Then everything is written in one tenant transaction as the application role.
+
+Re-importing updates by natural key instead of duplicating:
+
+| item | natural key | on re-import |
+|---|---|---|
+| survey | title | fields and questions replaced; responses and response_count kept |
+| event | name | fields replaced |
+| ticket type | (event, name) | fields replaced, sold and held kept; a type no longer in the file is deactivated |
+| poll | question | fields replaced; option texts updated, votes kept; an option no longer in the file is deleted, refused if it has votes |
+| staff | (event, phone) | name updated |
+
+Times: ISO timestamps (YAML's own), naive ones in ``organization.timezone`` (default Africa/Nairobi), or
+relative to the import: ``+30d``, ``+2h``, ``+15m``, ``-1d``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import asyncpg
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from engine.db import tenant_tx
+from state_machines.survey_format import Question, SurveyFormatError, validate_questions
+
+DEFAULT_TIMEZONE = "Africa/Nairobi"
+_RELATIVE = re.compile(r"^([+-])(\d+)([dhm])$")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+class ContentError(ValueError):
+    """The content file cannot be imported; ``errors`` has one message per problem, each naming its path."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = list(errors)
+
+
+def _moment(value: object) -> object:
+    """``+30d`` / ``-2h`` / ``+15m`` relative to now; anything else is left to pydantic."""
+    if isinstance(value, str) and (found := _RELATIVE.match(value.strip())):
+        sign, amount, unit = found.groups()
+        delta = timedelta(**{_UNITS[unit]: int(amount)})
+        return datetime.now(UTC).replace(second=0, microsecond=0) + (delta if sign == "+" else -delta)
+    return value
+
+
+Moment = Annotated[datetime, BeforeValidator(_moment)]
+Name = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+def _phone(value: object) -> object:
+    """Kenyan numbers in any usual spelling -> 2547XXXXXXXX (the form WhatsApp gives as wa_id)."""
+    if isinstance(value, int):
+        value = str(value)
+    if not isinstance(value, str):
+        return value
+    found = re.fullmatch(r"(?:\+?254|0)([17]\d{8})", re.sub(r"[\s().-]", "", value))
+    if not found:
+        raise ValueError("not a Kenyan phone number (07XXXXXXXX or 2547XXXXXXXX)")
+    return f"254{found[1]}"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OrganizationSpec(_Strict):
+    language: Literal["en", "sw"] | None = None
+    timezone: str | None = None
+    prices: dict[str, Annotated[int, Field(ge=0)]] | None = None
+    hold_seconds: Annotated[int, Field(ge=30)] | None = None
+    payment_timeout_seconds: Annotated[int, Field(ge=10)] | None = None
+    survey_reminder_seconds: Annotated[int, Field(ge=1)] | None = None
+    survey_abandon_seconds: Annotated[int, Field(ge=1)] | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                ZoneInfo(v)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+    def settings(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class SurveySpec(_Strict):
+    title: Name
+    description: str | None = None
+    status: Literal["draft", "active", "closed", "archived"] = "active"
+    max_responses: Annotated[int, Field(gt=0)] | None = None
+    starts_at: Moment | None = None
+    ends_at: Moment | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+    questions: list[Any]  # checked by state_machines.survey_format (errors re-pathed under the survey)
+
+
+class TicketTypeSpec(_Strict):
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    description: str | None = None
+    price: Annotated[Decimal, Field(ge=0, max_digits=10, decimal_places=2)] = Decimal(0)
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "KES"
+    quantity_total: Annotated[int, Field(ge=0)] | None = None
+    max_per_order: Annotated[int, Field(gt=0)] = 10
+    sales_start_at: Moment | None = None
+    sales_end_at: Moment | None = None
+    is_active: bool = True
+
+
+class EventSpec(_Strict):
+    name: Name
+    description: str | None = None
+    starts_at: Moment
+    ends_at: Moment
+    timezone: str | None = None
+    venue_name: str | None = None
+    venue_address: str | None = None
+    status: Literal["draft", "published", "cancelled", "completed"] = "published"
+    ticket_types: list[TicketTypeSpec] = Field(default_factory=list)
+
+    @field_validator("ticket_types")
+    @classmethod
+    def _unique_names(cls, v: list[TicketTypeSpec]) -> list[TicketTypeSpec]:
+        names = [t.name for t in v]
+        if len(set(names)) != len(names):
+            raise ValueError("ticket type names must be unique within an event")
+        return v
+
+
+class PollOptionSpec(_Strict):
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,49}$")]
+    text: Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class PollSpec(_Strict):
+    question: Annotated[str, Field(min_length=1)]
+    options: Annotated[list[PollOptionSpec], Field(min_length=2)]
+    allow_multiple: bool = False
+    show_results: bool = True
+    ends_at: Moment | None = None
+    status: Literal["draft", "active", "closed"] = "active"
+
+    @field_validator("options")
+    @classmethod
+    def _unique_ids(cls, v: list[PollOptionSpec]) -> list[PollOptionSpec]:
+        ids = [o.id for o in v]
+        if len(set(ids)) != len(ids):
+            raise ValueError("option ids must be unique")
+        return v
+
+
+class StaffSpec(_Strict):
+    event: Name
+    phone: Annotated[str, BeforeValidator(_phone)]
+    name: str | None = None
+
+
+class ContentFile(_Strict):
+    organization: OrganizationSpec = Field(default_factory=OrganizationSpec)
+    surveys: list[SurveySpec] = Field(default_factory=list)
+    events: list[EventSpec] = Field(default_factory=list)
+    polls: list[PollSpec] = Field(default_factory=list)
+    staff: list[StaffSpec] = Field(default_factory=list)
+
+
+@dataclass
+class Content:
+    """A validated file, times made aware and survey questions parsed."""
+
+    spec: ContentFile
+    questions: list[list[Question]] = field(default_factory=list)  # per survey, in file order
+
+
+@dataclass
+class ImportSummary:
+    created: dict[str, int] = field(default_factory=dict)
+    updated: dict[str, int] = field(default_factory=dict)
+    ids: dict[str, dict[str, str]] = field(default_factory=dict)  # kind -> natural key -> id
+
+    def count(self, kind: str, created: bool, key: str, row_id: UUID) -> None:
+        bucket = self.created if created else self.updated
+        bucket[kind] = bucket.get(kind, 0) + 1
+        self.ids.setdefault(kind, {})[key] = str(row_id)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _path(loc: Sequence[int | str]) -> str:
+    text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    return text or "(file)"
+
+
+def load_content(path: str | Path) -> Content:
+    """Read and validate a content file; ``ContentError`` lists every problem."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ContentError([f"cannot read {path}: {err.strerror or err}"]) from None
+    except yaml.YAMLError as err:
+        raise ContentError([f"not valid YAML: {err}"]) from None
+    return parse_content(raw if raw is not None else {})
+
+
+def parse_content(raw: Any) -> Content:
+    try:
+        spec = ContentFile.model_validate(raw)
+    except ValidationError as err:
+        raise ContentError([f"{_path(e['loc'])}: {e['msg']}" for e in err.errors()]) from None
+    errors = _cross_checks(spec)
+    questions = []
+    for i, survey in enumerate(spec.surveys):
+        try:
+            questions.append(validate_questions(survey.questions))
+        except SurveyFormatError as err:  # its messages start with "questions[...]": put them under the survey
+            errors += [f"surveys[{i}].{part}" for part in re.split(r"; (?=questions)", str(err))]
+    if errors:
+        raise ContentError(errors)
+    _localise(spec)
+    if errors := _time_order(spec):
+        raise ContentError(errors)
+    return Content(spec, questions)
+
+
+def _duplicates(values: Sequence[str], where: str, what: str) -> list[str]:
+    seen: set[str] = set()
+    found = []
+    for i, v in enumerate(values):
+        if v in seen:
+            found.append(f"{where}[{i}].{what}: duplicate {what} {v!r} (the {what} is how re-imports find it)")
+        seen.add(v)
+    return found
+
+
+def _cross_checks(spec: ContentFile) -> list[str]:
+    errors = _duplicates([s.title for s in spec.surveys], "surveys", "title")
+    errors += _duplicates([e.name for e in spec.events], "events", "name")
+    errors += _duplicates([p.question for p in spec.polls], "polls", "question")
+    names = {e.name for e in spec.events}
+    errors += [f"staff[{i}].event: no event named {s.event!r} in this file"
+               for i, s in enumerate(spec.staff) if s.event not in names]
+    return errors
+
+
+def _localise(spec: ContentFile) -> None:
+    """Naive times are the organisation's local time."""
+    zone = ZoneInfo(spec.organization.timezone or DEFAULT_TIMEZONE)
+    items: list[BaseModel] = [*spec.surveys, *spec.events, *spec.polls]
+    items += [t for e in spec.events for t in e.ticket_types]
+    for item in items:
+        for name in ("starts_at", "ends_at", "sales_start_at", "sales_end_at"):
+            value = getattr(item, name, None)
+            if isinstance(value, datetime) and value.tzinfo is None:
+                setattr(item, name, value.replace(tzinfo=zone))
+
+
+def _time_order(spec: ContentFile) -> list[str]:
+    pairs = [(f"surveys[{i}]", s.starts_at, s.ends_at) for i, s in enumerate(spec.surveys)]
+    pairs += [(f"events[{i}]", e.starts_at, e.ends_at) for i, e in enumerate(spec.events)]
+    pairs += [(f"events[{i}].ticket_types[{j}]", t.sales_start_at, t.sales_end_at)
+              for i, e in enumerate(spec.events) for j, t in enumerate(e.ticket_types)]
+    return [f"{where}: ends before it starts ({start.isoformat()} .. {end.isoformat()})"
+            for where, start, end in pairs if start is not None and end is not None and end < start]
+
+
+# ---------------------------------------------------------------- writing
+
+
+async def import_content(pool: asyncpg.Pool, org_id: UUID, content: Content) -> ImportSummary:
+    """Write everything in one tenant transaction; a database refusal rolls all of it back."""
+    summary = ImportSummary()
+    spec = content.spec
+    try:
+        async with tenant_tx(pool, org_id) as conn:
+            if not await conn.fetchval("SELECT 1 FROM organizations WHERE id = $1", org_id):
+                raise ContentError([f"organization: no organisation {org_id}"])
+            if settings := spec.organization.settings():
+                await conn.execute("UPDATE organizations SET settings = COALESCE(settings, '{}') || $2 WHERE id = $1",
+                                   org_id, settings)
+            for survey, questions in zip(spec.surveys, content.questions, strict=True):
+                await _survey(conn, org_id, survey, questions, summary)
+            event_ids = {e.name: await _event(conn, org_id, e, spec.organization.timezone, summary)
+                         for e in spec.events}
+            for i, poll in enumerate(spec.polls):
+                await _poll(conn, org_id, i, poll, summary)
+            for s in spec.staff:
+                await _staff(conn, org_id, event_ids[s.event], s, summary)
+    except asyncpg.PostgresError as err:
+        raise ContentError([f"the database refused the import: {err}"]) from None
+    return summary
+
+
+async def _survey(conn: asyncpg.Connection, org_id: UUID, s: SurveySpec, questions: list[Question],
+                  summary: ImportSummary) -> None:
+    values = (s.description, s.questions, s.settings, s.max_responses, s.starts_at, s.ends_at, s.status)
+    sid = await conn.fetchval("SELECT id FROM surveys WHERE title = $1 ORDER BY created_at LIMIT 1 FOR UPDATE",
+                              s.title)
+    created = sid is None
+    if created:
+        sid = await conn.fetchval(
+            """INSERT INTO surveys (organization_id, title, description, questions, settings, max_responses,
+                                    starts_at, ends_at, status, published_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::varchar, CASE WHEN $9::varchar = 'active' THEN now() END) RETURNING id""",
+            org_id, s.title, *values)
+    else:
+        await conn.execute(
+            """UPDATE surveys SET description = $2, questions = $3, settings = $4, max_responses = $5,
+                      starts_at = $6, ends_at = $7, status = $8::varchar,
+                      published_at = COALESCE(published_at, CASE WHEN $8::varchar = 'active' THEN now() END)
+               WHERE id = $1""", sid, *values)
+    summary.count("surveys", created, s.title, sid)
+    await _project_questions(conn, org_id, sid, questions)
+
+
+async def _project_questions(conn: asyncpg.Connection, org_id: UUID, survey_id: UUID,
+                             questions: list[Question]) -> None:
+    """The relational projection of ``surveys.questions`` (for reporting), rewritten from the JSON."""
+    await conn.execute("DELETE FROM questions WHERE survey_id = $1", survey_id)
+    for position, q in enumerate(questions, 1):
+        config = q.model_dump(mode="json", include={"min", "max", "integer", "max_length", "next", "branches"},
+                              exclude_none=True)
+        qid = await conn.fetchval(
+            """INSERT INTO questions (organization_id, survey_id, key, position, kind, text, required, config)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id""",
+            org_id, survey_id, q.id, position, q.type.value, q.label("en"), q.required, config)
+        await conn.executemany(
+            """INSERT INTO question_options (organization_id, question_id, key, text, position)
+               VALUES ($1, $2, $3, $4, $5)""",
+            [(org_id, qid, o.id, o.label("en"), n) for n, o in enumerate(q.options, 1)])
+
+
+async def _event(conn: asyncpg.Connection, org_id: UUID, e: EventSpec, org_zone: str | None,
+                 summary: ImportSummary) -> UUID:
+    values = (e.description, e.starts_at, e.ends_at, e.timezone or org_zone or DEFAULT_TIMEZONE, e.venue_name,
+              e.venue_address, e.status)
+    eid = await conn.fetchval("SELECT id FROM events WHERE name = $1 ORDER BY created_at LIMIT 1 FOR UPDATE", e.name)
+    created = eid is None
+    if created:
+        eid = await conn.fetchval(
+            """INSERT INTO events (organization_id, name, description, starts_at, ends_at, timezone, venue_name,
+                                   venue_address, status, published_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::varchar, CASE WHEN $9::varchar = 'published' THEN now() END)
+               RETURNING id""", org_id, e.name, *values)
+    else:
+        await conn.execute(
+            """UPDATE events SET description = $2, starts_at = $3, ends_at = $4, timezone = $5, venue_name = $6,
+                      venue_address = $7, status = $8::varchar,
+                      published_at = COALESCE(published_at, CASE WHEN $8::varchar = 'published' THEN now() END)
+               WHERE id = $1""", eid, *values)
+    summary.count("events", created, e.name, eid)
+    for order, tt in enumerate(e.ticket_types):
+        await _ticket_type(conn, org_id, eid, order, tt, summary, e.name)
+    await conn.execute("UPDATE ticket_types SET is_active = false WHERE event_id = $1 AND NOT (name = ANY($2))",
+                       eid, [tt.name for tt in e.ticket_types])
+    return eid
+
+
+async def _ticket_type(conn: asyncpg.Connection, org_id: UUID, event_id: UUID, order: int, tt: TicketTypeSpec,
+                       summary: ImportSummary, event_name: str) -> None:
+    values = (tt.description, tt.price, tt.currency, tt.quantity_total, tt.max_per_order, tt.sales_start_at,
+              tt.sales_end_at, tt.is_active, order)
+    tid = await conn.fetchval("SELECT id FROM ticket_types WHERE event_id = $1 AND name = $2 FOR UPDATE",
+                              event_id, tt.name)
+    created = tid is None
+    if created:
+        tid = await conn.fetchval(
+            """INSERT INTO ticket_types (organization_id, event_id, name, description, price, currency,
+                                         quantity_total, max_per_order, sales_start_at, sales_end_at, is_active,
+                                         sort_order)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id""",
+            org_id, event_id, tt.name, *values)
+    else:  # sold and held stay: the inventory CHECK refuses a total below them
+        await conn.execute(
+            """UPDATE ticket_types SET description = $2, price = $3, currency = $4, quantity_total = $5,
+                      max_per_order = $6, sales_start_at = $7, sales_end_at = $8, is_active = $9, sort_order = $10
+               WHERE id = $1""", tid, *values)
+    summary.count("ticket_types", created, f"{event_name}/{tt.name}", tid)
+
+
+async def _poll(conn: asyncpg.Connection, org_id: UUID, index: int, p: PollSpec, summary: ImportSummary) -> None:
+    options = [{"id": o.id, "text": o.text, "votes": 0} for o in p.options]
+    pid = await conn.fetchval("SELECT id FROM polls WHERE question = $1 ORDER BY created_at LIMIT 1 FOR UPDATE",
+                              p.question)  # the lock keeps votes out while the options change
+    created = pid is None
+    if created:
+        pid = await conn.fetchval(
+            """INSERT INTO polls (organization_id, question, options, allow_multiple, show_results, ends_at, status)
+               VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
+            org_id, p.question, options, p.allow_multiple, p.show_results, p.ends_at, p.status)
+    else:
+        await conn.execute(
+            "UPDATE polls SET allow_multiple = $2, show_results = $3, ends_at = $4, status = $5 WHERE id = $1",
+            pid, p.allow_multiple, p.show_results, p.ends_at, p.status)
+    await _poll_options(conn, org_id, index, pid, p)
+    summary.count("polls", created, p.question, pid)
+
+
+async def _poll_options(conn: asyncpg.Connection, org_id: UUID, index: int, pid: UUID, p: PollSpec) -> None:
+    """``poll_options`` rows (votes kept), then ``polls.options`` JSON rewritten from them, as votes do."""
+    keep = [o.id for o in p.options]
+    voted = await conn.fetch(
+        "SELECT id FROM poll_options WHERE poll_id = $1 AND NOT (id = ANY($2)) AND votes > 0", pid, keep)
+    if voted:
+        names = ", ".join(repr(r["id"]) for r in voted)
+        raise ContentError([f"polls[{index}].options: option(s) {names} have votes and cannot be removed"])
+    await conn.execute("DELETE FROM poll_options WHERE poll_id = $1 AND NOT (id = ANY($2))", pid, keep)
+    await conn.executemany(
+        """INSERT INTO poll_options (poll_id, id, organization_id, text, votes, sort_order)
+           VALUES ($1, $2, $3, $4, 0, $5)
+           ON CONFLICT (poll_id, id) DO UPDATE SET text = EXCLUDED.text, sort_order = EXCLUDED.sort_order""",
+        [(pid, o.id, org_id, o.text, n) for n, o in enumerate(p.options, 1)])
+    await conn.execute(
+        """UPDATE polls SET options = (SELECT jsonb_agg(jsonb_build_object('id', id, 'text', text, 'votes', votes)
+                                                        ORDER BY sort_order, id)
+                                       FROM poll_options WHERE poll_id = $1) WHERE id = $1""", pid)
+
+
+async def _staff(conn: asyncpg.Connection, org_id: UUID, event_id: UUID, s: StaffSpec, summary: ImportSummary) -> None:
+    row = await conn.fetchrow(
+        """INSERT INTO participants (organization_id, event_id, name, phone, role) VALUES ($1, $2, $3, $4, 'staff')
+           ON CONFLICT (event_id, phone, role) DO UPDATE SET name = COALESCE(EXCLUDED.name, participants.name)
+           RETURNING id, (xmax = 0) AS inserted""", org_id, event_id, s.name, s.phone)
+    summary.count("staff", row["inserted"], f"{s.event}/{s.phone}", row["id"])
