@@ -27,8 +27,7 @@ async def load_context(turn: Turn, state: State, event: object) -> Context:
         **{k: org.settings[k] for k in ("survey_reminder_seconds", "survey_abandon_seconds",
                                          "payment_timeout_seconds", "hold_seconds") if k in org.settings},
     }
-    if isinstance(event, Inbound):
-        data["offers"] = await offers(conn, org.id)
+    data["offers"] = await offers(conn, org.id)  # any step may end at the menu (cached: cheap)
     ids = state.data
     if ids.get("survey_id"):
         data["survey"] = await load_survey(conn, ids["survey_id"])

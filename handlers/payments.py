@@ -69,12 +69,16 @@ async def route_callback(rt: Runtime, message: AbstractIncomingMessage) -> None:
     if route is None:
         raise Park(f"M-Pesa callback for an unknown CheckoutRequestID {checkout!r}")
     async with tenant_tx(rt.app_pool, route["organization_id"]) as conn:
-        await conn.execute(
+        # 'expired' too: money taken after the hold lapsed must still be on record, for a refund
+        previous = await conn.fetchval(
             """UPDATE payment_requests SET status = CASE WHEN $2 = 0 THEN 'paid' ELSE 'failed' END,
                       result_code = $2, result_desc = $3, receipt = $4
-               WHERE id = $1 AND status IN ('pending', 'requested')""",
+               WHERE id = $1 AND status IN ('pending', 'requested', 'expired')
+               RETURNING (SELECT status FROM payment_requests WHERE id = $1)""",
             route["payment_request_id"], int(body.get("result_code", -1)), body.get("result_desc"),
             (body.get("metadata") or {}).get("MpesaReceiptNumber"))
+        if previous == "expired" and int(body.get("result_code", -1)) == 0:
+            log.error("RECONCILE: paid after the hold lapsed; refund or issue by hand", checkout_request_id=checkout)
         phone = await conn.fetchval("SELECT phone FROM contacts WHERE id = $1", route["contact_id"])
         pnid = await conn.fetchval("SELECT whatsapp_phone_id FROM organizations WHERE id = $1", route["organization_id"])
     event = {"v": 1, "kind": "payment", "type": "result", "phone_number_id": pnid, "wa_id": phone,

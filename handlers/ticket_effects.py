@@ -62,6 +62,10 @@ async def release(turn: Turn, effect: ReleaseHold) -> None:
     if row is not None:  # released once, whatever repeats
         await turn.conn.execute("UPDATE ticket_types SET quantity_held = quantity_held - $2 WHERE id = $1",
                                 row["ticket_type_id"], row["quantity"])
+        # a payment still open for this hold will not be honoured: say so in its row
+        await turn.conn.execute(
+            """UPDATE payment_requests SET status = 'expired', result_desc = COALESCE(result_desc, $2)
+               WHERE hold_id = $1 AND status IN ('pending', 'requested')""", UUID(effect.hold_id), effect.reason[:100])
 
 
 async def request_payment(turn: Turn, effect: RequestPayment) -> None:
