@@ -52,7 +52,7 @@ class ShardedConsumers:
 
         consumer = OrderedConsumer(handler=self.handler, key_of=self.key_of, park=park, limits=self.limits,
                                    attempts=self.rt.settings.handler_attempts, on_outcome=self._outcome)
-        queue = await channel.get_queue(queue_name, ensure=False)
+        queue = await channel.get_queue(queue_name)  # ensure: a robust queue then re-consumes after a reconnect
         await queue.consume(consumer.on_message)
         self.active[shard] = (channel, consumer)
 
@@ -127,7 +127,7 @@ async def _payments(rt: Runtime, stop: asyncio.Event) -> None:
 
     consumer = OrderedConsumer(handler=lambda m: route_callback(rt, m), key_of=lambda m: (str(m.message_id), "mpesa"),
                                park=park, limits=Limits(20, 20), attempts=rt.settings.handler_attempts)
-    queue = await channel.get_queue(rt.topology.payments_queue, ensure=False)
+    queue = await channel.get_queue(rt.topology.payments_queue)
     await queue.consume(consumer.on_message)
     await stop.wait()
     await consumer.stop(rt.settings.shutdown_grace_seconds)

@@ -8,12 +8,14 @@ an expired token (190) pauses the organisation's sends and parks them for replay
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import OrderedDict
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
 from aiolimiter import AsyncLimiter
 from tenacity import (
@@ -25,7 +27,7 @@ from tenacity import (
 )
 
 from engine import metrics_worker as metrics
-from engine.consumer import Park
+from engine.consumer import INFRASTRUCTURE_ERRORS, Park
 from engine.db import tenant_tx
 from engine.inbound import advance_status
 from engine.logging import get_logger
@@ -81,10 +83,23 @@ class Sender:
         except ApiError as err:
             await self._failed(job, org_id, message_id, err)
             return
-        async with tenant_tx(self.rt.app_pool, org_id) as conn:
-            await conn.execute("UPDATE messages SET wa_message_id = $2 WHERE id = $1", message_id, wamid)
-            await advance_status(conn, message_id, "sent")
+        await self._record_sent(org_id, message_id, wamid)
         metrics.sends.labels("accepted", "").inc()
+
+    async def _record_sent(self, org_id: UUID, message_id: UUID, wamid: str) -> None:
+        """WhatsApp accepted the reply: keep trying to record its id through a database outage, because a
+        failure here would re-run the job and send the reply a second time."""
+        delay = 0.2
+        while True:
+            try:
+                async with tenant_tx(self.rt.app_pool, org_id) as conn:
+                    await conn.execute("UPDATE messages SET wa_message_id = $2 WHERE id = $1", message_id, wamid)
+                    await advance_status(conn, message_id, "sent")
+                return
+            except (*INFRASTRUCTURE_ERRORS, asyncpg.exceptions.InternalClientError) as err:
+                log.warning("recording a sent reply failed; retrying", error=repr(err), delay=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _prepare(self, org_id: UUID, message_id: UUID) -> str | None:
         """The organisation's token, or None when this reply was already accepted or failed."""

@@ -16,9 +16,9 @@ import asyncpg
 
 from engine import metrics_worker as metrics
 from engine.logging import get_logger
-from engine.wallet import debit, price_of, signal_low_balance_once
+from engine.wallet import debit, debit_each, price_of, signal_low_balance_once
 from engine.whatsapp.outbound import SendRequestInvalid, build_payload
-from state_machines.base import Buttons, Image, ListMenu, Reply, State, Text
+from state_machines.base import Buttons, Charge, Image, ListMenu, Reply, State, Text
 
 log = get_logger(__name__)
 
@@ -71,6 +71,7 @@ class Turn:
     after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     runtime: Any = None  # the process's Runtime, for after-commit work
     new_timers: list[UUID] = field(default_factory=list)
+    charges: list[Charge] = field(default_factory=list)  # made in finish(), after the replies
 
     @property
     def language(self) -> str:
@@ -85,20 +86,25 @@ class Turn:
         return last is not None and self.now - last < SERVICE_WINDOW
 
     async def finish(self) -> int:
-        """Persist the state and queue the replies; returns how many replies were queued."""
+        """Persist the state, queue the replies and make the charges; returns how many replies were queued.
+
+        The wallet is debited last: its row is the one every transaction of the organisation shares, so it
+        is locked for as short a time as possible (to the commit), not for the whole transaction."""
         await self._save_state()
+        queued = await self._queue_replies(self._sendable())
+        for charge in self.charges:
+            await self._charge(charge)
+        return queued
+
+    def _sendable(self) -> list[Reply]:
         if self.trigger == "timer" and not self.contact.opted_in:
-            return 0  # an opted-out contact gets nothing but replies to their own messages
+            return []  # an opted-out contact gets nothing but replies to their own messages
         if not self.in_service_window():
             if self.replies:
                 log.info("outside the 24-hour window; free-form replies not sent", replies=len(self.replies))
                 metrics.replies_skipped.labels("outside_window").inc(len(self.replies))
-            return 0
-        queued = 0
-        for reply in self.replies:
-            if await self._queue_reply(reply):
-                queued += 1
-        return queued
+            return []
+        return self.replies
 
     async def _save_state(self) -> None:
         s = self.conversation.state
@@ -112,35 +118,57 @@ class Turn:
             self.conversation.id, s.module, s.step, dict(s.data), s.version, self.now,
         )
 
-    async def _queue_reply(self, reply: Reply) -> bool:
-        content = reply_text(reply)
-        if await self._is_bot_loop(content):
-            log.error("bot loop stopped: the same reply to one contact too often", content=content[:80])
-            metrics.replies_skipped.labels("bot_loop").inc()
-            return False
+    async def _queue_replies(self, replies: list[Reply]) -> int:
+        written: list[UUID] = []
+        for reply in replies:
+            content = reply_text(reply)
+            if await self._is_bot_loop(content):
+                log.error("bot loop stopped: the same reply to one contact too often", content=content[:80])
+                metrics.replies_skipped.labels("bot_loop").inc()
+                continue
+            written.append(await self._write_reply(reply, content))
+        if not written:
+            return 0
         price = price_of("outbound_reply", self.org.settings)
-        charged = await debit(self.conn, self.org.id, price, module="messaging", action="outbound_reply")
-        if not charged.ok:
-            if await signal_low_balance_once(self.conn, self.org.id):
-                log.warning("wallet empty: paid replies paused until a top-up", balance=charged.balance)
-            metrics.replies_skipped.labels("wallet_empty").inc()
-            return False
-        if charged.crossed_low_threshold:
+        paid = await debit_each(self.conn, self.org.id, price, written, module="messaging", action="outbound_reply")
+        if paid.crossed_low_threshold:
             metrics.wallet_low.inc()
+        unpaid = written[paid.count:]
+        if unpaid:  # the wallet could not pay for these: they are not sent (nothing negative, nothing free)
+            await self.conn.execute("DELETE FROM outbox WHERE message_id = ANY($1::uuid[])", unpaid)
+            await self.conn.execute("DELETE FROM messages WHERE id = ANY($1::uuid[])", unpaid)
+            if await signal_low_balance_once(self.conn, self.org.id):
+                log.warning("wallet empty: paid replies paused until a top-up", balance=paid.balance)
+            metrics.replies_skipped.labels("wallet_empty").inc(len(unpaid))
+        metrics.replies_queued.inc(paid.count)
+        return paid.count
+
+    async def _write_reply(self, reply: Reply, content: str) -> UUID:
         job = self._send_job(reply)
-        message_id = await self.conn.fetchval(
+        message_id: UUID = await self.conn.fetchval(
             """INSERT INTO messages (organization_id, conversation_id, contact_id, direction, type, content, payload,
                                      wa_status, tokens_consumed, created_at)
                VALUES ($1, $2, $3, 'outbound', $4, $5, $6, 'queued', $7, $8) RETURNING id""",
-            self.org.id, self.conversation.id, self.contact.id, job["type"], content, job, price, self.now,
+            self.org.id, self.conversation.id, self.contact.id, job["type"], content, job,
+            price_of("outbound_reply", self.org.settings), self.now,
         )
         job["message_id"] = str(message_id)
         await self.conn.execute(
             "INSERT INTO outbox (organization_id, message_id, contact_id, payload) VALUES ($1, $2, $3, $4)",
             self.org.id, message_id, self.contact.id, job,
         )
-        metrics.replies_queued.inc()
-        return True
+        return message_id
+
+    async def _charge(self, charge: Charge) -> None:
+        """A billable action. With an empty wallet the action still stands (the user did it); the charge is
+        not made, so the balance never goes negative, and the low balance is signalled once."""
+        amount = price_of(charge.action, self.org.settings) * charge.quantity
+        result = await debit(self.conn, self.org.id, amount, module=charge.module, action=charge.action,
+                             reference_id=charge.reference_id)
+        if result.ok:
+            metrics.debits.labels(charge.action).inc()
+        elif await signal_low_balance_once(self.conn, self.org.id):
+            log.warning("wallet empty: charge not made", action=charge.action, amount=amount)
 
     def _send_job(self, reply: Reply) -> dict[str, Any]:
         job: dict[str, Any] = {"organization_id": str(self.org.id), "phone_number_id": self.org.phone_number_id,

@@ -63,6 +63,47 @@ async def debit(
                  crossed_low_threshold=row["balance"] < threshold <= row["balance"] + amount)
 
 
+@dataclass(frozen=True)
+class DebitEach:
+    count: int  # how many of the items the wallet paid for (the first ones)
+    balance: int
+    crossed_low_threshold: bool = False
+
+
+async def debit_each(
+    conn: asyncpg.Connection,
+    organization_id: UUID | str,
+    price: int,
+    references: list[UUID],
+    *,
+    module: str,
+    action: str,
+) -> DebitEach:
+    """Pay ``price`` for each item, as many as the balance allows, in one statement; one ledger row each."""
+    if price <= 0:
+        return DebitEach(count=len(references), balance=-1)
+    row = await conn.fetchrow(
+        """WITH w AS (SELECT id, balance, LEAST($3::int, balance / $2) AS n, low_balance_threshold
+                      FROM wallets WHERE organization_id = $1 FOR UPDATE)
+           UPDATE wallets SET balance = wallets.balance - $2 * w.n, lifetime_consumed = lifetime_consumed + $2 * w.n
+           FROM w WHERE wallets.id = w.id
+           RETURNING wallets.id, w.balance AS before, w.n, wallets.balance AS after, w.low_balance_threshold""",
+        organization_id, price, len(references),
+    )
+    if row is None:
+        return DebitEach(count=0, balance=0)
+    before, n = row["before"], row["n"]
+    await conn.executemany(
+        """INSERT INTO token_transactions (wallet_id, organization_id, type, amount, balance_before, balance_after,
+                                           module, action, reference_id)
+           VALUES ($1, $2, 'debit', $3, $4, $5, $6, $7, $8)""",
+        [(row["id"], organization_id, -price, before - i * price, before - (i + 1) * price, module, action, ref)
+         for i, ref in enumerate(references[:n])],
+    )
+    threshold = row["low_balance_threshold"] or 0
+    return DebitEach(count=n, balance=row["after"], crossed_low_threshold=row["after"] < threshold <= before)
+
+
 async def credit(
     conn: asyncpg.Connection,
     organization_id: UUID | str,

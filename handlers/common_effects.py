@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from engine import metrics_worker as metrics
 from engine.logging import get_logger
 from engine.turn import Turn
-from engine.wallet import debit, price_of, signal_low_balance_once
 from state_machines.base import CancelTimers, Charge, OptIn, OptOut, SetLanguage, StartTimer
 
 log = get_logger(__name__)
@@ -31,15 +29,8 @@ async def opt_in(turn: Turn, effect: OptIn) -> None:
 
 
 async def charge(turn: Turn, effect: Charge) -> None:
-    """A billable action. With an empty wallet the action still stands (the user did it); the charge is
-    not made, so the balance never goes negative, and the low balance is signalled once."""
-    amount = price_of(effect.action, turn.org.settings) * effect.quantity
-    result = await debit(turn.conn, turn.org.id, amount, module=effect.module, action=effect.action,
-                         reference_id=effect.reference_id)
-    if result.ok:
-        metrics.debits.labels(effect.action).inc()
-    elif await signal_low_balance_once(turn.conn, turn.org.id):
-        log.warning("wallet empty: charge not made", action=effect.action, amount=amount)
+    """Made when the turn finishes, after its replies: the wallet row is locked only at the very end."""
+    turn.charges.append(effect)
 
 
 async def start_timer(turn: Turn, effect: StartTimer) -> None:

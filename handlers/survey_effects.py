@@ -16,10 +16,12 @@ from state_machines.survey import (
 
 
 async def begin_response(turn: Turn, effect: BeginSurveyResponse) -> SurveyResponseReady | SurveyRefused:
-    """Resume the contact's response in progress, or open one if the survey takes it. The survey row is
-    locked so that max_responses holds under concurrent starts (open responses count against it)."""
+    """Resume the contact's response in progress, or open one if the survey takes it. A capped survey's row
+    is locked so that max_responses holds under concurrent starts (open responses count against it)."""
     conn, sid = turn.conn, UUID(effect.survey_id)
-    survey = await conn.fetchrow("SELECT * FROM surveys WHERE id = $1 FOR UPDATE", sid)
+    survey = await conn.fetchrow("SELECT * FROM surveys WHERE id = $1", sid)
+    if survey is not None and survey["max_responses"] is not None:  # only a capped survey needs the lock
+        survey = await conn.fetchrow("SELECT * FROM surveys WHERE id = $1 FOR UPDATE", sid)
     if survey is None or survey["status"] != "active" or (survey["ends_at"] and survey["ends_at"] <= turn.now):
         return SurveyRefused(effect.survey_id, "closed")
     if survey["starts_at"] and survey["starts_at"] > turn.now:

@@ -111,7 +111,12 @@ async def test_queues_reports_the_depth_of_a_shard_queue(broker, settings, topol
     await publish(broker, topology.inbound_exchange, str(shard),
                   [{"kind": "other", "external_id": f"depth-{uuid.uuid4().hex}"} for _ in range(n)])
     try:
-        rows = {r["queue"]: r for r in await cli_json("queues", env=env)}
+        async def settled():  # type: ignore[no-untyped-def]
+            # the management API's consumer counts lag a few seconds behind an earlier test's workers leaving
+            found = {r["queue"]: r for r in await cli_json("queues", env=env)}
+            return found if found[queue_name]["consumers"] == 0 else None
+
+        rows = await wait_until(settled, timeout=30)
         assert list(rows) == topology.all_queues()
         row = rows[queue_name]
         assert (row["ready"], row["consumers"], row["kind"], row["source"]) == (n, 0, "inbound", figures)

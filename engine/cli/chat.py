@@ -33,7 +33,7 @@ async def _converse(phone: str, org: str | None) -> None:
         driver = ChatDriver(session.stack.whatsapp, session.stack.user(session.phone_number_id, phone, "You"))
         console.print(f"[bold]Chatting with {session.phone_number_id}[/bold] as {phone}. {PROMPT_HELP}")
 
-        def show(messages: list[dict]) -> None:  # type: ignore[type-arg]
+        def show(messages: list[dict]) -> None:
             for m in messages:
                 console.print(f"[green]bot →[/green] {escape(render(m['payload']))}", highlight=False, soft_wrap=True)
 

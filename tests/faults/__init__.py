@@ -1,0 +1,1 @@
+"""Fault injection: the engine under load while its processes and services fail (make faults)."""

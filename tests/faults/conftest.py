@@ -1,0 +1,78 @@
+"""The fault suite's session: a private RabbitMQ node and a private PostgreSQL server (restarting them disturbs
+nothing else), the engine on them (gateway and WhatsApp simulator in this process, workers as real processes),
+and the summary table printed at the end of the session and written to bench/results/faults*.json."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.common import RESULTS, create_database, new_tag
+from tests.faults.report import table
+from tests.faults.services import PrivatePostgres, PrivateRabbit, rabbit_scripts
+
+OUTCOMES: list[dict[str, Any]] = []
+
+
+@pytest.fixture(scope="session")
+async def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
+    from engine.db import create_pool, with_user
+    from engine.local_stack import LocalStack
+    from engine.migrate import migrate
+    from engine.settings import Settings
+    from tests.faults.harness import ROLES, FaultStack, Workers
+
+    if rabbit_scripts() is None:
+        pytest.skip("rabbitmq-server is not installed: the fault suite needs a private RabbitMQ node")
+    # A session ended by SIGTERM (e.g. `timeout`) still runs the clean-up below: no orphaned node or server.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    tag = new_tag()
+    base = tmp_path_factory.mktemp("faults")
+    async with contextlib.AsyncExitStack() as cleanup:
+        cleanup.callback(signal.signal, signal.SIGTERM, previous)
+        pg = PrivatePostgres.create(base / "postgres")
+        cleanup.callback(pg.destroy)
+        rabbit = PrivateRabbit.create(base / "rabbitmq", tag)
+        cleanup.callback(rabbit.destroy)
+        rabbit.start()
+        db_url = await create_database(pg.uri("postgres"), "faults")
+        settings = Settings(database_url=db_url, rabbitmq_url=rabbit.url, broker_prefix=f"faults{tag}",
+                            environment="test", log_level="warning", shutdown_grace_seconds=5)
+        await migrate(db_url, settings.app_db_role, settings.app_db_password)
+        app_pool = await create_pool(with_user(db_url, settings.app_db_role, settings.app_db_password), max_size=5)
+        cleanup.push_async_callback(app_pool.close)
+        owner_pool = await create_pool(db_url, max_size=5)
+        cleanup.push_async_callback(owner_pool.close)
+        local = await LocalStack(settings, roles=()).start(in_process_workers=False)
+        cleanup.push_async_callback(local.stop)
+        env = {**local.worker_env(), "RABBITMQ_URL": rabbit.url, "DATABASE_URL": db_url,
+               "SHUTDOWN_GRACE_SECONDS": "5"}
+        workers = Workers(env, base)
+        cleanup.callback(workers.stop_all)
+        for name in ROLES:
+            workers.spawn(name)
+        stack = FaultStack(settings, local, workers, app_pool, owner_pool, rabbit, pg)
+        await stack.wait_workers()
+        yield stack
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not OUTCOMES:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    text = "\nFault injection summary\n" + table(OUTCOMES)
+    if reporter is not None:
+        reporter.write_line(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = "faults.json" if any(o["size"] == "slow" for o in OUTCOMES) else "faults-fast.json"
+    Path(RESULTS / name).write_text(json.dumps({"outcomes": OUTCOMES}, indent=1))
