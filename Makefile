@@ -26,6 +26,7 @@ demo: $(STAMP) broker
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: $(STAMP) broker lint
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -11,6 +11,7 @@ import asyncpg
 import httpx
 from aio_pika.abc import AbstractRobustConnection
 
+from engine.ai import AI, create_ai
 from engine.broker import Publisher, Topology, connect
 from engine.db import DatabaseUrls, create_pool, database_urls
 from engine.mpesa import DarajaClient, PaymentProvider
@@ -28,6 +29,7 @@ class Runtime:
     publisher: Publisher
     http: httpx.AsyncClient
     payments: PaymentProvider
+    ai: AI | None = None  # the model for the knowledge base; None without OPENAI_API_KEY
     _org_cache: dict[str, tuple[float, UUID | None]] = field(default_factory=dict)
 
     @classmethod
@@ -45,7 +47,7 @@ class Runtime:
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0),
                                  limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
         return cls(settings, topology, urls, app_pool, owner_pool, connection, publisher, http,
-                   DarajaClient(http, settings))
+                   DarajaClient(http, settings), create_ai(settings))
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -6,8 +6,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from engine.turn import Turn
-from handlers import common_effects, poll_effects, survey_effects, ticket_effects
-from state_machines import base, checkin, poll, survey, tickets
+from handlers import common_effects, knowledge_effects, poll_effects, survey_effects, ticket_effects
+from state_machines import base, checkin, knowledge, poll, survey, tickets
 
 Applier = Callable[[Turn, Any], Awaitable[object | None]]
 
@@ -28,6 +28,9 @@ APPLIERS: dict[type[base.Effect], Applier] = {
     tickets.RequestPayment: ticket_effects.request_payment,
     tickets.IssueTickets: ticket_effects.issue,
     checkin.CheckInTicket: ticket_effects.check_in,
+    knowledge.ClassifyIntent: knowledge_effects.classify_intent,
+    knowledge.AnswerQuestion: knowledge_effects.answer_question,
+    knowledge.ChargeAnswer: knowledge_effects.charge_answer,
 }
 
 

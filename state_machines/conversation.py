@@ -2,10 +2,11 @@
 
 Order for a message: opted-out contacts only get "send START"; a pending notice (e.g. a survey closed for
 inactivity) is said first; keywords work at any step; staff ticket codes go to check-in; an idle conversation
-(or a tapped menu item) goes through the menu; anything else goes to the module the conversation is in, and
-after ``MAX_FAILURES`` unusable messages in a row the menu is offered instead. Other events (timers, the
-engine's follow-up events) go to the current module; stale timers are ignored. The router alone sets
-``State.version``: +1 whenever a step changed the state.
+(or a tapped menu item) goes through the menu, and idle free text the menu cannot use (but not a first
+message) to the knowledge module (intent, then the knowledge base); anything else goes to the module the
+conversation is in, and after ``MAX_FAILURES`` unusable messages in a row the menu is offered instead. Other
+events (timers, the engine's follow-up events) go to the current module; stale timers are ignored. The router
+alone sets ``State.version``: +1 whenever a step changed the state.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from state_machines import checkin, menu, poll, survey, tickets
+from state_machines import checkin, knowledge, menu, poll, survey, tickets
 from state_machines.base import (
     Context,
     Inbound,
@@ -65,6 +66,7 @@ MODULES: dict[str, ModuleSteps] = {
                            reprompt=tickets.reprompt, own_timers=frozenset({tickets.PAYMENT_TIMER})),
     "poll": ModuleSteps(step=poll.step, start=poll.start, cancel=poll.cancel, reprompt=poll.reprompt),
     "checkin": ModuleSteps(step=checkin.step),  # stateless: staff codes at any step, see _inbound
+    "knowledge": ModuleSteps(step=knowledge.step),  # idle free text; settles within the message's turn
 }
 # Follow-up events go to the module that owns them whatever the state (check-in is stateless; a payment
 # callback must reach the ticket flow); timers and other events go to the module the conversation is in.
@@ -80,6 +82,8 @@ EVENT_OWNERS: dict[type, str] = {
     tickets.TicketsIssued: "tickets",
     PaymentResult: "tickets",
     checkin.CheckInOutcome: "checkin",
+    knowledge.IntentClassified: "knowledge",
+    knowledge.KnowledgeAnswer: "knowledge",
 }
 ITEM_MODULES = {"survey": "survey", "event": "tickets", "poll": "poll"}  # menu item kind -> module
 NOTICES: dict[str, Callable[[Mapping[str, Any], str], str]] = {
@@ -172,6 +176,8 @@ def _inbound(state: State, event: Inbound, kw: Keyword | None, ctx: Context) -> 
 
 def _from_menu(event: Inbound, ctx: Context) -> Step:
     picked = None if ctx.is_first_message else menu.choose(event, ctx)
+    if picked is None and not ctx.is_first_message and knowledge.can_answer(event):
+        return knowledge.ask(event, ctx)  # free text the menu cannot use: a question, or an offer in words
     if picked is None:
         lead = "" if ctx.is_first_message else t("common.not_understood", ctx.language)
         return Step(State(), menu.menu_replies(ctx, lead))

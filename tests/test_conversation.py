@@ -26,6 +26,7 @@ from state_machines.base import (
     TimerFired,
 )
 from state_machines.checkin import CheckInOutcome, CheckInTicket
+from state_machines.knowledge import ClassifyIntent, KnowledgeAnswer
 from state_machines.poll import CastVote, VoteRecorded
 from state_machines.survey import (
     AbandonSurveyResponse,
@@ -144,10 +145,25 @@ def test_nothing_on_offer() -> None:
                                    "Send HELP to see what you can do."),)
 
 
+def test_free_text_at_the_menu_goes_to_the_knowledge_module() -> None:
+    result = go(IDLE, say("what is this"))
+    assert result.replies == () and result.state == State("knowledge", "classifying", {"question": "what is this"},
+                                                          version=6)
+    (classify,) = result.effects
+    assert isinstance(classify, ClassifyIntent) and classify.question == "what is this"
+    assert [c.item for c in classify.choices] == MENU_IDS
+
+
 def test_an_unknown_message_at_the_menu_says_so_and_shows_the_menu() -> None:
-    (reply,) = go(IDLE, say("what is this")).replies
-    assert reply.body.startswith("Sorry, I didn't understand that.\n\n")
+    asked = go(IDLE, say("what is this"))
+    (reply,) = go(asked.state, KnowledgeAnswer("", found=False)).replies
+    assert reply.body.startswith("Sorry, I don't know the answer to that.\n\n")
     assert menu_of(reply) == MENU_IDS
+
+
+def test_a_message_without_text_at_the_menu_still_shows_the_menu() -> None:
+    (reply,) = go(IDLE, Inbound(text="", kind="location")).replies
+    assert reply.body.startswith("Sorry, I didn't understand that.\n\n") and menu_of(reply) == MENU_IDS
 
 
 @pytest.mark.parametrize("event", [say("Feedback", "survey:s1"), say("1"), say("  feedBACK ")])
@@ -450,12 +466,12 @@ def test_staff_codes_check_in_at_any_step(name: str, text: str) -> None:
 
 def test_codes_from_other_contacts_are_ordinary_messages() -> None:
     result = go(IDLE, say("TKT-7Q2M9X"))
-    assert result.effects == () and result.replies[0].body.startswith("Sorry, I didn't understand that.")
+    assert [type(e) for e in result.effects] == [ClassifyIntent]  # free text, not a check-in
     text_answer = go(survey_at("comment", 3), say("checkin was slow"))
     assert text_answer.effects[0] == SaveSurveyAnswer("r1", "comment", "checkin was slow", None)
 
 
 def test_every_module_has_a_route() -> None:
-    assert set(conversation.MODULES) == {"survey", "tickets", "poll", "checkin"}
+    assert set(conversation.MODULES) == {"survey", "tickets", "poll", "checkin", "knowledge"}
     assert set(conversation.ITEM_MODULES.values()) <= set(conversation.MODULES)
     assert all(conversation.MODULES[m].start for m in conversation.ITEM_MODULES.values())

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from engine.cli import chat, content, db, demo, orgs, parked, queues, wallet, workers
+from engine.cli import chat, content, db, demo, kb, orgs, parked, queues, wallet, workers
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="ChatNation conversation engine.")
 app.add_typer(db.app, name="db")
 app.add_typer(orgs.app, name="org")
 app.add_typer(wallet.app, name="wallet")
+app.add_typer(kb.app, name="kb")
 app.command("migrate")(db.migrate_command)
 app.command("demo")(demo.demo)
 app.add_typer(parked.app, name="parked")

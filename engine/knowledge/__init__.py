@@ -1,0 +1,1 @@
+"""The knowledge base: chunking, ingestion, storage and retrieval of an organisation's documents."""

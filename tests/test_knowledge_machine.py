@@ -1,0 +1,140 @@
+"""The knowledge module (pure): free text -> intent -> answer, keyword intents, charging, and the router's use."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from state_machines import conversation, knowledge
+from state_machines.base import Buttons, Context, Inbound, State, Text
+from state_machines.knowledge import (
+    AnswerQuestion,
+    ChargeAnswer,
+    ClassifyIntent,
+    IntentChoice,
+    IntentClassified,
+    KnowledgeAnswer,
+    ModelUsage,
+    clip,
+    keyword_item,
+)
+
+NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+OFFERS = {
+    "surveys": [{"id": "s1", "title": "Visitor feedback"}],
+    "events": [{"id": "e1", "name": "Jazz Night", "venue_name": "Carnivore"}],
+    "polls": [{"id": "p1", "question": "Best snack?", "options": []}],
+}
+CHOICES = (IntentChoice("survey:s1", "Visitor feedback"), IntentChoice("event:e1", "Jazz Night"),
+           IntentChoice("poll:p1", "Best snack?"))
+USAGE = ModelUsage("gpt-4o-mini", 420, 35)
+
+
+def ctx(language: str = "en", offers: dict | None = None, first: bool = False) -> Context:
+    return Context(now=NOW, language=language, contact_id="c1", contact_phone="254700000001",
+                   is_first_message=first, org_name="Jazz Fest", data={"offers": OFFERS if offers is None else offers})
+
+
+ASKING = State("knowledge", "answering", {"question": "what time do gates open?"})
+
+
+def test_idle_free_text_is_classified_with_the_offers_and_a_keyword_guess() -> None:
+    result = conversation.step(State(), Inbound("I want tickets please"), ctx())
+    assert result.state == State("knowledge", "classifying", {"question": "I want tickets please"}, version=1)
+    assert result.effects == (ClassifyIntent("I want tickets please", "en", CHOICES, "event:e1"),)
+    assert result.replies == ()
+
+
+def test_with_nothing_on_offer_the_question_goes_straight_to_the_knowledge_base() -> None:
+    result = conversation.step(State(), Inbound("what time do gates open?"), ctx(offers={}))
+    assert result.effects == (AnswerQuestion("what time do gates open?", "en"),)
+    assert result.state.step == "answering"
+
+
+@pytest.mark.parametrize("event", [Inbound("Niaje, what is this?"), Inbound("hi")])
+def test_a_first_message_and_greetings_get_the_menu(event: Inbound) -> None:
+    result = conversation.step(State(), event, ctx(first=event.text != "hi"))
+    assert result.effects == () and isinstance(result.replies[-1], Buttons)
+
+
+def test_menu_numbers_and_titles_still_choose_before_free_text() -> None:
+    assert conversation.step(State(), Inbound("3"), ctx()).state.module == "poll"
+    by_title = conversation.step(State(), Inbound("jazz night"), ctx())  # the ticket flow answers (none on sale)
+    assert by_title.effects == () and "Jazz Night" in by_title.replies[0].body
+
+
+@pytest.mark.parametrize(
+    ("said", "expected"),
+    [
+        ("I want tickets please", "event:e1"),
+        ("nataka tiketi", "event:e1"),
+        ("how much is a ticket?", "event:e1"),  # a kind word routes even a question
+        ("I'd like to vote", "poll:p1"),
+        ("nataka kupiga kura", "poll:p1"),
+        ("fill the survey", "survey:s1"),
+        ("utafiti", "survey:s1"),
+        ("jazz please", "event:e1"),  # title words in a request
+        ("what time does jazz start?", None),  # title words in a question: the knowledge base answers
+        ("where can I park?", None),
+        ("", None),
+    ],
+)
+def test_keyword_intents(said: str, expected: str | None) -> None:
+    assert keyword_item(said, CHOICES) == expected
+
+
+def test_keyword_ties_route_nowhere() -> None:
+    two_events = (IntentChoice("event:e1", "Jazz Night"), IntentChoice("event:e2", "Rock Night"))
+    assert keyword_item("tickets", two_events) is None
+    assert keyword_item("tickets for rock", two_events) == "event:e2"
+
+
+def test_knowledge_intent_asks_the_knowledge_base() -> None:
+    classifying = State("knowledge", "classifying", {"question": "what time do gates open?"})
+    result = knowledge.step(classifying, IntentClassified("knowledge"), ctx("sw"))
+    assert result.state == ASKING and result.effects == (AnswerQuestion("what time do gates open?", "sw"),)
+
+
+def test_unknown_intent_says_sorry_with_the_menu() -> None:
+    result = knowledge.step(State("knowledge", "classifying", {"question": "asdf"}), IntentClassified("unknown"), ctx())
+    assert result.state == State() and result.effects == ()
+    assert result.replies[0].body.startswith("Sorry, I didn't understand that.")
+
+
+def test_a_model_answer_is_sent_and_charged() -> None:
+    result = knowledge.step(ASKING, KnowledgeAnswer("Gates open at 4 pm.", True, ("Gates open at 4 pm.",), USAGE), ctx())
+    assert result == knowledge.Step(State(), (Text("Gates open at 4 pm."),), (ChargeAnswer(USAGE),))
+
+
+@pytest.mark.parametrize(
+    ("language", "lead"), [("en", "Here is what I found:"), ("sw", "Hiki ndicho nilichopata:")])
+def test_a_passage_answer_without_a_model_is_free_and_says_where_it_comes_from(language: str, lead: str) -> None:
+    answer = KnowledgeAnswer("*Gates*\nGates open at 4 pm.", True, ("Gates\nGates open at 4 pm.",), None, True)
+    result = knowledge.step(ASKING, answer, ctx(language))
+    (reply,) = result.replies
+    assert reply.body.startswith(f"{lead}\n\n*Gates*\nGates open at 4 pm.") and result.effects == ()
+
+
+def test_not_found_says_so_with_the_menu_and_charges_only_a_model_call() -> None:
+    nothing = knowledge.step(ASKING, KnowledgeAnswer("", False), ctx("sw"))
+    assert nothing.replies[0].body.startswith("Samahani, sijui jibu la swali hilo.") and nothing.effects == ()
+    said_not_in_kb = knowledge.step(ASKING, KnowledgeAnswer("", False, ("x",), USAGE), ctx())
+    assert said_not_in_kb.effects == (ChargeAnswer(USAGE),) and said_not_in_kb.state == State()
+
+
+def test_answers_are_whatsapp_sized() -> None:
+    long = "Gates open at 4 pm. " * 60
+    (reply,) = knowledge.step(ASKING, KnowledgeAnswer(long, True, (), USAGE), ctx()).replies
+    assert len(reply.body) <= knowledge.ANSWER_MAX and reply.body.endswith("4 pm.")
+    assert clip("word " * 200, 50).endswith("…") and len(clip("word " * 200, 50)) <= 50
+
+
+def test_the_router_sends_follow_ups_to_the_module_and_bumps_the_version() -> None:
+    result = conversation.step(ASKING, KnowledgeAnswer("Gates open at 4 pm.", True), ctx())
+    assert result.state == State(version=1) and result.replies == (Text("Gates open at 4 pm."),)
+
+
+def test_a_message_left_in_the_module_is_a_new_question() -> None:
+    result = knowledge.step(ASKING, Inbound("and parking?"), ctx())
+    assert result.state == State("knowledge", "classifying", {"question": "and parking?"})
