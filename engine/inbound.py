@@ -67,10 +67,10 @@ async def _dispatch(rt: Runtime, kind: str, body: dict[str, Any]) -> str:
     org_id = await rt.org_for_phone_number(str(body.get("phone_number_id")))
     if org_id is None:
         raise Park(f"unknown phone_number_id {body.get('phone_number_id')!r}")
+    if kind == "status":
+        return await _status(rt, org_id, body)
     async with rt.app_pool.acquire() as conn, conn.transaction():
         await set_tenant(conn, org_id)
-        if kind == "status":
-            return await apply_status(conn, org_id, body)
         source = {"message": "wa_message", "payment": "mpesa_callback", "timer": "timer"}.get(kind)
         if source is None:
             raise Park(f"unknown event kind {kind!r}")
@@ -86,6 +86,22 @@ async def _dispatch(rt: Runtime, kind: str, body: dict[str, Any]) -> str:
     for work in turn.after_commit:  # only what committed: a crash before here leaves it to its timer
         await work()
     return "processed"
+
+
+async def _status(rt: Runtime, org_id: UUID, body: dict[str, Any]) -> str:
+    """The status webhook can beat the sender's recording of the WhatsApp id: look again once, half a second
+    later, outside any transaction (holding no connection while waiting)."""
+    for attempt in range(2):
+        async with rt.app_pool.acquire() as conn, conn.transaction():
+            await set_tenant(conn, org_id)
+            outcome = await apply_status(conn, org_id, body)
+        if outcome != "unknown_message" or attempt:
+            break
+        await asyncio.sleep(0.5)
+    if outcome == "unknown_message":
+        log.info("status for a message this engine did not send", wa_message_id=(body.get("payload") or {}).get("id"))
+        return "ignored"
+    return outcome
 
 
 async def claim(conn: asyncpg.Connection, org_id: UUID, source: str, external_id: str) -> bool:
@@ -159,10 +175,7 @@ async def store_inbound(turn: Turn, body: dict[str, Any]) -> None:
         turn.org.id, turn.conversation.id, turn.contact.id, str(payload.get("type") or kind)[:20], text, payload,
         body["external_id"], sent_at,
     )
-    await turn.conn.execute(
-        "UPDATE conversations SET last_user_message_at = GREATEST(last_user_message_at, $2) WHERE id = $1",
-        turn.conversation.id, turn.now)
-    turn.conversation.last_user_message_at = turn.now
+    turn.conversation.last_user_message_at = turn.now  # written with the state, in Turn.finish
     turn.inbound_wa_id = body["external_id"]
 
 
@@ -173,17 +186,13 @@ async def apply_status(conn: asyncpg.Connection, org_id: UUID, body: dict[str, A
         return "ignored"  # 'played' and future kinds
     errors = status.get("errors") or [{}]
     ts = datetime.fromtimestamp(int(status["timestamp"]), UTC) if status.get("timestamp") else None
-    for attempt in range(2):
-        row = await conn.fetchrow(
-            """SELECT id FROM messages WHERE organization_id = $1 AND wa_message_id = $2 AND direction = 'outbound'
-               FOR UPDATE""", org_id, status.get("id"))
-        if row is not None:
-            changed = await advance_status(conn, row["id"], new, ts, errors[0].get("code"), errors[0].get("title"))
-            return "processed" if changed else "stale"
-        if attempt == 0:  # the sender may not have recorded the id yet: the webhook can beat its UPDATE
-            await asyncio.sleep(0.5)
-    log.info("status for a message this engine did not send", wa_message_id=status.get("id"), status=new)
-    return "ignored"
+    row = await conn.fetchrow(
+        """SELECT id FROM messages WHERE organization_id = $1 AND wa_message_id = $2 AND direction = 'outbound'
+           FOR UPDATE""", org_id, status.get("id"))
+    if row is None:
+        return "unknown_message"
+    changed = await advance_status(conn, row["id"], new, ts, errors[0].get("code"), errors[0].get("title"))
+    return "processed" if changed else "stale"
 
 
 async def advance_status(conn: asyncpg.Connection, message_id: UUID, new: str, at: datetime | None = None,

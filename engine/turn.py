@@ -113,9 +113,10 @@ class Turn:
                                     self.new_timers, s.version)
         await self.conn.execute(
             """UPDATE conversations SET current_module = $2, current_state = $3, state_data = $4, state_version = $5,
-                      last_message_at = $6
+                      last_message_at = $6, last_user_message_at = GREATEST(last_user_message_at, $7)
                WHERE id = $1""",
             self.conversation.id, s.module, s.step, dict(s.data), s.version, self.now,
+            self.conversation.last_user_message_at,
         )
 
     async def _queue_replies(self, replies: list[Reply]) -> int:
