@@ -143,7 +143,7 @@ async def export_survey_csv(conn: asyncpg.Connection, survey_id: UUID, path: Pat
 
 
 async def poll_results(conn: asyncpg.Connection, poll_id: UUID) -> dict[str, Any]:
-    poll = await conn.fetchrow("SELECT id, question, status, options FROM polls WHERE id = $1", poll_id)
+    poll = await conn.fetchrow("SELECT id, question, status, options, voter_count FROM polls WHERE id = $1", poll_id)
     if poll is None:
         raise NotFound(f"no poll {poll_id}")
     options = await conn.fetch(
@@ -155,6 +155,6 @@ async def poll_results(conn: asyncpg.Connection, poll_id: UUID) -> dict[str, Any
     rows = [{"id": o["id"], "text": o["text"], "votes": o["votes"], "percent": _percent(o["votes"], voters),
              "counted_votes": o["counted"], "json_votes": in_json.get(o["id"])} for o in options]
     consistent = all(r["votes"] == r["counted_votes"] == r["json_votes"] for r in rows) and set(
-        in_json) == {r["id"] for r in rows}
+        in_json) == {r["id"] for r in rows} and poll["voter_count"] == voters
     return {"poll": {"id": str(poll["id"]), "question": poll["question"], "status": poll["status"],
                      "voters": voters, "consistent": consistent}, "options": rows}

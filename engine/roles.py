@@ -26,7 +26,7 @@ from engine.timers import timers_forever
 from handlers.payments import route_callback
 
 log = get_logger(__name__)
-PREFETCH = 100
+PREFETCH = {"inbound": 100, "sender": 20}  # a sender's jobs wait on HTTP: hold few, so a crash re-counts few
 
 
 @dataclass
@@ -44,7 +44,7 @@ class ShardedConsumers:
 
     async def start_shard(self, shard: int) -> None:
         channel = await self.rt.connection.channel()
-        await channel.set_qos(prefetch_count=PREFETCH)
+        await channel.set_qos(prefetch_count=PREFETCH[self.role])
         queue_name = self.queue_name(shard)
 
         async def park(message: AbstractIncomingMessage, error: str) -> None:

@@ -34,7 +34,9 @@ class Settings(BaseSettings):
     inbound_shards: int = Field(8, ge=1, le=256)
     outbound_shards: int = Field(8, ge=1, le=256)
     publish_timeout_seconds: float = Field(5.0, gt=0)
-    delivery_limit: int = Field(5, ge=1, le=100)
+    # Deliveries before the broker parks a message that keeps killing its worker. Generous: every crash of a
+    # worker also counts a delivery for each message it had prefetched but not started.
+    delivery_limit: int = Field(20, ge=1, le=100)
     handler_attempts: int = Field(3, ge=1, le=20)
     # The management HTTP API (unacked counts, rates); unset: RABBITMQ_URL's host, port 15672, same login.
     rabbitmq_management_url: AnyUrl | None = None

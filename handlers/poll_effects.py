@@ -14,7 +14,7 @@ from state_machines.poll import CastVote, VoteRecorded, VoteRejected
 
 async def cast_vote(turn: Turn, effect: CastVote) -> VoteRecorded | VoteRejected:
     conn, pid = turn.conn, UUID(effect.poll_id)
-    poll = await conn.fetchrow("SELECT status, ends_at, options FROM polls WHERE id = $1 FOR UPDATE", pid)
+    poll = await conn.fetchrow("SELECT status, ends_at, voter_count FROM polls WHERE id = $1 FOR UPDATE", pid)
     if poll is None or poll["status"] != "active" or (poll["ends_at"] and poll["ends_at"] <= turn.now):
         return VoteRejected(effect.poll_id, "closed")
     await _ensure_options(conn, turn.org.id, pid)
@@ -36,9 +36,10 @@ async def cast_vote(turn: Turn, effect: CastVote) -> VoteRecorded | VoteRejected
         await conn.execute(
             """UPDATE polls SET options = (SELECT jsonb_agg(jsonb_build_object('id', id, 'text', text, 'votes', votes)
                                                             ORDER BY sort_order, id)
-                                           FROM poll_options WHERE poll_id = $1) WHERE id = $1""", pid)
+                                           FROM poll_options WHERE poll_id = $1),
+                                voter_count = voter_count + $2 WHERE id = $1""", pid, 0 if old else 1)
     tallies = {r["id"]: r["votes"] for r in await conn.fetch("SELECT id, votes FROM poll_options WHERE poll_id = $1", pid)}
-    voters = await conn.fetchval("SELECT count(DISTINCT contact_id) FROM poll_votes WHERE poll_id = $1", pid)
+    voters = poll["voter_count"] + (0 if old else 1)
     return VoteRecorded(effect.poll_id, tallies, voters, changed=bool(old) and new != old)
 
 

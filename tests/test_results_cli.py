@@ -57,7 +57,9 @@ async def seeded(make_org, app_pool):  # type: ignore[no-untyped-def]
                                "VALUES ($1, $2, $3, $4)", org, poll_id, contact, option)
             await conn.execute("UPDATE poll_options SET votes = votes + 1 WHERE poll_id = $1 AND id = $2", poll_id, option)
         await conn.execute("""UPDATE polls SET options = (SELECT jsonb_agg(jsonb_build_object('id', id, 'text', text,
-                              'votes', votes) ORDER BY sort_order) FROM poll_options WHERE poll_id = $1) WHERE id = $1""",
+                              'votes', votes) ORDER BY sort_order) FROM poll_options WHERE poll_id = $1),
+                              voter_count = (SELECT count(DISTINCT contact_id) FROM poll_votes WHERE poll_id = $1)
+                              WHERE id = $1""",
                            poll_id)
     return org, survey_id, poll_id
 
