@@ -17,6 +17,7 @@ from engine.local_stack import LocalStack
 from engine.results import poll_results
 from simulators.chat import ChatDriver
 from state_machines.i18n import t
+from tests.helpers import phone, wait_until
 
 EVENT = {"name": "Jazz Night", "starts_at": "+10d", "ends_at": "+11d", "venue_name": "Carnivore"}
 
@@ -26,10 +27,6 @@ async def stack(settings, broker, db_urls):  # type: ignore[no-untyped-def]
     st = await LocalStack(settings).start()
     yield st
     await st.stop()
-
-
-def phone() -> str:
-    return "2547" + str(uuid.uuid4().int)[:8]
 
 
 async def setup_org(make_org, app_pool, content: dict[str, Any], tokens: int = 10_000):  # type: ignore[no-untyped-def]
@@ -45,15 +42,6 @@ def chat(stack: LocalStack, pnid: str, wa_id: str | None = None, name: str = "Wa
 async def fetch(app_pool, org, sql: str, *args):  # type: ignore[no-untyped-def]
     async with tenant_tx(app_pool, org) as conn:
         return [dict(r) for r in await conn.fetch(sql, *args)]
-
-
-async def wait_until(predicate, timeout: float = 30.0):  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (value := await predicate()):
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)
-    return value
 
 
 async def test_survey_with_a_branch_is_stored_completed_and_charged(stack, make_org, app_pool) -> None:  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ from engine.broker_admin import ManagementApi, ParkingLot, describe_parked, mana
 from engine.db import tenant_tx
 from engine.local_stack import LocalStack
 from engine.settings import PROJECT_ROOT
+from tests.helpers import phone, wait_until
 
 CLOSED_MANAGEMENT = "http://guest:guest@127.0.0.1:1/"  # nothing listens: the AMQP-only figures
 
@@ -39,21 +40,6 @@ async def cli_json(*args: str, env: dict[str, str] | None = None) -> Any:
     code, out = await cli(*args, "--json", env=env)
     assert code == 0, out
     return json.loads(out)
-
-
-async def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1):  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)
-
-
-def phone() -> str:
-    return "2547" + str(uuid.uuid4().int)[:8]
 
 
 def free_port() -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import asyncpg
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from engine.db import tenant_tx
 from engine.local_stack import LocalStack
 from simulators.whatsapp import build_text_envelope
+from tests.helpers import phone, wait_until
 
 
 @pytest.fixture
@@ -18,21 +18,6 @@ async def stack(settings, broker, db_urls):  # type: ignore[no-untyped-def]
     st = await LocalStack(settings).start()
     yield st
     await st.stop()
-
-
-def phone() -> str:
-    return "2547" + str(uuid.uuid4().int)[:8]
-
-
-async def wait_until(predicate, timeout: float = 15.0):  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 async def counts(app_pool: asyncpg.Pool, org) -> dict[str, int]:  # type: ignore[no-untyped-def]

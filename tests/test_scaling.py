@@ -22,6 +22,7 @@ from engine.broker import Topology
 from engine.db import tenant_tx
 from engine.local_stack import LocalStack
 from simulators.whatsapp import SimulatedUser
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -35,15 +36,6 @@ def contacts_on_shards(topology: Topology, shards: list[int]) -> list[str]:
         if shard in shards:
             found.setdefault(shard, number)
     return [found[s] for s in shards]
-
-
-async def wait_until(predicate, timeout: float):  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (value := await predicate()):
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)
-    return value
 
 
 async def live_inbound_workers(owner_pool: asyncpg.Pool) -> list[asyncpg.Record]:

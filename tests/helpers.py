@@ -1,0 +1,23 @@
+"""Small helpers shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+
+def phone() -> str:
+    """A fresh Kenyan mobile number, so that tests never share a contact."""
+    return "2547" + str(uuid.uuid4().int)[:8]
+
+
+async def wait_until(predicate: Callable[[], Awaitable[Any]], timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Poll until ``predicate`` returns something truthy, and return it; fail after ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (value := await predicate()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(interval)
+    return value
