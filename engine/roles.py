@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -135,8 +136,6 @@ async def _payments(rt: Runtime, stop: asyncio.Event) -> None:
 
 
 def _outbound_key(message: AbstractIncomingMessage) -> tuple[str, str]:
-    import json
-
     job = json.loads(message.body)
     return str(job.get("to")), str(job.get("phone_number_id"))
 

@@ -8,6 +8,7 @@ between publishes again, and the inbound side's receipt (``timer:<id>``) makes t
 from __future__ import annotations
 
 import asyncio
+import json
 
 import asyncpg
 
@@ -39,7 +40,7 @@ async def timers_forever(rt: Runtime, stop: asyncio.Event, interval: float = 1.0
             conn = await asyncpg.connect(rt.urls.owner)  # cross-tenant scan: the owner's job
             try:
                 if await conn.fetchval("SELECT pg_try_advisory_lock($1)", TIMERS_LOCK):
-                    await conn.set_type_codec("jsonb", encoder=_dumps, decoder=_loads, schema="pg_catalog")
+                    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
                     while not stop.is_set():
                         if await fire_due_timers(rt, conn) == 0:
                             await _sleep(stop, interval)
@@ -50,18 +51,6 @@ async def timers_forever(rt: Runtime, stop: asyncio.Event, interval: float = 1.0
         except Exception as err:  # outage: resume where the table says
             log.warning("timer scan interrupted; retrying", error=repr(err))
             await _sleep(stop, 1.0)
-
-
-def _dumps(value: object) -> str:
-    import json
-
-    return json.dumps(value)
-
-
-def _loads(value: str) -> object:
-    import json
-
-    return json.loads(value)
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
