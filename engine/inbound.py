@@ -69,18 +69,32 @@ async def _dispatch(rt: Runtime, kind: str, body: dict[str, Any]) -> str:
         raise Park(f"unknown phone_number_id {body.get('phone_number_id')!r}")
     if kind == "status":
         return await _status(rt, org_id, body)
+    source = {"message": "wa_message", "payment": "mpesa_callback", "timer": "timer"}.get(kind)
+    if source is None:
+        raise Park(f"unknown event kind {kind!r}")
+    try:
+        return await _take_effect(rt, org_id, source, kind, body, exact_wallet=False)
+    except asyncpg.exceptions.CheckViolationError as err:
+        if err.constraint_name != "positive_balance":
+            raise
+        # concurrent spending beat the unlocked balance check: run it again, counting under the wallet's lock
+        log.info("wallet changed under a reply's payment; event run again with the wallet locked")
+        return await _take_effect(rt, org_id, source, kind, body, exact_wallet=True)
+
+
+async def _take_effect(rt: Runtime, org_id: UUID, source: str, kind: str, body: dict[str, Any],
+                       exact_wallet: bool) -> str:
     async with rt.app_pool.acquire() as conn, conn.transaction():
         await set_tenant(conn, org_id)
-        source = {"message": "wa_message", "payment": "mpesa_callback", "timer": "timer"}.get(kind)
-        if source is None:
-            raise Park(f"unknown event kind {kind!r}")
-        if not await claim(conn, org_id, source, str(body["external_id"])):
+        claimed, headroom = await claim(conn, org_id, source, str(body["external_id"]))
+        if not claimed:
             metrics.duplicates.labels(source).inc()
             return "duplicate"
-        turn = await open_turn(conn, org_id, body, kind)
+        turn = await open_turn(conn, await rt.org(org_id), body, kind)
         if turn is None:
             return "ignored"
         turn.runtime = rt
+        turn.wallet_headroom = None if exact_wallet else headroom
         await handlers.route(kind, turn, body)
         await turn.finish()
     for work in turn.after_commit:  # only what committed: a crash before here leaves it to its timer
@@ -104,17 +118,20 @@ async def _status(rt: Runtime, org_id: UUID, body: dict[str, Any]) -> str:
     return outcome
 
 
-async def claim(conn: asyncpg.Connection, org_id: UUID, source: str, external_id: str) -> bool:
-    """True the first time an event is seen. A concurrent twin waits on the key and then sees it taken."""
-    return bool(await conn.fetchval(
+async def claim(conn: asyncpg.Connection, org_id: UUID, source: str, external_id: str) -> tuple[bool, int | None]:
+    """(True the first time an event is seen, the wallet's balance above its threshold, read without a lock).
+    A concurrent twin waits on the key and then sees it taken."""
+    row = await conn.fetchrow(
         """INSERT INTO processed_events (organization_id, source, external_id) VALUES ($1, $2, $3)
-           ON CONFLICT DO NOTHING RETURNING true""", org_id, source, external_id))
+           ON CONFLICT DO NOTHING
+           RETURNING (SELECT balance - COALESCE(low_balance_threshold, 0) FROM wallets WHERE organization_id = $1)""",
+        org_id, source, external_id)
+    return (row is not None, row[0] if row is not None else None)
 
 
-async def open_turn(conn: asyncpg.Connection, org_id: UUID, body: dict[str, Any], kind: str) -> Turn | None:
+async def open_turn(conn: asyncpg.Connection, org: Org, body: dict[str, Any], kind: str) -> Turn | None:
     now = datetime.now(UTC)
-    org_row = await conn.fetchrow("SELECT id, name, whatsapp_phone_id, settings FROM organizations WHERE id = $1", org_id)
-    org = Org(org_row["id"], org_row["name"], org_row["whatsapp_phone_id"], org_row["settings"] or {})
+    org_id = org.id
     wa_id = str(body.get("wa_id") or "")
     if kind == "message":
         contact_row = await upsert_contact(conn, org_id, wa_id, body.get("contact_name"), now)

@@ -60,6 +60,9 @@ async def relay_batch(rt: Runtime, conn: asyncpg.Connection) -> int:
     by_shard: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         payload = row["payload"] if isinstance(row["payload"], dict) else json.loads(row["payload"])
+        if not isinstance(payload, dict) or not {"contact_key", "message_id"} <= payload.keys():
+            await _park(rt, row["id"], payload)  # not a send job: kept for a person, never blocks the rest
+            continue
         by_shard[rt.topology.outbound_route(payload["contact_key"])].append(payload)
 
     async def publish(route: str, jobs: list[dict[str, Any]]) -> None:
@@ -70,6 +73,14 @@ async def relay_batch(rt: Runtime, conn: asyncpg.Connection) -> int:
     await conn.execute("UPDATE outbox SET relayed_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
     metrics.relayed.inc(len(rows))
     return len(rows)
+
+
+async def _park(rt: Runtime, row_id: int, payload: Any) -> None:
+    log.error("outbox row is not a send job; parked", outbox_id=row_id)
+    await rt.publisher.publish(rt.topology.dead_letter_exchange, "", payload, message_id=f"outbox-{row_id}",
+                               headers={"x-error": "outbox row is not a send job (no contact_key or message_id)",
+                                        "x-original-queue": "outbox"})
+    metrics.events.labels("outbox_row", "parked").inc()
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

@@ -13,9 +13,12 @@ from aio_pika.abc import AbstractRobustConnection
 
 from engine.ai import AI, create_ai
 from engine.broker import Publisher, Topology, connect
-from engine.db import DatabaseUrls, create_pool, database_urls
+from engine.db import DatabaseUrls, create_pool, database_urls, tenant_tx
 from engine.mpesa import DarajaClient, PaymentProvider
 from engine.settings import Settings
+from engine.turn import Org
+
+ORG_TTL_SECONDS = 5.0  # a change to an organisation's settings (prices, language) reaches the hot path this late
 
 
 @dataclass
@@ -31,6 +34,7 @@ class Runtime:
     payments: PaymentProvider
     ai: AI | None = None  # the model for the knowledge base; None without OPENAI_API_KEY
     _org_cache: dict[str, tuple[float, UUID | None]] = field(default_factory=dict)
+    _orgs: dict[UUID, tuple[float, Org]] = field(default_factory=dict)
 
     @classmethod
     async def start(cls, settings: Settings, *, pool_size: int | None = None) -> Runtime:
@@ -66,6 +70,18 @@ class Runtime:
         org_id = await self.app_pool.fetchval("SELECT org_by_phone_number_id($1)", phone_number_id)
         self._org_cache[phone_number_id] = (now, org_id)
         return org_id
+
+    async def org(self, org_id: UUID) -> Org:
+        """The organisation's name, number and settings, cached briefly: every event needs them."""
+        hit = self._orgs.get(org_id)
+        if hit and time.monotonic() - hit[0] < ORG_TTL_SECONDS:
+            return hit[1]
+        async with tenant_tx(self.app_pool, org_id) as conn:
+            row = await conn.fetchrow("SELECT id, name, whatsapp_phone_id, settings FROM organizations WHERE id = $1",
+                                      org_id)
+        org = Org(row["id"], row["name"], row["whatsapp_phone_id"], row["settings"] or {})
+        self._orgs[org_id] = (time.monotonic(), org)
+        return org
 
     async def publish_inbound(self, contact_key: str, body: dict[str, Any], message_id: str) -> None:
         """Into the contact's ordered path (timers and payment results go this way too)."""

@@ -10,13 +10,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 
 from engine import metrics_worker as metrics
 from engine.logging import get_logger
-from engine.wallet import debit, debit_each, price_of, signal_low_balance_once
+from engine.wallet import affordable, debit, price_of, signal_low_balance_once
 from engine.whatsapp.outbound import SendRequestInvalid, build_payload
 from state_machines.base import Buttons, Charge, Image, ListMenu, Reply, State, Text
 
@@ -72,6 +72,7 @@ class Turn:
     runtime: Any = None  # the process's Runtime, for after-commit work
     new_timers: list[UUID] = field(default_factory=list)
     charges: list[Charge] = field(default_factory=list)  # made in finish(), after the replies
+    wallet_headroom: int | None = None  # balance minus threshold at the start, unlocked; None: unknown
 
     @property
     def language(self) -> str:
@@ -88,12 +89,12 @@ class Turn:
     async def finish(self) -> int:
         """Persist the state, queue the replies and make the charges; returns how many replies were queued.
 
-        The wallet is debited last: its row is the one every transaction of the organisation shares, so it
-        is locked for as short a time as possible (to the commit), not for the whole transaction."""
+        Replies are paid at commit (sql/013) and charges come last: the wallet's row is the one every
+        transaction of the organisation shares, so it is locked for as short a time as possible."""
         await self._save_state()
         queued = await self._queue_replies(self._sendable())
         for charge in self.charges:
-            await self._charge(charge)
+            await self._charge(charge, keep=queued * price_of("outbound_reply", self.org.settings))
         return queued
 
     def _sendable(self) -> list[Reply]:
@@ -120,52 +121,52 @@ class Turn:
         )
 
     async def _queue_replies(self, replies: list[Reply]) -> int:
-        written: list[UUID] = []
-        for reply in replies:
-            content = reply_text(reply)
-            if await self._is_bot_loop(content):
-                log.error("bot loop stopped: the same reply to one contact too often", content=content[:80])
-                metrics.replies_skipped.labels("bot_loop").inc()
-                continue
-            written.append(await self._write_reply(reply, content))
-        if not written:
-            return 0
         price = price_of("outbound_reply", self.org.settings)
-        paid = await debit_each(self.conn, self.org.id, price, written, module="messaging", action="outbound_reply")
+        paid = await affordable(self.conn, self.org.id, price, len(replies), self.wallet_headroom)
         if paid.crossed_low_threshold:
             metrics.wallet_low.inc()
-        unpaid = written[paid.count:]
-        if unpaid:  # the wallet could not pay for these: they are not sent (nothing negative, nothing free)
-            await self.conn.execute("DELETE FROM outbox WHERE message_id = ANY($1::uuid[])", unpaid)
-            await self.conn.execute("DELETE FROM messages WHERE id = ANY($1::uuid[])", unpaid)
+        if paid.count < len(replies):  # not sent, not written: nothing negative, nothing free
             if await signal_low_balance_once(self.conn, self.org.id):
-                log.warning("wallet empty: paid replies paused until a top-up", balance=paid.balance)
-            metrics.replies_skipped.labels("wallet_empty").inc(len(unpaid))
-        metrics.replies_queued.inc(paid.count)
-        return paid.count
+                log.warning("wallet empty: paid replies paused until a top-up")
+            metrics.replies_skipped.labels("wallet_empty").inc(len(replies) - paid.count)
+        written = 0
+        for reply in replies[:paid.count]:
+            if await self._write_reply(reply, price):
+                written += 1
+            else:
+                log.error("bot loop stopped: the same reply to one contact too often")
+                metrics.replies_skipped.labels("bot_loop").inc()
+        metrics.replies_queued.inc(written)
+        return written
 
-    async def _write_reply(self, reply: Reply, content: str) -> UUID:
-        job = self._send_job(reply)
-        message_id: UUID = await self.conn.fetchval(
-            """INSERT INTO messages (organization_id, conversation_id, contact_id, direction, type, content, payload,
-                                     wa_status, tokens_consumed, created_at)
-               VALUES ($1, $2, $3, 'outbound', $4, $5, $6, 'queued', $7, $8) RETURNING id""",
-            self.org.id, self.conversation.id, self.contact.id, job["type"], content, job,
-            price_of("outbound_reply", self.org.settings), self.now,
-        )
-        job["message_id"] = str(message_id)
-        await self.conn.execute(
-            "INSERT INTO outbox (organization_id, message_id, contact_id, payload) VALUES ($1, $2, $3, $4)",
-            self.org.id, message_id, self.contact.id, job,
-        )
-        return message_id
+    async def _write_reply(self, reply: Reply, price: int) -> bool:
+        """The reply and its outbox row in one statement, unless the contact already got the same text
+        LOOP_LIMIT times within LOOP_WINDOW (a bot answering our bot). False when it was not written."""
+        content = reply_text(reply)
+        message_id = uuid4()  # chosen here, so that the send job can carry it in the same statement
+        job = {**self._send_job(reply), "message_id": str(message_id)}
+        return bool(await self.conn.fetchval(
+            """WITH m AS (
+                   INSERT INTO messages (id, organization_id, conversation_id, contact_id, direction, type, content,
+                                         payload, wa_status, tokens_consumed, created_at)
+                   SELECT $1, $2, $3, $4, 'outbound', $5, $6, $7, 'queued', $8, $9
+                   WHERE (SELECT count(*) FROM messages WHERE contact_id = $4 AND direction = 'outbound'
+                            AND content = $6 AND created_at > $10) < $11
+                   RETURNING id)
+               INSERT INTO outbox (organization_id, message_id, contact_id, payload)
+               SELECT $2, id, $4, $7 FROM m RETURNING true""",
+            message_id, self.org.id, self.conversation.id, self.contact.id, job["type"], content, job, price,
+            self.now, self.now - LOOP_WINDOW, LOOP_LIMIT - 1,
+        ))
 
-    async def _charge(self, charge: Charge) -> None:
+    async def _charge(self, charge: Charge, keep: int) -> None:
         """A billable action. With an empty wallet the action still stands (the user did it); the charge is
         not made, so the balance never goes negative, and the low balance is signalled once."""
         amount = price_of(charge.action, self.org.settings) * charge.quantity
+        if amount <= 0:
+            return  # a free action takes no lock on the wallet
         result = await debit(self.conn, self.org.id, amount, module=charge.module, action=charge.action,
-                             reference_id=charge.reference_id)
+                             reference_id=charge.reference_id, keep=keep)
         if result.ok:
             metrics.debits.labels(charge.action).inc()
         elif await signal_low_balance_once(self.conn, self.org.id):
@@ -182,14 +183,6 @@ class Turn:
             log.error("reply breaks a WhatsApp limit; sent as text", error=str(err))
             request = build_payload(Text(reply_text(reply)[:4096]), self.contact.phone)
         return {**job, "type": request["type"], "request": request}
-
-    async def _is_bot_loop(self, content: str) -> bool:
-        count = await self.conn.fetchval(
-            """SELECT count(*) FROM messages WHERE contact_id = $1 AND direction = 'outbound' AND content = $2
-                 AND created_at > $3""",
-            self.contact.id, content, self.now - LOOP_WINDOW,
-        )
-        return bool(count >= LOOP_LIMIT - 1)
 
 
 def reply_text(reply: Reply) -> str:

@@ -42,15 +42,17 @@ async def debit(
     action: str,
     reference_id: UUID | str | None = None,
     metadata: dict[str, Any] | None = None,
+    keep: int = 0,
 ) -> Debit:
-    """Debit ``amount`` or nothing at all (ok False when the balance cannot pay)."""
+    """Debit ``amount`` or nothing at all (ok False when the balance cannot pay). ``keep``: what must stay in
+    the wallet for payments this transaction makes at commit (its replies)."""
     if amount < 0:
         raise ValueError("a debit amount is never negative")
     row = await conn.fetchrow(
         """UPDATE wallets SET balance = balance - $2, lifetime_consumed = lifetime_consumed + $2
-           WHERE organization_id = $1 AND balance >= $2
+           WHERE organization_id = $1 AND balance >= $2::int + $3::int
            RETURNING id, balance, low_balance_threshold""",
-        organization_id, amount,
+        organization_id, amount, keep,
     )
     if row is None:
         balance = await conn.fetchval("SELECT balance FROM wallets WHERE organization_id = $1", organization_id)
@@ -63,45 +65,34 @@ async def debit(
                  crossed_low_threshold=row["balance"] < threshold <= row["balance"] + amount)
 
 
+# A reply is paid at commit, without the wallet's lock in between (sql/013), when the balance read at the start
+# of the transaction exceeds the low-balance threshold by this much more than the replies cost: concurrent
+# spending cannot outrun it in practice, and the rare commit that finds it did is run again exactly.
+PAY_AT_COMMIT_HEADROOM = 1000
+
+
 @dataclass(frozen=True)
-class DebitEach:
-    count: int  # how many of the items the wallet paid for (the first ones)
-    balance: int
+class Affordable:
+    count: int  # how many of the items the wallet can pay for (the first ones)
     crossed_low_threshold: bool = False
 
 
-async def debit_each(
-    conn: asyncpg.Connection,
-    organization_id: UUID | str,
-    price: int,
-    references: list[UUID],
-    *,
-    module: str,
-    action: str,
-) -> DebitEach:
-    """Pay ``price`` for each item, as many as the balance allows, in one statement; one ledger row each."""
-    if price <= 0:
-        return DebitEach(count=len(references), balance=-1)
+async def affordable(conn: asyncpg.Connection, organization_id: UUID | str, price: int, wanted: int,
+                     headroom: int | None) -> Affordable:
+    """How many of ``wanted`` items at ``price`` the wallet pays for. ``headroom`` (balance minus threshold,
+    read without a lock) answers "all" when it is ample; otherwise the wallet's row is locked to the commit
+    and the exact count is returned. The debit itself is the commit-time trigger's."""
+    if price <= 0 or wanted == 0:
+        return Affordable(count=wanted)
+    if headroom is not None and headroom >= price * wanted + PAY_AT_COMMIT_HEADROOM:
+        return Affordable(count=wanted)
     row = await conn.fetchrow(
-        """WITH w AS (SELECT id, balance, LEAST($3::int, balance / $2) AS n, low_balance_threshold
-                      FROM wallets WHERE organization_id = $1 FOR UPDATE)
-           UPDATE wallets SET balance = wallets.balance - $2 * w.n, lifetime_consumed = lifetime_consumed + $2 * w.n
-           FROM w WHERE wallets.id = w.id
-           RETURNING wallets.id, w.balance AS before, w.n, wallets.balance AS after, w.low_balance_threshold""",
-        organization_id, price, len(references),
-    )
+        "SELECT balance, low_balance_threshold FROM wallets WHERE organization_id = $1 FOR UPDATE", organization_id)
     if row is None:
-        return DebitEach(count=0, balance=0)
-    before, n = row["before"], row["n"]
-    await conn.executemany(
-        """INSERT INTO token_transactions (wallet_id, organization_id, type, amount, balance_before, balance_after,
-                                           module, action, reference_id)
-           VALUES ($1, $2, 'debit', $3, $4, $5, $6, $7, $8)""",
-        [(row["id"], organization_id, -price, before - i * price, before - (i + 1) * price, module, action, ref)
-         for i, ref in enumerate(references[:n])],
-    )
-    threshold = row["low_balance_threshold"] or 0
-    return DebitEach(count=n, balance=row["after"], crossed_low_threshold=row["after"] < threshold <= before)
+        return Affordable(count=0)
+    balance, threshold = row["balance"], row["low_balance_threshold"] or 0
+    count = min(wanted, balance // price)
+    return Affordable(count=count, crossed_low_threshold=balance - count * price < threshold <= balance)
 
 
 async def credit(

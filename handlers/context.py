@@ -1,7 +1,7 @@
 """What a step may know (``Context``), loaded in the event's transaction.
 
-``offers`` (the menu: active surveys, events on sale with their ticket types, open polls) are cached per
-organisation for a few seconds: the hot path reads them for every message. The item the conversation is
+``offers`` (the menu: active surveys, events on sale with their ticket types, open polls) and the door staff's
+phones are cached per organisation for a few seconds: the hot path reads them for every message. The item the conversation is
 in (``survey`` / ``event`` / ``poll``) is always read fresh, because availability decides sales.
 """
 
@@ -18,6 +18,7 @@ from state_machines.base import Context, Inbound, State
 
 OFFERS_TTL_SECONDS = 3.0
 _offers_cache: dict[UUID, tuple[float, dict[str, Any]]] = {}
+_staff_cache: dict[UUID, tuple[float, frozenset[str]]] = {}
 
 
 async def load_context(turn: Turn, state: State, event: object) -> Context:
@@ -39,7 +40,7 @@ async def load_context(turn: Turn, state: State, event: object) -> Context:
         now=turn.now, language=turn.language, contact_id=str(turn.contact.id), contact_phone=turn.contact.phone,
         contact_name=turn.contact.name, opted_in=turn.contact.opted_in,
         is_first_message=turn.trigger == "message" and turn.contact.message_count <= 1,
-        is_staff=await is_staff(conn, turn.contact.phone) if isinstance(event, Inbound) else False,
+        is_staff=await is_staff(conn, org.id, turn.contact.phone) if isinstance(event, Inbound) else False,
         org_name=org.name, data=data,
     )
 
@@ -76,10 +77,16 @@ async def load_poll(conn: asyncpg.Connection, poll_id: str) -> dict[str, Any] | 
     return _poll(row) if row else None
 
 
-async def is_staff(conn: asyncpg.Connection, phone: str) -> bool:
-    return bool(await conn.fetchval(
-        """SELECT 1 FROM participants p JOIN events e ON e.id = p.event_id
-           WHERE p.phone = $1 AND p.role = 'staff' AND e.status = 'published' LIMIT 1""", phone))
+async def is_staff(conn: asyncpg.Connection, org_id: UUID, phone: str) -> bool:
+    """Door staff of a published event (check-in rights); their phones are cached with the offers."""
+    hit = _staff_cache.get(org_id)
+    if hit and time.monotonic() - hit[0] < OFFERS_TTL_SECONDS:
+        return phone in hit[1]
+    phones = frozenset(r["phone"] for r in await conn.fetch(
+        """SELECT DISTINCT p.phone FROM participants p JOIN events e ON e.id = p.event_id
+           WHERE p.role = 'staff' AND e.status = 'published'"""))
+    _staff_cache[org_id] = (time.monotonic(), phones)
+    return phone in phones
 
 
 def _survey(r: asyncpg.Record) -> dict[str, Any]:

@@ -65,12 +65,10 @@ async def save_answer(turn: Turn, effect: SaveSurveyAnswer) -> None:
 
 
 async def complete(turn: Turn, effect: CompleteSurvey) -> None:
-    done = await turn.conn.fetchval(
+    # surveys.response_count moves at commit (a deferred trigger, sql/013): counted once, with the completion
+    await turn.conn.execute(
         """UPDATE survey_responses SET status = 'completed', completed_at = $2, current_question_key = NULL
-           WHERE id = $1 AND status = 'in_progress' RETURNING true""", UUID(effect.response_id), turn.now)
-    if done:  # counted once, atomically with the completion
-        await turn.conn.execute(
-            "UPDATE surveys SET response_count = response_count + 1 WHERE id = $1", UUID(effect.survey_id))
+           WHERE id = $1 AND status = 'in_progress'""", UUID(effect.response_id), turn.now)
 
 
 async def abandon(turn: Turn, effect: AbandonSurveyResponse) -> None:

@@ -77,6 +77,26 @@ async def test_wallet_for_ten_replies_and_fifty_messages(stack: LocalStack, make
         assert await conn.fetchval("SELECT min(balance_after) FROM token_transactions") == 0
 
 
+async def test_replies_paid_at_commit_on_a_misread_balance_are_run_again_exactly(stack: LocalStack, make_org,  # type: ignore[no-untyped-def]
+                                                                                    app_pool) -> None:
+    """A threshold far below zero makes every unlocked balance read look ample, so replies are paid at commit
+    unchecked; the commits the wallet cannot pay fail whole and their events run again under the lock."""
+    org, new = await make_org("Misread", tokens=10)
+    async with tenant_tx(app_pool, org) as conn:
+        await conn.execute("UPDATE wallets SET low_balance_threshold = -1000000")
+    users = [stack.user(new.phone_number_id, phone()) for _ in range(30)]
+    await asyncio.gather(*(u.say("hi") for u in users))
+
+    async def all_stored():  # type: ignore[no-untyped-def]
+        return (await counts(app_pool, org))["inbound"] == 30
+
+    await wait_until(all_stored, timeout=30)
+    await asyncio.sleep(1.0)
+    c = await counts(app_pool, org)
+    assert (c["outbound"], c["debits"], c["balance"]) == (10, 10, 0)
+    assert len([m for u in users for m in stack.whatsapp.messages(to=u.wa_id)]) == 10
+
+
 async def test_throttled_then_accepted_is_delivered_once(stack: LocalStack, make_org) -> None:  # type: ignore[no-untyped-def]
     org, new = await make_org("Throttle", tokens=100)
     user = stack.user(new.phone_number_id, phone())
@@ -128,6 +148,39 @@ async def test_expired_token_parks_the_send_and_pauses_the_organisation(stack: L
     assert "190" in message.headers["x-error"]
     assert message.headers["x-original-queue"].startswith(f"{stack.settings.broker_prefix}.outbound.")
     assert stack.whatsapp.messages(to=user.wa_id) == []
+    await channel.close()
+
+
+async def test_an_outbox_row_that_is_no_send_job_is_parked_and_blocks_nothing(stack: LocalStack, make_org,  # type: ignore[no-untyped-def]
+                                                                             broker, app_pool) -> None:
+    org, new = await make_org("BadRow", tokens=100)
+    first, second = stack.user(new.phone_number_id, phone()), stack.user(new.phone_number_id, phone())
+    await first.say("hi")
+    await stack.whatsapp.wait_for_messages(1, to=first.wa_id, timeout=15)
+    async with tenant_tx(app_pool, org) as conn:  # a hand-made row for that reply, without a send job
+        row_id = await conn.fetchval(
+            """INSERT INTO outbox (organization_id, message_id, contact_id, payload)
+               SELECT organization_id, id, contact_id, '{"note": "hand-made"}' FROM messages
+               WHERE direction = 'outbound' RETURNING id""")
+    await second.say("hi")
+    await stack.whatsapp.wait_for_messages(1, to=second.wa_id, timeout=15)  # the relay went past the bad row
+    channel = await broker.channel()
+    parking = await channel.get_queue(f"{stack.settings.broker_prefix}.parking")
+
+    async def parked():  # type: ignore[no-untyped-def]
+        async with parking.iterator(timeout=0.5) as it:
+            try:
+                async for m in it:
+                    if m.message_id == f"outbox-{row_id}":
+                        await m.ack()
+                        return m
+                    await m.nack(requeue=True)
+            except TimeoutError:
+                return None
+        return None
+
+    message = await wait_until(parked, timeout=20)
+    assert "not a send job" in message.headers["x-error"] and message.headers["x-original-queue"] == "outbox"
     await channel.close()
 
 

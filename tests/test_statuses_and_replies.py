@@ -11,7 +11,7 @@ import pytest
 from engine.db import tenant_tx
 from engine.inbound import apply_status, open_conversation, upsert_contact
 from engine.turn import LOOP_LIMIT, Contact, Org, Turn
-from state_machines.base import Text
+from state_machines.base import Charge, Text
 
 
 async def _setup(conn: asyncpg.Connection, org_id, phone: str = "254711000001"):  # type: ignore[no-untyped-def]
@@ -119,3 +119,65 @@ async def test_an_empty_wallet_stores_nothing_paid_and_signals_once(app_pool: as
         assert await signal_low_balance_once(conn, org) is False  # once, not per message
         await credit(conn, org, 5)
         assert await conn.fetchval("SELECT low_balance_signalled_at FROM wallets") is None  # a top-up resets it
+
+
+async def _ledger(app_pool: asyncpg.Pool, org) -> tuple[int, list[tuple[int, int, int]]]:  # type: ignore[no-untyped-def]
+    async with tenant_tx(app_pool, org) as conn:
+        balance = await conn.fetchval("SELECT balance FROM wallets")
+        rows = await conn.fetch("""SELECT amount, balance_before, balance_after FROM token_transactions
+                                   WHERE type = 'debit' ORDER BY balance_before DESC""")
+    return balance, [tuple(r) for r in rows]
+
+
+@pytest.mark.parametrize("headroom", [None, 10**6])  # counted under the wallet's lock / paid at commit unchecked
+async def test_replies_are_paid_at_commit_one_ledger_row_each(app_pool: asyncpg.Pool, make_org,  # type: ignore[no-untyped-def]
+                                                              headroom: int | None) -> None:
+    org, new = await make_org("Pay", tokens=10)
+    async with tenant_tx(app_pool, org) as conn:
+        turn = await _turn(conn, org, new)
+        turn.wallet_headroom = headroom
+        turn.replies.extend([Text("one"), Text("two"), Text("three")])
+        assert await turn.finish() == 3
+        paid_for = await conn.fetch("SELECT reference_id FROM token_transactions WHERE type = 'debit'")
+        assert paid_for == []  # nothing is debited before the commit
+    balance, rows = await _ledger(app_pool, org)
+    assert balance == 7 and rows == [(-1, 10, 9), (-1, 9, 8), (-1, 8, 7)]
+
+
+async def test_a_nearly_empty_wallet_pays_for_the_first_replies_only(app_pool: asyncpg.Pool, make_org) -> None:  # type: ignore[no-untyped-def]
+    org, new = await make_org("Pay", tokens=2)
+    async with tenant_tx(app_pool, org) as conn:
+        turn = await _turn(conn, org, new)
+        turn.wallet_headroom = 2 - 100  # the threshold is 100: the exact count under the lock
+        turn.replies.extend([Text("one"), Text("two"), Text("three")])
+        assert await turn.finish() == 2
+        assert [r["content"] for r in await conn.fetch(
+            "SELECT content FROM messages WHERE direction = 'outbound' ORDER BY content DESC")] == ["two", "one"]
+    assert await _ledger(app_pool, org) == (0, [(-1, 2, 1), (-1, 1, 0)])
+
+
+async def test_a_stale_balance_can_never_overdraw_the_wallet(app_pool: asyncpg.Pool, make_org) -> None:  # type: ignore[no-untyped-def]
+    """The unlocked balance said plenty; the wallet had 1 token: the commit fails whole, nothing half-written."""
+    org, new = await make_org("Pay", tokens=1)
+    with pytest.raises(asyncpg.CheckViolationError) as failed:
+        async with tenant_tx(app_pool, org) as conn:
+            turn = await _turn(conn, org, new)
+            turn.wallet_headroom = 10**6
+            turn.replies.extend([Text("one"), Text("two")])
+            await turn.finish()
+    assert failed.value.constraint_name == "positive_balance"  # what inbound runs again with the wallet locked
+    assert await _ledger(app_pool, org) == (1, [])
+    async with tenant_tx(app_pool, org) as conn:
+        assert await _outbox_count(conn) == 0
+        assert await conn.fetchval("SELECT count(*) FROM messages") == 0
+
+
+async def test_a_charge_leaves_what_the_replies_need(app_pool: asyncpg.Pool, make_org) -> None:  # type: ignore[no-untyped-def]
+    org, new = await make_org("Pay", tokens=6)
+    async with tenant_tx(app_pool, org) as conn:
+        turn = await _turn(conn, org, new)
+        turn.replies.extend([Text("one"), Text("two")])
+        turn.charges.append(Charge(action="survey_completed", module="surveys"))  # 5 tokens: 6 - 2 replies = 4
+        assert await turn.finish() == 2
+    balance, rows = await _ledger(app_pool, org)
+    assert balance == 4 and len(rows) == 2  # the replies paid, the charge not made
