@@ -72,25 +72,26 @@ async def _dispatch(rt: Runtime, kind: str, body: dict[str, Any]) -> str:
     source = {"message": "wa_message", "payment": "mpesa_callback", "timer": "timer"}.get(kind)
     if source is None:
         raise Park(f"unknown event kind {kind!r}")
+    org = await rt.org(org_id)  # before the transaction's connection: the cache may need one of its own
     try:
-        return await _take_effect(rt, org_id, source, kind, body, exact_wallet=False)
+        return await _take_effect(rt, org, source, kind, body, exact_wallet=False)
     except asyncpg.exceptions.CheckViolationError as err:
         if err.constraint_name != "positive_balance":
             raise
         # concurrent spending beat the unlocked balance check: run it again, counting under the wallet's lock
         log.info("wallet changed under a reply's payment; event run again with the wallet locked")
-        return await _take_effect(rt, org_id, source, kind, body, exact_wallet=True)
+        return await _take_effect(rt, org, source, kind, body, exact_wallet=True)
 
 
-async def _take_effect(rt: Runtime, org_id: UUID, source: str, kind: str, body: dict[str, Any],
+async def _take_effect(rt: Runtime, org: Org, source: str, kind: str, body: dict[str, Any],
                        exact_wallet: bool) -> str:
     async with rt.app_pool.acquire() as conn, conn.transaction():
-        await set_tenant(conn, org_id)
-        claimed, headroom = await claim(conn, org_id, source, str(body["external_id"]))
+        await set_tenant(conn, org.id)
+        claimed, headroom = await claim(conn, org.id, source, str(body["external_id"]))
         if not claimed:
             metrics.duplicates.labels(source).inc()
             return "duplicate"
-        turn = await open_turn(conn, await rt.org(org_id), body, kind)
+        turn = await open_turn(conn, org, body, kind)
         if turn is None:
             return "ignored"
         turn.runtime = rt
