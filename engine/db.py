@@ -48,9 +48,17 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+async def _no_session_state(conn: asyncpg.Connection) -> None:
+    """Nothing to reset: asyncpg has already rolled back any open transaction."""
+
+
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10, session_state: bool = True) -> asyncpg.Pool:
+    """``session_state=False`` for the application role's pools: their users keep no session state (the tenant
+    is set per transaction; no LISTEN, no advisory locks), so asyncpg's reset query on every release, one
+    round trip per transaction, is skipped."""
     pool = await asyncpg.create_pool(
-        url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30
+        url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30,
+        reset=None if session_state else _no_session_state,
     )
     assert pool is not None
     return pool

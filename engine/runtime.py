@@ -40,7 +40,7 @@ class Runtime:
     async def start(cls, settings: Settings, *, pool_size: int | None = None) -> Runtime:
         urls = await database_urls(settings)
         size = pool_size or settings.db_pool_size
-        app_pool = await create_pool(urls.app, max_size=size)
+        app_pool = await create_pool(urls.app, max_size=size, session_state=False)
         owner_pool = await create_pool(urls.owner, max_size=3)
         connection = await connect(settings)
         topology = Topology.from_settings(settings)

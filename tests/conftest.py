@@ -101,7 +101,7 @@ async def owner_pool(db_urls) -> AsyncIterator[asyncpg.Pool]:  # type: ignore[no
 async def app_pool(db_urls) -> AsyncIterator[asyncpg.Pool]:  # type: ignore[no-untyped-def]
     from engine.db import create_pool
 
-    pool = await create_pool(db_urls.app, max_size=20)
+    pool = await create_pool(db_urls.app, max_size=20, session_state=False)
     yield pool
     await pool.close()
 

@@ -74,3 +74,19 @@ async def test_routing_by_phone_number_needs_no_tenant(app_pool: asyncpg.Pool, m
     org_id, new = await make_org("Route")
     assert await app_pool.fetchval("SELECT org_by_phone_number_id($1)", new.phone_number_id) == org_id
     assert await app_pool.fetchval("SELECT org_by_phone_number_id('nope')") is None
+
+
+async def test_a_pooled_connection_carries_no_tenant_into_its_next_use(db_urls, two_tenants) -> None:  # type: ignore[no-untyped-def]
+    """The application pool skips asyncpg's session reset: the tenant must end with each transaction."""
+    from engine.db import create_pool
+
+    a = two_tenants[0]
+    pool = await create_pool(db_urls.app, max_size=1, session_state=False)
+    try:
+        async with tenant_tx(pool, a) as conn:
+            assert await conn.fetchval("SELECT count(*) FROM contacts") > 0
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT current_org()") is None
+            assert await conn.fetchval("SELECT count(*) FROM contacts") == 0
+    finally:
+        await pool.close()

@@ -38,7 +38,7 @@ async def pools(s: Settings, *, migrate_first: bool = True) -> AsyncIterator[tup
     urls = await database_urls(s)
     if migrate_first:
         await migrate(urls.owner, s.app_db_role, s.app_db_password)
-    pool = await create_pool(urls.app, max_size=4)
+    pool = await create_pool(urls.app, max_size=4, session_state=False)
     try:
         yield urls, pool
     finally:

@@ -63,7 +63,7 @@ async def local_session(org: str | None = None, *, fresh: bool = True, say: bool
     urls = await database_urls(s)
     applied = await migrate(urls.owner, s.app_db_role, s.app_db_password)
     stack = await LocalStack(s, statuses=("sent", "delivered", "read")).start()
-    pool = await create_pool(urls.app, max_size=4)
+    pool = await create_pool(urls.app, max_size=4, session_state=False)
     try:
         if say:
             console.print(f"[bold]PostgreSQL[/bold] ready ({f'migrated {len(applied)} file(s)' if applied else 'schema up to date'})"
