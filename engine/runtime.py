@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+import aiohttp
 import asyncpg
 import httpx
 from aio_pika.abc import AbstractRobustConnection
@@ -17,6 +18,7 @@ from engine.db import DatabaseUrls, create_pool, database_urls, tenant_tx
 from engine.mpesa import DarajaClient, PaymentProvider
 from engine.settings import Settings
 from engine.turn import Org
+from engine.whatsapp.client import new_session
 
 ORG_TTL_SECONDS = 5.0  # a change to an organisation's settings (prices, language) reaches the hot path this late
 
@@ -33,6 +35,7 @@ class Runtime:
     http: httpx.AsyncClient
     payments: PaymentProvider
     ai: AI | None = None  # the model for the knowledge base; None without OPENAI_API_KEY
+    whatsapp_http: aiohttp.ClientSession = field(default_factory=new_session)  # the sender's (engine/whatsapp/client.py)
     _org_cache: dict[str, tuple[float, UUID | None]] = field(default_factory=dict)
     _orgs: dict[UUID, tuple[float, Org]] = field(default_factory=dict)
 
@@ -55,6 +58,7 @@ class Runtime:
 
     async def close(self) -> None:
         await self.http.aclose()
+        await self.whatsapp_http.close()
         await self.connection.close()
         await self.app_pool.close()
         await self.owner_pool.close()

@@ -103,7 +103,7 @@ def _record_sent_sql(message_id: UUID, wamid: str) -> tuple[str, str]:
 class Sender:
     def __init__(self, rt: Runtime, rate_share: float = 1.0, attempts: int = 6, max_seconds: float = 120) -> None:
         self.rt = rt
-        self.client = CloudApiClient(rt.http, str(rt.settings.whatsapp_api_base_url), rt.settings.whatsapp_api_version)
+        self.client = CloudApiClient(rt.whatsapp_http, str(rt.settings.whatsapp_api_base_url), rt.settings.whatsapp_api_version)
         self.rate_share = rate_share  # this process's share of each number's rate (its share of the shards)
         self._numbers: dict[str, AsyncLimiter] = {}
         self._pairs: OrderedDict[str, AsyncLimiter] = OrderedDict()

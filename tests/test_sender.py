@@ -11,7 +11,6 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-import httpx
 import pytest
 
 from engine.db import create_pool, tenant_tx
@@ -22,7 +21,7 @@ from tests.helpers import phone
 
 
 def _sender(pool: asyncpg.Pool, settings: Settings) -> Sender:
-    return Sender(SimpleNamespace(app_pool=pool, settings=settings, http=httpx.AsyncClient()))  # type: ignore[arg-type]
+    return Sender(SimpleNamespace(app_pool=pool, settings=settings, whatsapp_http=None))  # type: ignore[arg-type]  # sends nothing
 
 
 async def _reply(pool: asyncpg.Pool, org: UUID, status: str | None = "queued", broadcast: bool = False) -> UUID:
