@@ -8,6 +8,7 @@ organisation set for the transaction (``app.current_org``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -67,11 +68,24 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10, sessio
 @asynccontextmanager
 async def tenant_tx(pool: asyncpg.Pool, organization_id: UUID | str) -> AsyncIterator[asyncpg.Connection]:
     """One transaction confined by row-level security to ``organization_id``."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT set_config('app.current_org', $1, true)", str(organization_id))
+    async with pool.acquire() as conn, tenant_transaction(conn, organization_id):
         yield conn
 
 
+@asynccontextmanager
+async def tenant_transaction(conn: asyncpg.Connection, organization_id: UUID | str) -> AsyncIterator[None]:
+    """BEGIN and the tenant in one round trip (one simple query, which takes no parameters: the id is parsed as
+    a UUID, so nothing else can reach the SQL text); COMMIT on success, ROLLBACK on any exception."""
+    await conn.execute(f"BEGIN; SELECT set_config('app.current_org', '{UUID(str(organization_id))}', true)")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):  # a broken connection: the pool discards it, the server rolls back
+            await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")  # a commit-time trigger's error is raised here, and nothing was committed
+
+
 async def set_tenant(conn: asyncpg.Connection, organization_id: UUID | str) -> None:
-    """Switch the tenant inside an open transaction (the inbound path learns it after routing)."""
+    """Switch the tenant inside an open transaction."""
     await conn.execute("SELECT set_config('app.current_org', $1, true)", str(organization_id))

@@ -20,7 +20,7 @@ from aio_pika.abc import AbstractIncomingMessage
 import handlers
 from engine import metrics_worker as metrics
 from engine.consumer import Park
-from engine.db import set_tenant
+from engine.db import tenant_transaction, tenant_tx
 from engine.logging import get_logger
 from engine.runtime import Runtime
 from engine.turn import Contact, Conversation, Org, Turn
@@ -85,8 +85,7 @@ async def _dispatch(rt: Runtime, kind: str, body: dict[str, Any]) -> str:
 
 async def _take_effect(rt: Runtime, org: Org, source: str, kind: str, body: dict[str, Any],
                        exact_wallet: bool) -> str:
-    async with rt.app_pool.acquire() as conn, conn.transaction():
-        await set_tenant(conn, org.id)
+    async with rt.app_pool.acquire() as conn, tenant_transaction(conn, org.id):
         claimed, headroom = await claim(conn, org.id, source, str(body["external_id"]))
         if not claimed:
             metrics.duplicates.labels(source).inc()
@@ -107,8 +106,7 @@ async def _status(rt: Runtime, org_id: UUID, body: dict[str, Any]) -> str:
     """The status webhook can beat the sender's recording of the WhatsApp id: look again once, half a second
     later, outside any transaction (holding no connection while waiting)."""
     for attempt in range(2):
-        async with rt.app_pool.acquire() as conn, conn.transaction():
-            await set_tenant(conn, org_id)
+        async with tenant_tx(rt.app_pool, org_id) as conn:
             outcome = await apply_status(conn, org_id, body)
         if outcome != "unknown_message" or attempt:
             break

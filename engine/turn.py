@@ -73,6 +73,7 @@ class Turn:
     new_timers: list[UUID] = field(default_factory=list)
     charges: list[Charge] = field(default_factory=list)  # made in finish(), after the replies
     wallet_headroom: int | None = None  # balance minus threshold at the start, unlocked; None: unknown
+    loaded: dict[str, Any] = field(default_factory=dict)  # rows read once per event (handlers/context.py)
 
     @property
     def language(self) -> str:

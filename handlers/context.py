@@ -8,6 +8,7 @@ in (``survey`` / ``event`` / ``poll``) is always read fresh, because availabilit
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
@@ -31,11 +32,11 @@ async def load_context(turn: Turn, state: State, event: object) -> Context:
     data["offers"] = await offers(conn, org.id)  # any step may end at the menu (cached: cheap)
     ids = state.data
     if ids.get("survey_id"):
-        data["survey"] = await load_survey(conn, ids["survey_id"])
-    if ids.get("event_id"):
+        data["survey"] = await _once(turn, "survey", ids["survey_id"], load_survey)
+    if ids.get("event_id"):  # read at every step: ticket holds change what remains within the transaction
         data["event"] = await load_event(conn, ids["event_id"])
     if ids.get("poll_id"):
-        data["poll"] = await load_poll(conn, ids["poll_id"])
+        data["poll"] = await _once(turn, "poll", ids["poll_id"], load_poll)
     return Context(
         now=turn.now, language=turn.language, contact_id=str(turn.contact.id), contact_phone=turn.contact.phone,
         contact_name=turn.contact.name, opted_in=turn.contact.opted_in,
@@ -43,6 +44,16 @@ async def load_context(turn: Turn, state: State, event: object) -> Context:
         is_staff=await is_staff(conn, org.id, turn.contact.phone) if isinstance(event, Inbound) else False,
         org_name=org.name, data=data,
     )
+
+
+async def _once(turn: Turn, kind: str, item_id: str,
+                load: Callable[[asyncpg.Connection, str], Awaitable[dict[str, Any] | None]]) -> dict[str, Any] | None:
+    """A survey or a poll is read once per event: no applier changes its row inside the transaction (their
+    counters move at commit, sql/013), so a follow-up step sees the same row."""
+    key = f"{kind}:{item_id}"
+    if key not in turn.loaded:
+        turn.loaded[key] = await load(turn.conn, item_id)
+    return turn.loaded[key]
 
 
 async def offers(conn: asyncpg.Connection, org_id: UUID) -> dict[str, Any]:
