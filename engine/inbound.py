@@ -29,7 +29,7 @@ from state_machines.base import State
 
 log = get_logger(__name__)
 
-STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
+STATUSES = frozenset({"sent", "delivered", "read", "failed"})  # what a status webhook may move a reply to
 
 
 def decode(message: AbstractIncomingMessage) -> dict[str, Any]:
@@ -198,35 +198,21 @@ async def store_inbound(turn: Turn, body: dict[str, Any]) -> None:
 async def apply_status(conn: asyncpg.Connection, org_id: UUID, body: dict[str, Any]) -> str:
     status = body.get("payload") or {}
     new = str(status.get("status"))
-    if new not in STATUS_RANK:
+    if new not in STATUSES:
         return "ignored"  # 'played' and future kinds
     errors = status.get("errors") or [{}]
     ts = datetime.fromtimestamp(int(status["timestamp"]), UTC) if status.get("timestamp") else None
-    row = await conn.fetchrow(
-        """SELECT id FROM messages WHERE organization_id = $1 AND wa_message_id = $2 AND direction = 'outbound'
-           FOR UPDATE""", org_id, status.get("id"))
-    if row is None:
+    changed = await conn.fetchval(
+        """SELECT advance_message_status(id, $3, $4, $5, $6) FROM messages
+           WHERE organization_id = $1 AND wa_message_id = $2 AND direction = 'outbound'""",
+        org_id, status.get("id"), new, ts, errors[0].get("code"), errors[0].get("title"))
+    if changed is None:
         return "unknown_message"
-    changed = await advance_status(conn, row["id"], new, ts, errors[0].get("code"), errors[0].get("title"))
     return "processed" if changed else "stale"
 
 
 async def advance_status(conn: asyncpg.Connection, message_id: UUID, new: str, at: datetime | None = None,
                          error_code: int | None = None, error_title: str | None = None) -> bool:
-    """Monotonic: queued < sent < delivered < read; failed is terminal. A late 'delivered' never overwrites
-    'read'. Broadcast counters count every stage passed, so a skipped 'delivered' is still counted."""
-    row = await conn.fetchrow("SELECT wa_status, broadcast_id FROM messages WHERE id = $1 FOR UPDATE", message_id)
-    old = row["wa_status"] or "queued"
-    if old == "failed" or (new != "failed" and STATUS_RANK[new] <= STATUS_RANK[old]):
-        return False
-    await conn.execute(
-        f"""UPDATE messages SET wa_status = $2, {new}_at = COALESCE($3, now()),
-                   error_code = COALESCE($4, error_code), error_title = COALESCE($5, error_title)
-            WHERE id = $1""", message_id, new, at, error_code, error_title)
-    if row["broadcast_id"] is not None:
-        passed = ["failed"] if new == "failed" else [
-            s for s in ("sent", "delivered", "read") if STATUS_RANK[old] < STATUS_RANK[s] <= STATUS_RANK[new]]
-        sets = ", ".join(f"{s}_count = {s}_count + 1" for s in passed)
-        await conn.execute(f"UPDATE broadcasts SET {sets} WHERE id = $1", row["broadcast_id"])
-        await conn.execute("UPDATE broadcast_recipients SET status = $2 WHERE message_id = $1", message_id, new)
-    return True
+    """Monotonic, with broadcast counters: ``advance_message_status`` in sql/014."""
+    return bool(await conn.fetchval("SELECT advance_message_status($1, $2, $3, $4, $5)",
+                                    message_id, new, at, error_code, error_title))

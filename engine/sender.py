@@ -84,20 +84,9 @@ def _unsent_sql(message_id: UUID) -> str:
 
 
 def _record_sent_sql(message_id: UUID, wamid: str) -> tuple[str, str]:
-    """Record the WhatsApp id, then advance queued -> sent as ``advance_status`` would: only from queued (a
-    status webhook may be ahead), with the broadcast's sent counter and its recipient's status."""
-    return (
-        f"UPDATE messages SET wa_message_id = {_text(wamid)} WHERE id = {_id(message_id)}",
-        f"""WITH sent AS (
-                UPDATE messages SET wa_status = 'sent', sent_at = now()
-                WHERE id = {_id(message_id)} AND coalesce(wa_status, 'queued') = 'queued'
-                RETURNING broadcast_id
-            ), counted AS (  -- runs unreferenced: a data-modifying WITH always does
-                UPDATE broadcasts SET sent_count = sent_count + 1 WHERE id = (SELECT broadcast_id FROM sent)
-            )
-            UPDATE broadcast_recipients SET status = 'sent'
-            WHERE message_id = {_id(message_id)} AND EXISTS (SELECT FROM sent WHERE broadcast_id IS NOT NULL)""",
-    )
+    """Record the WhatsApp id, then advance the status to sent (a status webhook may be ahead: sql/014)."""
+    return (f"UPDATE messages SET wa_message_id = {_text(wamid)} WHERE id = {_id(message_id)}",
+            f"SELECT advance_message_status({_id(message_id)}, 'sent')")
 
 
 class Sender:
