@@ -297,8 +297,18 @@ class RssMeter:
     def summary(self) -> dict[str, dict[str, float]]:
         mib = 1024 * 1024
         return {name: {"first_mib": round(s[0][1] / mib, 1), "last_mib": round(s[-1][1] / mib, 1),
-                       "max_mib": round(max(r for _, r in s) / mib, 1), "samples": len(s)}
+                       "max_mib": round(max(r for _, r in s) / mib, 1), "samples": len(s),
+                       # the last sample of each minute: flat memory shows as a flat tail
+                       "by_minute_mib": [round(r / mib, 1) for _, r in _last_per_minute(s)]}
                 for name, s in self.samples.items() if s}
+
+
+def _last_per_minute(samples: list[tuple[float, int]]) -> list[tuple[float, int]]:
+    start = samples[0][0]
+    by_minute: dict[int, tuple[float, int]] = {}
+    for t, rss in samples:
+        by_minute[int((t - start) // 60)] = (t, rss)
+    return [by_minute[m] for m in sorted(by_minute)]
 
 
 # ---------------------------------------------------------------- the load generator's HTTP client

@@ -586,6 +586,9 @@ def print_details(r: dict[str, Any]) -> None:
     print(f"    posted: {r['posted']}; lag p50/p99/max ms: {r['lag_ms']}")
     print("    worker RSS MiB (first/last/max): " + "  ".join(
         f"{n} {m['first_mib']}/{m['last_mib']}/{m['max_mib']}" for n, m in r["rss"].items()))
+    if any(len(m["by_minute_mib"]) > 2 for m in r["rss"].values()):
+        for n, m in r["rss"].items():
+            print(f"    {n} RSS MiB at the end of each minute: {m['by_minute_mib']}")
     if r.get("ratio_to_postgres_limit") is not None:
         print(f"    sustained / PostgreSQL limit: {r['ratio_to_postgres_limit']}, "
               f"/ RabbitMQ limit: {r['ratio_to_broker_limit']}")
