@@ -53,14 +53,9 @@ async def seeded(make_org, app_pool):  # type: ignore[no-untyped-def]
             await conn.execute("INSERT INTO survey_responses (organization_id, survey_id, contact_id, status, answers) "
                                "VALUES ($1, $2, $3, $4, $5)", org, survey_id, contact, status, answers)
             option = "y" if i < 2 else "n"
-            await conn.execute("INSERT INTO poll_votes (organization_id, poll_id, contact_id, option_id) "
-                               "VALUES ($1, $2, $3, $4)", org, poll_id, contact, option)
-            await conn.execute("UPDATE poll_options SET votes = votes + 1 WHERE poll_id = $1 AND id = $2", poll_id, option)
-        await conn.execute("""UPDATE polls SET options = (SELECT jsonb_agg(jsonb_build_object('id', id, 'text', text,
-                              'votes', votes) ORDER BY sort_order) FROM poll_options WHERE poll_id = $1),
-                              voter_count = (SELECT count(DISTINCT contact_id) FROM poll_votes WHERE poll_id = $1)
-                              WHERE id = $1""",
-                           poll_id)
+            # the tallies, the voter count and polls.options move at commit (sql/013)
+            await conn.execute("INSERT INTO poll_votes (organization_id, poll_id, contact_id, option_id, counts_voter) "
+                               "VALUES ($1, $2, $3, $4, true)", org, poll_id, contact, option)
     return org, survey_id, poll_id
 
 
