@@ -5,7 +5,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
+
+
+def shared_whatsapp() -> Path:
+    """The team's WhatsApp reference (captured payloads): ``../shared`` beside the checkout, as CI lays it out,
+    else the workplace's copy, so that a clone made anywhere on these machines finds it too."""
+    beside = Path(__file__).resolve().parents[1].parent / "shared" / "whatsapp"
+    return beside if beside.is_dir() else Path("/work/shared/whatsapp")
 
 
 def phone() -> str:
