@@ -64,7 +64,7 @@ async def _dispatch(rt: Runtime, kind: str, body: dict[str, Any]) -> str:
         log.info("webhook part without a conversation effect", kind=kind, field=body.get("field"),
                  payload=str(body.get("payload"))[:300])
         return "ignored"
-    org_id = await rt.org_for_phone_number(str(body.get("phone_number_id")))
+    org_id = await rt.orgs.for_phone_number(str(body.get("phone_number_id")))
     if org_id is None:
         raise Park(f"unknown phone_number_id {body.get('phone_number_id')!r}")
     if kind == "status":
@@ -72,7 +72,7 @@ async def _dispatch(rt: Runtime, kind: str, body: dict[str, Any]) -> str:
     source = {"message": "wa_message", "payment": "mpesa_callback", "timer": "timer"}.get(kind)
     if source is None:
         raise Park(f"unknown event kind {kind!r}")
-    org = await rt.org(org_id)  # before the transaction's connection: the cache may need one of its own
+    org = await rt.orgs.get(org_id)  # before the transaction's connection: a cache miss takes one of its own
     try:
         return await _take_effect(rt, org, source, kind, body, exact_wallet=False)
     except asyncpg.exceptions.CheckViolationError as err:

@@ -10,6 +10,10 @@ from uuid import UUID
 import asyncpg
 
 from engine.db import tenant_tx
+from engine.expiring import Expiring
+from engine.turn import Org
+
+ORG_TTL_SECONDS = 5.0  # a change to an organisation (prices, language, a new token) reaches the hot path this late
 
 
 @dataclass(frozen=True)
@@ -47,3 +51,32 @@ async def create_organization(pool: asyncpg.Pool, new: NewOrganization) -> UUID:
         if new.tokens > 0:
             await credit(conn, org_id, new.tokens, type_="purchase", action="opening_balance")
     return org_id
+
+
+class OrgDirectory:
+    """Organisations as the hot path sees them: every event and every send needs one, so they are cached
+    briefly. Ask before taking a connection of your own: a miss takes one from the pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self._routes: Expiring[str, UUID | None] = Expiring(30.0)
+        self._orgs: Expiring[UUID, Org] = Expiring(ORG_TTL_SECONDS)
+
+    async def for_phone_number(self, phone_number_id: str) -> UUID | None:
+        """Routing. A known number is kept 30 s; an unknown one 2 s, so a number registered to fix parked
+        messages is seen by their replay at once."""
+        async def load() -> UUID | None:
+            return await self.pool.fetchval("SELECT org_by_phone_number_id($1)", phone_number_id)
+
+        return await self._routes.get(phone_number_id, load, lambda org_id: 30 if org_id is not None else 2)
+
+    async def get(self, org_id: UUID) -> Org:
+        async def load() -> Org:
+            async with tenant_tx(self.pool, org_id) as conn:
+                row = await conn.fetchrow(
+                    """SELECT id, name, whatsapp_phone_id, whatsapp_access_token, settings FROM organizations
+                       WHERE id = $1""", org_id)
+            return Org(row["id"], row["name"], row["whatsapp_phone_id"], row["settings"] or {},
+                       access_token=row["whatsapp_access_token"] or "")
+
+        return await self._orgs.get(org_id, load)

@@ -4,7 +4,7 @@ Per job: drop it when the reply already has a WhatsApp id (a relay re-publish or
 the phone number's rate limit and the recipient's pair limit; send, retrying transient errors with
 exponential backoff and jitter; record the id. Permanent errors mark the reply failed with the code;
 an expired token (190) pauses the organisation's sends and parks them for replay once it is fixed.
-The check and the record are one database round trip each (``_as_tenant``): this role's CPU went mostly
+The check and the record are one database round trip each (``engine.db.tenant_script``): this role's CPU went mostly
 to round trips.
 """
 
@@ -30,7 +30,7 @@ from tenacity import (
 
 from engine import metrics_worker as metrics
 from engine.consumer import INFRASTRUCTURE_ERRORS, Park
-from engine.db import set_tenant, tenant_tx
+from engine.db import sql_text, sql_uuid, tenant_script, tenant_tx
 from engine.inbound import advance_status
 from engine.logging import get_logger
 from engine.runtime import Runtime
@@ -58,35 +58,16 @@ def _wait(retry_state: Any) -> float:
     return float(_BACKOFF(retry_state))
 
 
-def _as_tenant(org_id: UUID, *statements: str) -> str:
-    """Statements as one simple-protocol query: one round trip and one implicit transaction, in which the
-    tenant set first is in force for the statements after it (each is planned after the one before ran; a
-    set_config inside the statement that reads has no such guarantee). With no parameters in this protocol,
-    values are formatted in, only through ``_id`` and ``_text``."""
-    return ";\n".join([f"SELECT set_config('app.current_org', {_id(org_id)}, true)", *statements])
-
-
-def _id(value: UUID) -> str:
-    return f"'{UUID(str(value))}'"  # parsed again: nothing but a UUID reaches the SQL text
-
-
-def _text(value: str) -> str:
-    """An escape-string literal, which reads back as ``value`` whatever standard_conforming_strings says."""
-    if "\0" in value:  # text cannot hold it, and in a query it is a protocol error, which would look like an outage
-        raise ValueError(f"NUL in {value!r}")
-    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
 def _unsent_sql(message_id: UUID) -> str:
     """Tagged 'SELECT 1' while the reply has neither been accepted by WhatsApp nor failed."""
     return f"""SELECT FROM messages
-               WHERE id = {_id(message_id)} AND wa_message_id IS NULL AND wa_status IS DISTINCT FROM 'failed'"""
+               WHERE id = {sql_uuid(message_id)} AND wa_message_id IS NULL AND wa_status IS DISTINCT FROM 'failed'"""
 
 
 def _record_sent_sql(message_id: UUID, wamid: str) -> tuple[str, str]:
     """Record the WhatsApp id, then advance the status to sent (a status webhook may be ahead: sql/014)."""
-    return (f"UPDATE messages SET wa_message_id = {_text(wamid)} WHERE id = {_id(message_id)}",
-            f"SELECT advance_message_status({_id(message_id)}, 'sent')")
+    return (f"UPDATE messages SET wa_message_id = {sql_text(wamid)} WHERE id = {sql_uuid(message_id)}",
+            f"SELECT advance_message_status({sql_uuid(message_id)}, 'sent')")
 
 
 class Sender:
@@ -97,7 +78,6 @@ class Sender:
         self._numbers: dict[str, AsyncLimiter] = {}
         self._pairs: OrderedDict[str, AsyncLimiter] = OrderedDict()
         self._paused: dict[str, float] = {}
-        self._tokens: dict[str, tuple[float, str]] = {}
         self._stop = stop_after_attempt(attempts) | stop_after_delay(max_seconds)
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
@@ -126,7 +106,7 @@ class Sender:
         while True:
             try:
                 async with self.rt.app_pool.acquire() as conn:
-                    await conn.execute(_as_tenant(org_id, *_record_sent_sql(message_id, wamid)))
+                    await conn.execute(tenant_script(org_id, *_record_sent_sql(message_id, wamid)))
                 return
             except (*INFRASTRUCTURE_ERRORS, asyncpg.exceptions.InternalClientError) as err:
                 log.warning("recording a sent reply failed; retrying", error=repr(err), delay=delay)
@@ -135,20 +115,11 @@ class Sender:
 
     async def _prepare(self, org_id: UUID, message_id: UUID) -> str | None:
         """The organisation's token, or None when this reply was already accepted or failed."""
+        org = await self.rt.orgs.get(org_id)  # before this check's connection: a cache miss takes one of its own
         async with self.rt.app_pool.acquire() as conn:
-            if await conn.execute(_as_tenant(org_id, _unsent_sql(message_id))) != "SELECT 1":
+            if await conn.execute(tenant_script(org_id, _unsent_sql(message_id))) != "SELECT 1":
                 return None
-            return await self._token(conn, org_id)
-
-    async def _token(self, conn: asyncpg.Connection, org_id: UUID) -> str:
-        cached = self._tokens.get(str(org_id))
-        if cached and time.monotonic() - cached[0] < 30:
-            return cached[1]
-        async with conn.transaction():
-            await set_tenant(conn, org_id)
-            token = await conn.fetchval("SELECT whatsapp_access_token FROM organizations WHERE id = $1", org_id)
-        self._tokens[str(org_id)] = (time.monotonic(), token or "")
-        return token or ""
+        return org.access_token
 
     async def _send_with_retries(self, job: dict[str, Any], token: str) -> str:
         async for attempt in AsyncRetrying(retry=retry_if_exception(_transient), wait=_wait, stop=self._stop,

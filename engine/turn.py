@@ -33,6 +33,7 @@ class Org:
     name: str
     phone_number_id: str
     settings: dict[str, Any]
+    access_token: str = field(default="", repr=False)  # the Cloud API token, for the sender
 
     @property
     def language(self) -> str:

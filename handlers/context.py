@@ -7,19 +7,19 @@ in (``survey`` / ``event`` / ``poll``) is always read fresh, because availabilit
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
+from engine.expiring import Expiring
 from engine.turn import Turn
 from state_machines.base import Context, Inbound, State
 
 OFFERS_TTL_SECONDS = 3.0
-_offers_cache: dict[UUID, tuple[float, dict[str, Any]]] = {}
-_staff_cache: dict[UUID, tuple[float, frozenset[str]]] = {}
+_offers: Expiring[UUID, dict[str, Any]] = Expiring(OFFERS_TTL_SECONDS)
+_staff: Expiring[UUID, frozenset[str]] = Expiring(OFFERS_TTL_SECONDS)
 
 
 async def load_context(turn: Turn, state: State, event: object) -> Context:
@@ -57,20 +57,18 @@ async def _once(turn: Turn, kind: str, item_id: str,
 
 
 async def offers(conn: asyncpg.Connection, org_id: UUID) -> dict[str, Any]:
-    hit = _offers_cache.get(org_id)
-    if hit and time.monotonic() - hit[0] < OFFERS_TTL_SECONDS:
-        return hit[1]
-    surveys = [_survey(r) for r in await conn.fetch(
-        """SELECT * FROM surveys WHERE status = 'active' AND (starts_at IS NULL OR starts_at <= now())
-             AND (ends_at IS NULL OR ends_at > now()) ORDER BY created_at LIMIT 10""")]
-    events = [await _event(conn, r) for r in await conn.fetch(
-        """SELECT * FROM events WHERE status = 'published' AND ends_at > now() ORDER BY starts_at LIMIT 10""")]
-    polls = [_poll(r) for r in await conn.fetch(
-        """SELECT * FROM polls WHERE status = 'active' AND (ends_at IS NULL OR ends_at > now())
-           ORDER BY created_at LIMIT 10""")]
-    result = {"surveys": surveys, "events": events, "polls": polls}
-    _offers_cache[org_id] = (time.monotonic(), result)
-    return result
+    async def load() -> dict[str, Any]:
+        surveys = [_survey(r) for r in await conn.fetch(
+            """SELECT * FROM surveys WHERE status = 'active' AND (starts_at IS NULL OR starts_at <= now())
+                 AND (ends_at IS NULL OR ends_at > now()) ORDER BY created_at LIMIT 10""")]
+        events = [await _event(conn, r) for r in await conn.fetch(
+            """SELECT * FROM events WHERE status = 'published' AND ends_at > now() ORDER BY starts_at LIMIT 10""")]
+        polls = [_poll(r) for r in await conn.fetch(
+            """SELECT * FROM polls WHERE status = 'active' AND (ends_at IS NULL OR ends_at > now())
+               ORDER BY created_at LIMIT 10""")]
+        return {"surveys": surveys, "events": events, "polls": polls}
+
+    return await _offers.get(org_id, load)
 
 
 async def load_survey(conn: asyncpg.Connection, survey_id: str) -> dict[str, Any] | None:
@@ -90,14 +88,12 @@ async def load_poll(conn: asyncpg.Connection, poll_id: str) -> dict[str, Any] | 
 
 async def is_staff(conn: asyncpg.Connection, org_id: UUID, phone: str) -> bool:
     """Door staff of a published event (check-in rights); their phones are cached with the offers."""
-    hit = _staff_cache.get(org_id)
-    if hit and time.monotonic() - hit[0] < OFFERS_TTL_SECONDS:
-        return phone in hit[1]
-    phones = frozenset(r["phone"] for r in await conn.fetch(
-        """SELECT DISTINCT p.phone FROM participants p JOIN events e ON e.id = p.event_id
-           WHERE p.role = 'staff' AND e.status = 'published'"""))
-    _staff_cache[org_id] = (time.monotonic(), phones)
-    return phone in phones
+    async def load() -> frozenset[str]:
+        return frozenset(r["phone"] for r in await conn.fetch(
+            """SELECT DISTINCT p.phone FROM participants p JOIN events e ON e.id = p.event_id
+               WHERE p.role = 'staff' AND e.status = 'published'"""))
+
+    return phone in await _staff.get(org_id, load)
 
 
 def _survey(r: asyncpg.Record) -> dict[str, Any]:

@@ -15,13 +15,15 @@ import pytest
 
 from engine.db import create_pool, tenant_tx
 from engine.inbound import advance_status, open_conversation, upsert_contact
+from engine.orgs import OrgDirectory
 from engine.sender import Sender
 from engine.settings import Settings
 from tests.helpers import phone
 
 
 def _sender(pool: asyncpg.Pool, settings: Settings) -> Sender:
-    return Sender(SimpleNamespace(app_pool=pool, settings=settings, whatsapp_http=None))  # type: ignore[arg-type]  # sends nothing
+    return Sender(SimpleNamespace(app_pool=pool, orgs=OrgDirectory(pool), settings=settings,  # type: ignore[arg-type]
+                                  whatsapp_http=None))  # sends nothing
 
 
 async def _reply(pool: asyncpg.Pool, org: UUID, status: str | None = "queued", broadcast: bool = False) -> UUID:
