@@ -94,9 +94,10 @@ class Turn:
         Replies are paid at commit (sql/013) and charges come last: the wallet's row is the one every
         transaction of the organisation shares, so it is locked for as short a time as possible."""
         await self._save_state()
-        queued = await self._queue_replies(self._sendable())
+        price = price_of("outbound_reply", self.org.settings)
+        queued = await self._queue_replies(self._sendable(), price)
         for charge in self.charges:
-            await self._charge(charge, keep=queued * price_of("outbound_reply", self.org.settings))
+            await self._charge(charge, keep=queued * price)  # what the replies take at commit stays
         return queued
 
     def _sendable(self) -> list[Reply]:
@@ -122,8 +123,7 @@ class Turn:
             self.conversation.last_user_message_at,
         )
 
-    async def _queue_replies(self, replies: list[Reply]) -> int:
-        price = price_of("outbound_reply", self.org.settings)
+    async def _queue_replies(self, replies: list[Reply], price: int) -> int:
         paid = await affordable(self.conn, self.org.id, price, len(replies), self.wallet_headroom)
         if paid.crossed_low_threshold:
             metrics.wallet_low.inc()

@@ -30,6 +30,22 @@ async def counts(app_pool: asyncpg.Pool, org) -> dict[str, int]:  # type: ignore
     return dict(row)
 
 
+async def everyone_says_hi(stack: LocalStack, app_pool, org, phone_number_id: str,  # type: ignore[no-untyped-def]
+                           n: int) -> tuple[dict[str, int], int]:
+    """n new contacts say hi at once; once all n are stored (and a second for late replies): the counts, and how
+    many replies reached the simulator."""
+    users = [stack.user(phone_number_id, phone()) for _ in range(n)]
+    responses = await asyncio.gather(*(u.say("hi") for u in users))
+    assert all(r.response.status_code == 200 for r in responses)
+
+    async def all_stored():  # type: ignore[no-untyped-def]
+        return (await counts(app_pool, org))["inbound"] == n
+
+    await wait_until(all_stored, timeout=30)
+    await asyncio.sleep(1.0)
+    return await counts(app_pool, org), len([m for u in users for m in stack.whatsapp.messages(to=u.wa_id)])
+
+
 async def test_one_webhook_one_reply_one_ledger_row(stack: LocalStack, make_org, app_pool) -> None:  # type: ignore[no-untyped-def]
     org, new = await make_org("E2E", tokens=100)
     user = stack.user(new.phone_number_id, phone())
@@ -61,18 +77,9 @@ async def test_same_webhook_three_times_one_reply_one_debit(stack: LocalStack, m
 
 async def test_wallet_for_ten_replies_and_fifty_messages(stack: LocalStack, make_org, app_pool) -> None:  # type: ignore[no-untyped-def]
     org, new = await make_org("Poor", tokens=10)
-    users = [stack.user(new.phone_number_id, phone()) for _ in range(50)]
-    responses = await asyncio.gather(*(u.say("hi") for u in users))
-    assert all(r.response.status_code == 200 for r in responses)
-
-    async def all_stored():  # type: ignore[no-untyped-def]
-        return (await counts(app_pool, org))["inbound"] == 50
-
-    await wait_until(all_stored, timeout=30)
-    await asyncio.sleep(1.0)
-    c = await counts(app_pool, org)
+    c, replies = await everyone_says_hi(stack, app_pool, org, new.phone_number_id, 50)
     assert (c["outbound"], c["debits"], c["balance"]) == (10, 10, 0)
-    assert len([m for u in users for m in stack.whatsapp.messages(to=u.wa_id)]) == 10
+    assert replies == 10
     async with tenant_tx(app_pool, org) as conn:
         assert await conn.fetchval("SELECT min(balance_after) FROM token_transactions") == 0
 
@@ -84,17 +91,9 @@ async def test_replies_paid_at_commit_on_a_misread_balance_are_run_again_exactly
     org, new = await make_org("Misread", tokens=10)
     async with tenant_tx(app_pool, org) as conn:
         await conn.execute("UPDATE wallets SET low_balance_threshold = -1000000")
-    users = [stack.user(new.phone_number_id, phone()) for _ in range(30)]
-    await asyncio.gather(*(u.say("hi") for u in users))
-
-    async def all_stored():  # type: ignore[no-untyped-def]
-        return (await counts(app_pool, org))["inbound"] == 30
-
-    await wait_until(all_stored, timeout=30)
-    await asyncio.sleep(1.0)
-    c = await counts(app_pool, org)
+    c, replies = await everyone_says_hi(stack, app_pool, org, new.phone_number_id, 30)
     assert (c["outbound"], c["debits"], c["balance"]) == (10, 10, 0)
-    assert len([m for u in users for m in stack.whatsapp.messages(to=u.wa_id)]) == 10
+    assert replies == 10
 
 
 async def test_throttled_then_accepted_is_delivered_once(stack: LocalStack, make_org) -> None:  # type: ignore[no-untyped-def]
