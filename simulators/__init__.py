@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from typing import Literal
+from collections.abc import Coroutine
+from typing import Any, Literal
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -56,3 +57,31 @@ class ServerRunner:
             await self._task
         self._server = None
         self._task = None
+
+
+class SimulatorServer:
+    """What the simulators share: their app on a ``ServerRunner``, and the background work they start (callbacks,
+    status webhooks), which ``stop`` cancels."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._runner = ServerRunner(app)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        return await self._runner.start(host, port)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._runner.stop()
+
+    @property
+    def base_url(self) -> str:
+        return self._runner.base_url
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from simulators import ServerRunner
+from simulators import SimulatorServer
 
 OUTCOMES: dict[str, tuple[int, str]] = {
     "success": (0, "The service request is processed successfully."),
@@ -55,7 +55,7 @@ def stk_password(shortcode: str, passkey: str, timestamp: str) -> str:
     return base64.b64encode(f"{shortcode}{passkey}{timestamp}".encode()).decode()
 
 
-class MpesaSimulator:
+class MpesaSimulator(SimulatorServer):
     """Daraja on a local port, configured with the credentials the engine uses."""
 
     def __init__(self, consumer_key: str = "dev-consumer-key", consumer_secret: str = "dev-consumer-secret",
@@ -67,9 +67,8 @@ class MpesaSimulator:
         self.outcomes: dict[str, str | list[str]] = {"*": default_outcome}
         self.requests: list[dict[str, Any]] = []
         self._tokens: dict[str, float] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
-        self.app = Starlette(routes=[
+        super().__init__(Starlette(routes=[
             Route("/_sim/health", self._health, methods=["GET"]),
             Route("/_sim/outcomes", self._outcomes_endpoint, methods=["GET", "POST"]),
             Route("/_sim/requests", self._requests_endpoint, methods=["GET"]),
@@ -77,24 +76,16 @@ class MpesaSimulator:
             Route("/oauth/v1/generate", self._oauth, methods=["GET"]),
             Route("/mpesa/stkpush/v1/processrequest", self._stk_push, methods=["POST"]),
             Route("/mpesa/stkpushquery/v1/query", self._stk_query, methods=["POST"]),
-        ])
-        self._runner = ServerRunner(self.app)
+        ]))
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self._client = httpx.AsyncClient(timeout=5)
-        return await self._runner.start(host, port)
+        return await super().start(host, port)
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._runner.stop()
+        await super().stop()
         if self._client is not None:
             await self._client.aclose()
-
-    @property
-    def base_url(self) -> str:
-        return self._runner.base_url
 
     def set_outcomes(self, outcomes: dict[str, str | list[str]]) -> None:
         for phone, outcome in outcomes.items():
@@ -150,9 +141,7 @@ class MpesaSimulator:
             return daraja_error("400.002.02", f"Bad Request - Invalid {problem}", 400)
         record = self._accept(body)
         if record["outcome"] != NO_CALLBACK:
-            task = asyncio.create_task(self._deliver_later(record))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._in_background(self._deliver_later(record))
         return JSONResponse({"MerchantRequestID": record["merchant_request_id"],
                              "CheckoutRequestID": record["checkout_request_id"],
                              "ResponseCode": "0", "ResponseDescription": _ACCEPTED, "CustomerMessage": _ACCEPTED})

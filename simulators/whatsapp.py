@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from engine.whatsapp.outbound import MarkRead, SendRequestInvalid, validate_send_request
-from simulators import ServerRunner
+from simulators import SimulatorServer
 
 _DEFAULT_CODES = {400: 100, 401: 190, 403: 200, 404: 100, 429: 130429}
 
@@ -75,7 +75,7 @@ def _parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[bytes, s
     return fields
 
 
-class WhatsAppSimulator:
+class WhatsAppSimulator(SimulatorServer):
     """The Cloud API on a local port. ``tokens`` maps phone_number_id (or "*") to the accepted access token."""
 
     def __init__(self, tokens: dict[str, str] | None = None, *, accept_any_token: bool = False) -> None:
@@ -90,9 +90,7 @@ class WhatsAppSimulator:
         self._changed = asyncio.Event()
         self._status_poster: WebhookPoster | None = None
         self._auto_statuses: tuple[str, ...] = ()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.app = Starlette(routes=self._routes())
-        self._runner = ServerRunner(self.app)
+        super().__init__(Starlette(routes=self._routes()))
 
     def _routes(self) -> list[Route]:
         return [
@@ -106,20 +104,7 @@ class WhatsAppSimulator:
             Route("/{version}/{phone_number_id}/media", self._upload, methods=["POST"]),
         ]
 
-    # ------------------------------------------------------------ lifecycle and in-process helpers
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        return await self._runner.start(host, port)
-
-    async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._runner.stop()
-
-    @property
-    def base_url(self) -> str:
-        return self._runner.base_url
+    # ------------------------------------------------------------ in-process helpers
 
     def add_faults(self, faults: Iterable[dict[str, Any]]) -> None:
         self.faults.extend(dict(f) for f in faults)
@@ -223,9 +208,7 @@ class WhatsAppSimulator:
         self._changed.set()
         self._changed = asyncio.Event()  # waiters hold the set event; later waits use a fresh one
         if self._status_poster is not None and self._auto_statuses:
-            task = asyncio.create_task(self._post_statuses(phone_number_id, wamid, body["to"]))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._in_background(self._post_statuses(phone_number_id, wamid, body["to"]))
         return wamid
 
     async def _post_statuses(self, phone_number_id: str, wamid: str, to: str) -> None:
