@@ -180,3 +180,27 @@ class Publisher:
     @property
     def is_open(self) -> bool:
         return not self._channel.is_closed
+
+
+# Ordering keys travel in headers, so that a consumer lines a message up (its contact's lane, its tenant's
+# cap) without decoding the body; the body stays the authority when a message has no such headers.
+def ordering_headers(contact: str, tenant: str) -> dict[str, str]:
+    return {"x-contact": contact, "x-tenant": tenant}
+
+
+def ordering_of(headers: dict[str, Any] | None) -> tuple[str, str] | None:
+    found = [(headers or {}).get(name) for name in ("x-contact", "x-tenant")]
+    if not all(found):
+        return None
+    contact, tenant = (v.decode() if isinstance(v, bytes) else str(v) for v in found)
+    return contact, tenant
+
+
+def inbound_ordering(event: dict[str, Any], message_id: str | None) -> tuple[str, str]:
+    """(contact, tenant) of a queued event: one contact's events run in order, each number's under its cap."""
+    return str(event.get("wa_id") or event.get("external_id") or message_id), str(event.get("phone_number_id"))
+
+
+def outbound_ordering(job: dict[str, Any]) -> tuple[str, str]:
+    """(recipient, sending number) of a send job."""
+    return str(job.get("to")), str(job.get("phone_number_id"))

@@ -52,7 +52,7 @@ class Park(Exception):
 
 @dataclass
 class _Lane:
-    pending: collections.deque[AbstractIncomingMessage] = field(default_factory=collections.deque)
+    pending: collections.deque[tuple[AbstractIncomingMessage, str]] = field(default_factory=collections.deque)  # (message, tenant)
     running: bool = False
 
 
@@ -112,9 +112,9 @@ class OrderedConsumer:
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         """aio-pika callback: queue the message on its key's lane; start the lane when idle."""
-        key, _ = self._key_of(message)
+        key, tenant = self._key_of(message)
         lane = self._lanes.setdefault(key, _Lane())
-        lane.pending.append(message)
+        lane.pending.append((message, tenant))
         self.received += 1
         if not lane.running and not self._stopping:
             lane.running = True
@@ -125,8 +125,7 @@ class OrderedConsumer:
     async def _run_lane(self, key: str, lane: _Lane) -> None:
         try:
             while lane.pending and not self._stopping:
-                message = lane.pending[0]
-                _, tenant = self._key_of(message)
+                message, tenant = lane.pending[0]
                 # The tenant's cap first: lanes of a flooding tenant wait here without holding a slot.
                 await self._limits.enter(tenant)
                 try:

@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from engine import metrics
-from engine.broker import Publisher, Topology
+from engine.broker import Publisher, Topology, inbound_ordering, ordering_headers
 from engine.logging import get_logger
 from engine.settings import Settings
 from engine.whatsapp.webhook import InboundPart, parse_envelope, split_envelope
@@ -253,7 +253,9 @@ class Gateway:
         async def run(route: str, group: list[InboundPart]) -> None:
             for part in group:
                 in_flight[route] = part
-                await publisher.publish(exchange, route, part_body(part, received_at), message_id=part.external_id)
+                body = part_body(part, received_at)
+                await publisher.publish(exchange, route, body, message_id=part.external_id,
+                                        headers=ordering_headers(*inbound_ordering(body, part.external_id)))
                 metrics.GATEWAY_PARTS_PUBLISHED.labels(part.kind).inc()
             in_flight.pop(route, None)
 

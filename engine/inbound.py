@@ -19,6 +19,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 import handlers
 from engine import metrics_worker as metrics
+from engine.broker import inbound_ordering, ordering_of
 from engine.consumer import Park
 from engine.db import tenant_transaction, tenant_tx
 from engine.logging import get_logger
@@ -43,11 +44,13 @@ def decode(message: AbstractIncomingMessage) -> dict[str, Any]:
 
 
 def key_of(message: AbstractIncomingMessage) -> tuple[str, str]:
-    """(contact key, tenant key) without a full decode: the gateway and the engine put both in the body."""
+    """(contact key, tenant key): from the headers the gateway and the engine set, else from the body."""
+    found = ordering_of(message.headers)
+    if found is not None:
+        return found
     try:
-        body = json.loads(message.body)
-        return str(body.get("wa_id") or body.get("external_id") or message.message_id), str(body.get("phone_number_id"))
-    except ValueError:
+        return inbound_ordering(json.loads(message.body), message.message_id)
+    except (ValueError, AttributeError):  # not a JSON object: its own lane, parked by the handler
         return str(message.message_id), "?"
 
 

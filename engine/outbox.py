@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 
 from engine import metrics_worker as metrics
+from engine.broker import ordering_headers, outbound_ordering
 from engine.logging import get_logger
 from engine.runtime import Runtime
 
@@ -62,7 +63,8 @@ async def relay_batch(rt: Runtime, conn: asyncpg.Connection) -> int:
 
     async def publish(route: str, jobs: list[dict[str, Any]]) -> None:
         for job in jobs:  # one contact's replies stay in order: sequential within a shard
-            await rt.publisher.publish(rt.topology.outbound_exchange, route, job, message_id=job["message_id"])
+            await rt.publisher.publish(rt.topology.outbound_exchange, route, job, message_id=job["message_id"],
+                                       headers=ordering_headers(*outbound_ordering(job)))
 
     await asyncio.gather(*(publish(route, jobs) for route, jobs in by_shard.items()))
     await conn.execute("UPDATE outbox SET relayed_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])

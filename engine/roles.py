@@ -16,6 +16,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from engine import inbound
 from engine import metrics_worker as metrics
+from engine.broker import ordering_of, outbound_ordering
 from engine.consumer import Limits, OrderedConsumer
 from engine.logging import get_logger
 from engine.outbox import relay_forever
@@ -136,6 +137,5 @@ async def _payments(rt: Runtime, stop: asyncio.Event) -> None:
 
 
 def _outbound_key(message: AbstractIncomingMessage) -> tuple[str, str]:
-    job = json.loads(message.body)
-    return str(job.get("to")), str(job.get("phone_number_id"))
+    return ordering_of(message.headers) or outbound_ordering(json.loads(message.body))
 

@@ -11,7 +11,7 @@ import httpx
 from aio_pika.abc import AbstractRobustConnection
 
 from engine.ai import AI, create_ai
-from engine.broker import Publisher, Topology, connect
+from engine.broker import Publisher, Topology, connect, inbound_ordering, ordering_headers
 from engine.db import DatabaseUrls, create_pool, database_urls
 from engine.mpesa import DarajaClient, PaymentProvider
 from engine.orgs import OrgDirectory
@@ -64,4 +64,5 @@ class Runtime:
     async def publish_inbound(self, contact_key: str, body: dict[str, Any], message_id: str) -> None:
         """Into the contact's ordered path (timers and payment results go this way too)."""
         await self.publisher.publish(self.topology.inbound_exchange, self.topology.inbound_route(contact_key),
-                                     body, message_id=message_id)
+                                     body, message_id=message_id,
+                                     headers=ordering_headers(*inbound_ordering(body, message_id)))

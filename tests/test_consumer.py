@@ -128,3 +128,18 @@ async def test_stop_finishes_running_work_and_starts_nothing_new() -> None:
     gate.set()
     assert await stopping is True
     assert done == ["k-0"] and first.acked and not second.acked  # the second goes back to the queue unacked
+
+
+def test_ordering_keys_come_from_headers_without_a_decode_and_agree_with_the_body() -> None:
+    from engine.broker import inbound_ordering, ordering_headers, outbound_ordering
+    from engine.inbound import key_of as inbound_key
+    from engine.roles import _outbound_key
+
+    event = {"kind": "message", "wa_id": "254700000001", "phone_number_id": "pn1", "external_id": "wamid.A"}
+    with_headers = FakeMessage(b"not json", "wamid.A", ordering_headers(*inbound_ordering(event, "wamid.A")))
+    assert inbound_key(with_headers) == ("254700000001", "pn1")  # the body is never read
+    assert inbound_key(FakeMessage(json.dumps(event).encode(), "wamid.A")) == ("254700000001", "pn1")
+    assert inbound_key(FakeMessage(b"not json", "m-1")) == ("m-1", "?")  # its own lane; the handler parks it
+    job = {"to": "254700000002", "phone_number_id": "pn1", "message_id": "x"}
+    assert _outbound_key(FakeMessage(b"", "x", ordering_headers(*outbound_ordering(job)))) == ("254700000002", "pn1")
+    assert _outbound_key(FakeMessage(json.dumps(job).encode(), "x")) == ("254700000002", "pn1")
