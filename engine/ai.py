@@ -30,6 +30,7 @@ from tenacity import (
 
 from engine.logging import get_logger
 from engine.settings import Settings
+from state_machines.knowledge import ModelUsage
 
 log = get_logger(__name__)
 
@@ -47,13 +48,7 @@ class AIUnavailable(Exception):
 @dataclass(frozen=True)
 class Completion:
     text: str
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
+    usage: ModelUsage  # the pure module's shape: what the wallet is charged for
 
 
 def _transient(exc: BaseException) -> bool:
@@ -119,8 +114,8 @@ class AI:
             raise AIUnavailable("empty completion")
         usage = response.usage
         log.debug("model answered", model=response.model, seconds=round(time.monotonic() - started, 3))
-        return Completion(text, response.model or self.chat_model, usage.prompt_tokens if usage else 0,
-                          usage.completion_tokens if usage else 0)
+        return Completion(text, ModelUsage(response.model or self.chat_model, usage.prompt_tokens if usage else 0,
+                                           usage.completion_tokens if usage else 0))
 
     async def chat_json(self, messages: list[dict[str, str]], schema: dict[str, Any], *, budget: float,
                         max_tokens: int = 100) -> tuple[dict[str, Any], Completion]:

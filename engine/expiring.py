@@ -26,3 +26,6 @@ class Expiring(Generic[K, V]):
         value = await load()
         self._entries[key] = (now + (seconds(value) if seconds else self.seconds), value)
         return value
+
+    def clear(self) -> None:
+        self._entries.clear()

@@ -62,6 +62,11 @@ class OrgDirectory:
         self._routes: Expiring[str, UUID | None] = Expiring(30.0)
         self._orgs: Expiring[UUID, Org] = Expiring(ORG_TTL_SECONDS)
 
+    def forget(self) -> None:
+        """Drop everything cached: what changed is seen at once instead of within the expiry times."""
+        self._routes.clear()
+        self._orgs.clear()
+
     async def for_phone_number(self, phone_number_id: str) -> UUID | None:
         """Routing. A known number is kept 30 s; an unknown one 2 s, so a number registered to fix parked
         messages is seen by their replay at once."""

@@ -162,17 +162,23 @@ class Turn:
         ))
 
     async def _charge(self, charge: Charge, keep: int) -> None:
+        amount = price_of(charge.action, self.org.settings) * charge.quantity
+        if amount > 0:  # a free action takes no lock on the wallet
+            await self.charge(amount, module=charge.module, action=charge.action, reference_id=charge.reference_id,
+                              keep=keep)
+
+    async def charge(self, amount: int, *, module: str, action: str, reference_id: str | None = None,
+                     metadata: dict[str, Any] | None = None, keep: int = 0) -> None:
         """A billable action. With an empty wallet the action still stands (the user did it); the charge is
         not made, so the balance never goes negative, and the low balance is signalled once."""
-        amount = price_of(charge.action, self.org.settings) * charge.quantity
-        if amount <= 0:
-            return  # a free action takes no lock on the wallet
-        result = await debit(self.conn, self.org.id, amount, module=charge.module, action=charge.action,
-                             reference_id=charge.reference_id, keep=keep)
+        result = await debit(self.conn, self.org.id, amount, module=module, action=action, reference_id=reference_id,
+                             metadata=metadata, keep=keep)
         if result.ok:
-            metrics.debits.labels(charge.action).inc()
+            metrics.debits.labels(action).inc()
+            if result.crossed_low_threshold:
+                metrics.wallet_low.inc()
         elif await signal_low_balance_once(self.conn, self.org.id):
-            log.warning("wallet empty: charge not made", action=charge.action, amount=amount)
+            log.warning("wallet empty: charge not made", action=action, amount=amount)
 
     def _send_job(self, reply: Reply) -> dict[str, Any]:
         job: dict[str, Any] = {"organization_id": str(self.org.id), "phone_number_id": self.org.phone_number_id,

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import math
 
-from engine import metrics_worker as metrics
 from engine.ai import AI, AIUnavailable
 from engine.knowledge import answering
 from engine.knowledge.retrieval import MAX_DISTANCE
 from engine.logging import get_logger
 from engine.turn import Turn
-from engine.wallet import AI_TOKENS_PER_TOKEN, debit, price_of, signal_low_balance_once
+from engine.wallet import AI_TOKENS_PER_TOKEN, price_of
 from state_machines.base import Inbound
 from state_machines.knowledge import (
     MODULE,
@@ -69,11 +68,6 @@ def usage_price(action: str, usage: ModelUsage, org_settings: dict[str, object])
 
 async def record_usage(turn: Turn, action: str, usage: ModelUsage) -> None:
     """Debit the model's usage. With an empty wallet the answer still stands; the charge is not made."""
-    amount = usage_price(action, usage, turn.org.settings)
-    metadata = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                "model": usage.model}
-    result = await debit(turn.conn, turn.org.id, amount, module=MODULE, action=action, metadata=metadata)
-    if result.ok:
-        metrics.debits.labels(action).inc()
-    elif await signal_low_balance_once(turn.conn, turn.org.id):
-        log.warning("wallet empty: model usage not charged", action=action, amount=amount)
+    await turn.charge(usage_price(action, usage, turn.org.settings), module=MODULE, action=action,
+                      metadata={"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                                "model": usage.model})

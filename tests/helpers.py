@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 
-def shared_whatsapp() -> Path:
-    """The team's WhatsApp reference (captured payloads): ``../shared`` beside the checkout, as CI lays it out,
-    else the workplace's copy, so that a clone made anywhere on these machines finds it too."""
-    beside = Path(__file__).resolve().parents[1].parent / "shared" / "whatsapp"
-    return beside if beside.is_dir() else Path("/work/shared/whatsapp")
+def shared_dir() -> Path:
+    """The team's shared material (schema design, WhatsApp payloads): ``../shared`` beside the checkout, as CI
+    lays it out, else the workplace's copy, so that a clone made anywhere on these machines finds it too."""
+    beside = Path(__file__).resolve().parents[1].parent / "shared"
+    return beside if beside.is_dir() else Path("/work/shared")
 
 
 def phone() -> str:

@@ -26,10 +26,10 @@ from pydantic import AnyUrl
 from engine.broker import Topology, shard_of
 from engine.settings import Settings
 from engine.whatsapp.webhook import parse_envelope, split_envelope
-from tests.helpers import shared_whatsapp
+from tests.helpers import shared_dir
 from webhook_gateway import create_app
 
-PAYLOADS = sorted((shared_whatsapp() / "payloads").glob("*.json"))
+PAYLOADS = sorted((shared_dir() / "whatsapp" / "payloads").glob("*.json"))
 LIMIT = 256 * 1024  # max_webhook_bytes of the gateways under test
 
 

@@ -149,8 +149,8 @@ async def test_a_parked_message_is_processed_once_when_replayed_after_the_fix(  
     assert (rows[0]["exchange"], rows[0]["attempts"]) == (topology.inbound_exchange, 1)
 
     org, _ = await make_org("Replay", tokens=100, phone_number_id=pn)  # the fix
-    for rt in stack._runtimes:  # the worker remembers the unknown number for 30 s; a fresh worker would not
-        rt._org_cache.clear()
+    for rt in stack._runtimes:  # the worker remembers the unknown number for 2 s; a fresh worker would not
+        rt.orgs.forget()
     replayed = await cli_json("parked", "replay", posted.message_id)
     assert [(r["id"], r["replayed"]) for r in replayed] == [(posted.message_id, True)]
 

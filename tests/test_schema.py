@@ -9,8 +9,9 @@ import asyncpg
 import pytest
 
 from engine.migrate import MigrationEdited, load_migrations, migrate
+from tests.helpers import shared_dir
 
-DESIGN = Path(__file__).resolve().parents[1].parent / "shared" / "seed" / "schema-design.md"
+DESIGN = shared_dir() / "seed" / "schema-design.md"
 # Named in the design's diagrams without SQL; designed here in the same conventions.
 DIAGRAM_TABLES = {
     "sessions", "speakers", "check_ins", "exhibitor_staff", "participants", "venues", "booth_locations",

@@ -23,8 +23,9 @@ from engine.whatsapp.outbound import (
     validate_send_request,
 )
 from state_machines.base import Button, Buttons, Image, ListMenu, Row, Text
+from tests.helpers import shared_dir
 
-SEND = Path(__file__).resolve().parents[1].parent / "shared" / "whatsapp" / "payloads" / "send"
+SEND = shared_dir() / "whatsapp" / "payloads" / "send"
 REQUESTS = sorted(SEND.glob("req_*.json"))
 
 

@@ -13,9 +13,9 @@ from pydantic import ValidationError
 
 from engine.whatsapp import webhook as wh
 from engine.whatsapp.webhook import inbound_to_event_fields, parse_envelope, split_envelope
-from tests.helpers import shared_whatsapp
+from tests.helpers import shared_dir
 
-SHARED = shared_whatsapp()
+SHARED = shared_dir() / "whatsapp"
 PAYLOADS = sorted((SHARED / "payloads").glob("*.json"))
 SHA_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from engine.ai import AI, AIUnavailable, Completion
+from engine.ai import AI, AIUnavailable
 from engine.knowledge.retrieval import MAX_DISTANCE, Passage, retrieve
 from engine.logging import get_logger
 from state_machines.knowledge import ANSWER_MAX, IntentChoice, KnowledgeAnswer, ModelUsage
@@ -33,10 +33,6 @@ INTENT_SCHEMA = {
     "required": ["intent", "item_id"],
     "additionalProperties": False,
 }
-
-
-def usage_of(completion: Completion) -> ModelUsage:
-    return ModelUsage(completion.model, completion.prompt_tokens, completion.completion_tokens)
 
 
 def answer_messages(question: str, language: str, passages: Sequence[Passage], org_name: str) -> list[dict[str, str]]:
@@ -73,7 +69,7 @@ async def answer(conn: asyncpg.Connection, ai: AI | None, question: str, languag
     except AIUnavailable as exc:
         log.warning("model did not answer in time; the best passage instead", error=str(exc))
         return KnowledgeAnswer(best, found=True, passages=found, from_passage=True)
-    usage = usage_of(completion)
+    usage = completion.usage
     if NOT_IN_KB in completion.text:
         return KnowledgeAnswer("", found=False, passages=found, usage=usage)
     return KnowledgeAnswer(completion.text, found=True, passages=found, usage=usage)
@@ -100,4 +96,4 @@ async def classify(ai: AI, question: str, choices: Sequence[IntentChoice], *,
         intent, item = "knowledge", None  # an id the model made up is no route
     if intent not in ("item", "knowledge", "unknown"):
         intent = "knowledge"
-    return intent, item if intent == "item" else None, usage_of(completion)
+    return intent, item if intent == "item" else None, completion.usage
