@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -21,7 +22,7 @@ import handlers
 from engine import metrics_worker as metrics
 from engine.broker import inbound_ordering, ordering_of
 from engine.consumer import Park
-from engine.db import tenant_transaction, tenant_tx
+from engine.db import tenant_transaction
 from engine.logging import get_logger
 from engine.runtime import Runtime
 from engine.turn import Contact, Conversation, Org, Turn
@@ -89,15 +90,18 @@ async def _dispatch(rt: Runtime, kind: str, body: dict[str, Any]) -> str:
 async def _take_effect(rt: Runtime, org: Org, source: str, kind: str, body: dict[str, Any],
                        exact_wallet: bool) -> str:
     async with rt.app_pool.acquire() as conn, tenant_transaction(conn, org.id):
-        claimed, headroom = await claim(conn, org.id, source, str(body["external_id"]))
-        if not claimed:
+        arrival = await arrive(conn, org.id, source, kind, body)
+        if arrival is None:
             metrics.duplicates.labels(source).inc()
             return "duplicate"
-        turn = await open_turn(conn, org, body, kind)
-        if turn is None:
+        if arrival.contact is None or arrival.conversation is None:
+            log.warning("event for an unknown contact", kind=kind, wa_id=body.get("wa_id"))
             return "ignored"
-        turn.runtime = rt
-        turn.wallet_headroom = None if exact_wallet else headroom
+        turn = Turn(conn=conn, org=org, contact=arrival.contact, conversation=arrival.conversation,
+                    now=arrival.now, trigger=kind, initial_version=arrival.conversation.state.version, runtime=rt,
+                    wallet_headroom=None if exact_wallet else arrival.headroom)
+        if kind == "message":
+            await store_inbound(turn, body)
         await handlers.route(kind, turn, body)
         await turn.finish()
     for work in turn.after_commit:  # only what committed: a crash before here leaves it to its timer
@@ -109,7 +113,7 @@ async def _status(rt: Runtime, org_id: UUID, body: dict[str, Any]) -> str:
     """The status webhook can beat the sender's recording of the WhatsApp id: look again once, half a second
     later, outside any transaction (holding no connection while waiting)."""
     for attempt in range(2):
-        async with tenant_tx(rt.app_pool, org_id) as conn:
+        async with rt.app_pool.acquire() as conn:
             outcome = await apply_status(conn, org_id, body)
         if outcome != "unknown_message" or attempt:
             break
@@ -120,66 +124,81 @@ async def _status(rt: Runtime, org_id: UUID, body: dict[str, Any]) -> str:
     return outcome
 
 
-async def claim(conn: asyncpg.Connection, org_id: UUID, source: str, external_id: str) -> tuple[bool, int | None]:
-    """(True the first time an event is seen, the wallet's balance above its threshold, read without a lock).
-    A concurrent twin waits on the key and then sees it taken."""
-    row = await conn.fetchrow(
-        """INSERT INTO processed_events (organization_id, source, external_id) VALUES ($1, $2, $3)
-           ON CONFLICT DO NOTHING
-           RETURNING (SELECT balance - COALESCE(low_balance_threshold, 0) FROM wallets WHERE organization_id = $1)""",
-        org_id, source, external_id)
-    return (row is not None, row[0] if row is not None else None)
+@dataclass
+class Arrival:
+    """Who an event is from and their conversation, locked; the wallet's headroom read without a lock."""
+    now: datetime
+    contact: Contact | None  # None (and no conversation): a payment or timer for a contact no longer here
+    conversation: Conversation | None
+    headroom: int | None  # balance minus the low-balance threshold
 
 
-async def open_turn(conn: asyncpg.Connection, org: Org, body: dict[str, Any], kind: str) -> Turn | None:
+# The event's dedupe key, its contact (upserted for a message, else read) and the contact's active conversation
+# (locked), in one statement. No key inserted (a duplicate) -> no contact row -> nothing else. A concurrent
+# twin waits on the key until the first commits, then sees it taken.
+_CLAIM = """claim AS (INSERT INTO processed_events (organization_id, source, external_id) VALUES ($1, $2, $3)
+                      ON CONFLICT DO NOTHING RETURNING 1)"""
+_UPSERT_CONTACT = """contact AS (
+    INSERT INTO contacts (organization_id, phone, whatsapp_id, name, first_seen_at, last_seen_at, message_count,
+                          opted_in, opted_in_at)
+    SELECT $1, $4, $4, $5, $6, $6, 1, true, $6 WHERE EXISTS (SELECT FROM claim)
+    ON CONFLICT (organization_id, phone) DO UPDATE
+        SET last_seen_at = GREATEST(contacts.last_seen_at, EXCLUDED.last_seen_at),
+            message_count = contacts.message_count + 1,
+            name = COALESCE(EXCLUDED.name, contacts.name)
+    RETURNING *)"""
+_READ_CONTACT = """contact AS (
+    SELECT * FROM contacts WHERE organization_id = $1 AND phone = $4 AND EXISTS (SELECT FROM claim))"""
+_ARRIVE = """WITH {claim}, {contact},
+conv AS (SELECT * FROM conversations WHERE contact_id = (SELECT id FROM contact) AND status = 'active' FOR UPDATE)
+SELECT EXISTS (SELECT FROM claim) AS claimed,
+       contact.id, contact.phone, contact.name, contact.language, contact.opted_in, contact.message_count,
+       conv.id AS conversation_id, conv.current_module, conv.current_state, conv.state_data, conv.state_version,
+       conv.last_user_message_at,
+       (SELECT balance - COALESCE(low_balance_threshold, 0) FROM wallets WHERE organization_id = $1) AS headroom
+FROM (SELECT) AS one LEFT JOIN contact ON true LEFT JOIN conv ON true"""
+ARRIVE_BY_MESSAGE = _ARRIVE.format(claim=_CLAIM, contact=_UPSERT_CONTACT)
+ARRIVE_OTHERWISE = _ARRIVE.format(claim=_CLAIM, contact=_READ_CONTACT)
+
+
+async def arrive(conn: asyncpg.Connection, org_id: UUID, source: str, kind: str,
+                 body: dict[str, Any]) -> Arrival | None:
+    """None for an event already taken. A message upserts its contact; a first one opens the conversation."""
     now = datetime.now(UTC)
-    org_id = org.id
-    wa_id = str(body.get("wa_id") or "")
+    key = (org_id, source, str(body["external_id"]), str(body.get("wa_id") or ""))
     if kind == "message":
-        contact_row = await upsert_contact(conn, org_id, wa_id, body.get("contact_name"), now)
+        row = await conn.fetchrow(ARRIVE_BY_MESSAGE, *key, body.get("contact_name"), now)
     else:
-        contact_row = await conn.fetchrow("SELECT * FROM contacts WHERE phone = $1", wa_id)
-        if contact_row is None:
-            log.warning("event for an unknown contact", kind=kind, wa_id=wa_id)
-            return None
-    contact = Contact(contact_row["id"], contact_row["phone"], contact_row["name"], contact_row["language"],
-                      contact_row["opted_in"], contact_row["message_count"])
-    conversation = await open_conversation(conn, org_id, contact.id)
-    turn = Turn(conn=conn, org=org, contact=contact, conversation=conversation, now=now, trigger=kind,
-                initial_version=conversation.state.version)
-    if kind == "message":
-        await store_inbound(turn, body)
-    return turn
-
-
-async def upsert_contact(conn: asyncpg.Connection, org_id: UUID, wa_id: str, name: str | None,
-                         now: datetime) -> asyncpg.Record:
-    return await conn.fetchrow(
-        """INSERT INTO contacts (organization_id, phone, whatsapp_id, name, first_seen_at, last_seen_at,
-                                 message_count, opted_in, opted_in_at)
-           VALUES ($1, $2, $2, $3, $4, $4, 1, true, $4)
-           ON CONFLICT (organization_id, phone) DO UPDATE
-               SET last_seen_at = GREATEST(contacts.last_seen_at, EXCLUDED.last_seen_at),
-                   message_count = contacts.message_count + 1,
-                   name = COALESCE(EXCLUDED.name, contacts.name)
-           RETURNING *""",
-        org_id, wa_id, name, now,
-    )
+        row = await conn.fetchrow(ARRIVE_OTHERWISE, *key)
+    if not row["claimed"]:
+        return None
+    if row["id"] is None:
+        return Arrival(now, None, None, None)
+    contact = Contact(row["id"], row["phone"], row["name"], row["language"], row["opted_in"], row["message_count"])
+    if row["conversation_id"] is None:  # the first event of this contact (or their last conversation closed)
+        conversation = await open_conversation(conn, org_id, contact.id)
+    else:
+        conversation = _conversation(row, row["conversation_id"])
+    return Arrival(now, contact, conversation, row["headroom"])
 
 
 async def open_conversation(conn: asyncpg.Connection, org_id: UUID, contact_id: UUID) -> Conversation:
-    """The contact's active conversation, locked for this transaction; opened on first contact."""
+    """The contact's active conversation, locked for this transaction; opened if there is none."""
     for _ in range(2):
         row = await conn.fetchrow(
             "SELECT * FROM conversations WHERE contact_id = $1 AND status = 'active' FOR UPDATE", contact_id)
         if row is not None:
-            state = State(module=row["current_module"], step=row["current_state"] or "idle",
-                          data=row["state_data"] or {}, version=row["state_version"])
-            return Conversation(row["id"], state, row["last_user_message_at"])
+            return _conversation(row, row["id"])
         await conn.execute(
             """INSERT INTO conversations (organization_id, contact_id, current_state) VALUES ($1, $2, 'idle')
                ON CONFLICT (contact_id) WHERE status = 'active' DO NOTHING""", org_id, contact_id)
     raise RuntimeError("conversation could not be opened")
+
+
+def _conversation(row: asyncpg.Record, conversation_id: UUID) -> Conversation:
+    state = State(module=row["current_module"], step=row["current_state"] or "idle", data=row["state_data"] or {},
+                  version=row["state_version"])
+    return Conversation(conversation_id, state, row["last_user_message_at"])
 
 
 async def store_inbound(turn: Turn, body: dict[str, Any]) -> None:
@@ -205,9 +224,8 @@ async def apply_status(conn: asyncpg.Connection, org_id: UUID, body: dict[str, A
         return "ignored"  # 'played' and future kinds
     errors = status.get("errors") or [{}]
     ts = datetime.fromtimestamp(int(status["timestamp"]), UTC) if status.get("timestamp") else None
-    changed = await conn.fetchval(
-        """SELECT advance_message_status(id, $3, $4, $5, $6) FROM messages
-           WHERE organization_id = $1 AND wa_message_id = $2 AND direction = 'outbound'""",
+    changed = await conn.fetchval(  # its own transaction, tenant set inside (sql/016), unless the caller has one
+        "SELECT apply_status_webhook($1, $2, $3, $4, $5, $6)",
         org_id, status.get("id"), new, ts, errors[0].get("code"), errors[0].get("title"))
     if changed is None:
         return "unknown_message"

@@ -18,7 +18,7 @@ from engine import metrics_worker as metrics
 from engine.logging import get_logger
 from engine.wallet import affordable, debit, price_of, signal_low_balance_once
 from engine.whatsapp.outbound import SendRequestInvalid, build_payload
-from state_machines.base import Buttons, Charge, Image, ListMenu, Reply, State, Text
+from state_machines.base import Buttons, Charge, Image, ListMenu, Reply, StartTimer, State, Text
 
 log = get_logger(__name__)
 
@@ -71,7 +71,7 @@ class Turn:
     # Work that must wait until this transaction committed (e.g. asking M-Pesa for a payment).
     after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     runtime: Any = None  # the process's Runtime, for after-commit work
-    new_timers: list[UUID] = field(default_factory=list)
+    new_timers: list[StartTimer] = field(default_factory=list)  # written with the state, in finish()
     charges: list[Charge] = field(default_factory=list)  # made in finish(), after the replies
     wallet_headroom: int | None = None  # balance minus threshold at the start, unlocked; None: unknown
     loaded: dict[str, Any] = field(default_factory=dict)  # rows read once per event (handlers/context.py)
@@ -111,16 +111,23 @@ class Turn:
         return self.replies
 
     async def _save_state(self) -> None:
+        """The state and the timers the event started, in one statement: timers belong to the state the whole
+        event ended in (its version), not to a middle step."""
         s = self.conversation.state
-        if self.new_timers:  # timers belong to the state the whole event ended in, not to a middle step
-            await self.conn.execute("UPDATE conversation_timers SET state_version = $2 WHERE id = ANY($1::uuid[])",
-                                    self.new_timers, s.version)
+        timers = self.new_timers
         await self.conn.execute(
-            """UPDATE conversations SET current_module = $2, current_state = $3, state_data = $4, state_version = $5,
+            """WITH timers AS (
+                   INSERT INTO conversation_timers (organization_id, conversation_id, contact_id, kind, state_version,
+                                                    data, due_at)
+                   SELECT $8, $1, $9, t.kind, $5, t.data, t.due_at
+                   FROM unnest($10::text[], $11::jsonb[], $12::timestamptz[]) AS t(kind, data, due_at))
+               UPDATE conversations SET current_module = $2, current_state = $3, state_data = $4, state_version = $5,
                       last_message_at = $6, last_user_message_at = GREATEST(last_user_message_at, $7)
                WHERE id = $1""",
             self.conversation.id, s.module, s.step, dict(s.data), s.version, self.now,
-            self.conversation.last_user_message_at,
+            self.conversation.last_user_message_at, self.org.id, self.contact.id,
+            [t.kind for t in timers], [dict(t.data) for t in timers],
+            [self.now + timedelta(seconds=t.seconds) for t in timers],
         )
 
     async def _queue_replies(self, replies: list[Reply], price: int) -> int:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from engine.logging import get_logger
 from engine.turn import Turn
 from state_machines.base import CancelTimers, Charge, OptIn, OptOut, SetLanguage, StartTimer
@@ -34,16 +32,12 @@ async def charge(turn: Turn, effect: Charge) -> None:
 
 
 async def start_timer(turn: Turn, effect: StartTimer) -> None:
-    timer_id = await turn.conn.fetchval(
-        """INSERT INTO conversation_timers (organization_id, conversation_id, contact_id, kind, state_version,
-                                            data, due_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
-        turn.org.id, turn.conversation.id, turn.contact.id, effect.kind, turn.conversation.state.version,
-        dict(effect.data), turn.now + timedelta(seconds=effect.seconds))
-    turn.new_timers.append(timer_id)
+    turn.new_timers.append(effect)  # inserted with the state the event ends in (Turn.finish)
 
 
 async def cancel_timers(turn: Turn, effect: CancelTimers) -> None:
+    # Timers started earlier in this event are not in the table yet: they are cancelled here.
+    turn.new_timers = [t for t in turn.new_timers if effect.kind is not None and t.kind != effect.kind]
     await turn.conn.execute(
         """UPDATE conversation_timers SET status = 'cancelled'
            WHERE conversation_id = $1 AND status = 'pending' AND ($2::text IS NULL OR kind = $2)""",

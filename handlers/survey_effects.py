@@ -49,19 +49,19 @@ async def begin_response(turn: Turn, effect: BeginSurveyResponse) -> SurveyRespo
 
 
 async def save_answer(turn: Turn, effect: SaveSurveyAnswer) -> None:
-    """A skipped question (value None) is stored as JSON null: response_items.value is NOT NULL."""
-    rid = UUID(effect.response_id)
+    """The answer on the response and as its item, in one statement; only while the response is in progress.
+    A skipped question (value None) is stored as JSON null: response_items.value is NOT NULL."""
     await turn.conn.execute(
-        """UPDATE survey_responses
-           SET answers = answers || jsonb_build_object($2::text, $3::jsonb), current_question = current_question + 1,
-               current_question_key = $4, last_answer_at = $5
-           WHERE id = $1 AND status = 'in_progress'""",
-        rid, effect.question_id, effect.value, effect.next_question_id, turn.now)
-    await turn.conn.execute(
-        """INSERT INTO response_items (organization_id, response_id, question_key, value, answered_at)
-           VALUES ($1, $2, $3, COALESCE($4::jsonb, 'null'::jsonb), $5)
-           ON CONFLICT (response_id, question_key) DO UPDATE SET value = EXCLUDED.value, answered_at = EXCLUDED.answered_at""",
-        turn.org.id, rid, effect.question_id, effect.value, turn.now)
+        """WITH response AS (
+               UPDATE survey_responses
+               SET answers = answers || jsonb_build_object($3::text, $4::jsonb),
+                   current_question = current_question + 1, current_question_key = $5, last_answer_at = $6
+               WHERE id = $2 AND status = 'in_progress' RETURNING id)
+           INSERT INTO response_items (organization_id, response_id, question_key, value, answered_at)
+           SELECT $1, id, $3, COALESCE($4::jsonb, 'null'::jsonb), $6 FROM response
+           ON CONFLICT (response_id, question_key)
+               DO UPDATE SET value = EXCLUDED.value, answered_at = EXCLUDED.answered_at""",
+        turn.org.id, UUID(effect.response_id), effect.question_id, effect.value, effect.next_question_id, turn.now)
 
 
 async def complete(turn: Turn, effect: CompleteSurvey) -> None:

@@ -224,3 +224,23 @@ async def test_double_scanned_ticket_admits_once(stack, make_org, app_pool) -> N
     assert [r["outcome"] for r in rows] == ["admitted", "already_used"]
     [used] = await fetch(app_pool, org, "SELECT status FROM tickets")
     assert used["status"] == "used"
+
+
+async def test_a_survey_reminder_comes_once_for_the_question_being_asked(stack, make_org, app_pool) -> None:  # type: ignore[no-untyped-def]
+    """Each step starts a reminder; only the one of the state the contact is in when it fires says anything."""
+    org, pnid, _ = await setup_org(make_org, app_pool, {
+        "organization": {"survey_reminder_seconds": 2},
+        "surveys": [{"title": "Quick", "questions": [{"id": "q1", "type": "text", "text": "Anything?"},
+                                                     {"id": "q2", "type": "text", "text": "More?"}]}]})
+    user = chat(stack, pnid)
+    await user.say("hi")
+    assert user.texts(await user.tap("Quick", expect=2))[-1].endswith("Anything?")
+    assert user.texts(await user.say("fine"))[-1].endswith("More?")  # within the first reminder's 2 s
+    reminded = user.texts(await user.settle(expect=2, timeout=15))
+    assert reminded[0] == t("survey.reminder", "en", title="Quick") and reminded[1].endswith("More?")
+    assert await user.settle(expect=0) == []  # the first question's reminder was stale: it said nothing
+    timers = await fetch(app_pool, org, """SELECT kind, state_version, status FROM conversation_timers
+                                           WHERE kind = 'survey_reminder' ORDER BY state_version""")
+    versions = [r["state_version"] for r in timers]
+    assert len(versions) == 2 and versions[0] < versions[1]
+    assert all(r["status"] == "fired" for r in timers)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
@@ -14,7 +13,7 @@ import asyncpg
 import pytest
 
 from engine.db import create_pool, tenant_tx
-from engine.inbound import advance_status, open_conversation, upsert_contact
+from engine.inbound import advance_status, arrive
 from engine.orgs import OrgDirectory
 from engine.sender import Sender
 from engine.settings import Settings
@@ -29,8 +28,9 @@ def _sender(pool: asyncpg.Pool, settings: Settings) -> Sender:
 async def _reply(pool: asyncpg.Pool, org: UUID, status: str | None = "queued", broadcast: bool = False) -> UUID:
     """An outbound message not yet recorded as sent; with a broadcast of its own and its recipient row."""
     async with tenant_tx(pool, org) as conn:
-        contact = await upsert_contact(conn, org, phone(), None, datetime.now(UTC))
-        conversation = await open_conversation(conn, org, contact["id"])
+        arrival = await arrive(conn, org, "wa_message", "message", {"external_id": f"setup-{uuid.uuid4()}", "wa_id": phone()})
+        assert arrival is not None and arrival.contact is not None and arrival.conversation is not None
+        contact, conversation = arrival.contact, arrival.conversation
         broadcast_id = await conn.fetchval(
             "INSERT INTO broadcasts (organization_id, message_type) VALUES ($1, 'text') RETURNING id",
             org) if broadcast else None
@@ -38,11 +38,11 @@ async def _reply(pool: asyncpg.Pool, org: UUID, status: str | None = "queued", b
             """INSERT INTO messages (organization_id, conversation_id, contact_id, direction, type, content,
                                      wa_status, broadcast_id)
                VALUES ($1, $2, $3, 'outbound', 'text', 'x', $4, $5) RETURNING id""",
-            org, conversation.id, contact["id"], status, broadcast_id)
+            org, conversation.id, contact.id, status, broadcast_id)
         if broadcast:
             await conn.execute(
                 """INSERT INTO broadcast_recipients (organization_id, broadcast_id, contact_id, message_id, status)
-                   VALUES ($1, $2, $3, $4, 'queued')""", org, broadcast_id, contact["id"], message_id)
+                   VALUES ($1, $2, $3, $4, 'queued')""", org, broadcast_id, contact.id, message_id)
     return message_id
 
 

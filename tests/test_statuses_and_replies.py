@@ -4,21 +4,22 @@ opt-out, the wallet and the bot-loop guard. Real PostgreSQL, as the application 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 import asyncpg
 import pytest
 
 from engine.db import tenant_tx
-from engine.inbound import apply_status, open_conversation, upsert_contact
-from engine.turn import LOOP_LIMIT, Contact, Org, Turn
+from engine.inbound import apply_status, arrive
+from engine.turn import LOOP_LIMIT, Org, Turn
 from state_machines.base import Charge, Text
 
 
 async def _setup(conn: asyncpg.Connection, org_id, phone: str = "254711000001"):  # type: ignore[no-untyped-def]
-    now = datetime.now(UTC)
-    contact = await upsert_contact(conn, org_id, phone, "Akinyi", now)
-    conversation = await open_conversation(conn, org_id, contact["id"])
-    return contact, conversation
+    arrival = await arrive(conn, org_id, "wa_message", "message",
+                           {"external_id": f"setup-{uuid4()}", "wa_id": phone, "contact_name": "Akinyi"})
+    assert arrival is not None and arrival.contact is not None and arrival.conversation is not None
+    return arrival.contact, arrival.conversation
 
 
 async def _outbound(conn, org_id, contact, conversation, wamid, broadcast_id=None):  # type: ignore[no-untyped-def]
@@ -26,7 +27,7 @@ async def _outbound(conn, org_id, contact, conversation, wamid, broadcast_id=Non
         """INSERT INTO messages (organization_id, conversation_id, contact_id, direction, type, content, wa_message_id,
                                  wa_status, broadcast_id)
            VALUES ($1, $2, $3, 'outbound', 'text', 'x', $4, 'sent', $5) RETURNING id""",
-        org_id, conversation.id, contact["id"], wamid, broadcast_id)
+        org_id, conversation.id, contact.id, wamid, broadcast_id)
 
 
 def status(wamid: str, value: str) -> dict:  # type: ignore[type-arg]
@@ -65,10 +66,10 @@ async def test_failed_is_terminal_with_its_error(app_pool: asyncpg.Pool, make_or
 
 
 async def _turn(conn, org_id, new, trigger="message", last_user=None, opted_in=True) -> Turn:  # type: ignore[no-untyped-def]
-    contact_row, conversation = await _setup(conn, org_id)
+    contact, conversation = await _setup(conn, org_id)
     now = datetime.now(UTC)
     conversation.last_user_message_at = now if last_user is None else last_user
-    contact = Contact(contact_row["id"], contact_row["phone"], "Akinyi", None, opted_in, 1)
+    contact.opted_in = opted_in
     return Turn(conn=conn, org=Org(org_id, "Org", new.phone_number_id, {}), contact=contact,
                 conversation=conversation, now=now, trigger=trigger)
 

@@ -90,3 +90,23 @@ async def test_a_pooled_connection_carries_no_tenant_into_its_next_use(db_urls, 
             assert await conn.fetchval("SELECT count(*) FROM contacts") == 0
     finally:
         await pool.close()
+
+
+async def test_a_status_webhook_moves_only_its_own_tenants_reply(owner_pool: asyncpg.Pool, app_pool: asyncpg.Pool,
+                                                                  two_tenants) -> None:  # type: ignore[no-untyped-def]
+    """apply_status_webhook sets the tenant itself (one round trip): another tenant's id finds nothing, and the
+    setting ends with the call's own transaction."""
+    a, b, _ = two_tenants
+    async with owner_pool.acquire() as conn:
+        contact, conversation = await conn.fetchrow(
+            "SELECT contact_id, id FROM conversations WHERE organization_id = $1 LIMIT 1", b)
+        await conn.execute(
+            """INSERT INTO messages (organization_id, conversation_id, contact_id, direction, type, wa_message_id,
+                                     wa_status) VALUES ($1, $2, $3, 'outbound', 'text', 'wamid.iso', 'sent')""",
+            b, conversation, contact)
+    async with app_pool.acquire() as conn:
+        assert await conn.fetchval("SELECT apply_status_webhook($1, 'wamid.iso', 'read')", a) is None
+        assert await conn.fetchval("SELECT current_org()") is None
+        assert await conn.fetchval("SELECT apply_status_webhook($1, 'wamid.iso', 'read')", b) is True
+        assert await conn.fetchval("SELECT current_org()") is None
+    assert await owner_pool.fetchval("SELECT wa_status FROM messages WHERE wa_message_id = 'wamid.iso'") == "read"

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import signal
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ OUTCOMES: list[dict[str, Any]] = []
 
 
 @pytest.fixture(scope="session")
-async def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
+async def fault_stack() -> AsyncIterator[Any]:
     from engine.db import create_pool, with_user
     from engine.local_stack import LocalStack
     from engine.migrate import migrate
@@ -33,8 +35,11 @@ async def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
     # A session ended by SIGTERM (e.g. `timeout`) still runs the clean-up below: no orphaned node or server.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     tag = new_tag()
-    base = tmp_path_factory.mktemp("faults")
+    # Not under pytest's basetemp: another pytest session on the machine deletes all but its 3 newest
+    # basetemps, and once took a running suite's PostgreSQL directory with it.
+    base = Path(tempfile.mkdtemp(prefix="chatnation-faults-"))
     async with contextlib.AsyncExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, base, True)
         cleanup.callback(signal.signal, signal.SIGTERM, previous)
         pg = PrivatePostgres.create(base / "postgres")
         cleanup.callback(pg.destroy)
