@@ -17,7 +17,7 @@ and (unless --no-baselines) the raw limits of PostgreSQL and RabbitMQ on this ma
     python bench/e2e.py --rate 500 --duration 600           # the 10-minute run (worker memory)
     python bench/e2e.py --rate 300 --duration 30 --profile  # py-spy profile of an inbound worker
 
-Writes bench/results/e2e-<rate>.json and .png.
+Writes bench/results/e2e-<rate>-<duration>s.json and .png.
 """
 
 from __future__ import annotations
@@ -573,9 +573,9 @@ async def run_level(stack: Stack, orgs: list[BenchOrg], rate: float, args: argpa
     return result
 
 
-def write_results(result: dict[str, Any]) -> None:
+def write_results(result: dict[str, Any], duration: float) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    base = RESULTS / f"e2e-{result['rate']:.0f}"
+    base = RESULTS / f"e2e-{result['rate']:.0f}-{duration:.0f}s"
     base.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str))
     plot(result, base.with_suffix(".png"))
 
@@ -656,7 +656,7 @@ async def run_levels(stack: Stack, orgs: list[BenchOrg], args: argparse.Namespac
             result = await run_level(stack, orgs, rate, args, owner, replies, limits, args.profile and i == 0)
             print(row(result), flush=True)
             print_details(result)
-            write_results(result)
+            write_results(result, args.duration)
     finally:
         stop.set()
         await polling

@@ -1,12 +1,15 @@
-"""Small helpers shared by the end-to-end tests."""
+"""Small helpers shared by the tests."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from state_machines.base import Context
 
 
 def shared_dir() -> Path:
@@ -29,3 +32,8 @@ async def wait_until(predicate: Callable[[], Awaitable[Any]], timeout: float = 3
             raise AssertionError("condition not met in time")
         await asyncio.sleep(interval)
     return value
+
+
+def context(now: datetime, **fields: Any) -> Context:
+    """A state machine's Context for a unit test: one contact, in English, unless ``fields`` say otherwise."""
+    return Context(**{"now": now, "language": "en", "contact_id": "c1", "contact_phone": "254700000001", **fields})

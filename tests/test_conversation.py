@@ -35,6 +35,7 @@ from state_machines.survey import (
     SaveSurveyAnswer,
     SurveyResponseReady,
 )
+from tests.helpers import context
 
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -63,9 +64,8 @@ def make_ctx(language: str = "en", *, opted_in: bool = True, first: bool = False
              offers: dict | None = None, org: str = "Org") -> Context:
     # The engine loads what the current step reads; here every module's data is always there.
     data = {"offers": OFFERS if offers is None else offers, "survey": SURVEY, "poll": POLL, "event": EVENT}
-    return Context(now=NOW, language=language, contact_id="c1", contact_phone="254712345678",
-                   contact_name="Amina", opted_in=opted_in, is_first_message=first, is_staff=staff,
-                   org_name=org, data=data)
+    return context(NOW, language=language, contact_phone="254712345678", contact_name="Amina", opted_in=opted_in,
+                   is_first_message=first, is_staff=staff, org_name=org, data=data)
 
 
 def say(text: str, choice_id: str | None = None) -> Inbound:

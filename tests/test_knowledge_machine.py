@@ -19,6 +19,7 @@ from state_machines.knowledge import (
     clip,
     keyword_item,
 )
+from tests.helpers import context
 
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 OFFERS = {
@@ -32,8 +33,8 @@ USAGE = ModelUsage("gpt-4o-mini", 420, 35)
 
 
 def ctx(language: str = "en", offers: dict | None = None, first: bool = False) -> Context:
-    return Context(now=NOW, language=language, contact_id="c1", contact_phone="254700000001",
-                   is_first_message=first, org_name="Jazz Fest", data={"offers": OFFERS if offers is None else offers})
+    return context(NOW, language=language, is_first_message=first, org_name="Jazz Fest",
+                   data={"offers": OFFERS if offers is None else offers})
 
 
 ASKING = State("knowledge", "answering", {"question": "what time do gates open?"})

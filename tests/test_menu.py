@@ -10,6 +10,7 @@ import pytest
 from state_machines import menu
 from state_machines.base import Buttons, Context, Inbound, ListMenu, Text
 from state_machines.choices import Option
+from tests.helpers import context
 
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 OFFERS = {
@@ -27,8 +28,7 @@ OFFERS = {
 
 def make_ctx(offers: Any = OFFERS, language: str = "en", org: str = "Org") -> Context:
     data = {} if offers is None else {"offers": offers}
-    return Context(now=NOW, language=language, contact_id="c1", contact_phone="254700000001", org_name=org,
-                   data=data)
+    return context(NOW, language=language, org_name=org, data=data)
 
 
 def test_items_in_order_with_details() -> None:

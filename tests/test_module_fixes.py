@@ -8,7 +8,8 @@ from decimal import Decimal
 from engine.whatsapp.outbound import build_payload
 from simulators.chat import render
 from state_machines import tickets
-from state_machines.base import Context, State
+from state_machines.base import State
+from tests.helpers import context
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 EVENT = {"id": "ev-1", "name": "Jazz Night", "starts_at": NOW + timedelta(days=10), "venue_name": "Carnivore",
@@ -19,8 +20,7 @@ EVENT = {"id": "ev-1", "name": "Jazz Night", "starts_at": NOW + timedelta(days=1
 
 def test_ticket_start_from_the_menu_shows_the_offered_event() -> None:
     """Chosen from the menu, only the offer is loaded (no ctx.data["event"]): the prompt must still list it."""
-    ctx = Context(now=NOW, language="en", contact_id="c", contact_phone="254712345678",
-                  data={"offers": {"events": [EVENT]}})
+    ctx = context(NOW, data={"offers": {"events": [EVENT]}})
     step = tickets.start("ev-1", State(), ctx)
     shown = render(build_payload(step.replies[0], "254712345678"))
     assert "• Regular: KES 1,500" in shown and "Carnivore" in shown and "[ Regular ]" in shown

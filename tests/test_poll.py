@@ -11,6 +11,7 @@ import pytest
 from state_machines import poll
 from state_machines.base import Buttons, Context, Inbound, ListMenu, State, Step, Text
 from state_machines.poll import CastVote, VoteRecorded, VoteRejected
+from tests.helpers import context
 
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -30,7 +31,7 @@ def make_ctx(current: dict | None = None, language: str = "en", now: datetime = 
     data: dict[str, Any] = {"offers": {"polls": [SINGLE, MULTI]}}
     if current is not None:
         data["poll"] = current
-    return Context(now=now, language=language, contact_id="c1", contact_phone="254700000001", data=data)
+    return context(now, language=language, data=data)
 
 
 def voting(poll_id: str = "p1", **extra: Any) -> State:

@@ -31,6 +31,7 @@ from state_machines.survey import (
     parse_answer,
 )
 from state_machines.survey_format import validate_questions
+from tests.helpers import context
 
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -60,7 +61,7 @@ BY_ID = {q.id: q for q in validate_questions(QUESTIONS)}
 
 
 def make_ctx(language: str = "en", **data: Any) -> Context:
-    return Context(now=NOW, language=language, contact_id="c1", contact_phone="254700000001", org_name="Org",
+    return context(NOW, language=language, org_name="Org",
                    data={"survey": SURVEY, "offers": {"surveys": [SURVEY]}, **data})
 
 

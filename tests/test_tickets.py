@@ -24,6 +24,7 @@ from state_machines.base import (
     TimerFired,
 )
 from state_machines.i18n import t
+from tests.helpers import context
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -47,7 +48,7 @@ FREE_EVENT = {**EVENT, "ticket_types": [ticket_type("tt-free", "Community", "0",
 
 
 def ctx(lang="en", name="Jane Wanjiku", event=EVENT, **data) -> Context:
-    return Context(now=NOW, language=lang, contact_id="c-1", contact_phone="254712345678", contact_name=name,
+    return context(NOW, language=lang, contact_id="c-1", contact_phone="254712345678", contact_name=name,
                    data={"event": event, **data})
 
 
