@@ -516,6 +516,7 @@ async def wait_drained(level: Level, replies: Replies, timeout: float) -> None:
 def start_profile(pid: int, seconds: float, rate: float) -> list[tuple[subprocess.Popen[bytes], Path]]:
     """py-spy on one inbound worker: a flame graph (SVG) and the collapsed stacks the summary reads."""
     spy = Path(sys.executable).parent / "py-spy"
+    RESULTS.mkdir(parents=True, exist_ok=True)  # a fresh clone has none yet: py-spy would write nothing
     out = []
     for fmt, suffix in (("flamegraph", "svg"), ("raw", "txt")):
         path = RESULTS / f"profile-inbound-{rate:.0f}.{suffix}"
@@ -570,6 +571,8 @@ async def run_level(stack: Stack, orgs: list[BenchOrg], rate: float, args: argpa
         await asyncio.to_thread(proc.wait, 60)
         if path.suffix == ".txt" and path.exists():
             result["profile_top_self"] = profile_summary(path)
+        elif path.suffix == ".txt":
+            print(f"    profile: py-spy wrote nothing (exit code {proc.returncode})", flush=True)
     return result
 
 

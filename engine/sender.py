@@ -177,6 +177,14 @@ class Sender:
             burst = self.rt.settings.pair_rate_burst
             limiter = AsyncLimiter(burst, burst / self.rt.settings.pair_rate_per_second)
         self._pairs[to] = limiter
-        while len(self._pairs) > 100_000:  # forget the least recently seen recipients
+        # A recipient whose bucket has drained needs no limiter of its own: a new one would behave the same.
+        # Forgetting up to two drained ones per send keeps this to the recipients of the last few seconds, so
+        # the sender's memory does not grow with every contact it has ever answered.
+        for _ in range(2):
+            oldest = next(iter(self._pairs.values()))
+            if oldest is limiter or not oldest.has_capacity(oldest.max_rate):
+                break
+            self._pairs.popitem(last=False)
+        while len(self._pairs) > 100_000:  # a flood of distinct recipients: forget the least recently seen
             self._pairs.popitem(last=False)
         return limiter

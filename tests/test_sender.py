@@ -129,3 +129,27 @@ async def test_a_whatsapp_id_postgres_cannot_hold_is_an_error_not_an_endless_ret
     org, _ = await make_org("Nul")
     with pytest.raises(ValueError, match="NUL"):
         await asyncio.wait_for(_sender(app_pool, settings)._record_sent(org, await _reply(app_pool, org), "a\0b"), 5)
+
+
+async def test_the_pair_limits_keep_only_recipients_whose_bucket_has_not_drained(
+        app_pool: asyncpg.Pool, settings: Settings) -> None:
+    """One limiter per recipient answered in the last moments, not per recipient ever answered: the sender's
+    memory stays flat over a long run with many contacts, and a busy recipient keeps its limit."""
+    sender = _sender(app_pool, settings.model_copy(update={"pair_rate_burst": 2, "pair_rate_per_second": 100.0}))
+    busy = sender._pair("254700000000")
+    for _ in range(2):
+        await busy.acquire()  # its bucket is full: 20 ms to drain
+    for i in range(1, 500):
+        await sender._pair(f"2547{i:08d}").acquire()
+    assert len(sender._pairs) == 500  # nothing drained yet: every bucket still holds its send
+    await asyncio.sleep(0.05)
+    for i in range(500, 1000):
+        await sender._pair(f"2547{i:08d}").acquire()
+        await asyncio.sleep(0.0002 if i % 10 == 0 else 0)
+    assert len(sender._pairs) < 600  # the drained ones went, up to two per send (1,000 were kept before)
+
+    held = sender._pair("254711111111")
+    await held.acquire()
+    await held.acquire()
+    assert sender._pair("254711111111") is held  # a full bucket is kept: its limit still holds
+    assert not held.has_capacity()
