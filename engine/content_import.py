@@ -36,9 +36,9 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from engine.db import tenant_tx
+from state_machines.formatting import DEFAULT_TIMEZONE
 from state_machines.survey_format import Question, SurveyFormatError, validate_questions
 
-DEFAULT_TIMEZONE = "Africa/Nairobi"
 _RELATIVE = re.compile(r"^([+-])(\d+)([dhm])$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 

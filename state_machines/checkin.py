@@ -14,8 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from state_machines.base import Context, Effect, Inbound, State, Step, Text
+from state_machines.formatting import DEFAULT_TIMEZONE, local_time
 from state_machines.i18n import t
-from state_machines.tickets import DEFAULT_TIMEZONE, local_time
 
 CODE_MAX = 20  # tickets.ticket_code VARCHAR(20)
 

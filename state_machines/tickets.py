@@ -11,10 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from state_machines.base import (
     CancelTimers,
@@ -32,13 +31,13 @@ from state_machines.base import (
     TimerFired,
 )
 from state_machines.choices import Option, match, normalise, offer
+from state_machines.formatting import DEFAULT_TIMEZONE, kes, local_time
 from state_machines.i18n import LANGUAGES, t
 from state_machines.menu import find_offer
 
 MODULE = "tickets"
 MAX_FAILURES = 3
 PAYMENT_TIMER = "payment_expiry"
-DEFAULT_TIMEZONE = "Africa/Nairobi"
 ACCOUNT_REFERENCE_MAX = 12  # Daraja STK push limits
 DESCRIPTION_MAX = 13
 KEPT_OLD_CHECKOUTS = 5
@@ -150,28 +149,8 @@ class TicketsIssued:
 # ---------------------------------------------------------------- formatting
 
 
-def kes(amount: Decimal) -> str:
-    """``KES 1,500``; cents only when there are some."""
-    amount = Decimal(amount)
-    return f"KES {amount:,.0f}" if amount == amount.to_integral_value() else f"KES {amount:,.2f}"
-
-
 def _price(amount: Decimal, lang: str) -> str:
     return t("tickets.free", lang) if Decimal(amount) == 0 else kes(amount)
-
-
-def _zone(name: str) -> tzinfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return timezone(timedelta(hours=3), "EAT")
-
-
-def local_time(moment: datetime, zone_name: str = DEFAULT_TIMEZONE) -> str:
-    """``14/03/2026 18:00`` in the event's time zone (naive datetimes are taken as local already)."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(_zone(zone_name))
-    return f"{moment:%d/%m/%Y %H:%M}"
 
 
 def _zone_name(ctx: Context) -> str:

@@ -23,6 +23,7 @@ from state_machines.base import (
     Text,
     TimerFired,
 )
+from state_machines.formatting import kes
 from state_machines.i18n import t
 from tests.helpers import context
 
@@ -606,7 +607,7 @@ def test_every_text_has_a_distinct_swahili_version():
     ("1500", "KES 1,500"), ("1500.00", "KES 1,500"), ("1500.5", "KES 1,500.50"), ("0", "KES 0"),
     ("1250000", "KES 1,250,000")])
 def test_kes(amount, shown):
-    assert tk.kes(Decimal(amount)) == shown
+    assert kes(Decimal(amount)) == shown
 
 
 def test_daraja_limits_on_reference_and_description():
