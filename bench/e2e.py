@@ -13,9 +13,9 @@ simulator, load generator, RabbitMQ's beam.smp, PostgreSQL's processes), queue d
 and (unless --no-baselines) the raw limits of PostgreSQL and RabbitMQ on this machine (bench/baselines.py).
 
     python bench/e2e.py --rate 200 --duration 20            # one level
-    python bench/e2e.py --steps 250,500,1000 --duration 60  # one row per rate
-    python bench/e2e.py --rate 500 --duration 600           # the 10-minute run (worker memory)
-    python bench/e2e.py --rate 300 --duration 30 --profile  # py-spy profile of an inbound worker
+    python bench/e2e.py --steps 100,200,500,1000 --duration 30  # one row per rate (make bench)
+    python bench/e2e.py --rate 100 --duration 600           # the 10-minute run (worker memory)
+    python bench/e2e.py --rate 100 --duration 30 --profile  # py-spy profile of an inbound worker
 
 Writes bench/results/e2e-<rate>-<duration>s.json and .png.
 """

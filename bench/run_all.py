@@ -1,7 +1,7 @@
 """Every benchmark in one go (``make bench``): the end-to-end benchmark with its baselines at rising rates
 (bench/e2e.py), the 10-minute run that shows worker memory over time, the gateway alone (bench/gateway.py),
 then retrieval (bench/retrieval.py). Each prints its tables; results land in bench/results/. The whole run
-takes about 30 minutes on a 2-core machine.
+took 19 minutes on this project's 2-core machine (docs/benchmarks.md).
 
     python bench/run_all.py [--quick]    # --quick: short runs to check that everything works
 """

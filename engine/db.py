@@ -75,7 +75,9 @@ async def tenant_tx(pool: asyncpg.Pool, organization_id: UUID | str) -> AsyncIte
 @asynccontextmanager
 async def tenant_transaction(conn: asyncpg.Connection, organization_id: UUID | str) -> AsyncIterator[None]:
     """BEGIN and the tenant in one round trip (one simple query); COMMIT on success, ROLLBACK on any exception."""
-    await conn.execute(f"BEGIN; {_set_tenant_sql(organization_id)}")
+    # One simple-protocol query, which takes no parameters: the id is parsed again, so nothing but a UUID
+    # reaches the SQL text.
+    await conn.execute(f"BEGIN; SELECT set_config('app.current_org', '{UUID(str(organization_id))}', true)")
     try:
         yield
     except BaseException:
@@ -83,26 +85,3 @@ async def tenant_transaction(conn: asyncpg.Connection, organization_id: UUID | s
             await conn.execute("ROLLBACK")
         raise
     await conn.execute("COMMIT")  # a commit-time trigger's error is raised here, and nothing was committed
-
-
-def tenant_script(organization_id: UUID | str, *statements: str) -> str:
-    """Statements as one simple-protocol query: one round trip and one implicit transaction, in which the
-    tenant set first is in force for the statements after it (each is planned after the one before ran; a
-    set_config inside the statement that reads has no such guarantee)."""
-    return ";\n".join([_set_tenant_sql(organization_id), *statements])
-
-
-def _set_tenant_sql(organization_id: UUID | str) -> str:
-    return f"SELECT set_config('app.current_org', {sql_uuid(organization_id)}, true)"
-
-
-# The simple protocol takes no parameters: values reach its SQL text only through these two.
-def sql_uuid(value: UUID | str) -> str:
-    return f"'{UUID(str(value))}'"  # parsed again: nothing but a UUID reaches the SQL text
-
-
-def sql_text(value: str) -> str:
-    """An escape-string literal, which reads back as ``value`` whatever standard_conforming_strings says."""
-    if "\0" in value:  # text cannot hold it, and in a query it is a protocol error, which would look like an outage
-        raise ValueError(f"NUL in {value!r}")
-    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"

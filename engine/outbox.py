@@ -1,8 +1,8 @@
 """The outbox relay: publishes committed replies to the outbound queue, in id order, then marks them.
 
 One relay is active at a time (a PostgreSQL advisory lock; others wait as stand-bys), so rows leave in the
-order they were committed per contact. It polls the partial index of unrelayed rows every few milliseconds. A crash between publishing and marking re-publishes; the sender
-drops a reply that was already accepted by WhatsApp.
+order they were committed per contact. It polls the partial index of unrelayed rows every few milliseconds.
+A crash between publishing and marking re-publishes; the sender drops a reply that WhatsApp already accepted.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Per job: drop it when the reply already has a WhatsApp id (a relay re-publish or
 the phone number's rate limit and the recipient's pair limit; send, retrying transient errors with
 exponential backoff and jitter; record the id. Permanent errors mark the reply failed with the code;
 an expired token (190) pauses the organisation's sends and parks them for replay once it is fixed.
-The check and the record are one database round trip each (``engine.db.tenant_script``): this role's CPU went mostly
-to round trips.
+The check and the record are one database round trip each (``reply_unsent`` and ``record_reply_sent``,
+sql/016): this role's CPU went mostly to round trips.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from tenacity import (
 
 from engine import metrics_worker as metrics
 from engine.consumer import INFRASTRUCTURE_ERRORS, Park
-from engine.db import sql_text, sql_uuid, tenant_script, tenant_tx
+from engine.db import tenant_tx
 from engine.inbound import advance_status
 from engine.logging import get_logger
 from engine.runtime import Runtime
@@ -56,18 +56,6 @@ def _wait(retry_state: Any) -> float:
     if isinstance(err, ApiError) and err.code == PAIR_LIMIT_CODE:
         return float(min(4 ** retry_state.attempt_number, 64))
     return float(_BACKOFF(retry_state))
-
-
-def _unsent_sql(message_id: UUID) -> str:
-    """Tagged 'SELECT 1' while the reply has neither been accepted by WhatsApp nor failed."""
-    return f"""SELECT FROM messages
-               WHERE id = {sql_uuid(message_id)} AND wa_message_id IS NULL AND wa_status IS DISTINCT FROM 'failed'"""
-
-
-def _record_sent_sql(message_id: UUID, wamid: str) -> tuple[str, str]:
-    """Record the WhatsApp id, then advance the status to sent (a status webhook may be ahead: sql/014)."""
-    return (f"UPDATE messages SET wa_message_id = {sql_text(wamid)} WHERE id = {sql_uuid(message_id)}",
-            f"SELECT advance_message_status({sql_uuid(message_id)}, 'sent')")
 
 
 class Sender:
@@ -102,11 +90,12 @@ class Sender:
     async def _record_sent(self, org_id: UUID, message_id: UUID, wamid: str) -> None:
         """WhatsApp accepted the reply: keep trying to record its id through a database outage, because a
         failure here would re-run the job and send the reply a second time."""
+        if "\0" in wamid:  # PostgreSQL's text cannot hold it: an error to look at, not something to retry
+            raise ValueError(f"NUL in the WhatsApp id {wamid!r}")
         delay = 0.2
         while True:
             try:
-                async with self.rt.app_pool.acquire() as conn:
-                    await conn.execute(tenant_script(org_id, *_record_sent_sql(message_id, wamid)))
+                await self.rt.app_pool.execute("SELECT record_reply_sent($1, $2, $3)", org_id, message_id, wamid)
                 return
             except (*INFRASTRUCTURE_ERRORS, asyncpg.exceptions.InternalClientError) as err:
                 log.warning("recording a sent reply failed; retrying", error=repr(err), delay=delay)
@@ -116,9 +105,8 @@ class Sender:
     async def _prepare(self, org_id: UUID, message_id: UUID) -> str | None:
         """The organisation's token, or None when this reply was already accepted or failed."""
         org = await self.rt.orgs.get(org_id)  # before this check's connection: a cache miss takes one of its own
-        async with self.rt.app_pool.acquire() as conn:
-            if await conn.execute(tenant_script(org_id, _unsent_sql(message_id))) != "SELECT 1":
-                return None
+        if not await self.rt.app_pool.fetchval("SELECT reply_unsent($1, $2)", org_id, message_id):
+            return None
         return org.access_token
 
     async def _send_with_retries(self, job: dict[str, Any], token: str) -> str:

@@ -32,11 +32,11 @@ async def load_context(turn: Turn, state: State, event: object) -> Context:
     data["offers"] = await offers(conn, org.id)  # any step may end at the menu (cached: cheap)
     ids = state.data
     if ids.get("survey_id"):
-        data["survey"] = await _once(turn, "survey", ids["survey_id"], load_survey)
+        data["survey"] = await read_once(turn, "survey", ids["survey_id"], load_survey)
     if ids.get("event_id"):  # read at every step: ticket holds change what remains within the transaction
         data["event"] = await load_event(conn, ids["event_id"])
     if ids.get("poll_id"):
-        data["poll"] = await _once(turn, "poll", ids["poll_id"], load_poll)
+        data["poll"] = await read_once(turn, "poll", ids["poll_id"], load_poll)
     return Context(
         now=turn.now, language=turn.language, contact_id=str(turn.contact.id), contact_phone=turn.contact.phone,
         contact_name=turn.contact.name, opted_in=turn.contact.opted_in,
@@ -46,19 +46,25 @@ async def load_context(turn: Turn, state: State, event: object) -> Context:
     )
 
 
-async def _once(turn: Turn, kind: str, item_id: str,
-                load: Callable[[asyncpg.Connection, str], Awaitable[dict[str, Any] | None]]) -> dict[str, Any] | None:
-    """A survey or a poll is read once per event: no applier changes its row inside the transaction (their
-    counters move at commit, sql/013), so a follow-up step sees the same row."""
+async def read_once(turn: Turn, kind: str, item_id: str,
+                    load: Callable[[asyncpg.Connection, str], Awaitable[dict[str, Any] | None]]) -> dict[str, Any] | None:
+    """A survey or a poll is read once per event (a survey's start, then its first question, is one read): no
+    applier changes its row inside the transaction (their counters move at commit, sql/013)."""
     key = f"{kind}:{item_id}"
     if key not in turn.loaded:
-        turn.loaded[key] = await load(turn.conn, item_id)
+        remember(turn, kind, item_id, await load(turn.conn, item_id))
     return turn.loaded[key]
+
+
+def remember(turn: Turn, kind: str, item_id: str, item: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What ``read_once`` returns for the rest of the event (a row re-read under a lock replaces it)."""
+    turn.loaded[f"{kind}:{item_id}"] = item
+    return item
 
 
 async def offers(conn: asyncpg.Connection, org_id: UUID) -> dict[str, Any]:
     async def load() -> dict[str, Any]:
-        surveys = [_survey(r) for r in await conn.fetch(
+        surveys = [survey_of(r) for r in await conn.fetch(
             """SELECT * FROM surveys WHERE status = 'active' AND (starts_at IS NULL OR starts_at <= now())
                  AND (ends_at IS NULL OR ends_at > now()) ORDER BY created_at LIMIT 10""")]
         events = [await _event(conn, r) for r in await conn.fetch(
@@ -73,7 +79,7 @@ async def offers(conn: asyncpg.Connection, org_id: UUID) -> dict[str, Any]:
 
 async def load_survey(conn: asyncpg.Connection, survey_id: str) -> dict[str, Any] | None:
     row = await conn.fetchrow("SELECT * FROM surveys WHERE id = $1", UUID(survey_id))
-    return _survey(row) if row else None
+    return survey_of(row) if row else None
 
 
 async def load_event(conn: asyncpg.Connection, event_id: str) -> dict[str, Any] | None:
@@ -96,10 +102,11 @@ async def is_staff(conn: asyncpg.Connection, org_id: UUID, phone: str) -> bool:
     return phone in await _staff.get(org_id, load)
 
 
-def _survey(r: asyncpg.Record) -> dict[str, Any]:
+def survey_of(r: asyncpg.Record) -> dict[str, Any]:
     return {"id": str(r["id"]), "title": r["title"], "description": r["description"] or "",
             "questions": r["questions"], "settings": r["settings"] or {}, "status": r["status"],
-            "starts_at": r["starts_at"], "ends_at": r["ends_at"]}
+            "starts_at": r["starts_at"], "ends_at": r["ends_at"], "max_responses": r["max_responses"],
+            "response_count": r["response_count"]}
 
 
 async def _event(conn: asyncpg.Connection, r: asyncpg.Record) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from engine.turn import Turn
+from handlers.context import load_survey, read_once, remember, survey_of
 from state_machines.survey import (
     AbandonSurveyResponse,
     BeginSurveyResponse,
@@ -19,9 +20,10 @@ async def begin_response(turn: Turn, effect: BeginSurveyResponse) -> SurveyRespo
     """Resume the contact's response in progress, or open one if the survey takes it. A capped survey's row
     is locked so that max_responses holds under concurrent starts (open responses count against it)."""
     conn, sid = turn.conn, UUID(effect.survey_id)
-    survey = await conn.fetchrow("SELECT * FROM surveys WHERE id = $1", sid)
+    survey = await read_once(turn, "survey", effect.survey_id, load_survey)  # the first question reads it again
     if survey is not None and survey["max_responses"] is not None:  # only a capped survey needs the lock
-        survey = await conn.fetchrow("SELECT * FROM surveys WHERE id = $1 FOR UPDATE", sid)
+        row = await conn.fetchrow("SELECT * FROM surveys WHERE id = $1 FOR UPDATE", sid)
+        survey = remember(turn, "survey", effect.survey_id, survey_of(row) if row else None)
     if survey is None or survey["status"] != "active" or (survey["ends_at"] and survey["ends_at"] <= turn.now):
         return SurveyRefused(effect.survey_id, "closed")
     if survey["starts_at"] and survey["starts_at"] > turn.now:

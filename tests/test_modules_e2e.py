@@ -185,11 +185,15 @@ async def test_two_hundred_concurrent_voters_exact_tallies(stack, make_org, app_
         "a": (100, 100, 100), "b": (50, 50, 50), "c": (50, 50, 50)}
 
 
+def quick_survey(**organization: Any) -> dict[str, Any]:
+    """Content with one two-question survey, "Quick"; ``organization`` settings such as the reminder's delay."""
+    return {"organization": organization,
+            "surveys": [{"title": "Quick", "questions": [{"id": "q1", "type": "text", "text": "Anything?"},
+                                                         {"id": "q2", "type": "text", "text": "More?"}]}]}
+
+
 async def test_after_stop_only_the_confirmation_and_the_unsubscribed_reply(stack, make_org, app_pool) -> None:  # type: ignore[no-untyped-def]
-    org, pnid, _ = await setup_org(make_org, app_pool, {
-        "organization": {"survey_reminder_seconds": 1},
-        "surveys": [{"title": "Quick", "questions": [{"id": "q1", "type": "text", "text": "Anything?"},
-                                                     {"id": "q2", "type": "text", "text": "More?"}]}]})
+    org, pnid, _ = await setup_org(make_org, app_pool, quick_survey(survey_reminder_seconds=1))
     user = chat(stack, pnid)
     await user.say("hi")
     await user.tap("Quick", expect=2)
@@ -228,10 +232,7 @@ async def test_double_scanned_ticket_admits_once(stack, make_org, app_pool) -> N
 
 async def test_a_survey_reminder_comes_once_for_the_question_being_asked(stack, make_org, app_pool) -> None:  # type: ignore[no-untyped-def]
     """Each step starts a reminder; only the one of the state the contact is in when it fires says anything."""
-    org, pnid, _ = await setup_org(make_org, app_pool, {
-        "organization": {"survey_reminder_seconds": 2},
-        "surveys": [{"title": "Quick", "questions": [{"id": "q1", "type": "text", "text": "Anything?"},
-                                                     {"id": "q2", "type": "text", "text": "More?"}]}]})
+    org, pnid, _ = await setup_org(make_org, app_pool, quick_survey(survey_reminder_seconds=2))
     user = chat(stack, pnid)
     await user.say("hi")
     assert user.texts(await user.tap("Quick", expect=2))[-1].endswith("Anything?")
@@ -244,3 +245,18 @@ async def test_a_survey_reminder_comes_once_for_the_question_being_asked(stack, 
     versions = [r["state_version"] for r in timers]
     assert len(versions) == 2 and versions[0] < versions[1]
     assert all(r["status"] == "fired" for r in timers)
+
+
+async def test_a_capped_survey_takes_no_more_than_its_responses(stack, make_org, app_pool) -> None:  # type: ignore[no-untyped-def]
+    """The survey's row is read under its lock when it has max_responses: a response in progress counts."""
+    content = quick_survey()
+    content["surveys"][0]["max_responses"] = 1
+    org, pnid, _ = await setup_org(make_org, app_pool, content)
+    first, second = chat(stack, pnid), chat(stack, pnid)
+    await first.say("hi")
+    assert first.texts(await first.tap("Quick", expect=2))[-1].endswith("Anything?")
+    await second.say("hi")
+    refused = second.texts(await second.tap("Quick"))
+    assert refused[0] == t("survey.refused_full", "en", title="Quick")
+    rows = await fetch(app_pool, org, "SELECT status FROM survey_responses")
+    assert [r["status"] for r in rows] == ["in_progress"]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import asyncpg
 import pytest
+from aio_pika.abc import AbstractIncomingMessage
 
 from engine.db import tenant_tx
 from engine.local_stack import LocalStack
@@ -44,6 +46,29 @@ async def everyone_says_hi(stack: LocalStack, app_pool, org, phone_number_id: st
     await wait_until(all_stored, timeout=30)
     await asyncio.sleep(1.0)
     return await counts(app_pool, org), len([m for u in users for m in stack.whatsapp.messages(to=u.wa_id)])
+
+
+async def parked(stack: LocalStack, broker, wanted: Callable[[AbstractIncomingMessage], bool]):  # type: ignore[no-untyped-def]
+    """The first message in the parking queue that ``wanted`` picks, taken off it (others are put back)."""
+    channel = await broker.channel()
+    parking = await channel.get_queue(f"{stack.settings.broker_prefix}.parking")
+
+    async def find():  # type: ignore[no-untyped-def]
+        async with parking.iterator(timeout=0.5) as it:
+            try:
+                async for m in it:
+                    if wanted(m):
+                        await m.ack()
+                        return m
+                    await m.nack(requeue=True)
+            except TimeoutError:
+                return None
+        return None
+
+    try:
+        return await wait_until(find, timeout=20)
+    finally:
+        await channel.close()
 
 
 async def test_one_webhook_one_reply_one_ledger_row(stack: LocalStack, make_org, app_pool) -> None:  # type: ignore[no-untyped-def]
@@ -128,26 +153,10 @@ async def test_expired_token_parks_the_send_and_pauses_the_organisation(stack: L
     user = stack.user(new.phone_number_id, phone())
     stack.whatsapp.add_faults([{"status": 401, "code": 190, "to": user.wa_id}])
     await user.say("hi")
-    channel = await broker.channel()
-    parking = await channel.get_queue(f"{stack.settings.broker_prefix}.parking")
-
-    async def parked():  # type: ignore[no-untyped-def]
-        async with parking.iterator(timeout=0.5) as it:
-            try:
-                async for m in it:
-                    if user.wa_id.encode() in m.body:
-                        await m.ack()
-                        return m
-                    await m.nack(requeue=True)
-            except TimeoutError:
-                return None
-        return None
-
-    message = await wait_until(parked, timeout=20)
+    message = await parked(stack, broker, lambda m: user.wa_id.encode() in m.body)
     assert "190" in message.headers["x-error"]
     assert message.headers["x-original-queue"].startswith(f"{stack.settings.broker_prefix}.outbound.")
     assert stack.whatsapp.messages(to=user.wa_id) == []
-    await channel.close()
 
 
 async def test_an_outbox_row_that_is_no_send_job_is_parked_and_blocks_nothing(stack: LocalStack, make_org,  # type: ignore[no-untyped-def]
@@ -163,24 +172,8 @@ async def test_an_outbox_row_that_is_no_send_job_is_parked_and_blocks_nothing(st
                WHERE direction = 'outbound' RETURNING id""")
     await second.say("hi")
     await stack.whatsapp.wait_for_messages(1, to=second.wa_id, timeout=15)  # the relay went past the bad row
-    channel = await broker.channel()
-    parking = await channel.get_queue(f"{stack.settings.broker_prefix}.parking")
-
-    async def parked():  # type: ignore[no-untyped-def]
-        async with parking.iterator(timeout=0.5) as it:
-            try:
-                async for m in it:
-                    if m.message_id == f"outbox-{row_id}":
-                        await m.ack()
-                        return m
-                    await m.nack(requeue=True)
-            except TimeoutError:
-                return None
-        return None
-
-    message = await wait_until(parked, timeout=20)
+    message = await parked(stack, broker, lambda m: m.message_id == f"outbox-{row_id}")
     assert "not a send job" in message.headers["x-error"] and message.headers["x-original-queue"] == "outbox"
-    await channel.close()
 
 
 async def test_worker_process_stops_cleanly_on_sigterm(stack: LocalStack, owner_pool) -> None:  # type: ignore[no-untyped-def]
