@@ -25,6 +25,7 @@ demo: $(STAMP) broker
 	$(BIN)/chatnation demo
 
 lint: $(STAMP)
+	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 

@@ -23,7 +23,9 @@ def main() -> None:
     settings = get_settings()
     configure_logging(settings)
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "auto"
-    get_logger("gateway").info("gateway_starting", host=settings.gateway_host, port=settings.gateway_port, loop=loop)
+    get_logger("gateway").info(
+        "gateway_starting", host=settings.gateway_host, port=settings.gateway_port, loop=loop
+    )
     uvicorn.run(
         create_app(settings),
         host=settings.gateway_host,

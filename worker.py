@@ -21,7 +21,12 @@ from engine.settings import Settings, get_settings
 if TYPE_CHECKING:
     from engine.runtime import Runtime
 
-ROLES = {"inbound": {"inbound"}, "relay": {"relay"}, "sender": {"sender"}, "all": {"inbound", "relay", "sender"}}
+ROLES = {
+    "inbound": {"inbound"},
+    "relay": {"relay"},
+    "sender": {"sender"},
+    "all": {"inbound", "relay", "sender"},
+}
 cli = typer.Typer(add_completion=False)
 
 
@@ -81,7 +86,9 @@ def _child(role: str, concurrency: int, metrics_port: int) -> None:
 @cli.command()
 def main(
     role: str = typer.Option("all", help="inbound | relay | sender | all"),
-    concurrency: int = typer.Option(32, min=1, help="Events handled at once per process (different contacts)"),
+    concurrency: int = typer.Option(
+        32, min=1, help="Events handled at once per process (different contacts)"
+    ),
     processes: int = typer.Option(1, min=1, help="Processes of this role under one supervisor"),
     metrics_port: int | None = typer.Option(None, help="Default METRICS_PORT (+i for the i-th process)"),
 ) -> None:

@@ -83,16 +83,33 @@ def pgbench_binary() -> Path:
 def _run_pgbench(url: str, seconds: int, clients: int) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
         script.write(TRANSACTION)
-    cmd = [str(pgbench_binary()), "-n", "-M", "prepared", "-c", str(clients), "-j", "2", "-T", str(seconds),
-           "-f", script.name, url]
+    cmd = [
+        str(pgbench_binary()),
+        "-n",
+        "-M",
+        "prepared",
+        "-c",
+        str(clients),
+        "-j",
+        "2",
+        "-T",
+        str(seconds),
+        "-f",
+        script.name,
+        url,
+    ]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120, check=True).stdout
     finally:
         Path(script.name).unlink()
     tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
     latency = re.search(r"latency average = ([\d.]+) ms", out)
-    return {"tps": round(float(tps.group(1)), 1) if tps else None,
-            "latency_ms": float(latency.group(1)) if latency else None, "clients": clients, "seconds": seconds}
+    return {
+        "tps": round(float(tps.group(1)), 1) if tps else None,
+        "latency_ms": float(latency.group(1)) if latency else None,
+        "clients": clients,
+        "seconds": seconds,
+    }
 
 
 async def pgbench_baseline(owner_url: str, seconds: int = 10, clients: int = 16) -> dict[str, Any]:
@@ -112,8 +129,9 @@ async def pgbench_baseline(owner_url: str, seconds: int = 10, clients: int = 16)
         await drop_database(owner_url, name)
 
 
-async def broker_baseline(rabbitmq_url: str, seconds: float = 10, queues: int = 8, in_flight: int = 64,
-                          body_size: int = 700) -> dict[str, Any]:
+async def broker_baseline(
+    rabbitmq_url: str, seconds: float = 10, queues: int = 8, in_flight: int = 64, body_size: int = 700
+) -> dict[str, Any]:
     """Confirmed persistent publishes and acked consumption per second, at the same time, on quorum queues."""
     import aio_pika
 
@@ -152,8 +170,14 @@ async def broker_baseline(rabbitmq_url: str, seconds: float = 10, queues: int = 
             await channel.close()
         for name in names:
             await publish_channel.queue_delete(name)
-    return {"publish_per_s": round(counts["published"] / elapsed, 1), "consume_per_s": round(consumed / elapsed, 1),
-            "queues": queues, "in_flight": in_flight, "body_bytes": body_size, "seconds": round(elapsed, 1)}
+    return {
+        "publish_per_s": round(counts["published"] / elapsed, 1),
+        "consume_per_s": round(consumed / elapsed, 1),
+        "queues": queues,
+        "in_flight": in_flight,
+        "body_bytes": body_size,
+        "seconds": round(elapsed, 1),
+    }
 
 
 def engine_limits(pg: dict[str, Any] | None, broker: dict[str, Any] | None) -> dict[str, float | None]:
@@ -179,6 +203,8 @@ async def _main(seconds: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=int, default=10)
     asyncio.run(_main(parser.parse_args().seconds))

@@ -48,12 +48,24 @@ SURVEY_TITLE = "Bench feedback"
 POLL_QUESTION = "Best snack?"
 POLL_OPTIONS = ("samosa", "mandazi", "chapati")
 CONTENT = {
-    "surveys": [{"title": SURVEY_TITLE, "description": "Three quick questions", "questions": [
-        {"id": "kids", "type": "number", "text": "How many children do you have?", "min": 0, "max": 20,
-         "integer": True},
-        {"id": "again", "type": "yes_no", "text": "Would you come again?"},
-        {"id": "comment", "type": "text", "text": "Any comment?", "required": False},
-    ]}],
+    "surveys": [
+        {
+            "title": SURVEY_TITLE,
+            "description": "Three quick questions",
+            "questions": [
+                {
+                    "id": "kids",
+                    "type": "number",
+                    "text": "How many children do you have?",
+                    "min": 0,
+                    "max": 20,
+                    "integer": True,
+                },
+                {"id": "again", "type": "yes_no", "text": "Would you come again?"},
+                {"id": "comment", "type": "text", "text": "Any comment?", "required": False},
+            ],
+        }
+    ],
     "polls": [{"question": POLL_QUESTION, "options": [{"id": o, "text": o.title()} for o in POLL_OPTIONS]}],
 }
 
@@ -107,15 +119,21 @@ class Script:
         pnid = phone_number_id or self.org.phone_number_id
         if step.choice_id is None:
             return build_text_envelope(pnid, DISPLAY_PHONE, self.wa_id, "Bench", step.text, msg_id)
-        return build_button_reply_envelope(pnid, DISPLAY_PHONE, self.wa_id, "Bench", step.choice_id, step.text,
-                                           msg_id)
+        return build_button_reply_envelope(
+            pnid, DISPLAY_PHONE, self.wa_id, "Bench", step.choice_id, step.text, msg_id
+        )
 
 
 def survey_script(org: BenchOrg, wa_id: str, rng: random.Random) -> Script:
     kids, again = rng.randint(0, 20), rng.random() < 0.7
     comment = f"Great show {rng.randint(1, 10**6)}"
-    steps = [Step("hi", None, 1), Step(SURVEY_TITLE, f"survey:{org.survey_id}", 2), Step(str(kids), None, 1),
-             Step("yes" if again else "no", None, 1), Step(comment, None, 1)]
+    steps = [
+        Step("hi", None, 1),
+        Step(SURVEY_TITLE, f"survey:{org.survey_id}", 2),
+        Step(str(kids), None, 1),
+        Step("yes" if again else "no", None, 1),
+        Step(comment, None, 1),
+    ]
     return Script(org, wa_id, steps, answers={"kids": kids, "again": again, "comment": comment})
 
 
@@ -154,11 +172,20 @@ async def create_bench_orgs(app_pool: asyncpg.Pool, count: int, tag: str, tokens
     orgs = []
     for i in range(count):
         pnid = f"pn{tag}{i}"
-        org_id = await create_organization(app_pool, NewOrganization(
-            name=f"Bench {tag} {i}", slug=f"bench-{tag}-{i}", phone_number_id=pnid, access_token=f"tok{tag}{i}",
-            tokens=tokens))
+        org_id = await create_organization(
+            app_pool,
+            NewOrganization(
+                name=f"Bench {tag} {i}",
+                slug=f"bench-{tag}-{i}",
+                phone_number_id=pnid,
+                access_token=f"tok{tag}{i}",
+                tokens=tokens,
+            ),
+        )
         summary = await import_content(app_pool, org_id, parse_content(CONTENT))
-        orgs.append(BenchOrg(org_id, pnid, summary.ids["surveys"][SURVEY_TITLE], summary.ids["polls"][POLL_QUESTION]))
+        orgs.append(
+            BenchOrg(org_id, pnid, summary.ids["surveys"][SURVEY_TITLE], summary.ids["polls"][POLL_QUESTION])
+        )
     return orgs
 
 
@@ -191,8 +218,9 @@ async def drop_database(owner_url: str, name: str) -> None:
 
 
 def python_process(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def stop_processes(procs: Iterable[subprocess.Popen[bytes]], timeout: float = 20) -> None:
@@ -224,7 +252,9 @@ def broker_processes(port: int) -> list[psutil.Process]:
         if proc.info["name"] != "beam.smp":
             continue
         try:
-            if any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in proc.net_connections("tcp")):
+            if any(
+                c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in proc.net_connections("tcp")
+            ):
                 found.append(proc)
         except psutil.Error:
             continue
@@ -296,11 +326,18 @@ class RssMeter:
 
     def summary(self) -> dict[str, dict[str, float]]:
         mib = 1024 * 1024
-        return {name: {"first_mib": round(s[0][1] / mib, 1), "last_mib": round(s[-1][1] / mib, 1),
-                       "max_mib": round(max(r for _, r in s) / mib, 1), "samples": len(s),
-                       # the last sample of each minute: flat memory shows as a flat tail
-                       "by_minute_mib": [round(r / mib, 1) for _, r in _last_per_minute(s)]}
-                for name, s in self.samples.items() if s}
+        return {
+            name: {
+                "first_mib": round(s[0][1] / mib, 1),
+                "last_mib": round(s[-1][1] / mib, 1),
+                "max_mib": round(max(r for _, r in s) / mib, 1),
+                "samples": len(s),
+                # the last sample of each minute: flat memory shows as a flat tail
+                "by_minute_mib": [round(r / mib, 1) for _, r in _last_per_minute(s)],
+            }
+            for name, s in self.samples.items()
+            if s
+        }
 
 
 def _last_per_minute(samples: list[tuple[float, int]]) -> list[tuple[float, int]]:
@@ -330,8 +367,10 @@ class KeepAliveClient:
             if self._writer is None or self._writer.is_closing():
                 self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
             assert self._reader is not None
-            head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
-                    f"X-Hub-Signature-256: {signature}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+            head = (
+                f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+                f"X-Hub-Signature-256: {signature}\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode()
             self._writer.write(head + body)
             try:
                 return await self._read_response(self._reader)
@@ -404,7 +443,9 @@ def new_tag() -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=["simulator"])
     parser.add_argument("--port", type=int, required=True)
     asyncio.run(_serve_simulator(parser.parse_args().port))

@@ -95,8 +95,14 @@ class Level:
     last_post: float = 0.0
 
 
-def build_schedule(scripts: list[Script], duration: float, status_share: float, dup_share: float,
-                   rng: random.Random, secret: str) -> list[Event]:
+def build_schedule(
+    scripts: list[Script],
+    duration: float,
+    status_share: float,
+    dup_share: float,
+    rng: random.Random,
+    secret: str,
+) -> list[Event]:
     """Every script's steps a few seconds apart from a random start, duplicates shortly after their original,
     status slots spread evenly; ordered by time (the sender then re-times them at exactly 1/rate)."""
     timed: list[tuple[float, Event]] = []
@@ -120,7 +126,9 @@ def new_level(orgs: list[BenchOrg], rate: float, args: argparse.Namespace, secre
     total = rate * args.duration
     messages = int(total * (1 - args.status_share) / (1 + args.dup_share))
     scripts = make_scripts(orgs, messages, rng, prefix=f"2547{tag}")
-    return Level(rate, scripts, build_schedule(scripts, args.duration, args.status_share, args.dup_share, rng, secret))
+    return Level(
+        rate, scripts, build_schedule(scripts, args.duration, args.status_share, args.dup_share, rng, secret)
+    )
 
 
 # ---------------------------------------------------------------- what the simulator received
@@ -245,21 +253,36 @@ class Samplers:
         async with connection:
             while not stop.is_set():
                 t = time.time() - started
-                stats = await amqp_queue_stats(connection, topology.inbound_queues() + topology.outbound_queues())
+                stats = await amqp_queue_stats(
+                    connection, topology.inbound_queues() + topology.outbound_queues()
+                )
                 # Prefetched messages are not "ready": the workers' own count of received-not-acked adds them.
-                held = {r["role"]: r["n"] for r in await owner.fetch(
-                    """SELECT role, sum(in_flight)::int AS n FROM worker_heartbeats
-                       WHERE heartbeat_at > now() - interval '6 seconds' GROUP BY role""")}
-                self.queues.append({
-                    "t": round(t, 2), "inbound_ready": sum(s.ready or 0 for s in stats if ".inbound." in s.name),
-                    "inbound_in_workers": held.get("inbound", 0),
-                    "outbound_ready": sum(s.ready or 0 for s in stats if ".outbound." in s.name),
-                    "outbound_in_workers": held.get("sender", 0),
-                    "outbox": await owner.fetchval("SELECT count(*) FROM outbox WHERE relayed_at IS NULL"),
-                    **dict(await owner.fetchrow(
-                        """SELECT count(*) FILTER (WHERE wait_event_type = 'Lock') AS db_lock_waits,
+                held = {
+                    r["role"]: r["n"]
+                    for r in await owner.fetch(
+                        """SELECT role, sum(in_flight)::int AS n FROM worker_heartbeats
+                       WHERE heartbeat_at > now() - interval '6 seconds' GROUP BY role"""
+                    )
+                }
+                self.queues.append(
+                    {
+                        "t": round(t, 2),
+                        "inbound_ready": sum(s.ready or 0 for s in stats if ".inbound." in s.name),
+                        "inbound_in_workers": held.get("inbound", 0),
+                        "outbound_ready": sum(s.ready or 0 for s in stats if ".outbound." in s.name),
+                        "outbound_in_workers": held.get("sender", 0),
+                        "outbox": await owner.fetchval(
+                            "SELECT count(*) FROM outbox WHERE relayed_at IS NULL"
+                        ),
+                        **dict(
+                            await owner.fetchrow(
+                                """SELECT count(*) FILTER (WHERE wait_event_type = 'Lock') AS db_lock_waits,
                                   count(*) FILTER (WHERE state = 'active') AS db_active
-                           FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"""))})
+                           FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"""
+                            )
+                        ),
+                    }
+                )
                 await self.sample_lock_waits(owner)
                 self.cpu.sample({"postgres": self.postgres()})
                 if tick % 5 == 0:
@@ -273,7 +296,8 @@ class Samplers:
             """SELECT regexp_replace(left(a.query, 60), '\\s+', ' ', 'g') AS waiting,
                       (SELECT regexp_replace(left(b.query, 60), '\\s+', ' ', 'g') FROM pg_stat_activity b
                        WHERE b.pid = (pg_blocking_pids(a.pid))[1]) AS holder
-               FROM pg_stat_activity a WHERE a.datname = current_database() AND a.wait_event_type = 'Lock'""")
+               FROM pg_stat_activity a WHERE a.datname = current_database() AND a.wait_event_type = 'Lock'"""
+        )
         self.lock_waits.update(f"{r['waiting']}  <-  {r['holder']}" for r in rows)
 
     def postgres(self) -> list[psutil.Process]:
@@ -322,7 +346,10 @@ def time_per_event(before: dict[str, dict[str, float]], after: dict[str, dict[st
             n = now.get(count_key, 0) - then.get(count_key, 0)
             if n > 0:
                 name = key.removeprefix("chatnation_").replace("_seconds_sum", "")
-                out[f"{worker} {name}"] = {"n": int(n), "mean_ms": round((total - then.get(key, 0)) / n * 1000, 2)}
+                out[f"{worker} {name}"] = {
+                    "n": int(n),
+                    "mean_ms": round((total - then.get(key, 0)) / n * 1000, 2),
+                }
     return out
 
 
@@ -344,7 +371,7 @@ def match_replies(level: Level, rows: list[list[Any]]) -> dict[str, Any]:
             accepted = level.accepted.get((si, k))
             if accepted is None:
                 break
-            mine, used = got[used:used + step.replies], used + step.replies
+            mine, used = got[used : used + step.replies], used + step.replies
             missing += step.replies - len(mine)
             if mine:
                 latencies.append((accepted, (mine[0] - accepted) * 1000))
@@ -352,39 +379,66 @@ def match_replies(level: Level, rows: list[list[Any]]) -> dict[str, Any]:
     return {"latencies": latencies, "missing": missing, "extra": extra}
 
 
-def summarise(level: Level, rows: list[list[Any]], matched: dict[str, Any], samplers: Samplers,
-              cpu: dict[str, float], limits: dict[str, Any]) -> dict[str, Any]:
+def summarise(
+    level: Level,
+    rows: list[list[Any]],
+    matched: dict[str, Any],
+    samplers: Samplers,
+    cpu: dict[str, float],
+    limits: dict[str, Any],
+) -> dict[str, Any]:
     lat = [ms for _, ms in matched["latencies"]]
     posting = max(1e-9, level.last_post - level.first_post)
     last_reply = max((r[2] for r in rows), default=level.last_post)
     sustained = len(lat) / max(1e-9, last_reply - level.first_post)
     out = {
-        "rate": level.rate, "events": len(level.events), "contacts": len(level.scripts),
-        "posted": dict(level.counts), "achieved_webhooks_per_s": round(sum(
-            level.counts[k] for k in ("message", "duplicate", "status")) / posting, 1),
-        "lag_ms": {"p50": round(percentile(level.lags, 50) * 1000, 1), "p99": round(percentile(level.lags, 99) * 1000, 1),
-                   "max": round(max(level.lags, default=0) * 1000, 1)},
+        "rate": level.rate,
+        "events": len(level.events),
+        "contacts": len(level.scripts),
+        "posted": dict(level.counts),
+        "achieved_webhooks_per_s": round(
+            sum(level.counts[k] for k in ("message", "duplicate", "status")) / posting, 1
+        ),
+        "lag_ms": {
+            "p50": round(percentile(level.lags, 50) * 1000, 1),
+            "p99": round(percentile(level.lags, 99) * 1000, 1),
+            "max": round(max(level.lags, default=0) * 1000, 1),
+        },
         "messages_per_s_offered": round(level.counts["message"] / posting, 1),
         "messages_per_s_sustained": round(sustained, 1),
         "latency_ms": {p: round(percentile(lat, q), 1) for p, q in (("p50", 50), ("p95", 95), ("p99", 99))}
         | {"max": round(max(lat, default=0), 1)},
-        "replies": {"expected": sum(level.scripts[s].steps[k].replies for s, k in level.accepted),
-                    "received": len(rows), "missing": matched["missing"], "extra": matched["extra"]},
+        "replies": {
+            "expected": sum(level.scripts[s].steps[k].replies for s, k in level.accepted),
+            "received": len(rows),
+            "missing": matched["missing"],
+            "extra": matched["extra"],
+        },
         "drain_seconds": round(last_reply - max(level.accepted.values(), default=last_reply), 2),
-        "cpu_percent": cpu, "rss": samplers.rss.summary(),
+        "cpu_percent": cpu,
+        "rss": samplers.rss.summary(),
         "max_queue": {k: max((q[k] for q in samplers.queues), default=0) for k in QUEUE_SERIES},
-        "queue_samples": samplers.queues, "baselines": limits,
+        "queue_samples": samplers.queues,
+        "baselines": limits,
         "lock_waits_top": samplers.lock_waits.most_common(10),
         "latency_series": [(round(a - level.first_post, 3), round(ms, 1)) for a, ms in matched["latencies"]],
     }
-    for name, limit in (("postgres", limits.get("postgres_msgs_per_s")), ("broker", limits.get("broker_msgs_per_s"))):
+    for name, limit in (
+        ("postgres", limits.get("postgres_msgs_per_s")),
+        ("broker", limits.get("broker_msgs_per_s")),
+    ):
         out[f"ratio_to_{name}_limit"] = round(sustained / limit, 3) if limit else None
     return out
 
 
-QUEUE_SERIES = {"inbound_ready": "inbound queues, ready", "inbound_in_workers": "inbound, prefetched by workers",
-                "outbound_ready": "outbound queues, ready", "outbound_in_workers": "outbound, prefetched by the sender",
-                "outbox": "outbox backlog", "db_lock_waits": "transactions waiting on a row lock"}
+QUEUE_SERIES = {
+    "inbound_ready": "inbound queues, ready",
+    "inbound_in_workers": "inbound, prefetched by workers",
+    "outbound_ready": "outbound queues, ready",
+    "outbound_in_workers": "outbound, prefetched by the sender",
+    "outbox": "outbox backlog",
+    "db_lock_waits": "transactions waiting on a row lock",
+}
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -405,7 +459,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax1.set_ylabel("webhook accepted -> reply (ms)")
     ax1.set_yscale("log")
     ax1.legend()
-    ax1.set_title(f"{result['rate']:.0f} webhooks/s offered, {result['messages_per_s_sustained']} messages/s sustained")
+    ax1.set_title(
+        f"{result['rate']:.0f} webhooks/s offered, {result['messages_per_s_sustained']} messages/s sustained"
+    )
     qs = result["queue_samples"]
     for key, label in QUEUE_SERIES.items():
         ax2.plot([q["t"] for q in qs], [q[key] for q in qs], label=label)
@@ -417,16 +473,20 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-HEADER = (f"{'rate':>6} {'sent/s':>7} {'lag p99':>8} {'msg/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>8} "
-          f"{'max ms':>8} {'replies':>8} {'missing':>7} {'extra':>6} {'max inQ':>8} {'drain s':>8}")
+HEADER = (
+    f"{'rate':>6} {'sent/s':>7} {'lag p99':>8} {'msg/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>8} "
+    f"{'max ms':>8} {'replies':>8} {'missing':>7} {'extra':>6} {'max inQ':>8} {'drain s':>8}"
+)
 
 
 def row(r: dict[str, Any]) -> str:
     lat = r["latency_ms"]
-    return (f"{r['rate']:>6.0f} {r['achieved_webhooks_per_s']:>7.0f} {r['lag_ms']['p99']:>8.1f} "
-            f"{r['messages_per_s_sustained']:>7.0f} {lat['p50']:>7.1f} {lat['p95']:>7.1f} {lat['p99']:>8.1f} "
-            f"{lat['max']:>8.1f} {r['replies']['received']:>8} {r['replies']['missing']:>7} {r['replies']['extra']:>6} "
-            f"{r['max_queue']['inbound_ready'] + r['max_queue']['inbound_in_workers']:>8} {r['drain_seconds']:>8.1f}")
+    return (
+        f"{r['rate']:>6.0f} {r['achieved_webhooks_per_s']:>7.0f} {r['lag_ms']['p99']:>8.1f} "
+        f"{r['messages_per_s_sustained']:>7.0f} {lat['p50']:>7.1f} {lat['p95']:>7.1f} {lat['p99']:>8.1f} "
+        f"{lat['max']:>8.1f} {r['replies']['received']:>8} {r['replies']['missing']:>7} {r['replies']['extra']:>6} "
+        f"{r['max_queue']['inbound_ready'] + r['max_queue']['inbound_in_workers']:>8} {r['drain_seconds']:>8.1f}"
+    )
 
 
 # ---------------------------------------------------------------- the stack
@@ -445,27 +505,57 @@ class Stack:
 
     def env(self) -> dict[str, str]:
         s = self.settings
-        return {**os.environ, "PYTHONPATH": str(ROOT), "BROKER_PREFIX": s.broker_prefix, "DATABASE_URL": self.db_url,
-                "WHATSAPP_API_BASE_URL": f"http://127.0.0.1:{self.sim_port}", "SEND_RATE_PER_SECOND": "100000",
-                "PAIR_RATE_PER_SECOND": "1000", "PAIR_RATE_BURST": "1000", "LOG_LEVEL": "warning",
-                "LOG_FORMAT": "json", "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(self.gateway_port)}
+        return {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "BROKER_PREFIX": s.broker_prefix,
+            "DATABASE_URL": self.db_url,
+            "WHATSAPP_API_BASE_URL": f"http://127.0.0.1:{self.sim_port}",
+            "SEND_RATE_PER_SECOND": "100000",
+            "PAIR_RATE_PER_SECOND": "1000",
+            "PAIR_RATE_BURST": "1000",
+            "LOG_LEVEL": "warning",
+            "LOG_FORMAT": "json",
+            "GATEWAY_HOST": "127.0.0.1",
+            "GATEWAY_PORT": str(self.gateway_port),
+        }
 
     def start(self, inbound: int, concurrency: int) -> None:
         env = self.env()
         self.procs["simulator"] = start_simulator(self.sim_port)
         self.procs["gateway"] = python_process([str(ROOT / "webhook_gateway.py")], env)
-        roles = [(f"inbound-{i + 1}", "inbound") for i in range(inbound)] + [("relay", "relay"), ("sender", "sender")]
+        roles = [(f"inbound-{i + 1}", "inbound") for i in range(inbound)] + [
+            ("relay", "relay"),
+            ("sender", "sender"),
+        ]
         for name, role in roles:
             self.metrics_ports[name] = free_port()
-            self.procs[name] = python_process([str(ROOT / "worker.py"), "--role", role, "--concurrency",
-                                               str(concurrency), "--metrics-port", str(self.metrics_ports[name])], env)
+            self.procs[name] = python_process(
+                [
+                    str(ROOT / "worker.py"),
+                    "--role",
+                    role,
+                    "--concurrency",
+                    str(concurrency),
+                    "--metrics-port",
+                    str(self.metrics_ports[name]),
+                ],
+                env,
+            )
 
     def workers(self) -> dict[str, psutil.Process]:
-        return {n: psutil.Process(p.pid) for n, p in self.procs.items() if n.startswith(("inbound", "relay", "sender"))}
+        return {
+            n: psutil.Process(p.pid)
+            for n, p in self.procs.items()
+            if n.startswith(("inbound", "relay", "sender"))
+        }
 
     async def wait_ready(self, owner: asyncpg.Pool, timeout: float = 90) -> None:
         async with asyncio.timeout(timeout), httpx.AsyncClient(timeout=2) as client:
-            for url in (f"http://127.0.0.1:{self.gateway_port}/readyz", f"http://127.0.0.1:{self.sim_port}/_sim/health"):
+            for url in (
+                f"http://127.0.0.1:{self.gateway_port}/readyz",
+                f"http://127.0.0.1:{self.sim_port}/_sim/health",
+            ):
                 while True:
                     for name, proc in self.procs.items():
                         if proc.poll() is not None:
@@ -480,7 +570,8 @@ class Stack:
             while True:
                 rows = await owner.fetch(
                     """SELECT role, sum(cardinality(shards))::int AS shards FROM worker_heartbeats
-                       WHERE heartbeat_at > now() - interval '6 seconds' GROUP BY role""")
+                       WHERE heartbeat_at > now() - interval '6 seconds' GROUP BY role"""
+                )
                 if all({r["role"]: r["shards"] for r in rows}.get(k) == v for k, v in wanted.items()):
                     return
                 await asyncio.sleep(0.5)
@@ -520,8 +611,21 @@ def start_profile(pid: int, seconds: float, rate: float) -> list[tuple[subproces
     out = []
     for fmt, suffix in (("flamegraph", "svg"), ("raw", "txt")):
         path = RESULTS / f"profile-inbound-{rate:.0f}.{suffix}"
-        cmd = [str(spy), "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "100",
-               "--nonblocking", "--format", fmt, "-o", str(path)]
+        cmd = [
+            str(spy),
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "100",
+            "--nonblocking",
+            "--format",
+            fmt,
+            "-o",
+            str(path),
+        ]
         out.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), path))
     return out
 
@@ -539,8 +643,16 @@ def profile_summary(path: Path, top: int = 15) -> list[tuple[str, float]]:
     return [(frame, round(100 * n / max(1, total), 1)) for frame, n in own.most_common(top)]
 
 
-async def run_level(stack: Stack, orgs: list[BenchOrg], rate: float, args: argparse.Namespace, owner: asyncpg.Pool,
-                    replies: Replies, limits: dict[str, Any], profile: bool) -> dict[str, Any]:
+async def run_level(
+    stack: Stack,
+    orgs: list[BenchOrg],
+    rate: float,
+    args: argparse.Namespace,
+    owner: asyncpg.Pool,
+    replies: Replies,
+    limits: dict[str, Any],
+    profile: bool,
+) -> dict[str, Any]:
     secret = stack.settings.whatsapp_app_secret
     level = new_level(orgs, rate, args, secret, tag=f"{int(rate) % 1000:03d}")
     replies.start_level()
@@ -587,14 +699,18 @@ def print_details(r: dict[str, Any]) -> None:
     cpu = "  ".join(f"{k} {v:.0f}%" for k, v in r["cpu_percent"].items())
     print(f"    CPU (% of one core): {cpu}")
     print(f"    posted: {r['posted']}; lag p50/p99/max ms: {r['lag_ms']}")
-    print("    worker RSS MiB (first/last/max): " + "  ".join(
-        f"{n} {m['first_mib']}/{m['last_mib']}/{m['max_mib']}" for n, m in r["rss"].items()))
+    print(
+        "    worker RSS MiB (first/last/max): "
+        + "  ".join(f"{n} {m['first_mib']}/{m['last_mib']}/{m['max_mib']}" for n, m in r["rss"].items())
+    )
     if any(len(m["by_minute_mib"]) > 2 for m in r["rss"].values()):
         for n, m in r["rss"].items():
             print(f"    {n} RSS MiB at the end of each minute: {m['by_minute_mib']}")
     if r.get("ratio_to_postgres_limit") is not None:
-        print(f"    sustained / PostgreSQL limit: {r['ratio_to_postgres_limit']}, "
-              f"/ RabbitMQ limit: {r['ratio_to_broker_limit']}")
+        print(
+            f"    sustained / PostgreSQL limit: {r['ratio_to_postgres_limit']}, "
+            f"/ RabbitMQ limit: {r['ratio_to_broker_limit']}"
+        )
     for waits, n in r.get("lock_waits_top", [])[:5]:
         print(f"    lock waits seen {n:>4}x: {waits}")
     for name, t in r.get("time_per_event", {}).items():
@@ -622,13 +738,21 @@ async def bench(args: argparse.Namespace) -> None:
         pg = await pgbench_baseline(base.owner, args.baseline_seconds)
         broker = await broker_baseline(str(settings.rabbitmq_url), args.baseline_seconds)
         limits = {"pgbench": pg, "broker": broker, **engine_limits(pg, broker)}
-        print(f"baselines: pgbench {pg['tps']} tx/s (one inbound message's transaction), RabbitMQ "
-              f"{broker['publish_per_s']} confirmed publishes/s + {broker['consume_per_s']} consumes/s; "
-              f"limits for the engine: {limits['postgres_msgs_per_s']} and {limits['broker_msgs_per_s']} msg/s")
+        print(
+            f"baselines: pgbench {pg['tps']} tx/s (one inbound message's transaction), RabbitMQ "
+            f"{broker['publish_per_s']} confirmed publishes/s + {broker['consume_per_s']} consumes/s; "
+            f"limits for the engine: {limits['postgres_msgs_per_s']} and {limits['broker_msgs_per_s']} msg/s"
+        )
     db_name = f"bench_{tag}"
     db_url = await create_database(base.owner, db_name)
-    stack = Stack(settings.model_copy(update={"database_url": db_url}), db_name, base.owner, db_url, free_port(),
-                  free_port())
+    stack = Stack(
+        settings.model_copy(update={"database_url": db_url}),
+        db_name,
+        base.owner,
+        db_url,
+        free_port(),
+        free_port(),
+    )
     try:
         await migrate(db_url, settings.app_db_role, settings.app_db_password)
         from engine.db import with_user
@@ -645,16 +769,20 @@ async def bench(args: argparse.Namespace) -> None:
         await stack.teardown()
 
 
-async def run_levels(stack: Stack, orgs: list[BenchOrg], args: argparse.Namespace, owner: asyncpg.Pool,
-                     limits: dict[str, Any]) -> None:
+async def run_levels(
+    stack: Stack, orgs: list[BenchOrg], args: argparse.Namespace, owner: asyncpg.Pool, limits: dict[str, Any]
+) -> None:
     replies = Replies(f"http://127.0.0.1:{stack.sim_port}")
     stop = asyncio.Event()
     polling = asyncio.create_task(replies.poll_forever(stop))
     try:
         await warm_up(stack, orgs, replies)
-        print(f"{len(orgs)} organisations, {args.workers} inbound worker process(es) + relay + sender, "
-              f"concurrency {args.concurrency}, {args.duration:.0f} s per rate, {psutil.cpu_count()} CPUs shared "
-              f"by everything\n{HEADER}", flush=True)
+        print(
+            f"{len(orgs)} organisations, {args.workers} inbound worker process(es) + relay + sender, "
+            f"concurrency {args.concurrency}, {args.duration:.0f} s per rate, {psutil.cpu_count()} CPUs shared "
+            f"by everything\n{HEADER}",
+            flush=True,
+        )
         for i, rate in enumerate(args.steps or [args.rate]):
             result = await run_level(stack, orgs, rate, args, owner, replies, limits, args.profile and i == 0)
             print(row(result), flush=True)
@@ -670,7 +798,9 @@ async def warm_up(stack: Stack, orgs: list[BenchOrg], replies: Replies) -> None:
     client = KeepAliveClient("127.0.0.1", stack.gateway_port)
     scripts = make_scripts(orgs, 40, random.Random(0), prefix="2549")
     for s in scripts:
-        await client.post("/webhook", *signed(s.envelope(0, new_message_id()), stack.settings.whatsapp_app_secret))
+        await client.post(
+            "/webhook", *signed(s.envelope(0, new_message_id()), stack.settings.whatsapp_app_secret)
+        )
     await client.close()
     async with asyncio.timeout(60):
         while replies.offset < len(scripts):
@@ -678,24 +808,41 @@ async def warm_up(stack: Stack, orgs: list[BenchOrg], replies: Replies) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rate", type=float, default=200, help="webhooks per second (all kinds)")
-    parser.add_argument("--steps", type=lambda s: [float(x) for x in s.split(",")], default=None,
-                        help="several rates, one row each, e.g. 250,500,1000")
+    parser.add_argument(
+        "--steps",
+        type=lambda s: [float(x) for x in s.split(",")],
+        default=None,
+        help="several rates, one row each, e.g. 250,500,1000",
+    )
     parser.add_argument("--duration", type=float, default=20, help="seconds of load per rate")
     parser.add_argument("--workers", type=int, default=2, help="inbound worker processes")
     parser.add_argument("--concurrency", type=int, default=32, help="events at once per worker process")
     parser.add_argument("--orgs", type=int, default=4)
-    parser.add_argument("--connections", type=int, default=64, help="keep-alive connections of the load generator")
-    parser.add_argument("--status-share", type=float, default=0.3, help="share of webhooks that are status updates")
+    parser.add_argument(
+        "--connections", type=int, default=64, help="keep-alive connections of the load generator"
+    )
+    parser.add_argument(
+        "--status-share", type=float, default=0.3, help="share of webhooks that are status updates"
+    )
     parser.add_argument("--dup-share", type=float, default=0.05, help="share of messages posted twice")
     parser.add_argument("--no-baselines", action="store_true", help="skip pgbench and the broker baseline")
     parser.add_argument("--baseline-seconds", type=int, default=10)
-    parser.add_argument("--profile", action="store_true", help="py-spy an inbound worker during the first rate")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy an inbound worker during the first rate"
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    if not (0 < args.rate <= 5000 and 1 <= args.duration <= 3600 and 1 <= args.workers <= 16
-            and 0 <= args.status_share < 0.9 and 0 <= args.dup_share <= 1):
+    if not (
+        0 < args.rate <= 5000
+        and 1 <= args.duration <= 3600
+        and 1 <= args.workers <= 16
+        and 0 <= args.status_share < 0.9
+        and 0 <= args.dup_share <= 1
+    ):
         raise SystemExit("out of range: --rate 0..5000, --duration 1..3600, --workers 1..16, shares 0..0.9")
     asyncio.run(bench(args))
 

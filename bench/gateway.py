@@ -51,8 +51,10 @@ class Level:
         lat = sorted(self.latencies_ms) or [0.0]
         p50 = statistics.median(lat)
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-        return (f"{self.concurrency:>11} {self.requests / self.seconds:>10.0f} {p50:>8.1f} {p99:>8.1f} "
-                f"{lat[-1]:>8.1f} {self.errors:>7} {self.gateway_cpu:>8.0f}% {self.loadgen_cpu:>8.0f}%")
+        return (
+            f"{self.concurrency:>11} {self.requests / self.seconds:>10.0f} {p50:>8.1f} {p99:>8.1f} "
+            f"{lat[-1]:>8.1f} {self.errors:>7} {self.gateway_cpu:>8.0f}% {self.loadgen_cpu:>8.0f}%"
+        )
 
 
 HEADER = f"{'concurrency':>11} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7} {'gw CPU':>9} {'load CPU':>9}"
@@ -68,18 +70,45 @@ def signed_bodies(count: int, secret: str, contacts: int = 1000) -> list[tuple[b
     out = []
     for i in range(count):
         wa = f"2547{i % contacts:08d}"
-        body = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{
-            "field": "messages", "value": {
-                "messaging_product": "whatsapp",
-                "metadata": {"display_phone_number": "254711000000", "phone_number_id": "BENCHPNID"},
-                "contacts": [{"profile": {"name": "Bench"}, "wa_id": wa}],
-                "messages": [{"from": wa, "id": f"wamid.{uuid.uuid4().hex}", "timestamp": str(int(time.time())),
-                              "type": "text", "text": {"body": f"vote {i % 5}"}}]}}]}]}).encode()
+        body = json.dumps(
+            {
+                "object": "whatsapp_business_account",
+                "entry": [
+                    {
+                        "id": "WABA",
+                        "changes": [
+                            {
+                                "field": "messages",
+                                "value": {
+                                    "messaging_product": "whatsapp",
+                                    "metadata": {
+                                        "display_phone_number": "254711000000",
+                                        "phone_number_id": "BENCHPNID",
+                                    },
+                                    "contacts": [{"profile": {"name": "Bench"}, "wa_id": wa}],
+                                    "messages": [
+                                        {
+                                            "from": wa,
+                                            "id": f"wamid.{uuid.uuid4().hex}",
+                                            "timestamp": str(int(time.time())),
+                                            "type": "text",
+                                            "text": {"body": f"vote {i % 5}"},
+                                        }
+                                    ],
+                                },
+                            }
+                        ],
+                    }
+                ],
+            }
+        ).encode()
         out.append((body, "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()))
     return out
 
 
-async def run_level(base_url: str, bodies: list[tuple[bytes, str]], concurrency: int, gateway: psutil.Process) -> Level:
+async def run_level(
+    base_url: str, bodies: list[tuple[bytes, str]], concurrency: int, gateway: psutil.Process
+) -> Level:
     """``concurrency`` keep-alive connections, each with one request in flight at a time."""
     latencies: list[float] = []
     errors = 0
@@ -90,7 +119,9 @@ async def run_level(base_url: str, bodies: list[tuple[bytes, str]], concurrency:
         for body, signature in todo:
             started = time.perf_counter()
             try:
-                response = await client.post("/webhook", content=body, headers={"X-Hub-Signature-256": signature})
+                response = await client.post(
+                    "/webhook", content=body, headers={"X-Hub-Signature-256": signature}
+                )
                 ok = response.status_code == 200
             except httpx.HTTPError:
                 ok = False
@@ -141,12 +172,16 @@ async def purge(settings: Settings, delete: bool = False) -> None:
             await (await channel.get_queue(name, ensure=False)).purge()
 
 
-async def bench(args: argparse.Namespace, settings: Settings, proc: subprocess.Popen[bytes], base_url: str) -> None:
+async def bench(
+    args: argparse.Namespace, settings: Settings, proc: subprocess.Popen[bytes], base_url: str
+) -> None:
     await wait_ready(base_url, proc)
     gateway = psutil.Process(proc.pid)
     await run_level(base_url, signed_bodies(300, settings.whatsapp_app_secret), 8, gateway)  # warm-up
-    print(f"gateway pid {proc.pid}, {args.requests} signed one-message webhooks per level, "
-          f"{psutil.cpu_count()} CPUs shared by gateway, load generator and RabbitMQ\n{HEADER}")
+    print(
+        f"gateway pid {proc.pid}, {args.requests} signed one-message webhooks per level, "
+        f"{psutil.cpu_count()} CPUs shared by gateway, load generator and RabbitMQ\n{HEADER}"
+    )
     for concurrency in args.levels:
         await purge(settings)
         bodies = signed_bodies(args.requests, settings.whatsapp_app_secret)
@@ -154,15 +189,25 @@ async def bench(args: argparse.Namespace, settings: Settings, proc: subprocess.P
 
 
 def start_gateway(settings: Settings, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(port),
-           "BROKER_PREFIX": settings.broker_prefix, "LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": str(port),
+        "BROKER_PREFIX": settings.broker_prefix,
+        "LOG_LEVEL": "warning",
+        "PYTHONPATH": str(ROOT),
+    }
     return subprocess.Popen([sys.executable, str(ROOT / "webhook_gateway.py")], cwd=ROOT, env=env)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=3000, help="requests per concurrency level")
-    parser.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32, 64, 128])
+    parser.add_argument(
+        "--levels", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32, 64, 128]
+    )
     args = parser.parse_args()
     if not 1 <= args.requests <= 100_000 or not all(1 <= c <= 1024 for c in args.levels):
         raise SystemExit("--requests must be 1..100000 and each level 1..1024")

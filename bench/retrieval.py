@@ -53,8 +53,10 @@ def synthetic(n: int, start: int) -> tuple[np.ndarray, list[str], np.ndarray]:
     local = np.random.default_rng(SEED + start)
     topics = local.integers(0, TOPICS, n)
     vectors = unit(CENTROIDS[topics] + 1.2 * local.standard_normal((n, DIM), dtype=np.float32))
-    texts = [" ".join(local.choice(VOCAB[t], 8)) + f" chunk {start + i} of the synthetic guide."
-             for i, t in enumerate(topics)]
+    texts = [
+        " ".join(local.choice(VOCAB[t], 8)) + f" chunk {start + i} of the synthetic guide."
+        for i, t in enumerate(topics)
+    ]
     return vectors.astype(np.float32), texts, topics
 
 
@@ -64,16 +66,24 @@ async def load(owner_url: str, org_id: uuid.UUID, n: int, start: int) -> None:
     conn = await asyncpg.connect(owner_url)  # the owner loads (no RLS); readers are the app role
     try:
         await register_binary(conn)
-        kb = await conn.fetchval("INSERT INTO knowledge_bases (organization_id, name) VALUES ($1, 'bench') "
-                                 "RETURNING id", org_id)
-        doc = await conn.fetchval("""INSERT INTO documents (organization_id, knowledge_base_id, title, content, status)
-                                     VALUES ($1, $2, 'bench', '', 'ready') RETURNING id""", org_id, kb)
+        kb = await conn.fetchval(
+            "INSERT INTO knowledge_bases (organization_id, name) VALUES ($1, 'bench') RETURNING id", org_id
+        )
+        doc = await conn.fetchval(
+            """INSERT INTO documents (organization_id, knowledge_base_id, title, content, status)
+                                     VALUES ($1, $2, 'bench', '', 'ready') RETURNING id""",
+            org_id,
+            kb,
+        )
         for offset in range(0, n, BATCH):
             size = min(BATCH, n - offset)
             vectors, texts, _ = synthetic(size, start + offset)
             records = [(uuid.uuid4(), doc, org_id, offset + i, texts[i], vectors[i]) for i in range(size)]
-            await conn.copy_records_to_table("embeddings", records=records, columns=[
-                "id", "document_id", "organization_id", "chunk_index", "content", "embedding"])
+            await conn.copy_records_to_table(
+                "embeddings",
+                records=records,
+                columns=["id", "document_id", "organization_id", "chunk_index", "content", "embedding"],
+            )
     finally:
         await conn.close()
 
@@ -86,7 +96,9 @@ async def build_index(owner_url: str) -> float:
         await conn.execute("SET maintenance_work_mem = '3GB'")
         await conn.execute("SET max_parallel_maintenance_workers = 2")
         started = time.perf_counter()
-        await conn.execute("CREATE INDEX idx_embeddings_vector ON embeddings USING hnsw (embedding vector_cosine_ops)")
+        await conn.execute(
+            "CREATE INDEX idx_embeddings_vector ON embeddings USING hnsw (embedding vector_cosine_ops)"
+        )
         await conn.execute("ANALYZE embeddings")
         return time.perf_counter() - started
     finally:
@@ -130,15 +142,21 @@ async def measure(pool, org_id, label: str, n_queries: int, recall_sample: int) 
 
 
 def report(rows: list[tuple], n_chunks: int, index_seconds: float, load_seconds: float) -> None:
-    print(f"\n{n_chunks} chunks of {DIM} dimensions; load (COPY) {load_seconds:.1f} s; HNSW build {index_seconds:.1f} s")
-    print(f"{platform.node()} · {platform.processor() or platform.machine()} · Python {platform.python_version()} · "
-          f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n")
+    print(
+        f"\n{n_chunks} chunks of {DIM} dimensions; load (COPY) {load_seconds:.1f} s; HNSW build {index_seconds:.1f} s"
+    )
+    print(
+        f"{platform.node()} · {platform.processor() or platform.machine()} · Python {platform.python_version()} · "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n"
+    )
     print("| organisation | retrieval | queries | p50 ms | p95 ms | p99 ms | recall@4 |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for label, kind, ms, recall in rows:
         r = f"{recall:.3f}" if recall is not None else ""
-        print(f"| {label} | {kind} | {len(ms)} | {percentile(ms, 50):.2f} | {percentile(ms, 95):.2f} | "
-              f"{percentile(ms, 99):.2f} | {r} |")
+        print(
+            f"| {label} | {kind} | {len(ms)} | {percentile(ms, 50):.2f} | {percentile(ms, 95):.2f} | "
+            f"{percentile(ms, 99):.2f} | {r} |"
+        )
 
 
 async def show_plan(pool, org_id) -> None:  # type: ignore[no-untyped-def]
@@ -187,7 +205,9 @@ async def main(n_chunks: int, n_queries: int, small_share: float, recall_sample:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--small-share", type=float, default=0.1)

@@ -58,9 +58,12 @@ def _transient(exc: BaseException) -> bool:
 
 
 def _retrying(budget: float, attempts: int) -> AsyncRetrying:
-    return AsyncRetrying(retry=retry_if_exception(_transient), stop=stop_after_attempt(attempts) | stop_after_delay(budget),
-                         wait=wait_exponential(multiplier=0.2, max=min(2.0, budget / 4)) + wait_random(0, 0.1),
-                         reraise=True)
+    return AsyncRetrying(
+        retry=retry_if_exception(_transient),
+        stop=stop_after_attempt(attempts) | stop_after_delay(budget),
+        wait=wait_exponential(multiplier=0.2, max=min(2.0, budget / 4)) + wait_random(0, 0.1),
+        reraise=True,
+    )
 
 
 class AI:
@@ -88,37 +91,67 @@ class AI:
         """One vector per text, in order, in batches. ``budget`` None: the ingestion policy per batch."""
         vectors: list[list[float]] = []
         for start in range(0, len(texts), EMBEDDING_BATCH):
-            batch = list(texts[start:start + EMBEDDING_BATCH])
-            limit, attempts = (INGEST_BUDGET_SECONDS, INGEST_ATTEMPTS) if budget is None else (budget, INTERACTIVE_ATTEMPTS)
-            response = await self._call(limit, attempts, self.client.embeddings.create,
-                                        model=self.embedding_model, input=batch, dimensions=EMBEDDING_DIMENSIONS)
+            batch = list(texts[start : start + EMBEDDING_BATCH])
+            limit, attempts = (
+                (INGEST_BUDGET_SECONDS, INGEST_ATTEMPTS) if budget is None else (budget, INTERACTIVE_ATTEMPTS)
+            )
+            response = await self._call(
+                limit,
+                attempts,
+                self.client.embeddings.create,
+                model=self.embedding_model,
+                input=batch,
+                dimensions=EMBEDDING_DIMENSIONS,
+            )
             ordered = sorted(response.data, key=lambda d: d.index)
             if len(ordered) != len(batch) or any(len(d.embedding) != EMBEDDING_DIMENSIONS for d in ordered):
                 raise AIUnavailable("the embedding answer does not match the request")
             vectors.extend(list(d.embedding) for d in ordered)
         return vectors
 
-    async def chat(self, messages: list[dict[str, str]], *, budget: float, max_tokens: int = 300,
-                   json_schema: dict[str, Any] | None = None) -> Completion:
+    async def chat(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        budget: float,
+        max_tokens: int = 300,
+        json_schema: dict[str, Any] | None = None,
+    ) -> Completion:
         """One chat completion within ``budget`` seconds; ``json_schema`` asks for a strict JSON answer."""
         extra: dict[str, Any] = {}
         if json_schema is not None:
-            extra["response_format"] = {"type": "json_schema",
-                                        "json_schema": {"name": "answer", "strict": True, "schema": json_schema}}
+            extra["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "strict": True, "schema": json_schema},
+            }
         started = time.monotonic()
-        response = await self._call(budget, INTERACTIVE_ATTEMPTS, self.client.chat.completions.create,
-                                    model=self.chat_model, messages=messages, max_tokens=max_tokens,
-                                    temperature=0, **extra)
+        response = await self._call(
+            budget,
+            INTERACTIVE_ATTEMPTS,
+            self.client.chat.completions.create,
+            model=self.chat_model,
+            messages=messages,
+            max_tokens=max_tokens,
+            temperature=0,
+            **extra,
+        )
         text = (response.choices[0].message.content or "").strip() if response.choices else ""
         if not text:
             raise AIUnavailable("empty completion")
         usage = response.usage
         log.debug("model answered", model=response.model, seconds=round(time.monotonic() - started, 3))
-        return Completion(text, ModelUsage(response.model or self.chat_model, usage.prompt_tokens if usage else 0,
-                                           usage.completion_tokens if usage else 0))
+        return Completion(
+            text,
+            ModelUsage(
+                response.model or self.chat_model,
+                usage.prompt_tokens if usage else 0,
+                usage.completion_tokens if usage else 0,
+            ),
+        )
 
-    async def chat_json(self, messages: list[dict[str, str]], schema: dict[str, Any], *, budget: float,
-                        max_tokens: int = 100) -> tuple[dict[str, Any], Completion]:
+    async def chat_json(
+        self, messages: list[dict[str, str]], schema: dict[str, Any], *, budget: float, max_tokens: int = 100
+    ) -> tuple[dict[str, Any], Completion]:
         completion = await self.chat(messages, budget=budget, max_tokens=max_tokens, json_schema=schema)
         try:
             answer = json.loads(completion.text)
@@ -140,5 +173,9 @@ def create_ai(settings: Settings) -> AI | None:
     if not settings.openai_api_key:
         return None
     base_url = str(settings.openai_base_url).rstrip("/") if settings.openai_base_url else None
-    return AI(_openai_client(settings.openai_api_key, base_url), chat_model=settings.openai_chat_model,
-              embedding_model=settings.openai_embedding_model, budget=settings.openai_timeout_seconds)
+    return AI(
+        _openai_client(settings.openai_api_key, base_url),
+        chat_model=settings.openai_chat_model,
+        embedding_model=settings.openai_embedding_model,
+        budget=settings.openai_timeout_seconds,
+    )

@@ -97,18 +97,26 @@ class Topology:
         return args
 
     async def declare(self, channel: AbstractChannel) -> None:
-        dlx = await channel.declare_exchange(self.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, durable=True)
-        parking = await channel.declare_queue(self.parking_queue, durable=True, arguments={"x-queue-type": "quorum"})
+        dlx = await channel.declare_exchange(
+            self.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, durable=True
+        )
+        parking = await channel.declare_queue(
+            self.parking_queue, durable=True, arguments={"x-queue-type": "quorum"}
+        )
         await parking.bind(dlx)
         for exchange_name, queues in (
             (self.inbound_exchange, self.inbound_queues()),
             (self.outbound_exchange, self.outbound_queues()),
         ):
-            exchange = await channel.declare_exchange(exchange_name, aio_pika.ExchangeType.DIRECT, durable=True)
+            exchange = await channel.declare_exchange(
+                exchange_name, aio_pika.ExchangeType.DIRECT, durable=True
+            )
             for shard, name in enumerate(queues):
                 queue = await channel.declare_queue(name, durable=True, arguments=self._work_queue_args(True))
                 await queue.bind(exchange, routing_key=str(shard))
-        payments_x = await channel.declare_exchange(self.payments_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+        payments_x = await channel.declare_exchange(
+            self.payments_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+        )
         payments = await channel.declare_queue(
             self.payments_queue, durable=True, arguments=self._work_queue_args(False)
         )
@@ -118,14 +126,21 @@ class Topology:
         """Remove everything (tests use a prefix of their own and clean up)."""
         for name in self.all_queues():
             await channel.queue_delete(name)
-        for name in (self.inbound_exchange, self.outbound_exchange, self.payments_exchange, self.dead_letter_exchange):
+        for name in (
+            self.inbound_exchange,
+            self.outbound_exchange,
+            self.payments_exchange,
+            self.dead_letter_exchange,
+        ):
             await channel.exchange_delete(name)
 
 
 async def connect(settings: Settings) -> AbstractRobustConnection:
     """A connection that reconnects by itself once established. A first connect that fails (or is cancelled)
     is closed, so that aio-pika does not keep retrying a half-made connection in the background."""
-    connection = aio_pika.RobustConnection(URL(str(settings.rabbitmq_url)), timeout=settings.publish_timeout_seconds)
+    connection = aio_pika.RobustConnection(
+        URL(str(settings.rabbitmq_url)), timeout=settings.publish_timeout_seconds
+    )
     try:
         await connection.connect(timeout=settings.publish_timeout_seconds)
     except BaseException:
@@ -198,7 +213,9 @@ def ordering_of(headers: dict[str, Any] | None) -> tuple[str, str] | None:
 
 def inbound_ordering(event: dict[str, Any], message_id: str | None) -> tuple[str, str]:
     """(contact, tenant) of a queued event: one contact's events run in order, each number's under its cap."""
-    return str(event.get("wa_id") or event.get("external_id") or message_id), str(event.get("phone_number_id"))
+    return str(event.get("wa_id") or event.get("external_id") or message_id), str(
+        event.get("phone_number_id")
+    )
 
 
 def outbound_ordering(job: dict[str, Any]) -> tuple[str, str]:

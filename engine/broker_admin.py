@@ -27,9 +27,21 @@ from engine.settings import Settings
 log = get_logger(__name__)
 MANAGEMENT_PORT = 15672
 # Headers that describe a message's stay in parking; a replayed message starts clean without them.
-PARKING_HEADERS = ("x-error", "x-original-queue", "x-original-exchange", "x-original-routing-key", "x-attempts",
-                   "x-death", "x-first-death-queue", "x-first-death-exchange", "x-first-death-reason",
-                   "x-last-death-queue", "x-last-death-exchange", "x-last-death-reason", "x-delivery-count")
+PARKING_HEADERS = (
+    "x-error",
+    "x-original-queue",
+    "x-original-exchange",
+    "x-original-routing-key",
+    "x-attempts",
+    "x-death",
+    "x-first-death-queue",
+    "x-first-death-exchange",
+    "x-first-death-reason",
+    "x-last-death-queue",
+    "x-last-death-exchange",
+    "x-last-death-reason",
+    "x-delivery-count",
+)
 
 
 # ------------------------------------------------------------------------------------------ queue figures
@@ -81,9 +93,21 @@ class ManagementApi:
 
     async def queues(self, names: Sequence[str]) -> list[QueueStats]:
         """Figures for ``names`` (one request for the whole vhost); raises when the API does not answer."""
-        response = await self._client.get(f"/api/queues/{self._vhost}", params={"columns": ",".join((
-            "name", "messages_ready", "messages_unacknowledged", "consumers",
-            "message_stats.publish_details.rate", "message_stats.deliver_get_details.rate"))})
+        response = await self._client.get(
+            f"/api/queues/{self._vhost}",
+            params={
+                "columns": ",".join(
+                    (
+                        "name",
+                        "messages_ready",
+                        "messages_unacknowledged",
+                        "consumers",
+                        "message_stats.publish_details.rate",
+                        "message_stats.deliver_get_details.rate",
+                    )
+                )
+            },
+        )
         response.raise_for_status()
         found = {q["name"]: q for q in response.json()}
         return [_from_management(name, found.get(name)) for name in names]
@@ -96,9 +120,14 @@ def _from_management(name: str, q: dict[str, Any] | None) -> QueueStats:
     if q is None:
         return QueueStats(name, None, None, None, exists=False)
     stats = q.get("message_stats") or {}  # a figure the API has not collected yet is absent, not zero
-    return QueueStats(name, q.get("messages_ready"), q.get("messages_unacknowledged"), q.get("consumers"),
-                      (stats.get("publish_details") or {}).get("rate", 0.0),
-                      (stats.get("deliver_get_details") or {}).get("rate", 0.0))
+    return QueueStats(
+        name,
+        q.get("messages_ready"),
+        q.get("messages_unacknowledged"),
+        q.get("consumers"),
+        (stats.get("publish_details") or {}).get("rate", 0.0),
+        (stats.get("deliver_get_details") or {}).get("rate", 0.0),
+    )
 
 
 def merged(amqp: QueueStats, managed: QueueStats) -> QueueStats:
@@ -207,9 +236,15 @@ class ParkedMessage:
         return "", self.original_queue or ""
 
     def summary(self) -> dict[str, Any]:
-        return {"id": self.id, "reason": self.reason, "error": self.error, "original_queue": self.original_queue,
-                "exchange": self.original_exchange, "routing_key": self.original_routing_key,
-                "attempts": self.attempts}
+        return {
+            "id": self.id,
+            "reason": self.reason,
+            "error": self.error,
+            "original_queue": self.original_queue,
+            "exchange": self.original_exchange,
+            "routing_key": self.original_routing_key,
+            "attempts": self.attempts,
+        }
 
 
 def message_key(message_id: str | None, body: bytes) -> str:
@@ -217,24 +252,40 @@ def message_key(message_id: str | None, body: bytes) -> str:
     return message_id or "sha1:" + hashlib.sha1(body).hexdigest()[:16]
 
 
-def describe_parked(message_id: str | None, headers: dict[str, Any], body: bytes,
-                    delivery_limit: int) -> ParkedMessage:
+def describe_parked(
+    message_id: str | None, headers: dict[str, Any], body: bytes, delivery_limit: int
+) -> ParkedMessage:
     """What a parked message says about itself: a worker's x-* headers, or the broker's x-death record."""
     headers = dict(headers)
     key = message_key(message_id, body)
     if "x-original-queue" in headers:
-        return ParkedMessage(key, "parked", _text(headers.get("x-error")), _text(headers.get("x-original-queue")),
-                             _text(headers.get("x-original-exchange")), _text(headers.get("x-original-routing-key")),
-                             _int(headers.get("x-attempts")), headers, body)
+        return ParkedMessage(
+            key,
+            "parked",
+            _text(headers.get("x-error")),
+            _text(headers.get("x-original-queue")),
+            _text(headers.get("x-original-exchange")),
+            _text(headers.get("x-original-routing-key")),
+            _int(headers.get("x-attempts")),
+            headers,
+            body,
+        )
     deaths = headers.get("x-death") or [{}]
     death = deaths[0] if isinstance(deaths, list) and deaths else {}
     reason = _text(death.get("reason")) or _text(headers.get("x-first-death-reason")) or "unknown"
     keys = death.get("routing-keys") or []
     attempts = delivery_limit + 1 if reason == "delivery_limit" else _int(death.get("count"))
-    return ParkedMessage(key, reason, f"dead-lettered by the broker: {reason}",
-                         _text(death.get("queue") or headers.get("x-first-death-queue")),
-                         _text(death.get("exchange", headers.get("x-first-death-exchange"))),
-                         _text(keys[0]) if keys else None, attempts, headers, body)
+    return ParkedMessage(
+        key,
+        reason,
+        f"dead-lettered by the broker: {reason}",
+        _text(death.get("queue") or headers.get("x-first-death-queue")),
+        _text(death.get("exchange", headers.get("x-first-death-exchange"))),
+        _text(keys[0]) if keys else None,
+        attempts,
+        headers,
+        body,
+    )
 
 
 def _text(value: Any) -> str | None:
@@ -275,12 +326,15 @@ class ParkingLot:
             if not channel.is_closed:
                 await channel.close()
 
-    async def _take(self, queue: aio_pika.abc.AbstractQueue) -> tuple[AbstractIncomingMessage, ParkedMessage] | None:
+    async def _take(
+        self, queue: aio_pika.abc.AbstractQueue
+    ) -> tuple[AbstractIncomingMessage, ParkedMessage] | None:
         message = await queue.get(no_ack=False, fail=False, timeout=self.publish_timeout)
         if message is None:
             return None
-        return message, describe_parked(message.message_id, dict(message.headers or {}), message.body,
-                                        self.topology.delivery_limit)
+        return message, describe_parked(
+            message.message_id, dict(message.headers or {}), message.body, self.topology.delivery_limit
+        )
 
     async def peek(self, limit: int = 1000) -> list[ParkedMessage]:
         """Up to ``limit`` parked messages from the head, left in place."""
@@ -297,7 +351,9 @@ class ParkingLot:
         async with self._session() as (_, _queue, count):
             return count
 
-    async def replay(self, ids: set[str] | None) -> tuple[list[ParkedMessage], list[tuple[ParkedMessage, str]]]:
+    async def replay(
+        self, ids: set[str] | None
+    ) -> tuple[list[ParkedMessage], list[tuple[ParkedMessage, str]]]:
         """Re-publish the parked messages with these ids (None: all there are now) to where they came from.
         Each leaves parking only after the broker confirmed its copy; one that cannot be published (its
         exchange or binding is gone) stays parked and is returned with the error."""
@@ -306,7 +362,9 @@ class ParkingLot:
         publish_channel: AbstractChannel | None = None
         try:
             async with self._session() as (_, queue, count):
-                for _ in range(count):  # messages parked again meanwhile queue up behind these: not seen twice
+                for _ in range(
+                    count
+                ):  # messages parked again meanwhile queue up behind these: not seen twice
                     taken = await self._take(queue)
                     if taken is None:
                         break
@@ -314,10 +372,13 @@ class ParkingLot:
                     if ids is not None and parked.id not in ids:
                         continue
                     if publish_channel is None or publish_channel.is_closed:
-                        publish_channel = await self.connection.channel(publisher_confirms=True,
-                                                                        on_return_raises=True)
+                        publish_channel = await self.connection.channel(
+                            publisher_confirms=True, on_return_raises=True
+                        )
                     try:
-                        await self._republish(Publisher(publish_channel, self.publish_timeout), message, parked)
+                        await self._republish(
+                            Publisher(publish_channel, self.publish_timeout), message, parked
+                        )
                     except (aio_pika.exceptions.AMQPError, TimeoutError) as err:
                         failed.append((parked, repr(err)))
                         continue
@@ -329,10 +390,13 @@ class ParkingLot:
         return replayed, failed
 
     @staticmethod
-    async def _republish(publisher: Publisher, message: AbstractIncomingMessage, parked: ParkedMessage) -> None:
+    async def _republish(
+        publisher: Publisher, message: AbstractIncomingMessage, parked: ParkedMessage
+    ) -> None:
         exchange, routing_key = parked.target
-        await publisher.publish(exchange, routing_key, parked.body, message_id=message.message_id,
-                                headers=replay_headers(parked))
+        await publisher.publish(
+            exchange, routing_key, parked.body, message_id=message.message_id, headers=replay_headers(parked)
+        )
 
     async def purge(self) -> int:
         async with self._session() as (_, queue, _count):

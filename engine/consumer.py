@@ -52,7 +52,9 @@ class Park(Exception):
 
 @dataclass
 class _Lane:
-    pending: collections.deque[tuple[AbstractIncomingMessage, str]] = field(default_factory=collections.deque)  # (message, tenant)
+    pending: collections.deque[tuple[AbstractIncomingMessage, str]] = field(
+        default_factory=collections.deque
+    )  # (message, tenant)
     running: bool = False
 
 
@@ -161,8 +163,12 @@ class OrderedConsumer:
             except INFRASTRUCTURE_ERRORS as err:
                 outage += 1
                 delay = min(30.0, 0.2 * 2 ** min(outage, 8))
-                log.warning("infrastructure error; retrying", error=repr(err), delay=delay,
-                            message_id=message.message_id)
+                log.warning(
+                    "infrastructure error; retrying",
+                    error=repr(err),
+                    delay=delay,
+                    message_id=message.message_id,
+                )
                 await asyncio.sleep(delay)
             except RETRYABLE_DB_ERRORS:
                 await asyncio.sleep(0.05)
@@ -173,8 +179,12 @@ class OrderedConsumer:
                     await self._park(message, "".join(traceback.format_exception_only(err)).strip()[:2000])
                     outcome = "parked"
                     break
-                log.warning("handler failed; retrying", message_id=message.message_id, error=repr(err),
-                            attempt=failures)
+                log.warning(
+                    "handler failed; retrying",
+                    message_id=message.message_id,
+                    error=repr(err),
+                    attempt=failures,
+                )
                 await asyncio.sleep(0.2 * 2**failures)
         await self._ack(message)
         self.processed += 1
@@ -184,7 +194,9 @@ class OrderedConsumer:
         try:
             await message.ack()
         except Exception as err:  # channel gone: the broker redelivers and dedupe makes it harmless
-            log.warning("ack failed; message will be redelivered", message_id=message.message_id, error=repr(err))
+            log.warning(
+                "ack failed; message will be redelivered", message_id=message.message_id, error=repr(err)
+            )
 
     async def stop(self, timeout: float) -> bool:
         """Start nothing new; wait for running messages to finish (True when they all did in time)."""

@@ -231,7 +231,9 @@ def parse_content(raw: Any) -> Content:
     for i, survey in enumerate(spec.surveys):
         try:
             questions.append(validate_questions(survey.questions))
-        except SurveyFormatError as err:  # its messages start with "questions[...]": put them under the survey
+        except (
+            SurveyFormatError
+        ) as err:  # its messages start with "questions[...]": put them under the survey
             errors += [f"surveys[{i}].{part}" for part in re.split(r"; (?=questions)", str(err))]
     if errors:
         raise ContentError(errors)
@@ -246,7 +248,9 @@ def _duplicates(values: Sequence[str], where: str, what: str) -> list[str]:
     found = []
     for i, v in enumerate(values):
         if v in seen:
-            found.append(f"{where}[{i}].{what}: duplicate {what} {v!r} (the {what} is how re-imports find it)")
+            found.append(
+                f"{where}[{i}].{what}: duplicate {what} {v!r} (the {what} is how re-imports find it)"
+            )
         seen.add(v)
     return found
 
@@ -256,8 +260,11 @@ def _cross_checks(spec: ContentFile) -> list[str]:
     errors += _duplicates([e.name for e in spec.events], "events", "name")
     errors += _duplicates([p.question for p in spec.polls], "polls", "question")
     names = {e.name for e in spec.events}
-    errors += [f"staff[{i}].event: no event named {s.event!r} in this file"
-               for i, s in enumerate(spec.staff) if s.event not in names]
+    errors += [
+        f"staff[{i}].event: no event named {s.event!r} in this file"
+        for i, s in enumerate(spec.staff)
+        if s.event not in names
+    ]
     return errors
 
 
@@ -276,10 +283,16 @@ def _localise(spec: ContentFile) -> None:
 def _time_order(spec: ContentFile) -> list[str]:
     pairs = [(f"surveys[{i}]", s.starts_at, s.ends_at) for i, s in enumerate(spec.surveys)]
     pairs += [(f"events[{i}]", e.starts_at, e.ends_at) for i, e in enumerate(spec.events)]
-    pairs += [(f"events[{i}].ticket_types[{j}]", t.sales_start_at, t.sales_end_at)
-              for i, e in enumerate(spec.events) for j, t in enumerate(e.ticket_types)]
-    return [f"{where}: ends before it starts ({start.isoformat()} .. {end.isoformat()})"
-            for where, start, end in pairs if start is not None and end is not None and end < start]
+    pairs += [
+        (f"events[{i}].ticket_types[{j}]", t.sales_start_at, t.sales_end_at)
+        for i, e in enumerate(spec.events)
+        for j, t in enumerate(e.ticket_types)
+    ]
+    return [
+        f"{where}: ends before it starts ({start.isoformat()} .. {end.isoformat()})"
+        for where, start, end in pairs
+        if start is not None and end is not None and end < start
+    ]
 
 
 # ---------------------------------------------------------------- writing
@@ -294,12 +307,17 @@ async def import_content(pool: asyncpg.Pool, org_id: UUID, content: Content) -> 
             if not await conn.fetchval("SELECT 1 FROM organizations WHERE id = $1", org_id):
                 raise ContentError([f"organization: no organisation {org_id}"])
             if settings := spec.organization.settings():
-                await conn.execute("UPDATE organizations SET settings = COALESCE(settings, '{}') || $2 WHERE id = $1",
-                                   org_id, settings)
+                await conn.execute(
+                    "UPDATE organizations SET settings = COALESCE(settings, '{}') || $2 WHERE id = $1",
+                    org_id,
+                    settings,
+                )
             for survey, questions in zip(spec.surveys, content.questions, strict=True):
                 await _survey(conn, org_id, survey, questions, summary)
-            event_ids = {e.name: await _event(conn, org_id, e, spec.organization.timezone, summary)
-                         for e in spec.events}
+            event_ids = {
+                e.name: await _event(conn, org_id, e, spec.organization.timezone, summary)
+                for e in spec.events
+            }
             for i, poll in enumerate(spec.polls):
                 await _poll(conn, org_id, i, poll, summary)
             for s in spec.staff:
@@ -309,77 +327,135 @@ async def import_content(pool: asyncpg.Pool, org_id: UUID, content: Content) -> 
     return summary
 
 
-async def _survey(conn: asyncpg.Connection, org_id: UUID, s: SurveySpec, questions: list[Question],
-                  summary: ImportSummary) -> None:
+async def _survey(
+    conn: asyncpg.Connection, org_id: UUID, s: SurveySpec, questions: list[Question], summary: ImportSummary
+) -> None:
     values = (s.description, s.questions, s.settings, s.max_responses, s.starts_at, s.ends_at, s.status)
-    sid = await conn.fetchval("SELECT id FROM surveys WHERE title = $1 ORDER BY created_at LIMIT 1 FOR UPDATE",
-                              s.title)
+    sid = await conn.fetchval(
+        "SELECT id FROM surveys WHERE title = $1 ORDER BY created_at LIMIT 1 FOR UPDATE", s.title
+    )
     created = sid is None
     if created:
         sid = await conn.fetchval(
             """INSERT INTO surveys (organization_id, title, description, questions, settings, max_responses,
                                     starts_at, ends_at, status, published_at)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::varchar, CASE WHEN $9::varchar = 'active' THEN now() END) RETURNING id""",
-            org_id, s.title, *values)
+            org_id,
+            s.title,
+            *values,
+        )
     else:
         await conn.execute(
             """UPDATE surveys SET description = $2, questions = $3, settings = $4, max_responses = $5,
                       starts_at = $6, ends_at = $7, status = $8::varchar,
                       published_at = COALESCE(published_at, CASE WHEN $8::varchar = 'active' THEN now() END)
-               WHERE id = $1""", sid, *values)
+               WHERE id = $1""",
+            sid,
+            *values,
+        )
     summary.count("surveys", created, s.title, sid)
     await _project_questions(conn, org_id, sid, questions)
 
 
-async def _project_questions(conn: asyncpg.Connection, org_id: UUID, survey_id: UUID,
-                             questions: list[Question]) -> None:
+async def _project_questions(
+    conn: asyncpg.Connection, org_id: UUID, survey_id: UUID, questions: list[Question]
+) -> None:
     """The relational projection of ``surveys.questions`` (for reporting), rewritten from the JSON."""
     await conn.execute("DELETE FROM questions WHERE survey_id = $1", survey_id)
     for position, q in enumerate(questions, 1):
-        config = q.model_dump(mode="json", include={"min", "max", "integer", "max_length", "next", "branches"},
-                              exclude_none=True)
+        config = q.model_dump(
+            mode="json",
+            include={"min", "max", "integer", "max_length", "next", "branches"},
+            exclude_none=True,
+        )
         qid = await conn.fetchval(
             """INSERT INTO questions (organization_id, survey_id, key, position, kind, text, required, config)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id""",
-            org_id, survey_id, q.id, position, q.type.value, q.label("en"), q.required, config)
+            org_id,
+            survey_id,
+            q.id,
+            position,
+            q.type.value,
+            q.label("en"),
+            q.required,
+            config,
+        )
         await conn.executemany(
             """INSERT INTO question_options (organization_id, question_id, key, text, position)
                VALUES ($1, $2, $3, $4, $5)""",
-            [(org_id, qid, o.id, o.label("en"), n) for n, o in enumerate(q.options, 1)])
+            [(org_id, qid, o.id, o.label("en"), n) for n, o in enumerate(q.options, 1)],
+        )
 
 
-async def _event(conn: asyncpg.Connection, org_id: UUID, e: EventSpec, org_zone: str | None,
-                 summary: ImportSummary) -> UUID:
-    values = (e.description, e.starts_at, e.ends_at, e.timezone or org_zone or DEFAULT_TIMEZONE, e.venue_name,
-              e.venue_address, e.status)
-    eid = await conn.fetchval("SELECT id FROM events WHERE name = $1 ORDER BY created_at LIMIT 1 FOR UPDATE", e.name)
+async def _event(
+    conn: asyncpg.Connection, org_id: UUID, e: EventSpec, org_zone: str | None, summary: ImportSummary
+) -> UUID:
+    values = (
+        e.description,
+        e.starts_at,
+        e.ends_at,
+        e.timezone or org_zone or DEFAULT_TIMEZONE,
+        e.venue_name,
+        e.venue_address,
+        e.status,
+    )
+    eid = await conn.fetchval(
+        "SELECT id FROM events WHERE name = $1 ORDER BY created_at LIMIT 1 FOR UPDATE", e.name
+    )
     created = eid is None
     if created:
         eid = await conn.fetchval(
             """INSERT INTO events (organization_id, name, description, starts_at, ends_at, timezone, venue_name,
                                    venue_address, status, published_at)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::varchar, CASE WHEN $9::varchar = 'published' THEN now() END)
-               RETURNING id""", org_id, e.name, *values)
+               RETURNING id""",
+            org_id,
+            e.name,
+            *values,
+        )
     else:
         await conn.execute(
             """UPDATE events SET description = $2, starts_at = $3, ends_at = $4, timezone = $5, venue_name = $6,
                       venue_address = $7, status = $8::varchar,
                       published_at = COALESCE(published_at, CASE WHEN $8::varchar = 'published' THEN now() END)
-               WHERE id = $1""", eid, *values)
+               WHERE id = $1""",
+            eid,
+            *values,
+        )
     summary.count("events", created, e.name, eid)
     for order, tt in enumerate(e.ticket_types):
         await _ticket_type(conn, org_id, eid, order, tt, summary, e.name)
-    await conn.execute("UPDATE ticket_types SET is_active = false WHERE event_id = $1 AND NOT (name = ANY($2))",
-                       eid, [tt.name for tt in e.ticket_types])
+    await conn.execute(
+        "UPDATE ticket_types SET is_active = false WHERE event_id = $1 AND NOT (name = ANY($2))",
+        eid,
+        [tt.name for tt in e.ticket_types],
+    )
     return eid
 
 
-async def _ticket_type(conn: asyncpg.Connection, org_id: UUID, event_id: UUID, order: int, tt: TicketTypeSpec,
-                       summary: ImportSummary, event_name: str) -> None:
-    values = (tt.description, tt.price, tt.currency, tt.quantity_total, tt.max_per_order, tt.sales_start_at,
-              tt.sales_end_at, tt.is_active, order)
-    tid = await conn.fetchval("SELECT id FROM ticket_types WHERE event_id = $1 AND name = $2 FOR UPDATE",
-                              event_id, tt.name)
+async def _ticket_type(
+    conn: asyncpg.Connection,
+    org_id: UUID,
+    event_id: UUID,
+    order: int,
+    tt: TicketTypeSpec,
+    summary: ImportSummary,
+    event_name: str,
+) -> None:
+    values = (
+        tt.description,
+        tt.price,
+        tt.currency,
+        tt.quantity_total,
+        tt.max_per_order,
+        tt.sales_start_at,
+        tt.sales_end_at,
+        tt.is_active,
+        order,
+    )
+    tid = await conn.fetchval(
+        "SELECT id FROM ticket_types WHERE event_id = $1 AND name = $2 FOR UPDATE", event_id, tt.name
+    )
     created = tid is None
     if created:
         tid = await conn.fetchval(
@@ -387,29 +463,51 @@ async def _ticket_type(conn: asyncpg.Connection, org_id: UUID, event_id: UUID, o
                                          quantity_total, max_per_order, sales_start_at, sales_end_at, is_active,
                                          sort_order)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id""",
-            org_id, event_id, tt.name, *values)
+            org_id,
+            event_id,
+            tt.name,
+            *values,
+        )
     else:  # sold and held stay: the inventory CHECK refuses a total below them
         await conn.execute(
             """UPDATE ticket_types SET description = $2, price = $3, currency = $4, quantity_total = $5,
                       max_per_order = $6, sales_start_at = $7, sales_end_at = $8, is_active = $9, sort_order = $10
-               WHERE id = $1""", tid, *values)
+               WHERE id = $1""",
+            tid,
+            *values,
+        )
     summary.count("ticket_types", created, f"{event_name}/{tt.name}", tid)
 
 
-async def _poll(conn: asyncpg.Connection, org_id: UUID, index: int, p: PollSpec, summary: ImportSummary) -> None:
+async def _poll(
+    conn: asyncpg.Connection, org_id: UUID, index: int, p: PollSpec, summary: ImportSummary
+) -> None:
     options = [{"id": o.id, "text": o.text, "votes": 0} for o in p.options]
-    pid = await conn.fetchval("SELECT id FROM polls WHERE question = $1 ORDER BY created_at LIMIT 1 FOR UPDATE",
-                              p.question)  # the lock keeps votes out while the options change
+    pid = await conn.fetchval(
+        "SELECT id FROM polls WHERE question = $1 ORDER BY created_at LIMIT 1 FOR UPDATE", p.question
+    )  # the lock keeps votes out while the options change
     created = pid is None
     if created:
         pid = await conn.fetchval(
             """INSERT INTO polls (organization_id, question, options, allow_multiple, show_results, ends_at, status)
                VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
-            org_id, p.question, options, p.allow_multiple, p.show_results, p.ends_at, p.status)
+            org_id,
+            p.question,
+            options,
+            p.allow_multiple,
+            p.show_results,
+            p.ends_at,
+            p.status,
+        )
     else:
         await conn.execute(
             "UPDATE polls SET allow_multiple = $2, show_results = $3, ends_at = $4, status = $5 WHERE id = $1",
-            pid, p.allow_multiple, p.show_results, p.ends_at, p.status)
+            pid,
+            p.allow_multiple,
+            p.show_results,
+            p.ends_at,
+            p.status,
+        )
     await _poll_options(conn, org_id, index, pid, p)
     summary.count("polls", created, p.question, pid)
 
@@ -418,7 +516,8 @@ async def _poll_options(conn: asyncpg.Connection, org_id: UUID, index: int, pid:
     """``poll_options`` rows (votes kept), then ``polls.options`` JSON rewritten from them, as votes do."""
     keep = [o.id for o in p.options]
     voted = await conn.fetch(
-        "SELECT id FROM poll_options WHERE poll_id = $1 AND NOT (id = ANY($2)) AND votes > 0", pid, keep)
+        "SELECT id FROM poll_options WHERE poll_id = $1 AND NOT (id = ANY($2)) AND votes > 0", pid, keep
+    )
     if voted:
         names = ", ".join(repr(r["id"]) for r in voted)
         raise ContentError([f"polls[{index}].options: option(s) {names} have votes and cannot be removed"])
@@ -427,16 +526,26 @@ async def _poll_options(conn: asyncpg.Connection, org_id: UUID, index: int, pid:
         """INSERT INTO poll_options (poll_id, id, organization_id, text, votes, sort_order)
            VALUES ($1, $2, $3, $4, 0, $5)
            ON CONFLICT (poll_id, id) DO UPDATE SET text = EXCLUDED.text, sort_order = EXCLUDED.sort_order""",
-        [(pid, o.id, org_id, o.text, n) for n, o in enumerate(p.options, 1)])
+        [(pid, o.id, org_id, o.text, n) for n, o in enumerate(p.options, 1)],
+    )
     await conn.execute(
         """UPDATE polls SET options = (SELECT jsonb_agg(jsonb_build_object('id', id, 'text', text, 'votes', votes)
                                                         ORDER BY sort_order, id)
-                                       FROM poll_options WHERE poll_id = $1) WHERE id = $1""", pid)
+                                       FROM poll_options WHERE poll_id = $1) WHERE id = $1""",
+        pid,
+    )
 
 
-async def _staff(conn: asyncpg.Connection, org_id: UUID, event_id: UUID, s: StaffSpec, summary: ImportSummary) -> None:
+async def _staff(
+    conn: asyncpg.Connection, org_id: UUID, event_id: UUID, s: StaffSpec, summary: ImportSummary
+) -> None:
     row = await conn.fetchrow(
         """INSERT INTO participants (organization_id, event_id, name, phone, role) VALUES ($1, $2, $3, $4, 'staff')
            ON CONFLICT (event_id, phone, role) DO UPDATE SET name = COALESCE(EXCLUDED.name, participants.name)
-           RETURNING id, (xmax = 0) AS inserted""", org_id, event_id, s.name, s.phone)
+           RETURNING id, (xmax = 0) AS inserted""",
+        org_id,
+        event_id,
+        s.name,
+        s.phone,
+    )
     summary.count("staff", row["inserted"], f"{s.event}/{s.phone}", row["id"])

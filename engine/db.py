@@ -53,12 +53,18 @@ async def _no_session_state(conn: asyncpg.Connection) -> None:
     """Nothing to reset: asyncpg has already rolled back any open transaction."""
 
 
-async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10, session_state: bool = True) -> asyncpg.Pool:
+async def create_pool(
+    url: str, *, min_size: int = 1, max_size: int = 10, session_state: bool = True
+) -> asyncpg.Pool:
     """``session_state=False`` for the application role's pools: their users keep no session state (the tenant
     is set per transaction; no LISTEN, no advisory locks), so asyncpg's reset query on every release, one
     round trip per transaction, is skipped."""
     pool = await asyncpg.create_pool(
-        url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30,
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        command_timeout=30,
         reset=None if session_state else _no_session_state,
     )
     assert pool is not None
@@ -81,7 +87,9 @@ async def tenant_transaction(conn: asyncpg.Connection, organization_id: UUID | s
     try:
         yield
     except BaseException:
-        with contextlib.suppress(Exception):  # a broken connection: the pool discards it, the server rolls back
+        with contextlib.suppress(
+            Exception
+        ):  # a broken connection: the pool discards it, the server rolls back
             await conn.execute("ROLLBACK")
         raise
     await conn.execute("COMMIT")  # a commit-time trigger's error is raised here, and nothing was committed

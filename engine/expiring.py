@@ -16,8 +16,9 @@ class Expiring(Generic[K, V]):
         self.seconds = seconds
         self._entries: dict[K, tuple[float, V]] = {}
 
-    async def get(self, key: K, load: Callable[[], Awaitable[V]],
-                  seconds: Callable[[V], float] | None = None) -> V:
+    async def get(
+        self, key: K, load: Callable[[], Awaitable[V]], seconds: Callable[[V], float] | None = None
+    ) -> V:
         """The cached value, or ``load()``'s, kept for ``seconds`` (or ``seconds(value)``, when it depends on it)."""
         hit = self._entries.get(key)
         now = time.monotonic()

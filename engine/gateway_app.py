@@ -145,10 +145,18 @@ def contact_key(part: InboundPart) -> str:
 
 def part_body(part: InboundPart, received_at: float) -> dict[str, Any]:
     return {
-        "v": 1, "kind": part.kind, "field": part.field, "phone_number_id": part.phone_number_id,
-        "display_phone_number": part.display_phone_number, "wa_id": part.wa_id, "user_id": part.user_id,
-        "contact_name": part.contact_name, "external_id": part.external_id, "timestamp": part.timestamp,
-        "payload": part.payload, "received_at": received_at,
+        "v": 1,
+        "kind": part.kind,
+        "field": part.field,
+        "phone_number_id": part.phone_number_id,
+        "display_phone_number": part.display_phone_number,
+        "wa_id": part.wa_id,
+        "user_id": part.user_id,
+        "contact_name": part.contact_name,
+        "external_id": part.external_id,
+        "timestamp": part.timestamp,
+        "payload": part.payload,
+        "received_at": received_at,
     }
 
 
@@ -191,10 +199,16 @@ class DarajaCallback(BaseModel):
 def payment_body(callback: StkCallback, raw: dict[str, Any], received_at: float) -> dict[str, Any]:
     items = callback.CallbackMetadata.Item if callback.CallbackMetadata else []
     return {
-        "v": 1, "kind": "payment", "provider": "mpesa", "checkout_request_id": callback.CheckoutRequestID,
-        "merchant_request_id": callback.MerchantRequestID, "result_code": callback.ResultCode,
-        "result_desc": callback.ResultDesc, "metadata": {item.Name: item.Value for item in items},
-        "payload": raw, "received_at": received_at,
+        "v": 1,
+        "kind": "payment",
+        "provider": "mpesa",
+        "checkout_request_id": callback.CheckoutRequestID,
+        "merchant_request_id": callback.MerchantRequestID,
+        "result_code": callback.ResultCode,
+        "result_desc": callback.ResultDesc,
+        "metadata": {item.Name: item.Value for item in items},
+        "payload": raw,
+        "received_at": received_at,
     }
 
 
@@ -226,7 +240,9 @@ class Gateway:
             raw = await read_capped(request, self.settings.max_webhook_bytes)
         except BodyTooLarge:
             return self._done(route, "too_large", _text("too large", 413, close=True))
-        if not signature_valid(raw, request.headers.get("x-hub-signature-256"), self.settings.whatsapp_app_secret):
+        if not signature_valid(
+            raw, request.headers.get("x-hub-signature-256"), self.settings.whatsapp_app_secret
+        ):
             metrics.GATEWAY_SIGNATURE_FAILURES.inc()
             return self._done(route, "bad_signature", _text("bad signature", 401))
         try:
@@ -254,8 +270,13 @@ class Gateway:
             for part in group:
                 in_flight[route] = part
                 body = part_body(part, received_at)
-                await publisher.publish(exchange, route, body, message_id=part.external_id,
-                                        headers=ordering_headers(*inbound_ordering(body, part.external_id)))
+                await publisher.publish(
+                    exchange,
+                    route,
+                    body,
+                    message_id=part.external_id,
+                    headers=ordering_headers(*inbound_ordering(body, part.external_id)),
+                )
                 metrics.GATEWAY_PARTS_PUBLISHED.labels(part.kind).inc()
             in_flight.pop(route, None)
 
@@ -269,10 +290,18 @@ class Gateway:
                     async with asyncio.TaskGroup() as tasks:
                         for route, group in groups.items():
                             tasks.create_task(run(route, group))
-        except Exception as exc:  # timeout, closed channel, nack, unroutable (inside an ExceptionGroup or not)
+        except (
+            Exception
+        ) as exc:  # timeout, closed channel, nack, unroutable (inside an ExceptionGroup or not)
             for part in in_flight.values():
-                log.warning("publish_failed", phone_number_id=part.phone_number_id, wa_id=part.wa_id,
-                            external_id=part.external_id, kind=part.kind, error=repr(exc))
+                log.warning(
+                    "publish_failed",
+                    phone_number_id=part.phone_number_id,
+                    wa_id=part.wa_id,
+                    external_id=part.external_id,
+                    kind=part.kind,
+                    error=repr(exc),
+                )
             raise PublishFailed from exc
         metrics.GATEWAY_PUBLISH_SECONDS.observe(time.perf_counter() - started)
         log.debug("webhook_queued", parts=len(parts), shards=len(groups))
@@ -303,8 +332,12 @@ class Gateway:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.settings.publish_timeout_seconds):
-                await publisher.publish(self.topology.payments_exchange, "mpesa", payment_body(callback, raw, time.time()),
-                                        message_id=callback.CheckoutRequestID)
+                await publisher.publish(
+                    self.topology.payments_exchange,
+                    "mpesa",
+                    payment_body(callback, raw, time.time()),
+                    message_id=callback.CheckoutRequestID,
+                )
         except Exception as exc:
             log.warning("publish_failed", checkout_request_id=callback.CheckoutRequestID, error=repr(exc))
             return self._done(route, "unavailable", _text("broker unavailable", 503))
@@ -349,4 +382,3 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.gateway = gateway
     return app
-

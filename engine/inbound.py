@@ -65,8 +65,12 @@ async def handle(rt: Runtime, message: AbstractIncomingMessage) -> None:
 
 async def _dispatch(rt: Runtime, kind: str, body: dict[str, Any]) -> str:
     if kind in ("error", "other"):
-        log.info("webhook part without a conversation effect", kind=kind, field=body.get("field"),
-                 payload=str(body.get("payload"))[:300])
+        log.info(
+            "webhook part without a conversation effect",
+            kind=kind,
+            field=body.get("field"),
+            payload=str(body.get("payload"))[:300],
+        )
         return "ignored"
     org_id = await rt.orgs.for_phone_number(str(body.get("phone_number_id")))
     if org_id is None:
@@ -87,8 +91,9 @@ async def _dispatch(rt: Runtime, kind: str, body: dict[str, Any]) -> str:
         return await _take_effect(rt, org, source, kind, body, exact_wallet=True)
 
 
-async def _take_effect(rt: Runtime, org: Org, source: str, kind: str, body: dict[str, Any],
-                       exact_wallet: bool) -> str:
+async def _take_effect(
+    rt: Runtime, org: Org, source: str, kind: str, body: dict[str, Any], exact_wallet: bool
+) -> str:
     async with rt.app_pool.acquire() as conn, tenant_transaction(conn, org.id):
         arrival = await arrive(conn, org.id, source, kind, body)
         if arrival is None:
@@ -97,9 +102,17 @@ async def _take_effect(rt: Runtime, org: Org, source: str, kind: str, body: dict
         if arrival.contact is None or arrival.conversation is None:
             log.warning("event for an unknown contact", kind=kind, wa_id=body.get("wa_id"))
             return "ignored"
-        turn = Turn(conn=conn, org=org, contact=arrival.contact, conversation=arrival.conversation,
-                    now=arrival.now, trigger=kind, initial_version=arrival.conversation.state.version, runtime=rt,
-                    wallet_headroom=None if exact_wallet else arrival.headroom)
+        turn = Turn(
+            conn=conn,
+            org=org,
+            contact=arrival.contact,
+            conversation=arrival.conversation,
+            now=arrival.now,
+            trigger=kind,
+            initial_version=arrival.conversation.state.version,
+            runtime=rt,
+            wallet_headroom=None if exact_wallet else arrival.headroom,
+        )
         if kind == "message":
             await store_inbound(turn, body)
         await handlers.route(kind, turn, body)
@@ -119,7 +132,10 @@ async def _status(rt: Runtime, org_id: UUID, body: dict[str, Any]) -> str:
             break
         await asyncio.sleep(0.5)
     if outcome == "unknown_message":
-        log.info("status for a message this engine did not send", wa_message_id=(body.get("payload") or {}).get("id"))
+        log.info(
+            "status for a message this engine did not send",
+            wa_message_id=(body.get("payload") or {}).get("id"),
+        )
         return "ignored"
     return outcome
 
@@ -127,6 +143,7 @@ async def _status(rt: Runtime, org_id: UUID, body: dict[str, Any]) -> str:
 @dataclass
 class Arrival:
     """Who an event is from and their conversation, locked; the wallet's headroom read without a lock."""
+
     now: datetime
     contact: Contact | None  # None (and no conversation): a payment or timer for a contact no longer here
     conversation: Conversation | None
@@ -161,8 +178,9 @@ ARRIVE_BY_MESSAGE = _ARRIVE.format(claim=_CLAIM, contact=_UPSERT_CONTACT)
 ARRIVE_OTHERWISE = _ARRIVE.format(claim=_CLAIM, contact=_READ_CONTACT)
 
 
-async def arrive(conn: asyncpg.Connection, org_id: UUID, source: str, kind: str,
-                 body: dict[str, Any]) -> Arrival | None:
+async def arrive(
+    conn: asyncpg.Connection, org_id: UUID, source: str, kind: str, body: dict[str, Any]
+) -> Arrival | None:
     """None for an event already taken. A message upserts its contact; a first one opens the conversation."""
     now = datetime.now(UTC)
     key = (org_id, source, str(body["external_id"]), str(body.get("wa_id") or ""))
@@ -174,7 +192,9 @@ async def arrive(conn: asyncpg.Connection, org_id: UUID, source: str, kind: str,
         return None
     if row["id"] is None:
         return Arrival(now, None, None, None)
-    contact = Contact(row["id"], row["phone"], row["name"], row["language"], row["opted_in"], row["message_count"])
+    contact = Contact(
+        row["id"], row["phone"], row["name"], row["language"], row["opted_in"], row["message_count"]
+    )
     if row["conversation_id"] is None:  # the first event of this contact (or their last conversation closed)
         conversation = await open_conversation(conn, org_id, contact.id)
     else:
@@ -186,18 +206,26 @@ async def open_conversation(conn: asyncpg.Connection, org_id: UUID, contact_id: 
     """The contact's active conversation, locked for this transaction; opened if there is none."""
     for _ in range(2):
         row = await conn.fetchrow(
-            "SELECT * FROM conversations WHERE contact_id = $1 AND status = 'active' FOR UPDATE", contact_id)
+            "SELECT * FROM conversations WHERE contact_id = $1 AND status = 'active' FOR UPDATE", contact_id
+        )
         if row is not None:
             return _conversation(row, row["id"])
         await conn.execute(
             """INSERT INTO conversations (organization_id, contact_id, current_state) VALUES ($1, $2, 'idle')
-               ON CONFLICT (contact_id) WHERE status = 'active' DO NOTHING""", org_id, contact_id)
+               ON CONFLICT (contact_id) WHERE status = 'active' DO NOTHING""",
+            org_id,
+            contact_id,
+        )
     raise RuntimeError("conversation could not be opened")
 
 
 def _conversation(row: asyncpg.Record, conversation_id: UUID) -> Conversation:
-    state = State(module=row["current_module"], step=row["current_state"] or "idle", data=row["state_data"] or {},
-                  version=row["state_version"])
+    state = State(
+        module=row["current_module"],
+        step=row["current_state"] or "idle",
+        data=row["state_data"] or {},
+        version=row["state_version"],
+    )
     return Conversation(conversation_id, state, row["last_user_message_at"])
 
 
@@ -210,8 +238,14 @@ async def store_inbound(turn: Turn, body: dict[str, Any]) -> None:
         """INSERT INTO messages (organization_id, conversation_id, contact_id, direction, type, content, payload,
                                  wa_message_id, created_at)
            VALUES ($1, $2, $3, 'inbound', $4, $5, $6, $7, $8)""",
-        turn.org.id, turn.conversation.id, turn.contact.id, str(payload.get("type") or kind)[:20], text, payload,
-        body["external_id"], sent_at,
+        turn.org.id,
+        turn.conversation.id,
+        turn.contact.id,
+        str(payload.get("type") or kind)[:20],
+        text,
+        payload,
+        body["external_id"],
+        sent_at,
     )
     turn.conversation.last_user_message_at = turn.now  # written with the state, in Turn.finish
     turn.inbound_wa_id = body["external_id"]
@@ -224,16 +258,33 @@ async def apply_status(conn: asyncpg.Connection, org_id: UUID, body: dict[str, A
         return "ignored"  # 'played' and future kinds
     errors = status.get("errors") or [{}]
     ts = datetime.fromtimestamp(int(status["timestamp"]), UTC) if status.get("timestamp") else None
-    changed = await conn.fetchval(  # its own transaction, tenant set inside (sql/016), unless the caller has one
-        "SELECT apply_status_webhook($1, $2, $3, $4, $5, $6)",
-        org_id, status.get("id"), new, ts, errors[0].get("code"), errors[0].get("title"))
+    changed = (
+        await conn.fetchval(  # its own transaction, tenant set inside (sql/016), unless the caller has one
+            "SELECT apply_status_webhook($1, $2, $3, $4, $5, $6)",
+            org_id,
+            status.get("id"),
+            new,
+            ts,
+            errors[0].get("code"),
+            errors[0].get("title"),
+        )
+    )
     if changed is None:
         return "unknown_message"
     return "processed" if changed else "stale"
 
 
-async def advance_status(conn: asyncpg.Connection, message_id: UUID, new: str, at: datetime | None = None,
-                         error_code: int | None = None, error_title: str | None = None) -> bool:
+async def advance_status(
+    conn: asyncpg.Connection,
+    message_id: UUID,
+    new: str,
+    at: datetime | None = None,
+    error_code: int | None = None,
+    error_title: str | None = None,
+) -> bool:
     """Monotonic, with broadcast counters: ``advance_message_status`` in sql/014."""
-    return bool(await conn.fetchval("SELECT advance_message_status($1, $2, $3, $4, $5)",
-                                    message_id, new, at, error_code, error_title))
+    return bool(
+        await conn.fetchval(
+            "SELECT advance_message_status($1, $2, $3, $4, $5)", message_id, new, at, error_code, error_title
+        )
+    )

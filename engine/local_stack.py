@@ -45,11 +45,16 @@ class LocalStack:
         gateway_settings = self.base.model_copy(update={"gateway_port": 0})
         self._gateway = ServerRunner(create_app(gateway_settings), lifespan="on")
         gateway_url = await self._gateway.start()
-        self.settings = self.base.model_copy(update={
-            "whatsapp_api_base_url": wa_url, "mpesa_base_url": mpesa_url,
-            "mpesa_callback_url": f"{gateway_url}/payments/mpesa/callback",
-            "send_rate_per_second": 1000.0, "pair_rate_per_second": 1000.0, "pair_rate_burst": 1000,
-        })
+        self.settings = self.base.model_copy(
+            update={
+                "whatsapp_api_base_url": wa_url,
+                "mpesa_base_url": mpesa_url,
+                "mpesa_callback_url": f"{gateway_url}/payments/mpesa/callback",
+                "send_rate_per_second": 1000.0,
+                "pair_rate_per_second": 1000.0,
+                "pair_rate_burst": 1000,
+            }
+        )
         self.poster = WebhookPoster(f"{gateway_url}/webhook", self.base.whatsapp_app_secret)
         if self.statuses:
             self.whatsapp.report_statuses(self.poster, self.statuses)
@@ -80,18 +85,41 @@ class LocalStack:
     def worker_env(self) -> dict[str, str]:
         assert self.settings is not None
         s = self.settings
-        return {**os.environ, "WHATSAPP_API_BASE_URL": str(s.whatsapp_api_base_url),
-                "MPESA_BASE_URL": str(s.mpesa_base_url), "MPESA_CALLBACK_URL": str(s.mpesa_callback_url),
-                "SEND_RATE_PER_SECOND": "1000", "PAIR_RATE_PER_SECOND": "1000", "PAIR_RATE_BURST": "1000",
-                "BROKER_PREFIX": s.broker_prefix, "INBOUND_SHARDS": str(s.inbound_shards),
-                "OUTBOUND_SHARDS": str(s.outbound_shards), "DATABASE_URL": s.database_url or "",
-                "LOG_FORMAT": "json", "LOG_LEVEL": "warning"}
+        return {
+            **os.environ,
+            "WHATSAPP_API_BASE_URL": str(s.whatsapp_api_base_url),
+            "MPESA_BASE_URL": str(s.mpesa_base_url),
+            "MPESA_CALLBACK_URL": str(s.mpesa_callback_url),
+            "SEND_RATE_PER_SECOND": "1000",
+            "PAIR_RATE_PER_SECOND": "1000",
+            "PAIR_RATE_BURST": "1000",
+            "BROKER_PREFIX": s.broker_prefix,
+            "INBOUND_SHARDS": str(s.inbound_shards),
+            "OUTBOUND_SHARDS": str(s.outbound_shards),
+            "DATABASE_URL": s.database_url or "",
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "warning",
+        }
 
-    def spawn_worker(self, role: str, *, metrics_port: int = 0, concurrency: int | None = None) -> subprocess.Popen[bytes]:
+    def spawn_worker(
+        self, role: str, *, metrics_port: int = 0, concurrency: int | None = None
+    ) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
-            [sys.executable, str(PROJECT_ROOT / "worker.py"), "--role", role, "--concurrency",
-             str(concurrency or self.concurrency), "--metrics-port", str(metrics_port)],
-            env=self.worker_env(), cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            [
+                sys.executable,
+                str(PROJECT_ROOT / "worker.py"),
+                "--role",
+                role,
+                "--concurrency",
+                str(concurrency or self.concurrency),
+                "--metrics-port",
+                str(metrics_port),
+            ],
+            env=self.worker_env(),
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         self.processes.append(proc)
         return proc
 

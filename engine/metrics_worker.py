@@ -4,22 +4,34 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-events = Counter("chatnation_worker_events_total", "Queued events handled, by kind and outcome", ["kind", "outcome"])
+events = Counter(
+    "chatnation_worker_events_total", "Queued events handled, by kind and outcome", ["kind", "outcome"]
+)
 processing_seconds = Histogram(
-    "chatnation_worker_processing_seconds", "Time to handle one event (transaction included)", ["kind"],
+    "chatnation_worker_processing_seconds",
+    "Time to handle one event (transaction included)",
+    ["kind"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 duplicates = Counter("chatnation_worker_duplicates_total", "Events already processed (no effect)", ["source"])
 replies_queued = Counter("chatnation_worker_replies_queued_total", "Replies written to the outbox")
-replies_skipped = Counter("chatnation_worker_replies_skipped_total", "Replies not queued, by reason", ["reason"])
+replies_skipped = Counter(
+    "chatnation_worker_replies_skipped_total", "Replies not queued, by reason", ["reason"]
+)
 debits = Counter("chatnation_wallet_debits_total", "Wallet debits by action", ["action"])
-wallet_low = Counter("chatnation_wallet_low_total", "Debits that took a wallet below its low-balance threshold")
+wallet_low = Counter(
+    "chatnation_wallet_low_total", "Debits that took a wallet below its low-balance threshold"
+)
 wallet_low_balance = Gauge("chatnation_wallet_below_threshold", "Wallets below their low-balance threshold")
 relayed = Counter("chatnation_relay_published_total", "Outbox rows published to the outbound queue")
-sends = Counter("chatnation_sender_results_total", "WhatsApp send results by outcome and error code",
-                ["outcome", "code"])
-send_seconds = Histogram("chatnation_sender_request_seconds", "WhatsApp API request latency",
-                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+sends = Counter(
+    "chatnation_sender_results_total", "WhatsApp send results by outcome and error code", ["outcome", "code"]
+)
+send_seconds = Histogram(
+    "chatnation_sender_request_seconds",
+    "WhatsApp API request latency",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 queue_depth = Gauge("chatnation_queue_messages", "Messages in a queue, by state", ["queue", "state"])
 queue_consumers = Gauge("chatnation_queue_consumers", "Consumers of a queue", ["queue"])
 in_flight = Gauge("chatnation_worker_in_flight", "Events received and not yet acked", ["role"])

@@ -58,7 +58,10 @@ async def _apply_pending(conn: asyncpg.Connection, migrations: list[Migration]) 
                checksum TEXT NOT NULL,
                applied_at TIMESTAMPTZ NOT NULL DEFAULT NOW())"""
     )
-    done = {r["filename"]: r["checksum"] for r in await conn.fetch("SELECT filename, checksum FROM schema_migrations")}
+    done = {
+        r["filename"]: r["checksum"]
+        for r in await conn.fetch("SELECT filename, checksum FROM schema_migrations")
+    }
     for m in migrations:
         if m.name in done and done[m.name] != m.checksum:
             raise MigrationEdited(f"{m.name} was edited after it was applied; add a new migration instead")
@@ -68,7 +71,9 @@ async def _apply_pending(conn: asyncpg.Connection, migrations: list[Migration]) 
             continue
         async with conn.transaction():
             await conn.execute(m.sql)
-            await conn.execute("INSERT INTO schema_migrations (filename, checksum) VALUES ($1, $2)", m.name, m.checksum)
+            await conn.execute(
+                "INSERT INTO schema_migrations (filename, checksum) VALUES ($1, $2)", m.name, m.checksum
+            )
         applied.append(m.name)
     return applied
 

@@ -32,8 +32,9 @@ class PaymentRefused(Exception):
 
 
 class PaymentProvider(Protocol):
-    async def stk_push(self, phone: str, amount: Decimal, account_reference: str, description: str
-                       ) -> StkPushAccepted: ...
+    async def stk_push(
+        self, phone: str, amount: Decimal, account_reference: str, description: str
+    ) -> StkPushAccepted: ...
 
 
 class DarajaClient:
@@ -47,35 +48,52 @@ class DarajaClient:
         if self._token and self._token[0] > time.monotonic():
             return self._token[1]
         response = await self._http.get(
-            f"{self._base}/oauth/v1/generate", params={"grant_type": "client_credentials"},
-            auth=(self._s.mpesa_consumer_key, self._s.mpesa_consumer_secret))
+            f"{self._base}/oauth/v1/generate",
+            params={"grant_type": "client_credentials"},
+            auth=(self._s.mpesa_consumer_key, self._s.mpesa_consumer_secret),
+        )
         if response.status_code != 200:
             raise PaymentRefused(f"Daraja OAuth failed: HTTP {response.status_code}")
         body = response.json()
         self._token = (time.monotonic() + int(body.get("expires_in", 3599)) - 60, body["access_token"])
         return self._token[1]
 
-    async def stk_push(self, phone: str, amount: Decimal, account_reference: str, description: str
-                       ) -> StkPushAccepted:
+    async def stk_push(
+        self, phone: str, amount: Decimal, account_reference: str, description: str
+    ) -> StkPushAccepted:
         timestamp = datetime.now(NAIROBI).strftime("%Y%m%d%H%M%S")
-        password = base64.b64encode(f"{self._s.mpesa_shortcode}{self._s.mpesa_passkey}{timestamp}".encode()).decode()
+        password = base64.b64encode(
+            f"{self._s.mpesa_shortcode}{self._s.mpesa_passkey}{timestamp}".encode()
+        ).decode()
         callback = str(self._s.mpesa_callback_url)
         if self._s.mpesa_callback_token:
             callback += ("&" if "?" in callback else "?") + f"token={self._s.mpesa_callback_token}"
         request = {
-            "BusinessShortCode": self._s.mpesa_shortcode, "Password": password, "Timestamp": timestamp,
+            "BusinessShortCode": self._s.mpesa_shortcode,
+            "Password": password,
+            "Timestamp": timestamp,
             "TransactionType": "CustomerPayBillOnline",
             "Amount": int(amount.to_integral_value(ROUND_CEILING)),  # M-Pesa takes whole shillings
-            "PartyA": phone, "PartyB": self._s.mpesa_shortcode, "PhoneNumber": phone, "CallBackURL": callback,
-            "AccountReference": account_reference[:12], "TransactionDesc": description[:13],
+            "PartyA": phone,
+            "PartyB": self._s.mpesa_shortcode,
+            "PhoneNumber": phone,
+            "CallBackURL": callback,
+            "AccountReference": account_reference[:12],
+            "TransactionDesc": description[:13],
         }
         try:
             response = await self._http.post(
-                f"{self._base}/mpesa/stkpush/v1/processrequest", json=request,
-                headers={"Authorization": f"Bearer {await self._access_token()}"})
+                f"{self._base}/mpesa/stkpush/v1/processrequest",
+                json=request,
+                headers={"Authorization": f"Bearer {await self._access_token()}"},
+            )
         except httpx.HTTPError as err:
             raise PaymentRefused(f"Daraja unreachable: {err}") from err
-        body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+        body = (
+            response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+        )
         if response.status_code != 200 or str(body.get("ResponseCode")) != "0":
-            raise PaymentRefused(str(body.get("errorMessage") or body.get("ResponseDescription") or response.text)[:200])
+            raise PaymentRefused(
+                str(body.get("errorMessage") or body.get("ResponseDescription") or response.text)[:200]
+            )
         return StkPushAccepted(body["CheckoutRequestID"], body["MerchantRequestID"])

@@ -13,7 +13,9 @@ from engine.db import tenant_tx
 from engine.expiring import Expiring
 from engine.turn import Org
 
-ORG_TTL_SECONDS = 5.0  # a change to an organisation (prices, language, a new token) reaches the hot path this late
+ORG_TTL_SECONDS = (
+    5.0  # a change to an organisation (prices, language, a new token) reaches the hot path this late
+)
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,14 @@ async def create_organization(pool: asyncpg.Pool, new: NewOrganization) -> UUID:
         await conn.execute(
             """INSERT INTO organizations (id, name, slug, type, phone, whatsapp_phone_id, whatsapp_access_token, settings)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
-            org_id, new.name, new.slug or slugify(new.name), new.type, new.display_phone,
-            new.phone_number_id, new.access_token, settings,
+            org_id,
+            new.name,
+            new.slug or slugify(new.name),
+            new.type,
+            new.display_phone,
+            new.phone_number_id,
+            new.access_token,
+            settings,
         )
         await conn.execute("INSERT INTO wallets (organization_id) VALUES ($1)", org_id)
         if new.tokens > 0:
@@ -70,6 +78,7 @@ class OrgDirectory:
     async def for_phone_number(self, phone_number_id: str) -> UUID | None:
         """Routing. A known number is kept 30 s; an unknown one 2 s, so a number registered to fix parked
         messages is seen by their replay at once."""
+
         async def load() -> UUID | None:
             return await self.pool.fetchval("SELECT org_by_phone_number_id($1)", phone_number_id)
 
@@ -80,8 +89,15 @@ class OrgDirectory:
             async with tenant_tx(self.pool, org_id) as conn:
                 row = await conn.fetchrow(
                     """SELECT id, name, whatsapp_phone_id, whatsapp_access_token, settings FROM organizations
-                       WHERE id = $1""", org_id)
-            return Org(row["id"], row["name"], row["whatsapp_phone_id"], row["settings"] or {},
-                       access_token=row["whatsapp_access_token"] or "")
+                       WHERE id = $1""",
+                    org_id,
+                )
+            return Org(
+                row["id"],
+                row["name"],
+                row["whatsapp_phone_id"],
+                row["settings"] or {},
+                access_token=row["whatsapp_access_token"] or "",
+            )
 
         return await self._orgs.get(org_id, load)

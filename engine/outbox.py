@@ -50,7 +50,8 @@ async def _relay_while_leader(rt: Runtime, stop: asyncio.Event) -> None:
 
 async def relay_batch(rt: Runtime, conn: asyncpg.Connection) -> int:
     rows = await conn.fetch(
-        "SELECT id, payload FROM outbox WHERE relayed_at IS NULL ORDER BY id LIMIT $1", BATCH)
+        "SELECT id, payload FROM outbox WHERE relayed_at IS NULL ORDER BY id LIMIT $1", BATCH
+    )
     if not rows:
         return 0
     by_shard: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -63,20 +64,34 @@ async def relay_batch(rt: Runtime, conn: asyncpg.Connection) -> int:
 
     async def publish(route: str, jobs: list[dict[str, Any]]) -> None:
         for job in jobs:  # one contact's replies stay in order: sequential within a shard
-            await rt.publisher.publish(rt.topology.outbound_exchange, route, job, message_id=job["message_id"],
-                                       headers=ordering_headers(*outbound_ordering(job)))
+            await rt.publisher.publish(
+                rt.topology.outbound_exchange,
+                route,
+                job,
+                message_id=job["message_id"],
+                headers=ordering_headers(*outbound_ordering(job)),
+            )
 
     await asyncio.gather(*(publish(route, jobs) for route, jobs in by_shard.items()))
-    await conn.execute("UPDATE outbox SET relayed_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+    await conn.execute(
+        "UPDATE outbox SET relayed_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+    )
     metrics.relayed.inc(len(rows))
     return len(rows)
 
 
 async def _park(rt: Runtime, row_id: int, payload: Any) -> None:
     log.error("outbox row is not a send job; parked", outbox_id=row_id)
-    await rt.publisher.publish(rt.topology.dead_letter_exchange, "", payload, message_id=f"outbox-{row_id}",
-                               headers={"x-error": "outbox row is not a send job (no contact_key or message_id)",
-                                        "x-original-queue": "outbox"})
+    await rt.publisher.publish(
+        rt.topology.dead_letter_exchange,
+        "",
+        payload,
+        message_id=f"outbox-{row_id}",
+        headers={
+            "x-error": "outbox row is not a send job (no contact_key or message_id)",
+            "x-original-queue": "outbox",
+        },
+    )
     metrics.events.labels("outbox_row", "parked").inc()
 
 

@@ -29,8 +29,11 @@ def record(stats: list[QueueStats]) -> None:
 
 async def wallets_below_threshold(rt: Runtime) -> int:
     # Cross-tenant: the owner's connection, like the outbox relay and the timer scan.
-    return int(await rt.owner_pool.fetchval(
-        "SELECT count(*) FROM wallets WHERE balance < COALESCE(low_balance_threshold, 0)"))
+    return int(
+        await rt.owner_pool.fetchval(
+            "SELECT count(*) FROM wallets WHERE balance < COALESCE(low_balance_threshold, 0)"
+        )
+    )
 
 
 async def sample_forever(rt: Runtime, stop: asyncio.Event, interval: float = SAMPLE_SECONDS) -> None:

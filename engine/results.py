@@ -45,8 +45,9 @@ class QuestionSummary:
 
     def describe(self, labels: dict[str, str]) -> str:
         if self.counts:
-            return " · ".join(f"{labels.get(k, k)} {n} ({_percent(n, self.answered)}%)"
-                              for k, n in self.counts.items())
+            return " · ".join(
+                f"{labels.get(k, k)} {n} ({_percent(n, self.answered)}%)" for k, n in self.counts.items()
+            )
         if self.stats:
             return "min {min:g} · mean {mean:.1f} · max {max:g}".format(**self.stats)
         more = self.answered - len(self.values)
@@ -81,8 +82,9 @@ def summarise(q: Question, answers: Sequence[dict[str, Any]]) -> QuestionSummary
 
 
 async def _survey_row(conn: asyncpg.Connection, survey_id: UUID) -> asyncpg.Record:
-    row = await conn.fetchrow("SELECT id, title, status, questions, response_count FROM surveys WHERE id = $1",
-                              survey_id)
+    row = await conn.fetchrow(
+        "SELECT id, title, status, questions, response_count FROM surveys WHERE id = $1", survey_id
+    )
     if row is None:
         raise NotFound(f"no survey {survey_id}")
     return row
@@ -99,7 +101,9 @@ async def survey_results(conn: asyncpg.Connection, survey_id: UUID) -> dict[str,
     survey = await _survey_row(conn, survey_id)
     questions = _questions(survey["questions"])
     rows = await conn.fetch(
-        "SELECT status, answers FROM survey_responses WHERE survey_id = $1 ORDER BY started_at DESC", survey_id)
+        "SELECT status, answers FROM survey_responses WHERE survey_id = $1 ORDER BY started_at DESC",
+        survey_id,
+    )
     statuses = Counter(r["status"] for r in rows)
     answers = [dict(r["answers"] or {}) for r in rows]
     summaries = [summarise(q, answers) for q in questions]
@@ -108,9 +112,14 @@ async def survey_results(conn: asyncpg.Connection, survey_id: UUID) -> dict[str,
         if q.type == Kind.YES_NO:
             labels[q.id] = {"yes": "Yes", "no": "No"}
     return {
-        "survey": {"id": str(survey["id"]), "title": survey["title"], "status": survey["status"],
-                   "response_count": survey["response_count"], "responses": len(rows),
-                   **{s: statuses.get(s, 0) for s in ("completed", "in_progress", "abandoned")}},
+        "survey": {
+            "id": str(survey["id"]),
+            "title": survey["title"],
+            "status": survey["status"],
+            "response_count": survey["response_count"],
+            "responses": len(rows),
+            **{s: statuses.get(s, 0) for s in ("completed", "in_progress", "abandoned")},
+        },
         "questions": [{**vars(s), "summary": s.describe(labels[s.id])} for s in summaries],
     }
 
@@ -131,30 +140,68 @@ async def export_survey_csv(conn: asyncpg.Connection, survey_id: UUID, path: Pat
     rows = await conn.fetch(
         """SELECT r.id, c.phone, r.status, r.started_at, r.completed_at, r.answers
            FROM survey_responses r JOIN contacts c ON c.id = r.contact_id
-           WHERE r.survey_id = $1 ORDER BY r.started_at, r.id""", survey_id)
+           WHERE r.survey_id = $1 ORDER BY r.started_at, r.id""",
+        survey_id,
+    )
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["response_id", "phone", "status", "started_at", "completed_at", *[q.id for q in questions]])
+        writer.writerow(
+            ["response_id", "phone", "status", "started_at", "completed_at", *[q.id for q in questions]]
+        )
         for r in rows:
             answers = r["answers"] or {}
-            writer.writerow([r["id"], r["phone"], r["status"], _cell(r["started_at"]), _cell(r["completed_at"]),
-                             *[_cell(answers.get(q.id)) for q in questions]])
+            writer.writerow(
+                [
+                    r["id"],
+                    r["phone"],
+                    r["status"],
+                    _cell(r["started_at"]),
+                    _cell(r["completed_at"]),
+                    *[_cell(answers.get(q.id)) for q in questions],
+                ]
+            )
     return len(rows)
 
 
 async def poll_results(conn: asyncpg.Connection, poll_id: UUID) -> dict[str, Any]:
-    poll = await conn.fetchrow("SELECT id, question, status, options, voter_count FROM polls WHERE id = $1", poll_id)
+    poll = await conn.fetchrow(
+        "SELECT id, question, status, options, voter_count FROM polls WHERE id = $1", poll_id
+    )
     if poll is None:
         raise NotFound(f"no poll {poll_id}")
     options = await conn.fetch(
         """SELECT o.id, o.text, o.votes, (SELECT count(*) FROM poll_votes v WHERE v.poll_id = o.poll_id
                                                                           AND v.option_id = o.id) AS counted
-           FROM poll_options o WHERE o.poll_id = $1 ORDER BY o.sort_order, o.id""", poll_id)
-    voters = await conn.fetchval("SELECT count(DISTINCT contact_id) FROM poll_votes WHERE poll_id = $1", poll_id)
+           FROM poll_options o WHERE o.poll_id = $1 ORDER BY o.sort_order, o.id""",
+        poll_id,
+    )
+    voters = await conn.fetchval(
+        "SELECT count(DISTINCT contact_id) FROM poll_votes WHERE poll_id = $1", poll_id
+    )
     in_json = {str(o["id"]): int(o.get("votes") or 0) for o in poll["options"] or []}
-    rows = [{"id": o["id"], "text": o["text"], "votes": o["votes"], "percent": _percent(o["votes"], voters),
-             "counted_votes": o["counted"], "json_votes": in_json.get(o["id"])} for o in options]
-    consistent = all(r["votes"] == r["counted_votes"] == r["json_votes"] for r in rows) and set(
-        in_json) == {r["id"] for r in rows} and poll["voter_count"] == voters
-    return {"poll": {"id": str(poll["id"]), "question": poll["question"], "status": poll["status"],
-                     "voters": voters, "consistent": consistent}, "options": rows}
+    rows = [
+        {
+            "id": o["id"],
+            "text": o["text"],
+            "votes": o["votes"],
+            "percent": _percent(o["votes"], voters),
+            "counted_votes": o["counted"],
+            "json_votes": in_json.get(o["id"]),
+        }
+        for o in options
+    ]
+    consistent = (
+        all(r["votes"] == r["counted_votes"] == r["json_votes"] for r in rows)
+        and set(in_json) == {r["id"] for r in rows}
+        and poll["voter_count"] == voters
+    )
+    return {
+        "poll": {
+            "id": str(poll["id"]),
+            "question": poll["question"],
+            "status": poll["status"],
+            "voters": voters,
+            "consistent": consistent,
+        },
+        "options": rows,
+    }

@@ -52,9 +52,17 @@ class ShardedConsumers:
         async def park(message: AbstractIncomingMessage, error: str) -> None:
             await park_message(self.rt, message, error, queue_name)
 
-        consumer = OrderedConsumer(handler=self.handler, key_of=self.key_of, park=park, limits=self.limits,
-                                   attempts=self.rt.settings.handler_attempts, on_outcome=self._outcome)
-        queue = await channel.get_queue(queue_name)  # ensure: a robust queue then re-consumes after a reconnect
+        consumer = OrderedConsumer(
+            handler=self.handler,
+            key_of=self.key_of,
+            park=park,
+            limits=self.limits,
+            attempts=self.rt.settings.handler_attempts,
+            on_outcome=self._outcome,
+        )
+        queue = await channel.get_queue(
+            queue_name
+        )  # ensure: a robust queue then re-consumes after a reconnect
         await queue.consume(consumer.on_message)
         self.active[shard] = (channel, consumer)
 
@@ -77,25 +85,39 @@ class ShardedConsumers:
 async def park_message(rt: Runtime, message: AbstractIncomingMessage, error: str, queue: str) -> None:
     """Poison message: to the parking queue with the error attached (confirmed); the caller then acks it."""
     headers = dict(message.headers or {})
-    headers.update({"x-error": error[:2000], "x-original-queue": queue, "x-original-exchange": message.exchange,
-                    "x-original-routing-key": message.routing_key,
-                    "x-attempts": int(str(headers.get("x-delivery-count") or 0)) + 1})
-    await rt.publisher.publish(rt.topology.dead_letter_exchange, "", message.body,
-                               message_id=message.message_id, headers=headers)
+    headers.update(
+        {
+            "x-error": error[:2000],
+            "x-original-queue": queue,
+            "x-original-exchange": message.exchange,
+            "x-original-routing-key": message.routing_key,
+            "x-attempts": int(str(headers.get("x-delivery-count") or 0)) + 1,
+        }
+    )
+    await rt.publisher.publish(
+        rt.topology.dead_letter_exchange, "", message.body, message_id=message.message_id, headers=headers
+    )
 
 
 async def run_roles(rt: Runtime, roles: set[str], concurrency: int, stop: asyncio.Event) -> None:
     tasks: list[asyncio.Task[None]] = []
     limits = Limits(concurrency, per_tenant=max(1, concurrency // 4))
     if "inbound" in roles:
-        sharded = ShardedConsumers(rt, "inbound", rt.topology.inbound_queue, lambda m: inbound.handle(rt, m),
-                                   inbound.key_of, limits)
+        sharded = ShardedConsumers(
+            rt, "inbound", rt.topology.inbound_queue, lambda m: inbound.handle(rt, m), inbound.key_of, limits
+        )
         tasks.append(asyncio.create_task(_coordinate(rt, sharded, rt.topology.inbound_shards, stop)))
         tasks.append(asyncio.create_task(_payments(rt, stop)))
     if "sender" in roles:
         sender = Sender(rt, rate_share=1.0)
-        sharded_out = ShardedConsumers(rt, "sender", rt.topology.outbound_queue, sender.handle, _outbound_key,
-                                       Limits(concurrency, per_tenant=max(1, concurrency // 2)))
+        sharded_out = ShardedConsumers(
+            rt,
+            "sender",
+            rt.topology.outbound_queue,
+            sender.handle,
+            _outbound_key,
+            Limits(concurrency, per_tenant=max(1, concurrency // 2)),
+        )
         tasks.append(asyncio.create_task(_coordinate(rt, sharded_out, rt.topology.outbound_shards, stop)))
     if "relay" in roles:
         tasks.append(asyncio.create_task(relay_forever(rt, stop)))
@@ -106,8 +128,9 @@ async def run_roles(rt: Runtime, roles: set[str], concurrency: int, stop: asynci
 
 
 async def _coordinate(rt: Runtime, sharded: ShardedConsumers, shards: int, stop: asyncio.Event) -> None:
-    coordinator = ShardCoordinator(rt.urls.owner, sharded.role, shards, sharded.start_shard, sharded.stop_shard,
-                                   sharded.stats)
+    coordinator = ShardCoordinator(
+        rt.urls.owner, sharded.role, shards, sharded.start_shard, sharded.stop_shard, sharded.stats
+    )
     await coordinator.run(stop)
 
 
@@ -124,11 +147,17 @@ async def _payments(rt: Runtime, stop: asyncio.Event) -> None:
     """M-Pesa callbacks: any number of routers; each callback is re-published into its contact's shard."""
     channel = await rt.connection.channel()
     await channel.set_qos(prefetch_count=20)
+
     async def park(message: AbstractIncomingMessage, error: str) -> None:
         await park_message(rt, message, error, rt.topology.payments_queue)
 
-    consumer = OrderedConsumer(handler=lambda m: route_callback(rt, m), key_of=lambda m: (str(m.message_id), "mpesa"),
-                               park=park, limits=Limits(20, 20), attempts=rt.settings.handler_attempts)
+    consumer = OrderedConsumer(
+        handler=lambda m: route_callback(rt, m),
+        key_of=lambda m: (str(m.message_id), "mpesa"),
+        park=park,
+        limits=Limits(20, 20),
+        attempts=rt.settings.handler_attempts,
+    )
     queue = await channel.get_queue(rt.topology.payments_queue)
     await queue.consume(consumer.on_message)
     await stop.wait()
@@ -138,4 +167,3 @@ async def _payments(rt: Runtime, stop: asyncio.Event) -> None:
 
 def _outbound_key(message: AbstractIncomingMessage) -> tuple[str, str]:
     return ordering_of(message.headers) or outbound_ordering(json.loads(message.body))
-

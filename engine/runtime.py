@@ -32,7 +32,9 @@ class Runtime:
     payments: PaymentProvider
     ai: AI | None = None  # the model for the knowledge base; None without OPENAI_API_KEY
     orgs: OrgDirectory = field(init=False)  # organisations as the hot path sees them, cached briefly
-    whatsapp_http: aiohttp.ClientSession = field(default_factory=new_session)  # the sender's (engine/whatsapp/client.py)
+    whatsapp_http: aiohttp.ClientSession = field(
+        default_factory=new_session
+    )  # the sender's (engine/whatsapp/client.py)
 
     @classmethod
     async def start(cls, settings: Settings, *, pool_size: int | None = None) -> Runtime:
@@ -46,10 +48,22 @@ class Runtime:
         await topology.declare(channel)
         await channel.close()
         publisher = await Publisher.open(connection, settings.publish_timeout_seconds)
-        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0),
-                                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
-        return cls(settings, topology, urls, app_pool, owner_pool, connection, publisher, http,
-                   DarajaClient(http, settings), create_ai(settings))
+        http = httpx.AsyncClient(
+            timeout=httpx.Timeout(10.0, connect=3.0),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        )
+        return cls(
+            settings,
+            topology,
+            urls,
+            app_pool,
+            owner_pool,
+            connection,
+            publisher,
+            http,
+            DarajaClient(http, settings),
+            create_ai(settings),
+        )
 
     def __post_init__(self) -> None:
         self.orgs = OrgDirectory(self.app_pool)
@@ -63,6 +77,10 @@ class Runtime:
 
     async def publish_inbound(self, contact_key: str, body: dict[str, Any], message_id: str) -> None:
         """Into the contact's ordered path (timers and payment results go this way too)."""
-        await self.publisher.publish(self.topology.inbound_exchange, self.topology.inbound_route(contact_key),
-                                     body, message_id=message_id,
-                                     headers=ordering_headers(*inbound_ordering(body, message_id)))
+        await self.publisher.publish(
+            self.topology.inbound_exchange,
+            self.topology.inbound_route(contact_key),
+            body,
+            message_id=message_id,
+            headers=ordering_headers(*inbound_ordering(body, message_id)),
+        )

@@ -54,14 +54,18 @@ def _wait(retry_state: Any) -> float:
     """Exponential with jitter; the pair limit (131056) backs off 4^n seconds as Meta asks."""
     err = retry_state.outcome.exception() if retry_state.outcome else None
     if isinstance(err, ApiError) and err.code == PAIR_LIMIT_CODE:
-        return float(min(4 ** retry_state.attempt_number, 64))
+        return float(min(4**retry_state.attempt_number, 64))
     return float(_BACKOFF(retry_state))
 
 
 class Sender:
-    def __init__(self, rt: Runtime, rate_share: float = 1.0, attempts: int = 6, max_seconds: float = 120) -> None:
+    def __init__(
+        self, rt: Runtime, rate_share: float = 1.0, attempts: int = 6, max_seconds: float = 120
+    ) -> None:
         self.rt = rt
-        self.client = CloudApiClient(rt.whatsapp_http, str(rt.settings.whatsapp_api_base_url), rt.settings.whatsapp_api_version)
+        self.client = CloudApiClient(
+            rt.whatsapp_http, str(rt.settings.whatsapp_api_base_url), rt.settings.whatsapp_api_version
+        )
         self.rate_share = rate_share  # this process's share of each number's rate (its share of the shards)
         self._numbers: dict[str, AsyncLimiter] = {}
         self._pairs: OrderedDict[str, AsyncLimiter] = OrderedDict()
@@ -72,7 +76,9 @@ class Sender:
         job = json.loads(message.body)
         org_id, message_id = UUID(job["organization_id"]), UUID(job["message_id"])
         if self._paused.get(job["organization_id"], 0) > time.monotonic():
-            raise Park("sending paused for this organisation: access token expired (190); fix it, then replay")
+            raise Park(
+                "sending paused for this organisation: access token expired (190); fix it, then replay"
+            )
         token = await self._prepare(org_id, message_id)
         if token is None:
             metrics.sends.labels("duplicate_dropped", "").inc()
@@ -95,7 +101,9 @@ class Sender:
         delay = 0.2
         while True:
             try:
-                await self.rt.app_pool.execute("SELECT record_reply_sent($1, $2, $3)", org_id, message_id, wamid)
+                await self.rt.app_pool.execute(
+                    "SELECT record_reply_sent($1, $2, $3)", org_id, message_id, wamid
+                )
                 return
             except (*INFRASTRUCTURE_ERRORS, asyncpg.exceptions.InternalClientError) as err:
                 log.warning("recording a sent reply failed; retrying", error=repr(err), delay=delay)
@@ -104,14 +112,17 @@ class Sender:
 
     async def _prepare(self, org_id: UUID, message_id: UUID) -> str | None:
         """The organisation's token, or None when this reply was already accepted or failed."""
-        org = await self.rt.orgs.get(org_id)  # before this check's connection: a cache miss takes one of its own
+        org = await self.rt.orgs.get(
+            org_id
+        )  # before this check's connection: a cache miss takes one of its own
         if not await self.rt.app_pool.fetchval("SELECT reply_unsent($1, $2)", org_id, message_id):
             return None
         return org.access_token
 
     async def _send_with_retries(self, job: dict[str, Any], token: str) -> str:
-        async for attempt in AsyncRetrying(retry=retry_if_exception(_transient), wait=_wait, stop=self._stop,
-                                           reraise=True):
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(_transient), wait=_wait, stop=self._stop, reraise=True
+        ):
             with attempt:
                 started = time.perf_counter()
                 try:
@@ -119,8 +130,13 @@ class Sender:
                     result = await self.client.send(job["phone_number_id"], token, request)
                 except ApiError as err:
                     metrics.sends.labels(err.action, str(err.code)).inc()
-                    log.warning("send failed", code=err.code, http_status=err.http_status, action=err.action,
-                                message_id=job["message_id"])
+                    log.warning(
+                        "send failed",
+                        code=err.code,
+                        http_status=err.http_status,
+                        action=err.action,
+                        message_id=job["message_id"],
+                    )
                     raise
                 finally:
                     metrics.send_seconds.observe(time.perf_counter() - started)
@@ -135,22 +151,31 @@ class Sender:
         async with tenant_tx(self.rt.app_pool, UUID(job["organization_id"])) as conn:
             png = await conn.fetchval(
                 """SELECT i.image FROM ticket_images i JOIN tickets t ON t.id = i.ticket_id
-                   WHERE t.ticket_code = $1""", key)
+                   WHERE t.ticket_code = $1""",
+                key,
+            )
         if png is None:
             raise Park(f"no image stored for {ref!r}")
-        media_id = await self.client.upload_media(job["phone_number_id"], token, png, "image/png", f"{key}.png")
+        media_id = await self.client.upload_media(
+            job["phone_number_id"], token, png, "image/png", f"{key}.png"
+        )
         return build_payload(Image(ref=ref, caption=caption), job["to"], image_id=media_id)
 
     async def _failed(self, job: dict[str, Any], org_id: UUID, message_id: UUID, err: ApiError) -> None:
         if err.action == "token_expired":
             self._paused[job["organization_id"]] = time.monotonic() + TOKEN_PAUSE_SECONDS
-            log.error("ALERT: WhatsApp access token expired or invalid; sends paused", organization_id=str(org_id),
-                      phone_number_id=job["phone_number_id"])
+            log.error(
+                "ALERT: WhatsApp access token expired or invalid; sends paused",
+                organization_id=str(org_id),
+                phone_number_id=job["phone_number_id"],
+            )
             raise Park(f"access token rejected (code {err.code}): {err.message}")
         if err.action == "retry":
             raise err  # retries exhausted: the consumer retries later, then parks with the error
         async with tenant_tx(self.rt.app_pool, org_id) as conn:
-            await advance_status(conn, message_id, "failed", error_code=err.code, error_title=err.message[:500])
+            await advance_status(
+                conn, message_id, "failed", error_code=err.code, error_title=err.message[:500]
+            )
         log.info("reply failed permanently", code=err.code, message_id=str(message_id))
 
     def _limiter(self, phone_number_id: str) -> AsyncLimiter:

@@ -41,7 +41,9 @@ class ShardCoordinator:
     start_shard: Callable[[int], Awaitable[None]]
     stop_shard: Callable[[int], Awaitable[None]]
     stats: Callable[[], tuple[int, int]] = lambda: (0, 0)  # (in flight, processed)
-    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    worker_id: str = field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    )
     owned: set[int] = field(default_factory=set)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -71,13 +73,24 @@ class ShardCoordinator:
             """INSERT INTO worker_heartbeats (worker_id, role, host, pid, shards, in_flight, processed)
                VALUES ($1, $2, $3, $4, $5, $6, $7)
                ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now(), shards = $5, in_flight = $6, processed = $7""",
-            self.worker_id, self.role, socket.gethostname(), os.getpid(), sorted(self.owned), in_flight, processed)
-        live = [r["worker_id"] for r in await conn.fetch(
-            f"""SELECT worker_id FROM worker_heartbeats
+            self.worker_id,
+            self.role,
+            socket.gethostname(),
+            os.getpid(),
+            sorted(self.owned),
+            in_flight,
+            processed,
+        )
+        live = [
+            r["worker_id"]
+            for r in await conn.fetch(
+                f"""SELECT worker_id FROM worker_heartbeats
                 WHERE role = $1 AND heartbeat_at > now() - interval '{LIVE_SECONDS} seconds'
-                ORDER BY started_at, worker_id""", self.role)]
-        await conn.execute(
-            "DELETE FROM worker_heartbeats WHERE heartbeat_at < now() - interval '1 hour'")
+                ORDER BY started_at, worker_id""",
+                self.role,
+            )
+        ]
+        await conn.execute("DELETE FROM worker_heartbeats WHERE heartbeat_at < now() - interval '1 hour'")
         wanted = assign(self.shards, live, self.worker_id)
         changed = wanted != self.owned
         for shard in sorted(self.owned - wanted):

@@ -24,13 +24,22 @@ async def fire_due_timers(rt: Runtime, conn: asyncpg.Connection, limit: int = 20
         """SELECT t.id, t.kind, t.state_version, t.data, c.phone, o.whatsapp_phone_id
            FROM conversation_timers t JOIN contacts c ON c.id = t.contact_id
            JOIN organizations o ON o.id = t.organization_id
-           WHERE t.status = 'pending' AND t.due_at <= now() ORDER BY t.due_at LIMIT $1""", limit)
+           WHERE t.status = 'pending' AND t.due_at <= now() ORDER BY t.due_at LIMIT $1""",
+        limit,
+    )
     for row in rows:
-        body = {"v": 1, "kind": "timer", "phone_number_id": row["whatsapp_phone_id"], "wa_id": row["phone"],
-                "external_id": f"timer:{row['id']}",
-                "timer": {"kind": row["kind"], "version": row["state_version"], "data": row["data"]}}
+        body = {
+            "v": 1,
+            "kind": "timer",
+            "phone_number_id": row["whatsapp_phone_id"],
+            "wa_id": row["phone"],
+            "external_id": f"timer:{row['id']}",
+            "timer": {"kind": row["kind"], "version": row["state_version"], "data": row["data"]},
+        }
         await rt.publish_inbound(row["phone"], body, message_id=body["external_id"])
-        await conn.execute("UPDATE conversation_timers SET status = 'fired', fired_at = now() WHERE id = $1", row["id"])
+        await conn.execute(
+            "UPDATE conversation_timers SET status = 'fired', fired_at = now() WHERE id = $1", row["id"]
+        )
     return len(rows)
 
 
@@ -40,7 +49,9 @@ async def timers_forever(rt: Runtime, stop: asyncio.Event, interval: float = 1.0
             conn = await asyncpg.connect(rt.urls.owner)  # cross-tenant scan: the owner's job
             try:
                 if await conn.fetchval("SELECT pg_try_advisory_lock($1)", TIMERS_LOCK):
-                    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+                    await conn.set_type_codec(
+                        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+                    )
                     while not stop.is_set():
                         if await fire_due_timers(rt, conn) == 0:
                             await _sleep(stop, interval)

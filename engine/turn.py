@@ -124,9 +124,17 @@ class Turn:
                UPDATE conversations SET current_module = $2, current_state = $3, state_data = $4, state_version = $5,
                       last_message_at = $6, last_user_message_at = GREATEST(last_user_message_at, $7)
                WHERE id = $1""",
-            self.conversation.id, s.module, s.step, dict(s.data), s.version, self.now,
-            self.conversation.last_user_message_at, self.org.id, self.contact.id,
-            [t.kind for t in timers], [dict(t.data) for t in timers],
+            self.conversation.id,
+            s.module,
+            s.step,
+            dict(s.data),
+            s.version,
+            self.now,
+            self.conversation.last_user_message_at,
+            self.org.id,
+            self.contact.id,
+            [t.kind for t in timers],
+            [dict(t.data) for t in timers],
             [self.now + timedelta(seconds=t.seconds) for t in timers],
         )
 
@@ -139,7 +147,7 @@ class Turn:
                 log.warning("wallet empty: paid replies paused until a top-up")
             metrics.replies_skipped.labels("wallet_empty").inc(len(replies) - paid.count)
         written = 0
-        for reply in replies[:paid.count]:
+        for reply in replies[: paid.count]:
             if await self._write_reply(reply, price):
                 written += 1
             else:
@@ -154,8 +162,9 @@ class Turn:
         content = reply_text(reply)
         message_id = uuid4()  # chosen here, so that the send job can carry it in the same statement
         job = {**self._send_job(reply), "message_id": str(message_id)}
-        return bool(await self.conn.fetchval(
-            """WITH m AS (
+        return bool(
+            await self.conn.fetchval(
+                """WITH m AS (
                    INSERT INTO messages (id, organization_id, conversation_id, contact_id, direction, type, content,
                                          payload, wa_status, tokens_consumed, created_at)
                    SELECT $1, $2, $3, $4, 'outbound', $5, $6, $7, 'queued', $8, $9
@@ -164,22 +173,53 @@ class Turn:
                    RETURNING id)
                INSERT INTO outbox (organization_id, message_id, contact_id, payload)
                SELECT $2, id, $4, $7 FROM m RETURNING true""",
-            message_id, self.org.id, self.conversation.id, self.contact.id, job["type"], content, job, price,
-            self.now, self.now - LOOP_WINDOW, LOOP_LIMIT - 1,
-        ))
+                message_id,
+                self.org.id,
+                self.conversation.id,
+                self.contact.id,
+                job["type"],
+                content,
+                job,
+                price,
+                self.now,
+                self.now - LOOP_WINDOW,
+                LOOP_LIMIT - 1,
+            )
+        )
 
     async def _charge(self, charge: Charge, keep: int) -> None:
         amount = price_of(charge.action, self.org.settings) * charge.quantity
         if amount > 0:  # a free action takes no lock on the wallet
-            await self.charge(amount, module=charge.module, action=charge.action, reference_id=charge.reference_id,
-                              keep=keep)
+            await self.charge(
+                amount,
+                module=charge.module,
+                action=charge.action,
+                reference_id=charge.reference_id,
+                keep=keep,
+            )
 
-    async def charge(self, amount: int, *, module: str, action: str, reference_id: str | None = None,
-                     metadata: dict[str, Any] | None = None, keep: int = 0) -> None:
+    async def charge(
+        self,
+        amount: int,
+        *,
+        module: str,
+        action: str,
+        reference_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        keep: int = 0,
+    ) -> None:
         """A billable action. With an empty wallet the action still stands (the user did it); the charge is
         not made, so the balance never goes negative, and the low balance is signalled once."""
-        result = await debit(self.conn, self.org.id, amount, module=module, action=action, reference_id=reference_id,
-                             metadata=metadata, keep=keep)
+        result = await debit(
+            self.conn,
+            self.org.id,
+            amount,
+            module=module,
+            action=action,
+            reference_id=reference_id,
+            metadata=metadata,
+            keep=keep,
+        )
         if result.ok:
             metrics.debits.labels(action).inc()
             if result.crossed_low_threshold:
@@ -188,8 +228,12 @@ class Turn:
             log.warning("wallet empty: charge not made", action=action, amount=amount)
 
     def _send_job(self, reply: Reply) -> dict[str, Any]:
-        job: dict[str, Any] = {"organization_id": str(self.org.id), "phone_number_id": self.org.phone_number_id,
-                               "to": self.contact.phone, "contact_key": self.contact_key}
+        job: dict[str, Any] = {
+            "organization_id": str(self.org.id),
+            "phone_number_id": self.org.phone_number_id,
+            "to": self.contact.phone,
+            "contact_key": self.contact_key,
+        }
         if isinstance(reply, Image):
             return {**job, "type": "image", "image": {"ref": reply.ref, "caption": reply.caption}}
         try:

@@ -52,17 +52,35 @@ async def debit(
         """UPDATE wallets SET balance = balance - $2, lifetime_consumed = lifetime_consumed + $2
            WHERE organization_id = $1 AND balance >= $2::int + $3::int
            RETURNING id, balance, low_balance_threshold""",
-        organization_id, amount, keep,
+        organization_id,
+        amount,
+        keep,
     )
     if row is None:
-        balance = await conn.fetchval("SELECT balance FROM wallets WHERE organization_id = $1", organization_id)
+        balance = await conn.fetchval(
+            "SELECT balance FROM wallets WHERE organization_id = $1", organization_id
+        )
         return Debit(ok=False, balance=balance or 0)
     if amount:
-        await _ledger(conn, row["id"], organization_id, "debit", -amount, row["balance"] + amount, row["balance"],
-                      module, action, reference_id, metadata)
+        await _ledger(
+            conn,
+            row["id"],
+            organization_id,
+            "debit",
+            -amount,
+            row["balance"] + amount,
+            row["balance"],
+            module,
+            action,
+            reference_id,
+            metadata,
+        )
     threshold = row["low_balance_threshold"] or 0
-    return Debit(ok=True, balance=row["balance"],
-                 crossed_low_threshold=row["balance"] < threshold <= row["balance"] + amount)
+    return Debit(
+        ok=True,
+        balance=row["balance"],
+        crossed_low_threshold=row["balance"] < threshold <= row["balance"] + amount,
+    )
 
 
 # A reply is paid at commit, without the wallet's lock in between (sql/013), when the balance read at the start
@@ -77,8 +95,9 @@ class Affordable:
     crossed_low_threshold: bool = False
 
 
-async def affordable(conn: asyncpg.Connection, organization_id: UUID | str, price: int, wanted: int,
-                     headroom: int | None) -> Affordable:
+async def affordable(
+    conn: asyncpg.Connection, organization_id: UUID | str, price: int, wanted: int, headroom: int | None
+) -> Affordable:
     """How many of ``wanted`` items at ``price`` the wallet pays for. ``headroom`` (balance minus threshold,
     read without a lock) answers "all" when it is ample; otherwise the wallet's row is locked to the commit
     and the exact count is returned. The debit itself is the commit-time trigger's."""
@@ -87,7 +106,9 @@ async def affordable(conn: asyncpg.Connection, organization_id: UUID | str, pric
     if headroom is not None and headroom >= price * wanted + PAY_AT_COMMIT_HEADROOM:
         return Affordable(count=wanted)
     row = await conn.fetchrow(
-        "SELECT balance, low_balance_threshold FROM wallets WHERE organization_id = $1 FOR UPDATE", organization_id)
+        "SELECT balance, low_balance_threshold FROM wallets WHERE organization_id = $1 FOR UPDATE",
+        organization_id,
+    )
     if row is None:
         return Affordable(count=0)
     balance, threshold = row["balance"], row["low_balance_threshold"] or 0
@@ -113,30 +134,64 @@ async def credit(
                   lifetime_purchased = lifetime_purchased + CASE WHEN $3 = 'purchase' THEN $2 ELSE 0 END,
                   low_balance_signalled_at = NULL
            WHERE organization_id = $1 RETURNING id, balance""",
-        organization_id, amount, type_,
+        organization_id,
+        amount,
+        type_,
     )
     if row is None:
         raise LookupError(f"organisation {organization_id} has no wallet")
-    await _ledger(conn, row["id"], organization_id, type_, amount, row["balance"] - amount, row["balance"],
-                  module, action, reference_id, metadata)
+    await _ledger(
+        conn,
+        row["id"],
+        organization_id,
+        type_,
+        amount,
+        row["balance"] - amount,
+        row["balance"],
+        module,
+        action,
+        reference_id,
+        metadata,
+    )
     return int(row["balance"])
 
 
-async def _ledger(conn: asyncpg.Connection, wallet_id: UUID, organization_id: UUID | str, type_: str, amount: int,
-                  before: int, after: int, module: str, action: str, reference_id: UUID | str | None,
-                  metadata: dict[str, Any] | None) -> None:
+async def _ledger(
+    conn: asyncpg.Connection,
+    wallet_id: UUID,
+    organization_id: UUID | str,
+    type_: str,
+    amount: int,
+    before: int,
+    after: int,
+    module: str,
+    action: str,
+    reference_id: UUID | str | None,
+    metadata: dict[str, Any] | None,
+) -> None:
     await conn.execute(
         """INSERT INTO token_transactions (wallet_id, organization_id, type, amount, balance_before, balance_after,
                                            module, action, reference_id, metadata)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
-        wallet_id, organization_id, type_, amount, before, after, module, action, reference_id, metadata,
+        wallet_id,
+        organization_id,
+        type_,
+        amount,
+        before,
+        after,
+        module,
+        action,
+        reference_id,
+        metadata,
     )
 
 
 async def signal_low_balance_once(conn: asyncpg.Connection, organization_id: UUID | str) -> bool:
     """True only for the first caller since the last top-up: the low balance is logged once, not per message."""
-    return bool(await conn.fetchval(
-        """UPDATE wallets SET low_balance_signalled_at = now()
+    return bool(
+        await conn.fetchval(
+            """UPDATE wallets SET low_balance_signalled_at = now()
            WHERE organization_id = $1 AND low_balance_signalled_at IS NULL RETURNING true""",
-        organization_id,
-    ))
+            organization_id,
+        )
+    )

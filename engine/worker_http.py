@@ -25,12 +25,15 @@ def create_app(ready: Callable[[], Awaitable[bool]]) -> Starlette:
         ok = await ready()
         return PlainTextResponse("ready" if ok else "not ready", status_code=200 if ok else 503)
 
-    return Starlette(routes=[Route("/metrics", metrics), Route("/healthz", healthz), Route("/readyz", readyz)])
+    return Starlette(
+        routes=[Route("/metrics", metrics), Route("/healthz", healthz), Route("/readyz", readyz)]
+    )
 
 
 async def serve(app: Starlette, host: str, port: int, stop: asyncio.Event) -> None:
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                           lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    )
     server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]  # the worker owns signals
     task = asyncio.create_task(server.serve())
     await stop.wait()

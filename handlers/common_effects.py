@@ -10,19 +10,23 @@ log = get_logger(__name__)
 
 
 async def set_language(turn: Turn, effect: SetLanguage) -> None:
-    await turn.conn.execute("UPDATE contacts SET language = $2 WHERE id = $1", turn.contact.id, effect.language)
+    await turn.conn.execute(
+        "UPDATE contacts SET language = $2 WHERE id = $1", turn.contact.id, effect.language
+    )
     turn.contact.language = effect.language
 
 
 async def opt_out(turn: Turn, effect: OptOut) -> None:
     await turn.conn.execute(
-        "UPDATE contacts SET opted_in = false, opted_out_at = $2 WHERE id = $1", turn.contact.id, turn.now)
+        "UPDATE contacts SET opted_in = false, opted_out_at = $2 WHERE id = $1", turn.contact.id, turn.now
+    )
     turn.contact.opted_in = False
 
 
 async def opt_in(turn: Turn, effect: OptIn) -> None:
     await turn.conn.execute(
-        "UPDATE contacts SET opted_in = true, opted_in_at = $2 WHERE id = $1", turn.contact.id, turn.now)
+        "UPDATE contacts SET opted_in = true, opted_in_at = $2 WHERE id = $1", turn.contact.id, turn.now
+    )
     turn.contact.opted_in = True
 
 
@@ -41,4 +45,6 @@ async def cancel_timers(turn: Turn, effect: CancelTimers) -> None:
     await turn.conn.execute(
         """UPDATE conversation_timers SET status = 'cancelled'
            WHERE conversation_id = $1 AND status = 'pending' AND ($2::text IS NULL OR kind = $2)""",
-        turn.conversation.id, effect.kind)
+        turn.conversation.id,
+        effect.kind,
+    )

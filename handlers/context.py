@@ -26,8 +26,16 @@ async def load_context(turn: Turn, state: State, event: object) -> Context:
     conn, org = turn.conn, turn.org
     data: dict[str, Any] = {
         "timezone": org.settings.get("timezone", "Africa/Nairobi"),
-        **{k: org.settings[k] for k in ("survey_reminder_seconds", "survey_abandon_seconds",
-                                         "payment_timeout_seconds", "hold_seconds") if k in org.settings},
+        **{
+            k: org.settings[k]
+            for k in (
+                "survey_reminder_seconds",
+                "survey_abandon_seconds",
+                "payment_timeout_seconds",
+                "hold_seconds",
+            )
+            if k in org.settings
+        },
     }
     data["offers"] = await offers(conn, org.id)  # any step may end at the menu (cached: cheap)
     ids = state.data
@@ -38,16 +46,25 @@ async def load_context(turn: Turn, state: State, event: object) -> Context:
     if ids.get("poll_id"):
         data["poll"] = await read_once(turn, "poll", ids["poll_id"], load_poll)
     return Context(
-        now=turn.now, language=turn.language, contact_id=str(turn.contact.id), contact_phone=turn.contact.phone,
-        contact_name=turn.contact.name, opted_in=turn.contact.opted_in,
+        now=turn.now,
+        language=turn.language,
+        contact_id=str(turn.contact.id),
+        contact_phone=turn.contact.phone,
+        contact_name=turn.contact.name,
+        opted_in=turn.contact.opted_in,
         is_first_message=turn.trigger == "message" and turn.contact.message_count <= 1,
         is_staff=await is_staff(conn, org.id, turn.contact.phone) if isinstance(event, Inbound) else False,
-        org_name=org.name, data=data,
+        org_name=org.name,
+        data=data,
     )
 
 
-async def read_once(turn: Turn, kind: str, item_id: str,
-                    load: Callable[[asyncpg.Connection, str], Awaitable[dict[str, Any] | None]]) -> dict[str, Any] | None:
+async def read_once(
+    turn: Turn,
+    kind: str,
+    item_id: str,
+    load: Callable[[asyncpg.Connection, str], Awaitable[dict[str, Any] | None]],
+) -> dict[str, Any] | None:
     """A survey or a poll is read once per event (a survey's start, then its first question, is one read): no
     applier changes its row inside the transaction (their counters move at commit, sql/013)."""
     key = f"{kind}:{item_id}"
@@ -64,14 +81,26 @@ def remember(turn: Turn, kind: str, item_id: str, item: dict[str, Any] | None) -
 
 async def offers(conn: asyncpg.Connection, org_id: UUID) -> dict[str, Any]:
     async def load() -> dict[str, Any]:
-        surveys = [survey_of(r) for r in await conn.fetch(
-            """SELECT * FROM surveys WHERE status = 'active' AND (starts_at IS NULL OR starts_at <= now())
-                 AND (ends_at IS NULL OR ends_at > now()) ORDER BY created_at LIMIT 10""")]
-        events = [await _event(conn, r) for r in await conn.fetch(
-            """SELECT * FROM events WHERE status = 'published' AND ends_at > now() ORDER BY starts_at LIMIT 10""")]
-        polls = [_poll(r) for r in await conn.fetch(
-            """SELECT * FROM polls WHERE status = 'active' AND (ends_at IS NULL OR ends_at > now())
-               ORDER BY created_at LIMIT 10""")]
+        surveys = [
+            survey_of(r)
+            for r in await conn.fetch(
+                """SELECT * FROM surveys WHERE status = 'active' AND (starts_at IS NULL OR starts_at <= now())
+                 AND (ends_at IS NULL OR ends_at > now()) ORDER BY created_at LIMIT 10"""
+            )
+        ]
+        events = [
+            await _event(conn, r)
+            for r in await conn.fetch(
+                """SELECT * FROM events WHERE status = 'published' AND ends_at > now() ORDER BY starts_at LIMIT 10"""
+            )
+        ]
+        polls = [
+            _poll(r)
+            for r in await conn.fetch(
+                """SELECT * FROM polls WHERE status = 'active' AND (ends_at IS NULL OR ends_at > now())
+               ORDER BY created_at LIMIT 10"""
+            )
+        ]
         return {"surveys": surveys, "events": events, "polls": polls}
 
     return await _offers.get(org_id, load)
@@ -94,19 +123,32 @@ async def load_poll(conn: asyncpg.Connection, poll_id: str) -> dict[str, Any] | 
 
 async def is_staff(conn: asyncpg.Connection, org_id: UUID, phone: str) -> bool:
     """Door staff of a published event (check-in rights); their phones are cached with the offers."""
+
     async def load() -> frozenset[str]:
-        return frozenset(r["phone"] for r in await conn.fetch(
-            """SELECT DISTINCT p.phone FROM participants p JOIN events e ON e.id = p.event_id
-               WHERE p.role = 'staff' AND e.status = 'published'"""))
+        return frozenset(
+            r["phone"]
+            for r in await conn.fetch(
+                """SELECT DISTINCT p.phone FROM participants p JOIN events e ON e.id = p.event_id
+               WHERE p.role = 'staff' AND e.status = 'published'"""
+            )
+        )
 
     return phone in await _staff.get(org_id, load)
 
 
 def survey_of(r: asyncpg.Record) -> dict[str, Any]:
-    return {"id": str(r["id"]), "title": r["title"], "description": r["description"] or "",
-            "questions": r["questions"], "settings": r["settings"] or {}, "status": r["status"],
-            "starts_at": r["starts_at"], "ends_at": r["ends_at"], "max_responses": r["max_responses"],
-            "response_count": r["response_count"]}
+    return {
+        "id": str(r["id"]),
+        "title": r["title"],
+        "description": r["description"] or "",
+        "questions": r["questions"],
+        "settings": r["settings"] or {},
+        "status": r["status"],
+        "starts_at": r["starts_at"],
+        "ends_at": r["ends_at"],
+        "max_responses": r["max_responses"],
+        "response_count": r["response_count"],
+    }
 
 
 async def _event(conn: asyncpg.Connection, r: asyncpg.Record) -> dict[str, Any]:
@@ -114,13 +156,27 @@ async def _event(conn: asyncpg.Connection, r: asyncpg.Record) -> dict[str, Any]:
         """SELECT id, name, price, currency, max_per_order, sales_start_at, sales_end_at, is_active,
                   CASE WHEN quantity_total IS NULL THEN NULL
                        ELSE quantity_total - quantity_sold - quantity_held END AS remaining
-           FROM ticket_types WHERE event_id = $1 ORDER BY sort_order, price""", r["id"])
-    return {"id": str(r["id"]), "name": r["name"], "starts_at": r["starts_at"], "venue_name": r["venue_name"],
-            "status": r["status"], "timezone": r["timezone"],
-            "ticket_types": [{**dict(t), "id": str(t["id"])} for t in types]}
+           FROM ticket_types WHERE event_id = $1 ORDER BY sort_order, price""",
+        r["id"],
+    )
+    return {
+        "id": str(r["id"]),
+        "name": r["name"],
+        "starts_at": r["starts_at"],
+        "venue_name": r["venue_name"],
+        "status": r["status"],
+        "timezone": r["timezone"],
+        "ticket_types": [{**dict(t), "id": str(t["id"])} for t in types],
+    }
 
 
 def _poll(r: asyncpg.Record) -> dict[str, Any]:
-    return {"id": str(r["id"]), "question": r["question"], "options": r["options"],
-            "allow_multiple": r["allow_multiple"], "show_results": r["show_results"], "ends_at": r["ends_at"],
-            "status": r["status"]}
+    return {
+        "id": str(r["id"]),
+        "question": r["question"],
+        "options": r["options"],
+        "allow_multiple": r["allow_multiple"],
+        "show_results": r["show_results"],
+        "ends_at": r["ends_at"],
+        "status": r["status"],
+    }

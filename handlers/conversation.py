@@ -49,7 +49,9 @@ async def on_message(turn: Turn, body: dict[str, Any]) -> None:
 
 async def on_timer(turn: Turn, body: dict[str, Any]) -> None:
     timer = body["timer"]
-    await run(turn, TimerFired(kind=timer["kind"], version=int(timer["version"]), data=timer.get("data") or {}))
+    await run(
+        turn, TimerFired(kind=timer["kind"], version=int(timer["version"]), data=timer.get("data") or {})
+    )
 
 
 async def on_payment(turn: Turn, body: dict[str, Any]) -> None:
@@ -64,6 +66,10 @@ def payment_event(body: dict[str, Any]) -> object:
         return PaymentRequestFailed(body["hold_id"], body.get("reason", ""))
     meta = body.get("metadata") or {}
     amount = meta.get("Amount")
-    return PaymentResult(checkout_request_id=body["checkout_request_id"], result_code=int(body["result_code"]),
-                         result_desc=body.get("result_desc", ""), receipt=meta.get("MpesaReceiptNumber"),
-                         amount=Decimal(str(amount)) if amount is not None else None)
+    return PaymentResult(
+        checkout_request_id=body["checkout_request_id"],
+        result_code=int(body["result_code"]),
+        result_desc=body.get("result_desc", ""),
+        receipt=meta.get("MpesaReceiptNumber"),
+        amount=Decimal(str(amount)) if amount is not None else None,
+    )

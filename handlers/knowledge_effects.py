@@ -41,8 +41,9 @@ async def classify_intent(turn: Turn, effect: ClassifyIntent) -> Inbound | Inten
     ai = _ai(turn)
     if ai is not None:
         try:
-            intent, item, usage = await answering.classify(ai, effect.question, effect.choices,
-                                                           org_name=turn.org.name)
+            intent, item, usage = await answering.classify(
+                ai, effect.question, effect.choices, org_name=turn.org.name
+            )
             await record_usage(turn, "ai_intent", usage)
         except AIUnavailable as exc:
             log.warning("intent not classified by the model; keywords instead", error=str(exc))
@@ -54,8 +55,14 @@ async def classify_intent(turn: Turn, effect: ClassifyIntent) -> Inbound | Inten
 
 async def answer_question(turn: Turn, effect: AnswerQuestion) -> KnowledgeAnswer:
     max_distance = float(turn.org.settings.get("knowledge_max_distance", MAX_DISTANCE))
-    return await answering.answer(turn.conn, _ai(turn), effect.question, effect.language,
-                                  org_name=turn.org.name, max_distance=max_distance)
+    return await answering.answer(
+        turn.conn,
+        _ai(turn),
+        effect.question,
+        effect.language,
+        org_name=turn.org.name,
+        max_distance=max_distance,
+    )
 
 
 async def charge_answer(turn: Turn, effect: ChargeAnswer) -> None:
@@ -68,6 +75,13 @@ def usage_price(action: str, usage: ModelUsage, org_settings: dict[str, object])
 
 async def record_usage(turn: Turn, action: str, usage: ModelUsage) -> None:
     """Debit the model's usage. With an empty wallet the answer still stands; the charge is not made."""
-    await turn.charge(usage_price(action, usage, turn.org.settings), module=MODULE, action=action,
-                      metadata={"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                                "model": usage.model})
+    await turn.charge(
+        usage_price(action, usage, turn.org.settings),
+        module=MODULE,
+        action=action,
+        metadata={
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "model": usage.model,
+        },
+    )

@@ -14,7 +14,12 @@ from state_machines.poll import CastVote, VoteRecorded, VoteRejected
 async def cast_vote(turn: Turn, effect: CastVote) -> VoteRecorded | VoteRejected:
     result = await turn.conn.fetchval(
         "SELECT cast_poll_vote($1, $2, $3, $4::text[], $5)",
-        UUID(effect.poll_id), turn.org.id, turn.contact.id, list(effect.option_ids), turn.now)
+        UUID(effect.poll_id),
+        turn.org.id,
+        turn.contact.id,
+        list(effect.option_ids),
+        turn.now,
+    )
     if "rejected" in result:
         return VoteRejected(effect.poll_id, result["rejected"])
     return VoteRecorded(effect.poll_id, result["tallies"], result["voters"], changed=result["changed"])

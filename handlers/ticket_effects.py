@@ -37,11 +37,16 @@ async def hold(turn: Turn, effect: HoldTickets) -> TicketsHeld | SoldOut:
     row = await conn.fetchrow(
         """UPDATE ticket_types SET quantity_held = quantity_held + $2
            WHERE id = $1 AND is_active AND (quantity_total IS NULL OR quantity_total - quantity_sold - quantity_held >= $2)
-           RETURNING price""", type_id, effect.quantity)
+           RETURNING price""",
+        type_id,
+        effect.quantity,
+    )
     if row is None:
         remaining = await conn.fetchval(
             """SELECT GREATEST(quantity_total - quantity_sold - quantity_held, 0) FROM ticket_types
-               WHERE id = $1 AND is_active""", type_id)
+               WHERE id = $1 AND is_active""",
+            type_id,
+        )
         return SoldOut(effect.ticket_type_id, int(remaining or 0))
     unit = Decimal(row["price"])
     total = unit * effect.quantity
@@ -50,7 +55,15 @@ async def hold(turn: Turn, effect: HoldTickets) -> TicketsHeld | SoldOut:
         """INSERT INTO ticket_holds (organization_id, ticket_type_id, contact_id, conversation_id, quantity,
                                      unit_price, total, expires_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id""",
-        turn.org.id, type_id, turn.contact.id, turn.conversation.id, effect.quantity, unit, total, expires)
+        turn.org.id,
+        type_id,
+        turn.contact.id,
+        turn.conversation.id,
+        effect.quantity,
+        unit,
+        total,
+        expires,
+    )
     return TicketsHeld(str(hold_id), effect.ticket_type_id, effect.quantity, unit, total, expires)
 
 
@@ -58,14 +71,24 @@ async def release(turn: Turn, effect: ReleaseHold) -> None:
     status = "expired" if effect.reason == "expired" else "released"
     row = await turn.conn.fetchrow(
         """UPDATE ticket_holds SET status = $2, release_reason = $3 WHERE id = $1 AND status = 'held'
-           RETURNING ticket_type_id, quantity""", UUID(effect.hold_id), status, effect.reason[:50])
+           RETURNING ticket_type_id, quantity""",
+        UUID(effect.hold_id),
+        status,
+        effect.reason[:50],
+    )
     if row is not None:  # released once, whatever repeats
-        await turn.conn.execute("UPDATE ticket_types SET quantity_held = quantity_held - $2 WHERE id = $1",
-                                row["ticket_type_id"], row["quantity"])
+        await turn.conn.execute(
+            "UPDATE ticket_types SET quantity_held = quantity_held - $2 WHERE id = $1",
+            row["ticket_type_id"],
+            row["quantity"],
+        )
         # a payment still open for this hold will not be honoured: say so in its row
         await turn.conn.execute(
             """UPDATE payment_requests SET status = 'expired', result_desc = COALESCE(result_desc, $2)
-               WHERE hold_id = $1 AND status IN ('pending', 'requested')""", UUID(effect.hold_id), effect.reason[:100])
+               WHERE hold_id = $1 AND status IN ('pending', 'requested')""",
+            UUID(effect.hold_id),
+            effect.reason[:100],
+        )
 
 
 async def request_payment(turn: Turn, effect: RequestPayment) -> None:
@@ -74,8 +97,15 @@ async def request_payment(turn: Turn, effect: RequestPayment) -> None:
         """INSERT INTO payment_requests (organization_id, contact_id, conversation_id, hold_id, phone, amount,
                                          account_reference, description)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id""",
-        turn.org.id, turn.contact.id, turn.conversation.id, UUID(effect.hold_id), effect.phone, effect.amount,
-        effect.account_reference, effect.description)
+        turn.org.id,
+        turn.contact.id,
+        turn.conversation.id,
+        UUID(effect.hold_id),
+        effect.phone,
+        effect.amount,
+        effect.account_reference,
+        effect.description,
+    )
     turn.after_commit.append(payments.stk_push_after_commit(turn, request_id, effect))
 
 
@@ -84,17 +114,30 @@ async def issue(turn: Turn, effect: IssueTickets) -> TicketsIssued:
     row = await conn.fetchrow(
         """UPDATE ticket_holds SET status = 'issued', holder_name = $2, holder_email = $3
            WHERE id = $1 AND status = 'held' RETURNING ticket_type_id, quantity""",
-        UUID(effect.hold_id), effect.holder_name, effect.holder_email)
-    event_name = await conn.fetchval(
-        """SELECT e.name FROM ticket_holds h JOIN ticket_types tt ON tt.id = h.ticket_type_id
-           JOIN events e ON e.id = tt.event_id WHERE h.id = $1""", UUID(effect.hold_id)) or ""
+        UUID(effect.hold_id),
+        effect.holder_name,
+        effect.holder_email,
+    )
+    event_name = (
+        await conn.fetchval(
+            """SELECT e.name FROM ticket_holds h JOIN ticket_types tt ON tt.id = h.ticket_type_id
+           JOIN events e ON e.id = tt.event_id WHERE h.id = $1""",
+            UUID(effect.hold_id),
+        )
+        or ""
+    )
     if row is None:  # paid after the hold lapsed: needs a person (refund or manual issue)
-        log.error("RECONCILE: payment for a hold that is no longer held", hold_id=effect.hold_id,
-                  payment_reference=effect.payment_reference)
+        log.error(
+            "RECONCILE: payment for a hold that is no longer held",
+            hold_id=effect.hold_id,
+            payment_reference=effect.payment_reference,
+        )
         return TicketsIssued(effect.hold_id, (), event_name)
     await conn.execute(
         "UPDATE ticket_types SET quantity_held = quantity_held - $2, quantity_sold = quantity_sold + $2 WHERE id = $1",
-        row["ticket_type_id"], row["quantity"])
+        row["ticket_type_id"],
+        row["quantity"],
+    )
     unit_paid = effect.amount / row["quantity"] if row["quantity"] else Decimal(0)
     codes = []
     for _ in range(row["quantity"]):
@@ -103,12 +146,24 @@ async def issue(turn: Turn, effect: IssueTickets) -> TicketsIssued:
             """INSERT INTO tickets (organization_id, ticket_type_id, contact_id, hold_id, ticket_code, holder_name,
                                     holder_email, holder_phone, amount_paid, payment_reference, payment_status)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id""",
-            turn.org.id, row["ticket_type_id"], turn.contact.id, UUID(effect.hold_id), code, effect.holder_name,
-            effect.holder_email, turn.contact.phone, unit_paid, effect.payment_reference,
-            "paid" if effect.amount > 0 else "free")
+            turn.org.id,
+            row["ticket_type_id"],
+            turn.contact.id,
+            UUID(effect.hold_id),
+            code,
+            effect.holder_name,
+            effect.holder_email,
+            turn.contact.phone,
+            unit_paid,
+            effect.payment_reference,
+            "paid" if effect.amount > 0 else "free",
+        )
         await conn.execute(
             "INSERT INTO ticket_images (ticket_id, organization_id, image) VALUES ($1, $2, $3)",
-            ticket_id, turn.org.id, qr_png(code))
+            ticket_id,
+            turn.org.id,
+            qr_png(code),
+        )
         codes.append(code)
     return TicketsIssued(effect.hold_id, tuple(codes), event_name)
 
@@ -124,18 +179,36 @@ async def check_in(turn: Turn, effect: CheckInTicket) -> CheckInOutcome:
     conn = turn.conn
     admitted = await conn.fetchrow(
         """UPDATE tickets SET status = 'used', checked_in_at = $2 WHERE ticket_code = $1 AND status = 'valid'
-           RETURNING id, holder_name, ticket_type_id, checked_in_at""", effect.code, turn.now)
+           RETURNING id, holder_name, ticket_type_id, checked_in_at""",
+        effect.code,
+        turn.now,
+    )
     ticket = admitted or await conn.fetchrow(
-        "SELECT id, holder_name, ticket_type_id, checked_in_at, status FROM tickets WHERE ticket_code = $1", effect.code)
+        "SELECT id, holder_name, ticket_type_id, checked_in_at, status FROM tickets WHERE ticket_code = $1",
+        effect.code,
+    )
     if ticket is None:
         return CheckInOutcome(effect.code, "unknown", None, None, None, None)
     info = await conn.fetchrow(
         """SELECT tt.name AS type_name, e.name AS event_name, e.id AS event_id FROM ticket_types tt
-           JOIN events e ON e.id = tt.event_id WHERE tt.id = $1""", ticket["ticket_type_id"])
+           JOIN events e ON e.id = tt.event_id WHERE tt.id = $1""",
+        ticket["ticket_type_id"],
+    )
     outcome = "valid" if admitted else {"used": "already_used"}.get(ticket["status"], "cancelled")
     await conn.execute(
         """INSERT INTO check_ins (organization_id, ticket_id, event_id, checked_in_by_contact_id, outcome)
-           VALUES ($1, $2, $3, $4, $5)""", turn.org.id, ticket["id"], info["event_id"], turn.contact.id,
-        {"valid": "admitted"}.get(outcome, outcome))
-    return CheckInOutcome(effect.code, outcome, ticket["holder_name"], info["event_name"], info["type_name"],
-                          ticket["checked_in_at"])
+           VALUES ($1, $2, $3, $4, $5)""",
+        turn.org.id,
+        ticket["id"],
+        info["event_id"],
+        turn.contact.id,
+        {"valid": "admitted"}.get(outcome, outcome),
+    )
+    return CheckInOutcome(
+        effect.code,
+        outcome,
+        ticket["holder_name"],
+        info["event_name"],
+        info["type_name"],
+        ticket["checked_in_at"],
+    )

@@ -26,8 +26,13 @@ def _parser() -> argparse.ArgumentParser:
     wa = sub.add_parser("whatsapp", help="WhatsApp Cloud API simulator")
     wa.add_argument("--host", default="127.0.0.1")
     wa.add_argument("--port", type=int, default=8090)
-    wa.add_argument("--token", action="append", default=[], metavar="PHONE_NUMBER_ID=TOKEN",
-                    help="accepted token per number ('*' for any number); none given: any bearer token")
+    wa.add_argument(
+        "--token",
+        action="append",
+        default=[],
+        metavar="PHONE_NUMBER_ID=TOKEN",
+        help="accepted token per number ('*' for any number); none given: any bearer token",
+    )
     wa.add_argument("--gateway-url", help="post status webhooks for accepted messages to this URL")
     wa.add_argument("--app-secret", default=settings.whatsapp_app_secret)
     wa.add_argument("--statuses", default="sent,delivered,read")
@@ -58,8 +63,13 @@ async def _serve(args: argparse.Namespace) -> None:
         sim: WhatsAppSimulator | MpesaSimulator
         sim, poster = _whatsapp(args)
     else:
-        sim = MpesaSimulator(args.consumer_key, args.consumer_secret, args.shortcode, args.passkey,
-                             callback_delay=args.callback_delay)
+        sim = MpesaSimulator(
+            args.consumer_key,
+            args.consumer_secret,
+            args.shortcode,
+            args.passkey,
+            callback_delay=args.callback_delay,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -25,8 +25,10 @@ def render(payload: dict[str, Any]) -> str:
         elif inter["type"] == "list":
             lines.append(f"  ≡ {inter['action']['button']}")
             for section in inter["action"]["sections"]:
-                lines += [f"    • {r['title']}" + (f" — {r['description']}" if r.get("description") else "")
-                          for r in section["rows"]]
+                lines += [
+                    f"    • {r['title']}" + (f" — {r['description']}" if r.get("description") else "")
+                    for r in section["rows"]
+                ]
         return "\n".join(lines)
     if kind == "template":
         return f"[template {payload['template']['name']}]"
@@ -61,8 +63,9 @@ class ChatDriver:
     ``quiet`` seconds, so a script never sleeps a fixed long time and never misses a late reply.
     """
 
-    def __init__(self, whatsapp: WhatsAppSimulator, user: SimulatedUser, *, quiet: float = 0.5,
-                 timeout: float = 20.0) -> None:
+    def __init__(
+        self, whatsapp: WhatsAppSimulator, user: SimulatedUser, *, quiet: float = 0.5, timeout: float = 20.0
+    ) -> None:
         self.whatsapp, self.user = whatsapp, user
         self.quiet, self.timeout = quiet, timeout
         self.seen = len(whatsapp.messages(to=user.wa_id))
@@ -94,12 +97,13 @@ class ChatDriver:
             pass  # the caller sees fewer replies than it expected and decides
         while True:
             try:
-                await self.whatsapp.wait_for_messages(len(self.whatsapp.messages(to=to)) + 1, to=to,
-                                                      timeout=self.quiet)
+                await self.whatsapp.wait_for_messages(
+                    len(self.whatsapp.messages(to=to)) + 1, to=to, timeout=self.quiet
+                )
             except TimeoutError:
                 break
         received = self.whatsapp.messages(to=to)
-        self.last, self.seen = received[self.seen:], len(received)
+        self.last, self.seen = received[self.seen :], len(received)
         return self.last
 
     def texts(self, messages: list[dict[str, Any]] | None = None) -> list[str]:

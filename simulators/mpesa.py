@@ -47,8 +47,9 @@ _ACCEPTED = "Success. Request accepted for processing"
 
 
 def daraja_error(code: str, message: str, status: int) -> JSONResponse:
-    return JSONResponse({"requestId": uuid.uuid4().hex[:12], "errorCode": code, "errorMessage": message},
-                        status_code=status)
+    return JSONResponse(
+        {"requestId": uuid.uuid4().hex[:12], "errorCode": code, "errorMessage": message}, status_code=status
+    )
 
 
 def stk_password(shortcode: str, passkey: str, timestamp: str) -> str:
@@ -58,9 +59,17 @@ def stk_password(shortcode: str, passkey: str, timestamp: str) -> str:
 class MpesaSimulator(SimulatorServer):
     """Daraja on a local port, configured with the credentials the engine uses."""
 
-    def __init__(self, consumer_key: str = "dev-consumer-key", consumer_secret: str = "dev-consumer-secret",
-                 shortcode: str = "174379", passkey: str = "dev-passkey", *, callback_delay: float = 0.2,
-                 callback_attempts: int = 3, default_outcome: str = "success") -> None:
+    def __init__(
+        self,
+        consumer_key: str = "dev-consumer-key",
+        consumer_secret: str = "dev-consumer-secret",
+        shortcode: str = "174379",
+        passkey: str = "dev-passkey",
+        *,
+        callback_delay: float = 0.2,
+        callback_attempts: int = 3,
+        default_outcome: str = "success",
+    ) -> None:
         self.consumer_key, self.consumer_secret = consumer_key, consumer_secret
         self.shortcode, self.passkey = shortcode, passkey
         self.callback_delay, self.callback_attempts = callback_delay, callback_attempts
@@ -68,15 +77,19 @@ class MpesaSimulator(SimulatorServer):
         self.requests: list[dict[str, Any]] = []
         self._tokens: dict[str, float] = {}
         self._client: httpx.AsyncClient | None = None
-        super().__init__(Starlette(routes=[
-            Route("/_sim/health", self._health, methods=["GET"]),
-            Route("/_sim/outcomes", self._outcomes_endpoint, methods=["GET", "POST"]),
-            Route("/_sim/requests", self._requests_endpoint, methods=["GET"]),
-            Route("/_sim/callback/{checkout_id}", self._resend_endpoint, methods=["POST"]),
-            Route("/oauth/v1/generate", self._oauth, methods=["GET"]),
-            Route("/mpesa/stkpush/v1/processrequest", self._stk_push, methods=["POST"]),
-            Route("/mpesa/stkpushquery/v1/query", self._stk_query, methods=["POST"]),
-        ]))
+        super().__init__(
+            Starlette(
+                routes=[
+                    Route("/_sim/health", self._health, methods=["GET"]),
+                    Route("/_sim/outcomes", self._outcomes_endpoint, methods=["GET", "POST"]),
+                    Route("/_sim/requests", self._requests_endpoint, methods=["GET"]),
+                    Route("/_sim/callback/{checkout_id}", self._resend_endpoint, methods=["POST"]),
+                    Route("/oauth/v1/generate", self._oauth, methods=["GET"]),
+                    Route("/mpesa/stkpush/v1/processrequest", self._stk_push, methods=["POST"]),
+                    Route("/mpesa/stkpushquery/v1/query", self._stk_query, methods=["POST"]),
+                ]
+            )
+        )
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self._client = httpx.AsyncClient(timeout=5)
@@ -142,9 +155,15 @@ class MpesaSimulator(SimulatorServer):
         record = self._accept(body)
         if record["outcome"] != NO_CALLBACK:
             self._in_background(self._deliver_later(record))
-        return JSONResponse({"MerchantRequestID": record["merchant_request_id"],
-                             "CheckoutRequestID": record["checkout_request_id"],
-                             "ResponseCode": "0", "ResponseDescription": _ACCEPTED, "CustomerMessage": _ACCEPTED})
+        return JSONResponse(
+            {
+                "MerchantRequestID": record["merchant_request_id"],
+                "CheckoutRequestID": record["checkout_request_id"],
+                "ResponseCode": "0",
+                "ResponseDescription": _ACCEPTED,
+                "CustomerMessage": _ACCEPTED,
+            }
+        )
 
     def _invalid_field(self, body: Any) -> str | None:
         """The name of the first invalid field, as Daraja names it in its error message, or None."""
@@ -170,10 +189,16 @@ class MpesaSimulator(SimulatorServer):
         now = datetime.now(EAT)
         record = {
             "merchant_request_id": f"{random.randint(10000, 99999)}-{random.randint(10**7, 10**8 - 1)}-1",
-            "checkout_request_id": "ws_CO_" + now.strftime("%d%m%Y%H%M%S") + str(random.randint(10**8, 10**9)),
-            "request": body, "phone": str(body["PhoneNumber"]), "amount": int(body["Amount"]),
-            "outcome": self._next_outcome(str(body["PhoneNumber"])), "received_at": time.time(),
-            "callback": None, "deliveries": [],
+            "checkout_request_id": "ws_CO_"
+            + now.strftime("%d%m%Y%H%M%S")
+            + str(random.randint(10**8, 10**9)),
+            "request": body,
+            "phone": str(body["PhoneNumber"]),
+            "amount": int(body["Amount"]),
+            "outcome": self._next_outcome(str(body["PhoneNumber"])),
+            "received_at": time.time(),
+            "callback": None,
+            "deliveries": [],
         }
         if record["outcome"] != NO_CALLBACK:
             record["callback"] = build_callback(record, str(record["outcome"]), now)
@@ -193,10 +218,16 @@ class MpesaSimulator(SimulatorServer):
         if record["callback"] is None or not record["deliveries"]:
             return daraja_error("500.001.1001", "The transaction is being processed", 500)
         result = record["callback"]["Body"]["stkCallback"]
-        return JSONResponse({"ResponseCode": "0", "ResponseDescription": "The service request has been accepted "
-                             "successsfully", "MerchantRequestID": record["merchant_request_id"],
-                             "CheckoutRequestID": record["checkout_request_id"],
-                             "ResultCode": str(result["ResultCode"]), "ResultDesc": result["ResultDesc"]})
+        return JSONResponse(
+            {
+                "ResponseCode": "0",
+                "ResponseDescription": "The service request has been accepted successsfully",
+                "MerchantRequestID": record["merchant_request_id"],
+                "CheckoutRequestID": record["checkout_request_id"],
+                "ResultCode": str(result["ResultCode"]),
+                "ResultDesc": result["ResultDesc"],
+            }
+        )
 
     def _find(self, checkout_id: str) -> dict[str, Any] | None:
         return next((r for r in self.requests if r["checkout_request_id"] == checkout_id), None)
@@ -245,29 +276,40 @@ class MpesaSimulator(SimulatorServer):
         try:
             outcome = json.loads(raw).get("outcome") if raw else None
         except (ValueError, AttributeError):
-            return JSONResponse({"error": "expected {\"outcome\": ...}"}, status_code=400)
+            return JSONResponse({"error": 'expected {"outcome": ...}'}, status_code=400)
         if outcome is not None:
             if outcome not in OUTCOMES:
                 return JSONResponse({"error": f"unknown outcome {outcome!r}"}, status_code=400)
-            record["outcome"], record["callback"] = outcome, build_callback(record, outcome, datetime.now(EAT))
+            record["outcome"], record["callback"] = (
+                outcome,
+                build_callback(record, outcome, datetime.now(EAT)),
+            )
         if record["callback"] is None:
-            return JSONResponse({"error": "no callback for a no_callback request; pass an outcome"}, status_code=409)
+            return JSONResponse(
+                {"error": "no callback for a no_callback request; pass an outcome"}, status_code=409
+            )
         return JSONResponse({"status": await self._deliver(record), "callback": record["callback"]})
 
 
 def build_callback(record: dict[str, Any], outcome: str, now: datetime) -> dict[str, Any]:
     """The Daraja STK result callback body for ``outcome``."""
     code, desc = OUTCOMES[outcome]
-    result: dict[str, Any] = {"MerchantRequestID": record["merchant_request_id"],
-                              "CheckoutRequestID": record["checkout_request_id"], "ResultCode": code, "ResultDesc": desc}
+    result: dict[str, Any] = {
+        "MerchantRequestID": record["merchant_request_id"],
+        "CheckoutRequestID": record["checkout_request_id"],
+        "ResultCode": code,
+        "ResultDesc": desc,
+    }
     if code == 0:
         receipt = "SIM" + "".join(random.choices(string.ascii_uppercase + string.digits, k=7))
-        result["CallbackMetadata"] = {"Item": [
-            {"Name": "Amount", "Value": float(record["amount"])},
-            {"Name": "MpesaReceiptNumber", "Value": receipt},
-            {"Name": "TransactionDate", "Value": int(now.strftime("%Y%m%d%H%M%S"))},
-            {"Name": "PhoneNumber", "Value": int(record["phone"])},
-        ]}
+        result["CallbackMetadata"] = {
+            "Item": [
+                {"Name": "Amount", "Value": float(record["amount"])},
+                {"Name": "MpesaReceiptNumber", "Value": receipt},
+                {"Name": "TransactionDate", "Value": int(now.strftime("%Y%m%d%H%M%S"))},
+                {"Name": "PhoneNumber", "Value": int(record["phone"])},
+            ]
+        }
     return {"Body": {"stkCallback": result}}
 
 

@@ -40,16 +40,23 @@ STOPWORDS = frozenset(
     "a an the is are was were be been do does did of to in on at for and or but with by from as it its this that "
     "these those i you we they he she my your our their me us what when where which who whom how why can could "
     "will would should shall may might there here have has had not no yes if then than so just about into any "
-    "ni na ya wa za la kwa katika je nini gani lini wapi vipi kuna mimi wewe sisi nyinyi yeye ndiyo hapana".split())
-KIND_WORDS = {"event": {"ticket", "tiketi", "buy", "book"}, "survey": {"survey", "utafiti", "feedback"},
-              "poll": {"vote", "kura", "poll"}}
+    "ni na ya wa za la kwa katika je nini gani lini wapi vipi kuna mimi wewe sisi nyinyi yeye ndiyo hapana".split()
+)
+KIND_WORDS = {
+    "event": {"ticket", "tiketi", "buy", "book"},
+    "survey": {"survey", "utafiti", "feedback"},
+    "poll": {"vote", "kura", "poll"},
+}
 
 
 def words(text: str) -> list[str]:
     """Content words, lower case, a plural 's' dropped: what both sides of a comparison are reduced to."""
     found = re.findall(r"[a-z0-9]+", text.lower())
-    return [w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
-            for w in found if w not in STOPWORDS]
+    return [
+        w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
+        for w in found
+        if w not in STOPWORDS
+    ]
 
 
 def _bucket(feature: str) -> tuple[int, float]:
@@ -72,7 +79,7 @@ def embed(text: str) -> list[float]:
 
 def _trigrams(word: str) -> Iterable[str]:
     padded = f"#{word}#"
-    return (padded[i:i + 3] for i in range(len(padded) - 2))
+    return (padded[i : i + 3] for i in range(len(padded) - 2))
 
 
 def approx_tokens(text: str) -> int:
@@ -80,8 +87,9 @@ def approx_tokens(text: str) -> int:
 
 
 def _error(status: int, message: str, type_: str, code: str | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": type_, "param": None, "code": code}},
-                        status_code=status)
+    return JSONResponse(
+        {"error": {"message": message, "type": type_, "param": None, "code": code}}, status_code=status
+    )
 
 
 def _fault_response(status: int) -> JSONResponse:
@@ -95,12 +103,14 @@ class OpenAISimulator:
         self.api_key = api_key
         self.faults: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []  # every accepted request: {"endpoint", "body"}
-        self.app = Starlette(routes=[
-            Route("/v1/embeddings", self._embeddings, methods=["POST"]),
-            Route("/v1/chat/completions", self._chat, methods=["POST"]),
-            Route("/_sim/faults", self._faults_endpoint, methods=["GET", "POST", "DELETE"]),
-            Route("/_sim/requests", self._requests_endpoint, methods=["GET", "DELETE"]),
-        ])
+        self.app = Starlette(
+            routes=[
+                Route("/v1/embeddings", self._embeddings, methods=["POST"]),
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/_sim/faults", self._faults_endpoint, methods=["GET", "POST", "DELETE"]),
+                Route("/_sim/requests", self._requests_endpoint, methods=["GET", "DELETE"]),
+            ]
+        )
         self._runner = ServerRunner(self.app)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -137,7 +147,9 @@ class OpenAISimulator:
         try:
             body = json.loads(await request.body())
         except ValueError:
-            return None, _error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
+            return None, _error(
+                400, "We could not parse the JSON body of your request.", "invalid_request_error"
+            )
         if not isinstance(body, dict) or not body.get("model"):
             return None, _error(400, "you must provide a model parameter", "invalid_request_error")
         self.requests.append({"endpoint": endpoint, "body": body})
@@ -155,11 +167,19 @@ class OpenAISimulator:
         data = []
         for i, text in enumerate(texts):
             vector = embed(text)
-            value: Any = base64.b64encode(struct.pack(f"<{DIMENSIONS}f", *vector)).decode() if as_base64 else vector
+            value: Any = (
+                base64.b64encode(struct.pack(f"<{DIMENSIONS}f", *vector)).decode() if as_base64 else vector
+            )
             data.append({"object": "embedding", "index": i, "embedding": value})
         tokens = sum(approx_tokens(t) for t in texts)
-        return JSONResponse({"object": "list", "data": data, "model": body["model"],
-                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
 
     async def _chat(self, request: Request) -> Response:
         body, refused = await self._admit(request, "chat")
@@ -173,13 +193,26 @@ class OpenAISimulator:
         content = _classify(user) if body.get("response_format") else _answer(system, user)
         prompt_tokens = sum(approx_tokens(str(m.get("content", ""))) for m in messages)
         completion_tokens = approx_tokens(content)
-        return JSONResponse({
-            "id": "chatcmpl-sim" + uuid.uuid4().hex[:12], "object": "chat.completion", "created": int(time.time()),
-            "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
-        })
+        return JSONResponse(
+            {
+                "id": "chatcmpl-sim" + uuid.uuid4().hex[:12],
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+            }
+        )
 
     # ------------------------------------------------------------ control endpoints
 

@@ -37,11 +37,22 @@ from simulators import SimulatorServer
 _DEFAULT_CODES = {400: 100, 401: 190, 403: 200, 404: 100, 429: 130429}
 
 
-def error_body(code: int, message: str, *, subcode: int | None = None, details: str | None = None,
-               is_transient: bool | None = None, type_: str = "OAuthException") -> dict[str, Any]:
+def error_body(
+    code: int,
+    message: str,
+    *,
+    subcode: int | None = None,
+    details: str | None = None,
+    is_transient: bool | None = None,
+    type_: str = "OAuthException",
+) -> dict[str, Any]:
     """An error answer shaped like the Cloud API's."""
-    err: dict[str, Any] = {"message": message, "type": type_, "code": code,
-                           "fbtrace_id": "SIM" + uuid.uuid4().hex[:20]}
+    err: dict[str, Any] = {
+        "message": message,
+        "type": type_,
+        "code": code,
+        "fbtrace_id": "SIM" + uuid.uuid4().hex[:20],
+    }
     if subcode is not None:
         err["error_subcode"] = subcode
     if details:
@@ -110,14 +121,20 @@ class WhatsAppSimulator(SimulatorServer):
         self.faults.extend(dict(f) for f in faults)
 
     def messages(self, to: str | None = None, phone_number_id: str | None = None) -> list[dict[str, Any]]:
-        return [m for m in self.recorded if (to is None or m["to"] == to)
-                and (phone_number_id is None or m["phone_number_id"] == phone_number_id)]
+        return [
+            m
+            for m in self.recorded
+            if (to is None or m["to"] == to)
+            and (phone_number_id is None or m["phone_number_id"] == phone_number_id)
+        ]
 
     def clear(self) -> None:
         self.recorded.clear()
         self.reads.clear()
 
-    async def wait_for_messages(self, count: int, to: str | None = None, timeout: float = 10) -> list[dict[str, Any]]:
+    async def wait_for_messages(
+        self, count: int, to: str | None = None, timeout: float = 10
+    ) -> list[dict[str, Any]]:
         """All recorded messages (to ``to``) once there are at least ``count``; TimeoutError otherwise."""
         try:
             async with asyncio.timeout(timeout):
@@ -125,11 +142,13 @@ class WhatsAppSimulator(SimulatorServer):
                     await self._changed.wait()
                 return found
         except TimeoutError:
-            raise TimeoutError(f"{len(self.messages(to))} of {count} messages to {to or 'anyone'} "
-                               f"after {timeout}s") from None
+            raise TimeoutError(
+                f"{len(self.messages(to))} of {count} messages to {to or 'anyone'} after {timeout}s"
+            ) from None
 
-    def report_statuses(self, poster: WebhookPoster | None,
-                        statuses: Iterable[str] = ("sent", "delivered", "read")) -> None:
+    def report_statuses(
+        self, poster: WebhookPoster | None, statuses: Iterable[str] = ("sent", "delivered", "read")
+    ) -> None:
         """After each accepted message, post these status updates to the gateway, in order (None: stop)."""
         self._status_poster = poster
         self._auto_statuses = tuple(statuses)
@@ -155,29 +174,45 @@ class WhatsAppSimulator(SimulatorServer):
         except SendRequestInvalid as exc:
             return JSONResponse(error_body(exc.code, exc.message, details=exc.message), status_code=400)
         if isinstance(validated, MarkRead):
-            self.reads.append({"phone_number_id": phone_number_id, "message_id": validated.message_id,
-                               "received_at": time.time()})
+            self.reads.append(
+                {
+                    "phone_number_id": phone_number_id,
+                    "message_id": validated.message_id,
+                    "received_at": time.time(),
+                }
+            )
             return JSONResponse({"success": True})
         wamid = self._record(phone_number_id, body)
-        return JSONResponse({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
-                             "messages": [{"id": wamid}]})
+        return JSONResponse(
+            {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": to, "wa_id": to}],
+                "messages": [{"id": wamid}],
+            }
+        )
 
     def _check_token(self, request: Request, phone_number_id: str) -> Response | None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
-            return JSONResponse(error_body(190, "Invalid OAuth access token - Cannot parse access token"),
-                                status_code=401)
+            return JSONResponse(
+                error_body(190, "Invalid OAuth access token - Cannot parse access token"), status_code=401
+            )
         if self.accept_any_token:
             return None
         expected = self.tokens.get(phone_number_id, self.tokens.get("*"))
         if expected is None:
-            message = (f"Unsupported post request. Object with ID '{phone_number_id}' does not exist, cannot be "
-                       "loaded due to missing permissions, or does not support this operation.")
-            return JSONResponse(error_body(100, message, subcode=33, type_="GraphMethodException"),
-                                status_code=400)
+            message = (
+                f"Unsupported post request. Object with ID '{phone_number_id}' does not exist, cannot be "
+                "loaded due to missing permissions, or does not support this operation."
+            )
+            return JSONResponse(
+                error_body(100, message, subcode=33, type_="GraphMethodException"), status_code=400
+            )
         if not hmac.compare_digest(token, expected):
-            return JSONResponse(error_body(190, "Error validating access token: Session has expired", subcode=463),
-                                status_code=401)
+            return JSONResponse(
+                error_body(190, "Error validating access token: Session has expired", subcode=463),
+                status_code=401,
+            )
         return None
 
     async def _apply_fault(self, endpoint: str, to: str | None) -> Response | None:
@@ -203,8 +238,16 @@ class WhatsAppSimulator(SimulatorServer):
 
     def _record(self, phone_number_id: str, body: dict[str, Any]) -> str:
         wamid = "wamid.SIM" + uuid.uuid4().hex
-        self.recorded.append({"phone_number_id": phone_number_id, "to": body["to"], "type": body.get("type", "text"),
-                              "payload": body, "wamid": wamid, "received_at": time.time()})
+        self.recorded.append(
+            {
+                "phone_number_id": phone_number_id,
+                "to": body["to"],
+                "type": body.get("type", "text"),
+                "payload": body,
+                "wamid": wamid,
+                "received_at": time.time(),
+            }
+        )
         self._changed.set()
         self._changed = asyncio.Event()  # waiters hold the set event; later waits use a fresh one
         if self._status_poster is not None and self._auto_statuses:
@@ -217,7 +260,8 @@ class WhatsAppSimulator(SimulatorServer):
             await asyncio.sleep(0.02)
             with contextlib.suppress(httpx.HTTPError):
                 await self._status_poster.post(
-                    build_status_envelope(phone_number_id, [status_update(wamid, to, status)]))
+                    build_status_envelope(phone_number_id, [status_update(wamid, to, status)])
+                )
 
     async def _upload(self, request: Request) -> Response:
         phone_number_id = request.path_params["phone_number_id"]
@@ -230,12 +274,20 @@ class WhatsAppSimulator(SimulatorServer):
         except ValueError:
             fields = {}
         if "file" not in fields or fields.get("messaging_product", (b"",))[0] != b"whatsapp":
-            return JSONResponse(error_body(100, "(#100) multipart fields file and messaging_product=whatsapp "
-                                                "are required"), status_code=400)
+            return JSONResponse(
+                error_body(100, "(#100) multipart fields file and messaging_product=whatsapp are required"),
+                status_code=400,
+            )
         data, content_type = fields["file"]
         media_id = str(uuid.uuid4().int)[:16]
-        self.media[media_id] = {"id": media_id, "phone_number_id": phone_number_id, "mime_type": content_type,
-                                "sha256": hashlib.sha256(data).hexdigest(), "file_size": len(data), "data": data}
+        self.media[media_id] = {
+            "id": media_id,
+            "phone_number_id": phone_number_id,
+            "mime_type": content_type,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "file_size": len(data),
+            "data": data,
+        }
         return JSONResponse({"id": media_id})
 
     # ------------------------------------------------------------ control endpoints
@@ -301,79 +353,147 @@ def _now() -> str:
     return str(int(time.time()))
 
 
-def _message_envelope(phone_number_id: str, display_phone: str, wa_id: str, name: str | None,
-                      message: dict[str, Any]) -> dict[str, Any]:
+def _message_envelope(
+    phone_number_id: str, display_phone: str, wa_id: str, name: str | None, message: dict[str, Any]
+) -> dict[str, Any]:
     contact: dict[str, Any] = {"wa_id": wa_id}
     if name is not None:
         contact["profile"] = {"name": name}
-    value = {"messaging_product": "whatsapp",
-             "metadata": {"display_phone_number": display_phone, "phone_number_id": phone_number_id},
-             "contacts": [contact], "messages": [message]}
-    return {"object": "whatsapp_business_account",
-            "entry": [{"id": "SIMWABA", "changes": [{"field": "messages", "value": value}]}]}
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": display_phone, "phone_number_id": phone_number_id},
+        "contacts": [contact],
+        "messages": [message],
+    }
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "SIMWABA", "changes": [{"field": "messages", "value": value}]}],
+    }
 
 
-def _message(wa_id: str, kind: str, body: dict[str, Any], msg_id: str | None, timestamp: int | None,
-             context_id: str | None = None, business_phone: str = "") -> dict[str, Any]:
-    message: dict[str, Any] = {"from": wa_id, "id": msg_id or new_message_id(),
-                               "timestamp": str(timestamp) if timestamp is not None else _now(), "type": kind,
-                               kind: body}
+def _message(
+    wa_id: str,
+    kind: str,
+    body: dict[str, Any],
+    msg_id: str | None,
+    timestamp: int | None,
+    context_id: str | None = None,
+    business_phone: str = "",
+) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "from": wa_id,
+        "id": msg_id or new_message_id(),
+        "timestamp": str(timestamp) if timestamp is not None else _now(),
+        "type": kind,
+        kind: body,
+    }
     if context_id:
         message["context"] = {"from": business_phone, "id": context_id}
     return message
 
 
-def build_text_envelope(phone_number_id: str, display_phone: str, wa_id: str, name: str | None, text: str,
-                        msg_id: str | None = None, timestamp: int | None = None) -> dict[str, Any]:
+def build_text_envelope(
+    phone_number_id: str,
+    display_phone: str,
+    wa_id: str,
+    name: str | None,
+    text: str,
+    msg_id: str | None = None,
+    timestamp: int | None = None,
+) -> dict[str, Any]:
     message = _message(wa_id, "text", {"body": text}, msg_id, timestamp)
     return _message_envelope(phone_number_id, display_phone, wa_id, name, message)
 
 
-def build_button_reply_envelope(phone_number_id: str, display_phone: str, wa_id: str, name: str | None,
-                                button_id: str, title: str, msg_id: str | None = None,
-                                timestamp: int | None = None, context_id: str | None = None) -> dict[str, Any]:
+def build_button_reply_envelope(
+    phone_number_id: str,
+    display_phone: str,
+    wa_id: str,
+    name: str | None,
+    button_id: str,
+    title: str,
+    msg_id: str | None = None,
+    timestamp: int | None = None,
+    context_id: str | None = None,
+) -> dict[str, Any]:
     body = {"type": "button_reply", "button_reply": {"id": button_id, "title": title}}
     message = _message(wa_id, "interactive", body, msg_id, timestamp, context_id, display_phone)
     return _message_envelope(phone_number_id, display_phone, wa_id, name, message)
 
 
-def build_list_reply_envelope(phone_number_id: str, display_phone: str, wa_id: str, name: str | None,
-                              row_id: str, title: str, description: str | None = None,
-                              msg_id: str | None = None, timestamp: int | None = None,
-                              context_id: str | None = None) -> dict[str, Any]:
+def build_list_reply_envelope(
+    phone_number_id: str,
+    display_phone: str,
+    wa_id: str,
+    name: str | None,
+    row_id: str,
+    title: str,
+    description: str | None = None,
+    msg_id: str | None = None,
+    timestamp: int | None = None,
+    context_id: str | None = None,
+) -> dict[str, Any]:
     reply = {"id": row_id, "title": title} | ({"description": description} if description else {})
-    message = _message(wa_id, "interactive", {"type": "list_reply", "list_reply": reply}, msg_id, timestamp,
-                       context_id, display_phone)
+    message = _message(
+        wa_id,
+        "interactive",
+        {"type": "list_reply", "list_reply": reply},
+        msg_id,
+        timestamp,
+        context_id,
+        display_phone,
+    )
     return _message_envelope(phone_number_id, display_phone, wa_id, name, message)
 
 
-def status_update(wamid: str, recipient_id: str, status: str, timestamp: int | None = None,
-                  errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def status_update(
+    wamid: str,
+    recipient_id: str,
+    status: str,
+    timestamp: int | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """One ``statuses[]`` item; a ``failed`` status gets a 131026 error unless ``errors`` are given."""
-    item: dict[str, Any] = {"id": wamid, "status": status, "recipient_id": recipient_id,
-                            "timestamp": str(timestamp) if timestamp is not None else _now()}
+    item: dict[str, Any] = {
+        "id": wamid,
+        "status": status,
+        "recipient_id": recipient_id,
+        "timestamp": str(timestamp) if timestamp is not None else _now(),
+    }
     if status == "failed":
-        item["errors"] = errors or [{"code": 131026, "title": "Message undeliverable",
-                                     "message": "Message undeliverable"}]
+        item["errors"] = errors or [
+            {"code": 131026, "title": "Message undeliverable", "message": "Message undeliverable"}
+        ]
     elif status in ("sent", "delivered"):
         item["pricing"] = {"billable": True, "pricing_model": "PMP", "category": "service"}
     return item
 
 
-def build_status_envelope(phone_number_id: str, statuses: list[dict[str, Any]],
-                          display_phone: str = "") -> dict[str, Any]:
-    value = {"messaging_product": "whatsapp",
-             "metadata": {"display_phone_number": display_phone, "phone_number_id": phone_number_id},
-             "statuses": statuses}
-    return {"object": "whatsapp_business_account",
-            "entry": [{"id": "SIMWABA", "changes": [{"field": "messages", "value": value}]}]}
+def build_status_envelope(
+    phone_number_id: str, statuses: list[dict[str, Any]], display_phone: str = ""
+) -> dict[str, Any]:
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": display_phone, "phone_number_id": phone_number_id},
+        "statuses": statuses,
+    }
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "SIMWABA", "changes": [{"field": "messages", "value": value}]}],
+    }
 
 
 class WebhookPoster:
     """Posts envelopes to the gateway the way Meta does: compact JSON, signed with the app secret."""
 
-    def __init__(self, gateway_url: str, app_secret: str, *, escape_slashes: bool = False,
-                 client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        gateway_url: str,
+        app_secret: str,
+        *,
+        escape_slashes: bool = False,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
         self.gateway_url = gateway_url
         self.app_secret = app_secret
         self.escape_slashes = escape_slashes
@@ -383,8 +503,10 @@ class WebhookPoster:
     async def post(self, envelope: dict[str, Any], *, signature: str | None = None) -> httpx.Response:
         """POST one envelope; ``signature`` overrides the computed header (tests of rejected webhooks)."""
         body = serialise(envelope, escape_slashes=self.escape_slashes)
-        headers = {"Content-Type": "application/json",
-                   "X-Hub-Signature-256": signature if signature is not None else sign(body, self.app_secret)}
+        headers = {
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": signature if signature is not None else sign(body, self.app_secret),
+        }
         return await self._client.post(self.gateway_url, content=body, headers=headers)
 
     async def aclose(self) -> None:
@@ -401,36 +523,64 @@ class Posted:
 class SimulatedUser:
     """One WhatsApp user writing to one business number through ``poster``."""
 
-    def __init__(self, poster: WebhookPoster, phone_number_id: str, display_phone: str, wa_id: str,
-                 name: str | None = "Sim User") -> None:
+    def __init__(
+        self,
+        poster: WebhookPoster,
+        phone_number_id: str,
+        display_phone: str,
+        wa_id: str,
+        name: str | None = "Sim User",
+    ) -> None:
         self.poster = poster
         self.phone_number_id, self.display_phone = phone_number_id, display_phone
         self.wa_id, self.name = wa_id, name
 
     async def say(self, text: str, msg_id: str | None = None) -> Posted:
         msg_id = msg_id or new_message_id()
-        env = build_text_envelope(self.phone_number_id, self.display_phone, self.wa_id, self.name, text, msg_id)
+        env = build_text_envelope(
+            self.phone_number_id, self.display_phone, self.wa_id, self.name, text, msg_id
+        )
         return Posted(msg_id, await self.poster.post(env))
 
     async def tap_button(self, button_id: str, title: str, context_id: str | None = None) -> Posted:
         msg_id = new_message_id()
-        env = build_button_reply_envelope(self.phone_number_id, self.display_phone, self.wa_id, self.name,
-                                          button_id, title, msg_id, context_id=context_id)
+        env = build_button_reply_envelope(
+            self.phone_number_id,
+            self.display_phone,
+            self.wa_id,
+            self.name,
+            button_id,
+            title,
+            msg_id,
+            context_id=context_id,
+        )
         return Posted(msg_id, await self.poster.post(env))
 
-    async def pick_row(self, row_id: str, title: str, description: str | None = None,
-                       context_id: str | None = None) -> Posted:
+    async def pick_row(
+        self, row_id: str, title: str, description: str | None = None, context_id: str | None = None
+    ) -> Posted:
         msg_id = new_message_id()
-        env = build_list_reply_envelope(self.phone_number_id, self.display_phone, self.wa_id, self.name,
-                                        row_id, title, description, msg_id, context_id=context_id)
+        env = build_list_reply_envelope(
+            self.phone_number_id,
+            self.display_phone,
+            self.wa_id,
+            self.name,
+            row_id,
+            title,
+            description,
+            msg_id,
+            context_id=context_id,
+        )
         return Posted(msg_id, await self.poster.post(env))
 
-    async def acknowledge(self, wamid: str, statuses: Iterable[str] = ("sent", "delivered", "read")
-                          ) -> list[httpx.Response]:
+    async def acknowledge(
+        self, wamid: str, statuses: Iterable[str] = ("sent", "delivered", "read")
+    ) -> list[httpx.Response]:
         """Post status updates for a message the business sent to this user, one webhook per status."""
         responses = []
         for status in statuses:
-            env = build_status_envelope(self.phone_number_id, [status_update(wamid, self.wa_id, status)],
-                                        self.display_phone)
+            env = build_status_envelope(
+                self.phone_number_id, [status_update(wamid, self.wa_id, status)], self.display_phone
+            )
             responses.append(await self.poster.post(env))
         return responses

@@ -24,8 +24,12 @@ _KEYWORD = re.compile(r"\s*check[\s-]*in\b[\s:#-]*(?P<code>.*)", re.IGNORECASE |
 # so that words like MENU or numbers like a phone number are not taken for codes.
 _BARE = re.compile(r"#?(?=[A-Z0-9-]*\d)(?=[A-Z0-9-]*[A-Z])[A-Z0-9]+(?:-[A-Z0-9]+)*")
 
-_OUTCOME_KEYS = {"valid": "checkin.valid", "already_used": "checkin.already_used",
-                 "unknown": "checkin.unknown", "cancelled": "checkin.cancelled"}
+_OUTCOME_KEYS = {
+    "valid": "checkin.valid",
+    "already_used": "checkin.already_used",
+    "unknown": "checkin.unknown",
+    "cancelled": "checkin.cancelled",
+}
 
 
 @dataclass(frozen=True)
@@ -87,5 +91,12 @@ def outcome_text(event: CheckInOutcome, ctx: Context) -> str:
     when = ""
     if event.checked_in_at is not None:
         when = local_time(event.checked_in_at, ctx.data.get("timezone") or DEFAULT_TIMEZONE)
-    return t(key, ctx.language, code=event.code, holder=event.holder_name or "-",
-             type=event.ticket_type or "-", event=event.event_name or "-", time=when)
+    return t(
+        key,
+        ctx.language,
+        code=event.code,
+        holder=event.holder_name or "-",
+        type=event.ticket_type or "-",
+        event=event.event_name or "-",
+        time=when,
+    )

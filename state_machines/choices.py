@@ -46,17 +46,21 @@ def _clip(text: str, limit: int) -> str:
 def offer(body: str, options: Sequence[Option], list_button: str = "Choose") -> Reply:
     """Buttons when they fit, else a list, else numbered text (always numbered so typing a number works)."""
     titles = [o.title for o in options]
-    if 0 < len(options) <= MAX_BUTTONS and all(len(t) <= BUTTON_TITLE_MAX for t in titles) and len(
-        set(titles)
-    ) == len(titles):
+    if (
+        0 < len(options) <= MAX_BUTTONS
+        and all(len(t) <= BUTTON_TITLE_MAX for t in titles)
+        and len(set(titles)) == len(titles)
+    ):
         return Buttons(body=body, buttons=tuple(Button(o.id, o.title) for o in options))
     if 0 < len(options) <= MAX_LIST_ROWS:
         rows = tuple(
             Row(
                 id=o.id,
                 title=_clip(f"{i}. {o.title}", LIST_ROW_TITLE_MAX),
-                description=_clip(o.description or ("" if len(f"{i}. {o.title}") <= LIST_ROW_TITLE_MAX
-                                                     else o.title), LIST_ROW_DESCRIPTION_MAX),
+                description=_clip(
+                    o.description or ("" if len(f"{i}. {o.title}") <= LIST_ROW_TITLE_MAX else o.title),
+                    LIST_ROW_DESCRIPTION_MAX,
+                ),
             )
             for i, o in enumerate(options, 1)
         )

@@ -60,10 +60,18 @@ class ModuleSteps:
 
 
 MODULES: dict[str, ModuleSteps] = {
-    "survey": ModuleSteps(step=survey.step, start=survey.start, cancel=survey.cancel, reprompt=survey.reprompt),
+    "survey": ModuleSteps(
+        step=survey.step, start=survey.start, cancel=survey.cancel, reprompt=survey.reprompt
+    ),
     # Leaving a ticket purchase releases its hold: tickets held for someone browsing the menu are lost sales.
-    "tickets": ModuleSteps(step=tickets.step, start=tickets.start, cancel=tickets.cancel, leave=tickets.cancel,
-                           reprompt=tickets.reprompt, own_timers=frozenset({tickets.PAYMENT_TIMER})),
+    "tickets": ModuleSteps(
+        step=tickets.step,
+        start=tickets.start,
+        cancel=tickets.cancel,
+        leave=tickets.cancel,
+        reprompt=tickets.reprompt,
+        own_timers=frozenset({tickets.PAYMENT_TIMER}),
+    ),
     "poll": ModuleSteps(step=poll.step, start=poll.start, cancel=poll.cancel, reprompt=poll.reprompt),
     "checkin": ModuleSteps(step=checkin.step),  # stateless: staff codes at any step, see _inbound
     "knowledge": ModuleSteps(step=knowledge.step),  # idle free text; settles within the message's turn
@@ -151,7 +159,11 @@ def _background(state: State, event: object, ctx: Context) -> Step:
     if state.module is None:
         return Step(state)
     module = MODULES[state.module]
-    if isinstance(event, TimerFired) and event.version != state.version and event.kind not in module.own_timers:
+    if (
+        isinstance(event, TimerFired)
+        and event.version != state.version
+        and event.kind not in module.own_timers
+    ):
         return Step(state)
     result = module.step(state, event, ctx)
     return result if ctx.opted_in or not isinstance(event, TimerFired) else replace(result, replies=())
@@ -196,8 +208,11 @@ def _in_module(state: State, event: Inbound, ctx: Context) -> Step:
     if result.state.module is None or _failures(result.state) < MAX_FAILURES:
         return result
     # Progress stays saved by the module (e.g. the survey response); choosing the item again resumes.
-    left = _leave_then(result.state, ctx, lambda: Step(State(), menu.menu_replies(
-        ctx, t("common.too_many_failures", ctx.language))))
+    left = _leave_then(
+        result.state,
+        ctx,
+        lambda: Step(State(), menu.menu_replies(ctx, t("common.too_many_failures", ctx.language))),
+    )
     return replace(left, effects=(*result.effects, *left.effects)) if left.state.module is None else result
 
 

@@ -32,10 +32,59 @@ KIND_WORDS: dict[str, frozenset[str]] = {
     "survey": frozenset({"survey", "surveys", "utafiti", "feedback", "questionnaire", "dodoso"}),
     "poll": frozenset({"vote", "votes", "voting", "kura", "poll", "piga"}),
 }
-QUESTION_WORDS = frozenset({"what", "when", "where", "which", "who", "how", "why", "can", "is", "are", "do", "does",
-                            "nini", "lini", "wapi", "vipi", "je", "gani", "ngapi", "kwa", "nani"})
-STOPWORDS = frozenset({"the", "a", "an", "of", "and", "for", "to", "in", "on", "at", "my", "your", "our", "na", "ya",
-                       "wa", "kwa", "la", "za", "i", "want", "please", "tafadhali", "nataka"})
+QUESTION_WORDS = frozenset(
+    {
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "how",
+        "why",
+        "can",
+        "is",
+        "are",
+        "do",
+        "does",
+        "nini",
+        "lini",
+        "wapi",
+        "vipi",
+        "je",
+        "gani",
+        "ngapi",
+        "kwa",
+        "nani",
+    }
+)
+STOPWORDS = frozenset(
+    {
+        "the",
+        "a",
+        "an",
+        "of",
+        "and",
+        "for",
+        "to",
+        "in",
+        "on",
+        "at",
+        "my",
+        "your",
+        "our",
+        "na",
+        "ya",
+        "wa",
+        "kwa",
+        "la",
+        "za",
+        "i",
+        "want",
+        "please",
+        "tafadhali",
+        "nataka",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -111,18 +160,24 @@ def ask(event: Inbound, ctx: Context) -> Step:
     question = " ".join(event.text.split())[:QUESTION_MAX]
     choices = tuple(IntentChoice(o.id, o.title) for o in menu.items(ctx))
     if not choices:
-        return Step(State(MODULE, "answering", {"question": question}),
-                    effects=(AnswerQuestion(question, ctx.language),))
-    return Step(State(MODULE, "classifying", {"question": question}),
-                effects=(ClassifyIntent(question, ctx.language, choices, keyword_item(question, choices)),))
+        return Step(
+            State(MODULE, "answering", {"question": question}),
+            effects=(AnswerQuestion(question, ctx.language),),
+        )
+    return Step(
+        State(MODULE, "classifying", {"question": question}),
+        effects=(ClassifyIntent(question, ctx.language, choices, keyword_item(question, choices)),),
+    )
 
 
 def step(state: State, event: object, ctx: Context) -> Step:
     question = str(state.data.get("question") or "")
     match event:
         case IntentClassified(intent="knowledge") if question:
-            return Step(State(MODULE, "answering", {"question": question}),
-                        effects=(AnswerQuestion(question, ctx.language),))
+            return Step(
+                State(MODULE, "answering", {"question": question}),
+                effects=(AnswerQuestion(question, ctx.language),),
+            )
         case IntentClassified():
             return _sorry("knowledge.not_understood", ctx)
         case KnowledgeAnswer():

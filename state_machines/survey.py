@@ -127,8 +127,9 @@ def load(raw: Mapping[str, Any] | None) -> Survey | None:
         questions = validate_questions(raw.get("questions"))
     except SurveyFormatError:
         return None
-    return Survey(str(raw["id"]), str(raw.get("title") or ""), str(raw.get("description") or ""),
-                  tuple(questions))
+    return Survey(
+        str(raw["id"]), str(raw.get("title") or ""), str(raw.get("description") or ""), tuple(questions)
+    )
 
 
 def _current(state: State, ctx: Context) -> Survey | None:
@@ -144,7 +145,9 @@ def start(survey_id: str, state: State, ctx: Context) -> Step:
     survey = load(find_offer(ctx, "survey", survey_id))
     if survey is None:
         return Step(State(), (Text(t("survey.unavailable", ctx.language)),))
-    return Step(State(MODULE, "starting", {"survey_id": survey.id}), effects=(BeginSurveyResponse(survey.id),))
+    return Step(
+        State(MODULE, "starting", {"survey_id": survey.id}), effects=(BeginSurveyResponse(survey.id),)
+    )
 
 
 def step(state: State, event: Event | SurveyResponseReady | SurveyRefused, ctx: Context) -> Step:
@@ -210,7 +213,9 @@ def _ready(survey: Survey, event: SurveyResponseReady, ctx: Context) -> Step:
     return _ask(survey, event.response_id, question, position, ctx, lead=(lead,))
 
 
-def _resume_point(survey: Survey, answers: Mapping[str, Any], current: str | None) -> tuple[Question | None, int]:
+def _resume_point(
+    survey: Survey, answers: Mapping[str, Any], current: str | None
+) -> tuple[Question | None, int]:
     """The question to ask and its position: follow the answers along the path from the first question."""
     walked: list[str] = []
     q: Question | None = survey.questions[0]
@@ -223,8 +228,9 @@ def _resume_point(survey: Survey, answers: Mapping[str, Any], current: str | Non
     return pointer, len(answers) + 1
 
 
-def _ask(survey: Survey, response_id: str, q: Question, position: int, ctx: Context,
-         lead: tuple[Reply, ...] = ()) -> Step:
+def _ask(
+    survey: Survey, response_id: str, q: Question, position: int, ctx: Context, lead: tuple[Reply, ...] = ()
+) -> Step:
     data = {"survey_id": survey.id, "response_id": response_id, "question_id": q.id, "position": position}
     state = State(MODULE, "question", data)
     return Step(state, (*lead, _render(survey, state, ctx.language)), _timers(ctx))
@@ -256,7 +262,10 @@ def _answer(survey: Survey, state: State, event: Inbound, ctx: Context) -> Step:
 
 
 def _complete(survey: Survey, response_id: str, ctx: Context, effects: tuple[Effect, ...]) -> Step:
-    done = (CompleteSurvey(survey.id, response_id), Charge("survey_completed", "surveys", reference_id=response_id))
+    done = (
+        CompleteSurvey(survey.id, response_id),
+        Charge("survey_completed", "surveys", reference_id=response_id),
+    )
     return Step(State(), (Text(t("survey.thanks", ctx.language, title=survey.title)),), (*effects, *done))
 
 

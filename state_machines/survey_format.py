@@ -56,7 +56,9 @@ def _per_language(value: object) -> object:
 
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-LocalText = Annotated[dict[Literal["en", "sw"], NonEmpty], BeforeValidator(_per_language), Field(min_length=1)]
+LocalText = Annotated[
+    dict[Literal["en", "sw"], NonEmpty], BeforeValidator(_per_language), Field(min_length=1)
+]
 
 
 def _label(text: Mapping[Any, str], language: str) -> str:
@@ -86,7 +88,9 @@ class Question(BaseModel):
     integer: bool = False  # number: whole numbers only
     max_length: int = Field(default=1000, ge=1, le=4096)  # text
     next: str | None = None  # default: the following question (or the end after the last)
-    branches: dict[str, str] = Field(default_factory=dict)  # answer (option id, yes/no, 1-5) -> question id | end
+    branches: dict[str, str] = Field(
+        default_factory=dict
+    )  # answer (option id, yes/no, 1-5) -> question id | end
 
     def label(self, language: str) -> str:
         return _label(self.text, language)
@@ -134,7 +138,9 @@ def _check(questions: Sequence[Question]) -> list[str]:
         return problems
     ids = {q.id for q in questions}
     for i, q in enumerate(questions):
-        targets = ([("next", q.next)] if q.next else []) + [(f"branches.{k}", v) for k, v in q.branches.items()]
+        targets = ([("next", q.next)] if q.next else []) + [
+            (f"branches.{k}", v) for k, v in q.branches.items()
+        ]
         problems += [
             f"questions[{i}].{where}: unknown question id '{target}'"
             for where, target in targets
@@ -149,8 +155,10 @@ def _check_fields(q: Question) -> list[str]:
         if len(q.options) < 2:
             problems.append(f"options: {q.type} needs at least 2 options")
         option_ids = [o.id for o in q.options]
-        problems += [f"options: duplicate option id '{d}'" for d in sorted({x for x in option_ids
-                                                                            if option_ids.count(x) > 1})]
+        problems += [
+            f"options: duplicate option id '{d}'"
+            for d in sorted({x for x in option_ids if option_ids.count(x) > 1})
+        ]
     elif q.options:
         problems.append(f"options: {q.type} questions have no options")
     if q.type != Kind.NUMBER and (q.min is not None or q.max is not None or q.integer):
@@ -182,7 +190,7 @@ def _find_cycle(questions: Sequence[Question]) -> list[str]:
                 continue
             if state.get(target) == "open":
                 trail = path + [qid]
-                loop = trail[trail.index(target):] + [target]
+                loop = trail[trail.index(target) :] + [target]
                 return f"questions[{i}].{where}: branching makes a cycle {' -> '.join(loop)}"
             found = visit(target, path + [qid])
             if found:

@@ -43,7 +43,12 @@ DESCRIPTION_MAX = 13
 KEPT_OLD_CHECKOUTS = 5
 
 CHOOSE_TYPE, QUANTITY, HOLDER_NAME, HOLDER_EMAIL, CONFIRM = (
-    "choose_type", "quantity", "holder_name", "holder_email", "confirm")
+    "choose_type",
+    "quantity",
+    "holder_name",
+    "holder_email",
+    "confirm",
+)
 HOLDING, AWAITING_PAYMENT, ISSUING, RETRY, FEWER = "holding", "awaiting_payment", "issuing", "retry", "fewer"
 
 ID_CONFIRM, ID_CANCEL, ID_RETRY = "tickets:confirm", "tickets:cancel", "tickets:retry"
@@ -52,8 +57,14 @@ TYPE_PREFIX, QTY_PREFIX = "tickets:type:", "tickets:qty:"
 
 _ME_WORDS = {"me", "same", "mimi", "my name", "jina langu", "use my name", "tumia jina langu"}
 _SKIP_WORDS = {"skip", "ruka", "none", "hakuna"}
-_YES_NO = {"yes": ID_CONFIRM, "ndiyo": ID_CONFIRM, "ok": ID_CONFIRM, "sawa": ID_CONFIRM,
-           "no": ID_CANCEL, "hapana": ID_CANCEL}
+_YES_NO = {
+    "yes": ID_CONFIRM,
+    "ndiyo": ID_CONFIRM,
+    "ok": ID_CONFIRM,
+    "sawa": ID_CONFIRM,
+    "no": ID_CANCEL,
+    "hapana": ID_CANCEL,
+}
 _EMAIL = re.compile(r"[^@\s]+@(?:[^@\s.]+\.)+[A-Za-z]{2,}")
 _NUMBER = re.compile(r"\d{1,6}")
 
@@ -182,10 +193,17 @@ def _sellable(event: Mapping[str, Any], now: datetime, excluded: Sequence[str] =
 def _closed_text(event: Mapping[str, Any], ctx: Context, excluded: Sequence[str] = ()) -> str:
     """Why nothing can be bought: sales open later, sold out, or simply not on sale."""
     lang, types = ctx.language, event.get("ticket_types", ())
-    upcoming = sorted(tt["sales_start_at"] for tt in types if tt.get("is_active", True)
-                      and tt.get("sales_start_at") is not None and tt["sales_start_at"] > ctx.now)
+    upcoming = sorted(
+        tt["sales_start_at"]
+        for tt in types
+        if tt.get("is_active", True)
+        and tt.get("sales_start_at") is not None
+        and tt["sales_start_at"] > ctx.now
+    )
     if upcoming:
-        return t("tickets.sales_open_on", lang, event=event["name"], when=local_time(upcoming[0], _zone_name(ctx)))
+        return t(
+            "tickets.sales_open_on", lang, event=event["name"], when=local_time(upcoming[0], _zone_name(ctx))
+        )
     if any(_in_window(tt, ctx.now) and _sold_out(tt, excluded) for tt in types):
         return t("tickets.sold_out_all", lang, event=event["name"])
     return t("tickets.not_on_sale", lang, event=event["name"])
@@ -209,8 +227,9 @@ def _buttons(specs: Sequence[tuple[str, str]], lang: str, **values: Any) -> list
     return [Option(id_, t(key, lang, **values)) for id_, key in specs]
 
 
-def _choose(event: Inbound, specs: Sequence[tuple[str, str]], aliases: Mapping[str, str] | None = None,
-            **values: Any) -> str | None:
+def _choose(
+    event: Inbound, specs: Sequence[tuple[str, str]], aliases: Mapping[str, str] | None = None, **values: Any
+) -> str | None:
     """The id of the button meant: tapped, or typed in any language, or a typed alias (yes / no)."""
     for lang in LANGUAGES:
         chosen = match(event, _buttons(specs, lang, **values))
@@ -245,13 +264,22 @@ def _type_prompt(state: State, ctx: Context, error: str = "") -> Reply:
     excluded = state.data.get("excluded_types", ())
     types = _sellable(event, ctx.now, excluded)
     lines = [f"• {tt['name']}: {_price(tt['price'], lang)}" for tt in types]
-    sold = [tt["name"] for tt in event.get("ticket_types", ()) if _in_window(tt, ctx.now) and _sold_out(tt, excluded)]
+    sold = [
+        tt["name"]
+        for tt in event.get("ticket_types", ())
+        if _in_window(tt, ctx.now) and _sold_out(tt, excluded)
+    ]
     if sold:
         lines += ["", t("tickets.sold_out_note", lang, names=", ".join(sold))]
     starts_at = event.get("starts_at")
-    body = t("tickets.event_intro", lang, event=event.get("name", state.data.get("event_name", "")),
-             when=local_time(starts_at, _zone_name(ctx)) if starts_at else "-",
-             venue=event.get("venue_name") or "-", prices="\n".join(lines))
+    body = t(
+        "tickets.event_intro",
+        lang,
+        event=event.get("name", state.data.get("event_name", "")),
+        when=local_time(starts_at, _zone_name(ctx)) if starts_at else "-",
+        venue=event.get("venue_name") or "-",
+        prices="\n".join(lines),
+    )
     return offer(_with_error(error, body), _type_options(types, lang), t("tickets.list_button", lang))
 
 
@@ -261,8 +289,13 @@ def _quantity_options(limit: int) -> list[Option]:
 
 def _quantity_prompt(state: State, ctx: Context, error: str = "") -> Reply:
     d = state.data
-    body = t("tickets.quantity_prompt", ctx.language, type=d["type_name"],
-             price=_price(Decimal(d["unit_price"]), ctx.language), max=d["limit"])
+    body = t(
+        "tickets.quantity_prompt",
+        ctx.language,
+        type=d["type_name"],
+        price=_price(Decimal(d["unit_price"]), ctx.language),
+        max=d["limit"],
+    )
     return offer(_with_error(error, body), _quantity_options(d["limit"]))
 
 
@@ -288,9 +321,16 @@ _CANCEL_BUTTON = [(ID_CANCEL, "tickets.button_cancel")]
 
 def _confirm_prompt(state: State, ctx: Context, error: str = "") -> Reply:
     d, lang = state.data, ctx.language
-    body = t("tickets.confirm_prompt", lang, event=d["event_name"], quantity=d["quantity"], type=d["type_name"],
-             name=d["holder_name"], email=d.get("holder_email") or t("tickets.no_email", lang),
-             total=_price(Decimal(d["unit_price"]) * d["quantity"], lang))
+    body = t(
+        "tickets.confirm_prompt",
+        lang,
+        event=d["event_name"],
+        quantity=d["quantity"],
+        type=d["type_name"],
+        name=d["holder_name"],
+        email=d.get("holder_email") or t("tickets.no_email", lang),
+        total=_price(Decimal(d["unit_price"]) * d["quantity"], lang),
+    )
     return offer(_with_error(error, body), _buttons(_CONFIRM_BUTTONS, lang))
 
 
@@ -316,15 +356,26 @@ def _retry_prompt(state: State, ctx: Context, error: str = "") -> Reply:
 def _fewer_prompt(state: State, ctx: Context, error: str = "") -> Reply:
     d, lang = state.data, ctx.language
     n = d["available"]
-    body = t("tickets.sold_out_partial", lang, available=n, type=d["type_name"],
-             total=_price(Decimal(d["unit_price"]) * n, lang))
+    body = t(
+        "tickets.sold_out_partial",
+        lang,
+        available=n,
+        type=d["type_name"],
+        total=_price(Decimal(d["unit_price"]) * n, lang),
+    )
     return offer(_with_error(error, body), _buttons(_FEWER_BUTTONS, lang, n=n))
 
 
 _PROMPTS: dict[str, Callable[..., Reply]] = {
-    CHOOSE_TYPE: _type_prompt, QUANTITY: _quantity_prompt, HOLDER_NAME: _name_prompt,
-    HOLDER_EMAIL: _email_prompt, CONFIRM: _confirm_prompt, HOLDING: _wait_prompt("tickets.holding_wait"),
-    AWAITING_PAYMENT: _waiting_prompt, ISSUING: _wait_prompt("tickets.issuing_wait"), RETRY: _retry_prompt,
+    CHOOSE_TYPE: _type_prompt,
+    QUANTITY: _quantity_prompt,
+    HOLDER_NAME: _name_prompt,
+    HOLDER_EMAIL: _email_prompt,
+    CONFIRM: _confirm_prompt,
+    HOLDING: _wait_prompt("tickets.holding_wait"),
+    AWAITING_PAYMENT: _waiting_prompt,
+    ISSUING: _wait_prompt("tickets.issuing_wait"),
+    RETRY: _retry_prompt,
     FEWER: _fewer_prompt,
 }
 
@@ -339,10 +390,15 @@ def start(event_id: str, state: State, ctx: Context) -> Step:
     if not event or str(event.get("id")) != str(event_id):
         return Step(_idle(state), (Text(t("tickets.event_unavailable", lang)),))
     if event.get("status", "published") != "published" or not _sellable(event, ctx.now):
-        closed = (t("tickets.not_on_sale", lang, event=event["name"]) if event.get("status", "published")
-                  != "published" else _closed_text(event, ctx))
+        closed = (
+            t("tickets.not_on_sale", lang, event=event["name"])
+            if event.get("status", "published") != "published"
+            else _closed_text(event, ctx)
+        )
         return Step(_idle(state), (Text(closed),))
-    fresh = State(MODULE, CHOOSE_TYPE, {"event_id": str(event_id), "event_name": event["name"]}, state.version)
+    fresh = State(
+        MODULE, CHOOSE_TYPE, {"event_id": str(event_id), "event_name": event["name"]}, state.version
+    )
     # Chosen from the menu the engine loaded only the offer: the prompt shows that event.
     return Step(fresh, (_type_prompt(fresh, replace(ctx, data={**ctx.data, "event": event})),))
 
@@ -386,8 +442,16 @@ def _on_type(state: State, event: Inbound, ctx: Context) -> Step:
     tt = next(tt for tt in types if f"{TYPE_PREFIX}{tt['id']}" == chosen.id)
     per_order, remaining = int(tt.get("max_per_order") or 10), tt.get("remaining")
     limit = per_order if remaining is None else min(per_order, remaining)
-    chosen_state = _at(state, QUANTITY, type_id=str(tt["id"]), type_name=tt["name"],
-                       unit_price=str(tt["price"]), max_per_order=per_order, remaining=remaining, limit=limit)
+    chosen_state = _at(
+        state,
+        QUANTITY,
+        type_id=str(tt["id"]),
+        type_name=tt["name"],
+        unit_price=str(tt["price"]),
+        max_per_order=per_order,
+        remaining=remaining,
+        limit=limit,
+    )
     if limit == 1:  # nothing to ask
         return _to_name(chosen_state, 1, ctx)
     return Step(chosen_state, (_quantity_prompt(chosen_state, ctx),))
@@ -463,8 +527,9 @@ def _on_busy(state: State, event: Inbound, ctx: Context) -> Step:
 
 
 def _on_retry(state: State, event: Inbound, ctx: Context) -> Step:
-    chosen = _choose(event, _RETRY_BUTTONS, {"yes": ID_RETRY, "ndiyo": ID_RETRY, "no": ID_CANCEL,
-                                             "hapana": ID_CANCEL})
+    chosen = _choose(
+        event, _RETRY_BUTTONS, {"yes": ID_RETRY, "ndiyo": ID_RETRY, "no": ID_CANCEL, "hapana": ID_CANCEL}
+    )
     if chosen == ID_RETRY:
         return _hold(state, ctx, state.data["quantity"])
     if chosen == ID_CANCEL:
@@ -488,9 +553,16 @@ def _on_fewer(state: State, event: Inbound, ctx: Context) -> Step:
 
 
 _INBOUND: dict[str, Callable[[State, Inbound, Context], Step]] = {
-    CHOOSE_TYPE: _on_type, QUANTITY: _on_quantity, HOLDER_NAME: _on_name, HOLDER_EMAIL: _on_email,
-    CONFIRM: _on_confirm, AWAITING_PAYMENT: _on_awaiting, HOLDING: _on_busy, ISSUING: _on_busy,
-    RETRY: _on_retry, FEWER: _on_fewer,
+    CHOOSE_TYPE: _on_type,
+    QUANTITY: _on_quantity,
+    HOLDER_NAME: _on_name,
+    HOLDER_EMAIL: _on_email,
+    CONFIRM: _on_confirm,
+    AWAITING_PAYMENT: _on_awaiting,
+    HOLDING: _on_busy,
+    ISSUING: _on_busy,
+    RETRY: _on_retry,
+    FEWER: _on_fewer,
 }
 
 # ---------------------------------------------------------------- follow-up events, payment and timer
@@ -502,15 +574,30 @@ def _on_held(state: State, event: TicketsHeld, ctx: Context) -> Step:
     d = state.data
     if event.total == 0:
         issuing = _at(state, ISSUING, hold_id=event.hold_id, quantity=event.quantity, total=str(event.total))
-        return Step(issuing, (), (IssueTickets(event.hold_id, d["holder_name"], d.get("holder_email"), None,
-                                               event.total),))
-    paying = _at(state, AWAITING_PAYMENT, hold_id=event.hold_id, quantity=event.quantity,
-                 total=str(event.total), drop=("checkout_request_id",))
-    pay = RequestPayment(event.hold_id, event.total, ctx.contact_phone, _account_reference(d["event_name"]),
-                         f"Tickets x{event.quantity}"[:DESCRIPTION_MAX])
+        return Step(
+            issuing,
+            (),
+            (IssueTickets(event.hold_id, d["holder_name"], d.get("holder_email"), None, event.total),),
+        )
+    paying = _at(
+        state,
+        AWAITING_PAYMENT,
+        hold_id=event.hold_id,
+        quantity=event.quantity,
+        total=str(event.total),
+        drop=("checkout_request_id",),
+    )
+    pay = RequestPayment(
+        event.hold_id,
+        event.total,
+        ctx.contact_phone,
+        _account_reference(d["event_name"]),
+        f"Tickets x{event.quantity}"[:DESCRIPTION_MAX],
+    )
     # The timer names its hold: that, not the state version, tells whether it is still current (see docs).
-    timer = StartTimer(PAYMENT_TIMER, int(ctx.data.get("payment_timeout_seconds", 180)),
-                       {"hold_id": event.hold_id})
+    timer = StartTimer(
+        PAYMENT_TIMER, int(ctx.data.get("payment_timeout_seconds", 180)), {"hold_id": event.hold_id}
+    )
     body = t("tickets.pay_prompt", ctx.language, amount=kes(event.total))
     return Step(paying, (offer(body, _buttons(_CANCEL_BUTTON, ctx.language)),), (pay, timer))
 
@@ -531,7 +618,9 @@ def _on_sold_out(state: State, event: SoldOut, ctx: Context) -> Step:
     if not _sellable(ctx.data.get("event") or {}, ctx.now, excluded):
         return Step(_idle(state), (Text(t("tickets.sold_out_type_final", lang, type=d["type_name"])),))
     choosing = _at(state, CHOOSE_TYPE, excluded_types=excluded)
-    return Step(choosing, (_type_prompt(choosing, ctx, t("tickets.sold_out_type", lang, type=d["type_name"])),))
+    return Step(
+        choosing, (_type_prompt(choosing, ctx, t("tickets.sold_out_type", lang, type=d["type_name"])),)
+    )
 
 
 def _is_current_hold(state: State, hold_id: str) -> bool:
@@ -558,7 +647,8 @@ def _is_current_checkout(state: State, event: PaymentResult) -> bool:
         return event.checkout_request_id == d["checkout_request_id"]
     # The callback beat PaymentRequested: take it unless it belongs to an earlier attempt or another amount.
     return event.checkout_request_id not in d.get("old_checkouts", ()) and (
-        event.amount is None or event.amount == Decimal(d["total"]))
+        event.amount is None or event.amount == Decimal(d["total"])
+    )
 
 
 def _on_payment_result(state: State, event: PaymentResult, ctx: Context) -> Step:
@@ -577,8 +667,13 @@ def _payment_failed(state: State, ctx: Context, reason: str, key: str, cancel_ti
     """Release the hold and offer to try again with the same selection."""
     d = state.data
     old = [*d.get("old_checkouts", ()), *([d["checkout_request_id"]] if d.get("checkout_request_id") else [])]
-    retrying = _at(state, RETRY, payment_error=key, old_checkouts=old[-KEPT_OLD_CHECKOUTS:],
-                   drop=("hold_id", "checkout_request_id"))
+    retrying = _at(
+        state,
+        RETRY,
+        payment_error=key,
+        old_checkouts=old[-KEPT_OLD_CHECKOUTS:],
+        drop=("hold_id", "checkout_request_id"),
+    )
     effects: tuple[Effect, ...] = (ReleaseHold(d["hold_id"], reason),)
     if cancel_timer:
         effects += (CancelTimers(PAYMENT_TIMER),)
@@ -601,9 +696,19 @@ def _on_issued(state: State, event: TicketsIssued, ctx: Context) -> Step:
         return Step(state)
     count = len(event.codes)
     images = tuple(
-        Image(ref=f"qr:{code}", caption=t("tickets.ticket_caption", lang, event=event.event_name,
-                                          type=d["type_name"], holder=d["holder_name"], n=n, count=count,
-                                          code=code))
+        Image(
+            ref=f"qr:{code}",
+            caption=t(
+                "tickets.ticket_caption",
+                lang,
+                event=event.event_name,
+                type=d["type_name"],
+                holder=d["holder_name"],
+                n=n,
+                count=count,
+                code=code,
+            ),
+        )
         for n, code in enumerate(event.codes, 1)
     )
     values = {"event": event.event_name, "count": count, "type": d["type_name"], "receipt": d.get("receipt")}
@@ -613,7 +718,11 @@ def _on_issued(state: State, event: TicketsIssued, ctx: Context) -> Step:
 
 
 _EVENTS: dict[type, Callable[[State, Any, Context], Step]] = {
-    TicketsHeld: _on_held, SoldOut: _on_sold_out, PaymentRequested: _on_payment_requested,
-    PaymentRequestFailed: _on_payment_request_failed, PaymentResult: _on_payment_result,
-    TimerFired: _on_timer, TicketsIssued: _on_issued,
+    TicketsHeld: _on_held,
+    SoldOut: _on_sold_out,
+    PaymentRequested: _on_payment_requested,
+    PaymentRequestFailed: _on_payment_request_failed,
+    PaymentResult: _on_payment_result,
+    TimerFired: _on_timer,
+    TicketsIssued: _on_issued,
 }

@@ -129,9 +129,12 @@ async def make_org(app_pool: asyncpg.Pool):  # type: ignore[no-untyped-def]
     async def make(name: str = "Org", tokens: int = 1000, **kw):  # type: ignore[no-untyped-def]
         tag = uuid.uuid4().hex[:8]
         new = NewOrganization(
-            name=f"{name} {tag}", slug=f"{name.lower()}-{tag}",
-            phone_number_id=kw.pop("phone_number_id", f"pn{tag}"), access_token=kw.pop("access_token", f"tok{tag}"),
-            tokens=tokens, **kw,
+            name=f"{name} {tag}",
+            slug=f"{name.lower()}-{tag}",
+            phone_number_id=kw.pop("phone_number_id", f"pn{tag}"),
+            access_token=kw.pop("access_token", f"tok{tag}"),
+            tokens=tokens,
+            **kw,
         )
         org_id = await create_organization(app_pool, new)
         return org_id, new

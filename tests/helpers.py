@@ -24,7 +24,9 @@ def phone() -> str:
     return "2547" + str(uuid.uuid4().int)[:8]
 
 
-async def wait_until(predicate: Callable[[], Awaitable[Any]], timeout: float = 30.0, interval: float = 0.05) -> Any:
+async def wait_until(
+    predicate: Callable[[], Awaitable[Any]], timeout: float = 30.0, interval: float = 0.05
+) -> Any:
     """Poll until ``predicate`` returns something truthy, and return it; fail after ``timeout`` seconds."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not (value := await predicate()):
@@ -36,4 +38,6 @@ async def wait_until(predicate: Callable[[], Awaitable[Any]], timeout: float = 3
 
 def context(now: datetime, **fields: Any) -> Context:
     """A state machine's Context for a unit test: one contact, in English, unless ``fields`` say otherwise."""
-    return Context(**{"now": now, "language": "en", "contact_id": "c1", "contact_phone": "254700000001", **fields})
+    return Context(
+        **{"now": now, "language": "en", "contact_id": "c1", "contact_phone": "254700000001", **fields}
+    )

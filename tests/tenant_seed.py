@@ -30,7 +30,8 @@ async def tenant_tables(conn: asyncpg.Connection) -> list[str]:
         """SELECT c.table_name FROM information_schema.columns c
            JOIN information_schema.tables t USING (table_schema, table_name)
            WHERE c.table_schema = 'public' AND c.column_name = 'organization_id' AND t.table_type = 'BASE TABLE'
-           ORDER BY 1""")
+           ORDER BY 1"""
+    )
     return [r["table_name"] for r in rows]
 
 
@@ -38,7 +39,9 @@ async def _required_columns(conn: asyncpg.Connection, table: str) -> list[asyncp
     return await conn.fetch(
         """SELECT column_name, data_type, udt_name, character_maximum_length FROM information_schema.columns
            WHERE table_schema = 'public' AND table_name = $1 AND is_nullable = 'NO'
-             AND column_default IS NULL AND is_generated = 'NEVER'""", table)
+             AND column_default IS NULL AND is_generated = 'NEVER'""",
+        table,
+    )
 
 
 async def _foreign_keys(conn: asyncpg.Connection, table: str) -> dict[str, tuple[str, str]]:
@@ -48,16 +51,27 @@ async def _foreign_keys(conn: asyncpg.Connection, table: str) -> dict[str, tuple
            JOIN LATERAL unnest(k.conkey, k.confkey) AS col(attnum, fattnum) ON true
            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = col.attnum
            JOIN pg_attribute af ON af.attrelid = cf.oid AND af.attnum = col.fattnum
-           WHERE k.contype = 'f' AND c.relname = $1""", table)
+           WHERE k.contype = 'f' AND c.relname = $1""",
+        table,
+    )
     return {r["column_name"]: (r["ref_table"], r["ref_column"]) for r in rows}
 
 
 def _value(data_type: str, udt: str) -> Any:
     now = datetime.now(UTC)
     return {
-        "uuid": uuid4(), "integer": 1, "bigint": 1, "numeric": Decimal("1.00"), "boolean": True,
-        "timestamp with time zone": now, "jsonb": {}, "bytea": b"\x89PNG", "text": uuid4().hex[:10],
-        "character varying": uuid4().hex[:10], "time without time zone": now.time(), "USER-DEFINED": None,
+        "uuid": uuid4(),
+        "integer": 1,
+        "bigint": 1,
+        "numeric": Decimal("1.00"),
+        "boolean": True,
+        "timestamp with time zone": now,
+        "jsonb": {},
+        "bytea": b"\x89PNG",
+        "text": uuid4().hex[:10],
+        "character varying": uuid4().hex[:10],
+        "time without time zone": now.time(),
+        "USER-DEFINED": None,
         "ARRAY": [],
     }.get(data_type, "x")
 
@@ -72,7 +86,9 @@ async def seed_tenant(conn: asyncpg.Connection, org_id: UUID) -> dict[str, UUID 
     while pending:
         progressed = False
         for table in list(pending):
-            needs = {fks[table][c["column_name"]][0] for c in required[table] if c["column_name"] in fks[table]}
+            needs = {
+                fks[table][c["column_name"]][0] for c in required[table] if c["column_name"] in fks[table]
+            }
             if not needs <= created.keys():
                 continue
             created[table] = await _insert(conn, table, org_id, required[table], fks[table], created)
@@ -83,8 +99,14 @@ async def seed_tenant(conn: asyncpg.Connection, org_id: UUID) -> dict[str, UUID 
     return {table: row.get("id", org_id) for table, row in created.items()}
 
 
-async def _insert(conn: asyncpg.Connection, table: str, org_id: UUID, columns: list[asyncpg.Record],
-                  fks: dict[str, tuple[str, str]], created: dict[str, Any]) -> dict[str, Any]:
+async def _insert(
+    conn: asyncpg.Connection,
+    table: str,
+    org_id: UUID,
+    columns: list[asyncpg.Record],
+    fks: dict[str, tuple[str, str]],
+    created: dict[str, Any],
+) -> dict[str, Any]:
     values: dict[str, Any] = {"organization_id": org_id}
     for c in columns:
         name = c["column_name"]

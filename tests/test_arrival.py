@@ -14,8 +14,13 @@ async def test_a_message_opens_its_contact_and_conversation_once(app_pool: async
     org, _ = await make_org("Arrive", tokens=700)
     wa_id = phone()
     async with tenant_tx(app_pool, org) as conn:
-        first = await arrive(conn, org, "wa_message", "message",
-                             {"external_id": "wamid.A1", "wa_id": wa_id, "contact_name": "Achieng"})
+        first = await arrive(
+            conn,
+            org,
+            "wa_message",
+            "message",
+            {"external_id": "wamid.A1", "wa_id": wa_id, "contact_name": "Achieng"},
+        )
         assert first is not None and first.contact is not None and first.conversation is not None
         assert (first.contact.phone, first.contact.name, first.contact.message_count) == (wa_id, "Achieng", 1)
         threshold = await conn.fetchval("SELECT COALESCE(low_balance_threshold, 0) FROM wallets")
@@ -30,7 +35,9 @@ async def test_a_message_opens_its_contact_and_conversation_once(app_pool: async
         assert await conn.fetchval("SELECT count(*) FROM conversations") == 1
 
 
-async def test_a_timer_or_payment_reads_its_contact_and_never_creates_one(app_pool: asyncpg.Pool, make_org) -> None:  # type: ignore[no-untyped-def]
+async def test_a_timer_or_payment_reads_its_contact_and_never_creates_one(
+    app_pool: asyncpg.Pool, make_org
+) -> None:  # type: ignore[no-untyped-def]
     org, _ = await make_org("Arrive")
     wa_id = phone()
     async with tenant_tx(app_pool, org) as conn:
@@ -40,7 +47,9 @@ async def test_a_timer_or_payment_reads_its_contact_and_never_creates_one(app_po
         assert await arrive(conn, org, "timer", "timer", {"external_id": "timer:1", "wa_id": wa_id}) is None
         opened = await arrive(conn, org, "wa_message", "message", {"external_id": "wamid.B1", "wa_id": wa_id})
         assert opened is not None and opened.conversation is not None
-        paid = await arrive(conn, org, "mpesa_callback", "payment", {"external_id": "ws_CO_1", "wa_id": wa_id})
+        paid = await arrive(
+            conn, org, "mpesa_callback", "payment", {"external_id": "ws_CO_1", "wa_id": wa_id}
+        )
         assert paid is not None and paid.contact is not None and paid.conversation is not None
         assert paid.conversation.id == opened.conversation.id
         assert paid.contact.message_count == 1  # only messages count

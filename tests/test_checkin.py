@@ -19,35 +19,40 @@ def ctx(staff=True, lang="en", **data) -> Context:
     return context(NOW, language=lang, contact_id="c-9", is_staff=staff, data=data)
 
 
-@pytest.mark.parametrize("text, looks, code", [
-    ("CHECKIN ABC123", True, "ABC123"),
-    ("checkin abc123", True, "ABC123"),
-    ("check in TKT-7Q2M9X", True, "TKT-7Q2M9X"),
-    ("Check-in: tkt-7q2m9x.", True, "TKT-7Q2M9X"),
-    ("CHECKIN TKT 7Q2 M9X", True, "TKT7Q2M9X"),
-    ("  CHECKIN   #abc123 ", True, "ABC123"),
-    ("CHECKIN", True, None),
-    ("check in", True, None),
-    ("TKT-7Q2M9X", True, "TKT-7Q2M9X"),
-    (" tkt-7q2m9x ", True, "TKT-7Q2M9X"),
-    ("abc123", True, "ABC123"),
-    ("#ABC123", True, "ABC123"),
-    ("MENU", False, None),
-    ("hello", False, None),
-    ("0712345678", False, None),
-    ("A1", False, None),
-    ("hi 2 you", False, None),
-    ("checking my ticket", False, None),
-    ("I want to check in ABC123", False, None),
-    ("ABC123456789012345678", False, None),  # longer than any code
-    ("", False, None),
-])
+@pytest.mark.parametrize(
+    "text, looks, code",
+    [
+        ("CHECKIN ABC123", True, "ABC123"),
+        ("checkin abc123", True, "ABC123"),
+        ("check in TKT-7Q2M9X", True, "TKT-7Q2M9X"),
+        ("Check-in: tkt-7q2m9x.", True, "TKT-7Q2M9X"),
+        ("CHECKIN TKT 7Q2 M9X", True, "TKT7Q2M9X"),
+        ("  CHECKIN   #abc123 ", True, "ABC123"),
+        ("CHECKIN", True, None),
+        ("check in", True, None),
+        ("TKT-7Q2M9X", True, "TKT-7Q2M9X"),
+        (" tkt-7q2m9x ", True, "TKT-7Q2M9X"),
+        ("abc123", True, "ABC123"),
+        ("#ABC123", True, "ABC123"),
+        ("MENU", False, None),
+        ("hello", False, None),
+        ("0712345678", False, None),
+        ("A1", False, None),
+        ("hi 2 you", False, None),
+        ("checking my ticket", False, None),
+        ("I want to check in ABC123", False, None),
+        ("ABC123456789012345678", False, None),  # longer than any code
+        ("", False, None),
+    ],
+)
 def test_recognising_a_checkin(text, looks, code):
     assert ci.looks_like_checkin(text) is looks
     assert ci.checkin_code(text) == code
 
 
-@pytest.mark.parametrize("text, looks", [("TKT-7Q2M9X", False), ("CHECKIN TKT-7Q2M9X", True), ("check in", True)])
+@pytest.mark.parametrize(
+    "text, looks", [("TKT-7Q2M9X", False), ("CHECKIN TKT-7Q2M9X", True), ("check in", True)]
+)
 def test_without_bare_codes_only_the_keyword_counts(text, looks):
     assert ci.looks_like_checkin(text, allow_bare=False) is looks
 
@@ -59,7 +64,9 @@ def test_staff_code_checks_in_and_keeps_the_state(text, code):
 
 
 def test_staff_keyword_without_code_explains():
-    assert ci.step(SOME_STATE, Inbound("CHECKIN"), ctx()) == Step(SOME_STATE, (Text(t("checkin.usage", "en")),))
+    assert ci.step(SOME_STATE, Inbound("CHECKIN"), ctx()) == Step(
+        SOME_STATE, (Text(t("checkin.usage", "en")),)
+    )
 
 
 @pytest.mark.parametrize("lang", ["en", "sw"])
@@ -74,17 +81,28 @@ def outcome(result, **fields):
     return ci.CheckInOutcome("TKT-7Q2M9X", result, **{**base, **fields})
 
 
-@pytest.mark.parametrize("event, expected", [
-    (outcome("valid"), "✅ VALID: admit\nJane Wanjiku\nVIP · Nairobi Jazz Night\nCode: TKT-7Q2M9X"),
-    (outcome("already_used", checked_in_at=datetime(2026, 3, 14, 15, 5, tzinfo=UTC)),
-     "⛔ ALREADY USED at 14/03/2026 18:05: do not admit\nJane Wanjiku\nVIP · Nairobi Jazz Night\nCode: TKT-7Q2M9X"),
-    (outcome("already_used"),
-     "⛔ ALREADY USED: do not admit\nJane Wanjiku\nVIP · Nairobi Jazz Night\nCode: TKT-7Q2M9X"),
-    (ci.CheckInOutcome("TKT-0000XX", "unknown"),
-     "❓ UNKNOWN CODE TKT-0000XX: no ticket has this code. Check it and send it again."),
-    (outcome("cancelled", holder_name=None),
-     "🚫 CANCELLED ticket: do not admit\n-\nVIP · Nairobi Jazz Night\nCode: TKT-7Q2M9X"),
-])
+@pytest.mark.parametrize(
+    "event, expected",
+    [
+        (outcome("valid"), "✅ VALID: admit\nJane Wanjiku\nVIP · Nairobi Jazz Night\nCode: TKT-7Q2M9X"),
+        (
+            outcome("already_used", checked_in_at=datetime(2026, 3, 14, 15, 5, tzinfo=UTC)),
+            "⛔ ALREADY USED at 14/03/2026 18:05: do not admit\nJane Wanjiku\nVIP · Nairobi Jazz Night\nCode: TKT-7Q2M9X",
+        ),
+        (
+            outcome("already_used"),
+            "⛔ ALREADY USED: do not admit\nJane Wanjiku\nVIP · Nairobi Jazz Night\nCode: TKT-7Q2M9X",
+        ),
+        (
+            ci.CheckInOutcome("TKT-0000XX", "unknown"),
+            "❓ UNKNOWN CODE TKT-0000XX: no ticket has this code. Check it and send it again.",
+        ),
+        (
+            outcome("cancelled", holder_name=None),
+            "🚫 CANCELLED ticket: do not admit\n-\nVIP · Nairobi Jazz Night\nCode: TKT-7Q2M9X",
+        ),
+    ],
+)
 def test_outcomes(event, expected):
     assert ci.step(SOME_STATE, event, ctx()) == Step(SOME_STATE, (Text(expected),))
 

@@ -71,8 +71,13 @@ async def test_a_flooding_tenant_cannot_take_every_slot() -> None:
         if key_of(m)[1] == "radio":
             await release.wait()
 
-    consumer = OrderedConsumer(handler=handler, key_of=key_of, park=None, limits=Limits(8, per_tenant=2),  # type: ignore[arg-type]
-                               attempts=3)
+    consumer = OrderedConsumer(
+        handler=handler,
+        key_of=key_of,
+        park=None,
+        limits=Limits(8, per_tenant=2),  # type: ignore[arg-type]
+        attempts=3,
+    )
     for i in range(50):  # a flood of different contacts of one organisation
         await consumer.on_message(msg(f"fan{i}", "radio", 0))  # type: ignore[arg-type]
     await consumer.on_message(msg("church-member", "church", 0))  # type: ignore[arg-type]
@@ -141,5 +146,8 @@ def test_ordering_keys_come_from_headers_without_a_decode_and_agree_with_the_bod
     assert inbound_key(FakeMessage(json.dumps(event).encode(), "wamid.A")) == ("254700000001", "pn1")
     assert inbound_key(FakeMessage(b"not json", "m-1")) == ("m-1", "?")  # its own lane; the handler parks it
     job = {"to": "254700000002", "phone_number_id": "pn1", "message_id": "x"}
-    assert _outbound_key(FakeMessage(b"", "x", ordering_headers(*outbound_ordering(job)))) == ("254700000002", "pn1")
+    assert _outbound_key(FakeMessage(b"", "x", ordering_headers(*outbound_ordering(job)))) == (
+        "254700000002",
+        "pn1",
+    )
     assert _outbound_key(FakeMessage(json.dumps(job).encode(), "x")) == ("254700000002", "pn1")

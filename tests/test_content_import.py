@@ -20,15 +20,39 @@ from engine.settings import PROJECT_ROOT
 
 BASE: dict[str, Any] = {
     "organization": {"timezone": "Africa/Nairobi", "prices": {"survey_completed": 3}},
-    "surveys": [{"title": "Feedback", "questions": [
-        {"id": "like", "type": "yes_no", "text": "Did you like it?", "branches": {"no": "why"}},
-        {"id": "stars", "type": "rating", "text": "Stars?", "next": "end"},
-        {"id": "why", "type": "single_choice", "text": "Why not?",
-         "options": [{"id": "loud", "text": "Too loud"}, {"id": "long", "text": "Too long"}]}]}],
-    "events": [{"name": "Gala", "starts_at": datetime(2030, 5, 1, 18, 0), "ends_at": "+3650d", "venue_name": "KICC",
-                "ticket_types": [{"name": "VIP", "price": 2500, "quantity_total": 50},
-                                 {"name": "Free", "price": 0, "quantity_total": 100, "max_per_order": 1}]}],
-    "polls": [{"question": "Which day?", "options": [{"id": "fri", "text": "Friday"}, {"id": "sat", "text": "Saturday"}]}],
+    "surveys": [
+        {
+            "title": "Feedback",
+            "questions": [
+                {"id": "like", "type": "yes_no", "text": "Did you like it?", "branches": {"no": "why"}},
+                {"id": "stars", "type": "rating", "text": "Stars?", "next": "end"},
+                {
+                    "id": "why",
+                    "type": "single_choice",
+                    "text": "Why not?",
+                    "options": [{"id": "loud", "text": "Too loud"}, {"id": "long", "text": "Too long"}],
+                },
+            ],
+        }
+    ],
+    "events": [
+        {
+            "name": "Gala",
+            "starts_at": datetime(2030, 5, 1, 18, 0),
+            "ends_at": "+3650d",
+            "venue_name": "KICC",
+            "ticket_types": [
+                {"name": "VIP", "price": 2500, "quantity_total": 50},
+                {"name": "Free", "price": 0, "quantity_total": 100, "max_per_order": 1},
+            ],
+        }
+    ],
+    "polls": [
+        {
+            "question": "Which day?",
+            "options": [{"id": "fri", "text": "Friday"}, {"id": "sat", "text": "Saturday"}],
+        }
+    ],
     "staff": [{"event": "Gala", "phone": "0712 345 678", "name": "Door 1"}],
 }
 
@@ -63,22 +87,41 @@ def test_times_relative_and_local() -> None:
     assert spec.events[0].ends_at - datetime.now(UTC) > timedelta(days=3649)
 
 
-@pytest.mark.parametrize(("content", "expected"), [
-    (changed("surveys[0].questions[2].options", [{"id": "x", "text": "X"}]),
-     "surveys[0].questions[2].options: single_choice needs at least 2 options"),
-    (changed("surveys[0].questions[0].branches", {"no": "nope"}),
-     "surveys[0].questions[0].branches.no: unknown question id 'nope'"),
-    (changed("surveys[0].title", KeyError), "surveys[0].title: Field required"),
-    (changed("events[0].ticket_types[1].price", -5), "events[0].ticket_types[1].price: Input should be greater than or equal to 0"),
-    (changed("events[0].ends_at", datetime(2029, 1, 1)), "events[0]: ends before it starts"),
-    (changed("polls[0].options", [{"id": "fri", "text": "Friday"}]), "polls[0].options: List should have at least 2 items"),
-    (changed("polls[0].options[1].id", "fri"), "polls[0].options: Value error, option ids must be unique"),
-    (changed("staff[0].event", "Other"), "staff[0].event: no event named 'Other' in this file"),
-    (changed("staff[0].phone", "12345"), "staff[0].phone: Value error, not a Kenyan phone number"),
-    (changed("organization.timezone", "Mars/Olympus"), "organization.timezone: Value error, unknown time zone"),
-    (changed("surprise", 1), "surprise: Extra inputs are not permitted"),
-    ({**BASE, "surveys": BASE["surveys"] * 2}, "surveys[1].title: duplicate title 'Feedback'"),
-])
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            changed("surveys[0].questions[2].options", [{"id": "x", "text": "X"}]),
+            "surveys[0].questions[2].options: single_choice needs at least 2 options",
+        ),
+        (
+            changed("surveys[0].questions[0].branches", {"no": "nope"}),
+            "surveys[0].questions[0].branches.no: unknown question id 'nope'",
+        ),
+        (changed("surveys[0].title", KeyError), "surveys[0].title: Field required"),
+        (
+            changed("events[0].ticket_types[1].price", -5),
+            "events[0].ticket_types[1].price: Input should be greater than or equal to 0",
+        ),
+        (changed("events[0].ends_at", datetime(2029, 1, 1)), "events[0]: ends before it starts"),
+        (
+            changed("polls[0].options", [{"id": "fri", "text": "Friday"}]),
+            "polls[0].options: List should have at least 2 items",
+        ),
+        (
+            changed("polls[0].options[1].id", "fri"),
+            "polls[0].options: Value error, option ids must be unique",
+        ),
+        (changed("staff[0].event", "Other"), "staff[0].event: no event named 'Other' in this file"),
+        (changed("staff[0].phone", "12345"), "staff[0].phone: Value error, not a Kenyan phone number"),
+        (
+            changed("organization.timezone", "Mars/Olympus"),
+            "organization.timezone: Value error, unknown time zone",
+        ),
+        (changed("surprise", 1), "surprise: Extra inputs are not permitted"),
+        ({**BASE, "surveys": BASE["surveys"] * 2}, "surveys[1].title: duplicate title 'Feedback'"),
+    ],
+)
 def test_errors_name_the_path(content: dict[str, Any], expected: str) -> None:
     with pytest.raises(ContentError) as err:
         parse_content(content)
@@ -91,12 +134,24 @@ def test_every_error_is_reported_at_once() -> None:
     content["staff"][0]["phone"] = "x"
     with pytest.raises(ContentError) as err:
         parse_content(content)
-    assert [e.split(":")[0] for e in err.value.errors] == ["surveys[0].title", "polls[0].options", "staff[0].phone"]
+    assert [e.split(":")[0] for e in err.value.errors] == [
+        "surveys[0].title",
+        "polls[0].options",
+        "staff[0].phone",
+    ]
 
 
 async def counts(app_pool, org) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    tables = ("surveys", "questions", "question_options", "events", "ticket_types", "polls", "poll_options",
-              "participants")
+    tables = (
+        "surveys",
+        "questions",
+        "question_options",
+        "events",
+        "ticket_types",
+        "polls",
+        "poll_options",
+        "participants",
+    )
     async with tenant_tx(app_pool, org) as conn:
         return {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in tables}
 
@@ -104,8 +159,16 @@ async def counts(app_pool, org) -> dict[str, int]:  # type: ignore[no-untyped-de
 async def test_import_writes_everything_and_reimport_updates(make_org, app_pool) -> None:  # type: ignore[no-untyped-def]
     org, _ = await make_org("Import")
     first = await import_content(app_pool, org, parse_content(BASE))
-    expected = {"surveys": 1, "questions": 3, "question_options": 2, "events": 1, "ticket_types": 2, "polls": 1,
-                "poll_options": 2, "participants": 1}
+    expected = {
+        "surveys": 1,
+        "questions": 3,
+        "question_options": 2,
+        "events": 1,
+        "ticket_types": 2,
+        "polls": 1,
+        "poll_options": 2,
+        "participants": 1,
+    }
     assert await counts(app_pool, org) == expected
     assert first.created == {"surveys": 1, "events": 1, "ticket_types": 2, "polls": 1, "staff": 1}
     async with tenant_tx(app_pool, org) as conn:
@@ -113,7 +176,10 @@ async def test_import_writes_everything_and_reimport_updates(make_org, app_pool)
         staff = await conn.fetchrow("SELECT phone, role FROM participants")
         settings = await conn.fetchval("SELECT settings FROM organizations")
         await conn.execute("UPDATE ticket_types SET quantity_sold = 7 WHERE name = 'VIP'")
-    assert poll["options"] == [{"id": "fri", "text": "Friday", "votes": 0}, {"id": "sat", "text": "Saturday", "votes": 0}]
+    assert poll["options"] == [
+        {"id": "fri", "text": "Friday", "votes": 0},
+        {"id": "sat", "text": "Saturday", "votes": 0},
+    ]
     assert (staff["phone"], staff["role"]) == ("254712345678", "staff")
     assert settings["prices"] == {"survey_completed": 3} and settings["timezone"] == "Africa/Nairobi"
 
@@ -124,10 +190,18 @@ async def test_import_writes_everything_and_reimport_updates(make_org, app_pool)
     assert second.updated == {"surveys": 1, "events": 1, "ticket_types": 1, "polls": 1, "staff": 1}
     assert await counts(app_pool, org) == expected  # nothing duplicated; a poll option replaced
     async with tenant_tx(app_pool, org) as conn:
-        types = {r["name"]: dict(r) for r in await conn.fetch(
-            "SELECT name, price, quantity_total, quantity_sold, is_active FROM ticket_types")}
+        types = {
+            r["name"]: dict(r)
+            for r in await conn.fetch(
+                "SELECT name, price, quantity_total, quantity_sold, is_active FROM ticket_types"
+            )
+        }
         poll = await conn.fetchrow("SELECT options FROM polls")
-    assert (types["VIP"]["price"], types["VIP"]["quantity_total"], types["VIP"]["quantity_sold"]) == (3000, 40, 7)
+    assert (types["VIP"]["price"], types["VIP"]["quantity_total"], types["VIP"]["quantity_sold"]) == (
+        3000,
+        40,
+        7,
+    )
     assert types["Free"]["is_active"] is False  # no longer in the file
     assert [o["id"] for o in poll["options"]] == ["sat", "sun"]
 
@@ -138,36 +212,54 @@ async def test_a_refused_import_writes_nothing(make_org, app_pool) -> None:  # t
     poll_id = uuid.UUID(summary.ids["polls"]["Which day?"])
     async with tenant_tx(app_pool, org) as conn:
         contact = await conn.fetchval(
-            "INSERT INTO contacts (organization_id, phone) VALUES ($1, '254799000111') RETURNING id", org)
+            "INSERT INTO contacts (organization_id, phone) VALUES ($1, '254799000111') RETURNING id", org
+        )
         await conn.execute("UPDATE poll_options SET votes = 1 WHERE poll_id = $1 AND id = 'fri'", poll_id)
-        await conn.execute("INSERT INTO poll_votes (organization_id, poll_id, contact_id, option_id) "
-                           "VALUES ($1, $2, $3, 'fri')", org, poll_id, contact)
+        await conn.execute(
+            "INSERT INTO poll_votes (organization_id, poll_id, contact_id, option_id) "
+            "VALUES ($1, $2, $3, 'fri')",
+            org,
+            poll_id,
+            contact,
+        )
     edited = changed("surveys[0].description", "Changed")
     edited["polls"][0]["options"] = [{"id": "sat", "text": "Saturday"}, {"id": "sun", "text": "Sunday"}]
     with pytest.raises(ContentError) as err:
         await import_content(app_pool, org, parse_content(edited))
     assert err.value.errors == ["polls[0].options: option(s) 'fri' have votes and cannot be removed"]
     async with tenant_tx(app_pool, org) as conn:
-        assert await conn.fetchval("SELECT description FROM surveys") is None  # the survey came first: rolled back
+        assert (
+            await conn.fetchval("SELECT description FROM surveys") is None
+        )  # the survey came first: rolled back
         assert await conn.fetchval("SELECT count(*) FROM poll_options") == 2
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "LOG_LEVEL": "warning", "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=PROJECT_ROOT, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
+        timeout=60,
+    )
 
 
 async def test_cli_imports_and_refuses_bad_files(make_org, app_pool, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     org, new = await make_org("Cli")
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(changed("polls[0].options", [{"id": "only", "text": "One"}]) | {"extra": 1}))
+    bad.write_text(
+        yaml.safe_dump(changed("polls[0].options", [{"id": "only", "text": "One"}]) | {"extra": 1})
+    )
     refused = run_cli("import", str(bad), "--org", new.phone_number_id)
     assert refused.returncode == 1
     assert "error: polls[0].options: List should have at least 2 items" in refused.stderr
     assert "error: extra: Extra inputs are not permitted" in refused.stderr
     assert (await counts(app_pool, org))["surveys"] == 0  # validated before anything was written
 
-    done = run_cli("import", str(PROJECT_ROOT / "demo" / "content.yaml"), "--org", new.phone_number_id, "--json")
+    done = run_cli(
+        "import", str(PROJECT_ROOT / "demo" / "content.yaml"), "--org", new.phone_number_id, "--json"
+    )
     assert done.returncode == 0, done.stderr
     assert {row["kind"]: row["created"] for row in yaml.safe_load(done.stdout)}["ticket_types"] == 2

@@ -40,32 +40,77 @@ from tests.helpers import context
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
 SURVEY = {
-    "id": "s1", "title": "Feedback", "description": "Three quick questions", "settings": {},
+    "id": "s1",
+    "title": "Feedback",
+    "description": "Three quick questions",
+    "settings": {},
     "questions": [
-        {"id": "kids", "type": "number", "text": {"en": "How many children do you have?", "sw": "Una watoto wangapi?"},
-         "min": 0, "max": 20, "integer": True},
+        {
+            "id": "kids",
+            "type": "number",
+            "text": {"en": "How many children do you have?", "sw": "Una watoto wangapi?"},
+            "min": 0,
+            "max": 20,
+            "integer": True,
+        },
         {"id": "again", "type": "yes_no", "text": {"en": "Would you come again?", "sw": "Ungekuja tena?"}},
         {"id": "comment", "type": "text", "text": "Any comment?", "required": False},
     ],
 }
 EVENT = {
-    "id": "e1", "name": "Jazz Night", "starts_at": datetime(2025, 3, 14, 15, 0, tzinfo=UTC),
-    "venue_name": "Carnivore", "status": "published",
-    "ticket_types": [{"id": "t1", "name": "Regular", "price": Decimal("1500"), "currency": "KES", "remaining": 50,
-                      "max_per_order": 5, "sales_start_at": None, "sales_end_at": None, "is_active": True}],
+    "id": "e1",
+    "name": "Jazz Night",
+    "starts_at": datetime(2025, 3, 14, 15, 0, tzinfo=UTC),
+    "venue_name": "Carnivore",
+    "status": "published",
+    "ticket_types": [
+        {
+            "id": "t1",
+            "name": "Regular",
+            "price": Decimal("1500"),
+            "currency": "KES",
+            "remaining": 50,
+            "max_per_order": 5,
+            "sales_start_at": None,
+            "sales_end_at": None,
+            "is_active": True,
+        }
+    ],
 }
-POLL = {"id": "p1", "question": "Best snack?", "allow_multiple": False, "show_results": True, "ends_at": None,
-        "options": [{"id": "o1", "text": "Samosa", "votes": 0}, {"id": "o2", "text": "Mandazi", "votes": 0}]}
+POLL = {
+    "id": "p1",
+    "question": "Best snack?",
+    "allow_multiple": False,
+    "show_results": True,
+    "ends_at": None,
+    "options": [{"id": "o1", "text": "Samosa", "votes": 0}, {"id": "o2", "text": "Mandazi", "votes": 0}],
+}
 OFFERS = {"surveys": [SURVEY], "events": [EVENT], "polls": [POLL]}
 MENU_IDS = ["survey:s1", "event:e1", "poll:p1"]
 
 
-def make_ctx(language: str = "en", *, opted_in: bool = True, first: bool = False, staff: bool = False,
-             offers: dict | None = None, org: str = "Org") -> Context:
+def make_ctx(
+    language: str = "en",
+    *,
+    opted_in: bool = True,
+    first: bool = False,
+    staff: bool = False,
+    offers: dict | None = None,
+    org: str = "Org",
+) -> Context:
     # The engine loads what the current step reads; here every module's data is always there.
     data = {"offers": OFFERS if offers is None else offers, "survey": SURVEY, "poll": POLL, "event": EVENT}
-    return context(NOW, language=language, contact_phone="254712345678", contact_name="Amina", opted_in=opted_in,
-                   is_first_message=first, is_staff=staff, org_name=org, data=data)
+    return context(
+        NOW,
+        language=language,
+        contact_phone="254712345678",
+        contact_name="Amina",
+        opted_in=opted_in,
+        is_first_message=first,
+        is_staff=staff,
+        org_name=org,
+        data=data,
+    )
 
 
 def say(text: str, choice_id: str | None = None) -> Inbound:
@@ -108,8 +153,11 @@ def test_a_first_message_gets_the_menu() -> None:
     (reply,) = result.replies
     assert isinstance(reply, Buttons)
     assert reply.body == "Welcome to Org! What would you like to do? Choose an option."
-    assert menu_of(reply) == MENU_IDS and [b.title for b in reply.buttons] == ["Feedback", "Jazz Night",
-                                                                              "Best snack?"]
+    assert menu_of(reply) == MENU_IDS and [b.title for b in reply.buttons] == [
+        "Feedback",
+        "Jazz Night",
+        "Best snack?",
+    ]
     assert result.state == State() and result.effects == ()
 
 
@@ -120,13 +168,20 @@ def test_menu_words_show_the_menu(word: str) -> None:
 
 
 def test_more_than_three_offers_make_a_list_with_details() -> None:
-    offers = {"surveys": [SURVEY, {**SURVEY, "id": "s2", "title": "Second"}], "events": [EVENT], "polls": [POLL]}
+    offers = {
+        "surveys": [SURVEY, {**SURVEY, "id": "s2", "title": "Second"}],
+        "events": [EVENT],
+        "polls": [POLL],
+    }
     (reply,) = go(IDLE, say("menu"), make_ctx("sw", offers=offers, org="")).replies
     assert isinstance(reply, ListMenu) and reply.button == "Menyu"
     assert reply.body == "Ungependa kufanya nini? Chagua moja."
     event_row = reply.rows[2]
     assert (event_row.id, event_row.title, event_row.description) == (
-        "event:e1", "3. Jazz Night", "14/03/2025 18:00 · Carnivore")  # shown in Nairobi time
+        "event:e1",
+        "3. Jazz Night",
+        "14/03/2025 18:00 · Carnivore",
+    )  # shown in Nairobi time
     assert reply.rows[0].description == "Three quick questions"
 
 
@@ -141,14 +196,18 @@ def test_more_than_ten_offers_become_numbered_text_and_numbers_still_work() -> N
 
 def test_nothing_on_offer() -> None:
     result = go(IDLE, say("hi"), make_ctx(offers={}))
-    assert result.replies == (Text("There is nothing on offer right now. Please check again later. "
-                                   "Send HELP to see what you can do."),)
+    assert result.replies == (
+        Text(
+            "There is nothing on offer right now. Please check again later. Send HELP to see what you can do."
+        ),
+    )
 
 
 def test_free_text_at_the_menu_goes_to_the_knowledge_module() -> None:
     result = go(IDLE, say("what is this"))
-    assert result.replies == () and result.state == State("knowledge", "classifying", {"question": "what is this"},
-                                                          version=6)
+    assert result.replies == () and result.state == State(
+        "knowledge", "classifying", {"question": "what is this"}, version=6
+    )
     (classify,) = result.effects
     assert isinstance(classify, ClassifyIntent) and classify.question == "what is this"
     assert [c.item for c in classify.choices] == MENU_IDS
@@ -198,8 +257,16 @@ def test_a_menu_item_tapped_inside_a_flow_leaves_it_and_starts_the_item() -> Non
 def test_stop_at_any_step_opts_out_and_keeps_the_state(name: str, word: str) -> None:
     state = STEPS[name]
     result = go(state, say(word))
-    assert result == Step(state, (Text("You have been unsubscribed and will get no more messages from us. "
-                                       "Send START to subscribe again."),), (OptOut(),))
+    assert result == Step(
+        state,
+        (
+            Text(
+                "You have been unsubscribed and will get no more messages from us. "
+                "Send START to subscribe again."
+            ),
+        ),
+        (OptOut(),),
+    )
 
 
 @pytest.mark.parametrize(
@@ -276,7 +343,10 @@ def test_switching_to_english_mid_survey() -> None:
 
 
 def test_a_tapped_choice_is_never_a_keyword() -> None:
-    poll = {**POLL, "options": [{"id": "o1", "text": "Stop", "votes": 0}, {"id": "o2", "text": "Go", "votes": 0}]}
+    poll = {
+        **POLL,
+        "options": [{"id": "o1", "text": "Stop", "votes": 0}, {"id": "o2", "text": "Go", "votes": 0}],
+    }
     ctx = replace(make_ctx(), data={**make_ctx().data, "poll": poll})
     assert go(POLL_VOTE, say("Stop", "o1"), ctx).effects == (CastVote("p1", ("o1",)),)
 
@@ -347,14 +417,18 @@ def test_a_current_reminder_asks_again() -> None:
     state = survey_at("kids", 1)
     result = go(state, TimerFired("survey_reminder", 5))
     assert result.state == state
-    assert result.replies == (Text("A reminder: *Feedback* is waiting for your answer."),
-                              Text("(1/3) How many children do you have?"))
+    assert result.replies == (
+        Text("A reminder: *Feedback* is waiting for your answer."),
+        Text("(1/3) How many children do you have?"),
+    )
 
 
 def test_after_abandon_the_next_message_first_hears_why() -> None:
     abandoned = go(survey_at("again", 2), TimerFired("survey_abandon", 5))
     assert abandoned.effects == (AbandonSurveyResponse("r1"),) and abandoned.replies == ()
-    assert abandoned.state == State(data={"notice": "survey_abandoned", "survey_title": "Feedback"}, version=6)
+    assert abandoned.state == State(
+        data={"notice": "survey_abandoned", "survey_title": "Feedback"}, version=6
+    )
     later = go(abandoned.state, say("hi"))
     assert later.replies[0] == Text("Your survey *Feedback* was closed because of inactivity.")
     assert menu_of(later.replies[1]) == MENU_IDS
@@ -383,7 +457,12 @@ def test_three_unusable_answers_offer_the_menu_and_keep_the_response() -> None:
 
 def test_a_good_answer_resets_the_failures() -> None:
     result = go(survey_at("again", 2, failures=2), say("yes"))
-    assert result.state.data == {"survey_id": "s1", "response_id": "r1", "question_id": "comment", "position": 3}
+    assert result.state.data == {
+        "survey_id": "s1",
+        "response_id": "r1",
+        "question_id": "comment",
+        "position": 3,
+    }
 
 
 def test_three_unusable_votes_offer_the_menu() -> None:
@@ -412,8 +491,11 @@ def test_a_survey_from_the_menu_to_the_end_with_a_pause() -> None:
     yes = go(resumed.state, say("Yes", "yes"), ctx)
     done = go(yes.state, say("skip"), ctx)
     assert done.state.module is None
-    assert done.effects == (SaveSurveyAnswer("r1", "comment", None, None), CompleteSurvey("s1", "r1"),
-                            Charge("survey_completed", "surveys", "r1"))
+    assert done.effects == (
+        SaveSurveyAnswer("r1", "comment", None, None),
+        CompleteSurvey("s1", "r1"),
+        Charge("survey_completed", "surveys", "r1"),
+    )
 
 
 def test_a_poll_vote_with_its_follow_up() -> None:

@@ -56,8 +56,19 @@ def ours(service: dict[str, Any]) -> bool:
 
 def test_compose_services_have_an_image_and_health_checks(compose) -> None:  # type: ignore[no-untyped-def]
     services = compose["services"]
-    assert {"postgres", "rabbitmq", "migrate", "gateway", "inbound", "relay", "sender", "whatsapp-sim", "mpesa-sim",
-            "prometheus", "grafana"} <= set(services)
+    assert {
+        "postgres",
+        "rabbitmq",
+        "migrate",
+        "gateway",
+        "inbound",
+        "relay",
+        "sender",
+        "whatsapp-sim",
+        "mpesa-sim",
+        "prometheus",
+        "grafana",
+    } <= set(services)
     assert services["postgres"]["image"] == "pgvector/pgvector:pg16"
     assert services["rabbitmq"]["image"] == "rabbitmq:3.13-management"
     assert services["inbound"]["deploy"]["replicas"] == 2
@@ -74,7 +85,9 @@ def test_compose_dependencies_exist_and_wait_for_health(compose) -> None:  # typ
         for target, rule in (service.get("depends_on") or {}).items():
             assert target in services, f"{name} depends on unknown {target}"
             if rule["condition"] == "service_healthy":
-                assert "healthcheck" in services[target], f"{name} waits for {target}, which has no health check"
+                assert "healthcheck" in services[target], (
+                    f"{name} waits for {target}, which has no health check"
+                )
             if rule["condition"] == "service_completed_successfully":
                 assert services[target].get("restart") == "no"
 
@@ -127,19 +140,31 @@ def by_kind(manifests: list[dict[str, Any]], kind: str) -> dict[str, dict[str, A
 
 def test_k8s_manifests_are_objects_in_the_namespace(manifests) -> None:  # type: ignore[no-untyped-def]
     kinds = {d["kind"] for d in manifests}
-    assert {"Namespace", "ConfigMap", "Secret", "Deployment", "Service", "ScaledObject", "PodDisruptionBudget"} <= kinds
+    assert {
+        "Namespace",
+        "ConfigMap",
+        "Secret",
+        "Deployment",
+        "Service",
+        "ScaledObject",
+        "PodDisruptionBudget",
+    } <= kinds
     for doc in manifests:
         assert doc["apiVersion"] and doc["kind"] and doc["metadata"]["name"]
         if doc["kind"] != "Namespace":
             assert doc["metadata"]["namespace"] == "chatnation", doc["metadata"]["name"]
     listed = yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())["resources"]
-    assert sorted(listed) == sorted(p.name for p in (DEPLOY / "k8s").glob("*.yaml") if p.name != "kustomization.yaml")
+    assert sorted(listed) == sorted(
+        p.name for p in (DEPLOY / "k8s").glob("*.yaml") if p.name != "kustomization.yaml"
+    )
 
 
 def test_k8s_deployments_probe_named_ports_and_read_existing_config(manifests) -> None:  # type: ignore[no-untyped-def]
     configmaps, secrets = by_kind(manifests, "ConfigMap"), by_kind(manifests, "Secret")
     deployments = by_kind(manifests, "Deployment")
-    assert {"chatnation-gateway", "chatnation-inbound", "chatnation-relay", "chatnation-sender"} <= set(deployments)
+    assert {"chatnation-gateway", "chatnation-inbound", "chatnation-relay", "chatnation-sender"} <= set(
+        deployments
+    )
     for name, deployment in deployments.items():
         spec = deployment["spec"]
         assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
@@ -171,8 +196,10 @@ def test_k8s_scaling_and_disruption_budgets_target_real_deployments(manifests) -
     assert auth["spec"]["secretTargetRef"][0]["key"] in secret["stringData"]
     for pdb in by_kind(manifests, "PodDisruptionBudget").values():
         selector = pdb["spec"]["selector"]["matchLabels"]
-        assert any(selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
-                   for d in deployments.values()), pdb["metadata"]["name"]
+        assert any(
+            selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+            for d in deployments.values()
+        ), pdb["metadata"]["name"]
 
 
 # ----------------------------------------------------------------------------------- grafana, prometheus
@@ -187,9 +214,16 @@ def test_dashboard_shows_the_engine_series_and_only_existing_ones() -> None:
     exprs = dashboard_exprs()
     assert not unknown_metrics(exprs)
     used = {series_base(m) for e in exprs for m in METRIC.findall(e)}
-    assert {"chatnation_queue_messages", "chatnation_queue_consumers", "chatnation_worker_processing_seconds",
-            "chatnation_worker_events_total", "chatnation_sender_results_total", "chatnation_gateway_requests_total",
-            "chatnation_gateway_publish_seconds", "chatnation_wallet_below_threshold"} <= used
+    assert {
+        "chatnation_queue_messages",
+        "chatnation_queue_consumers",
+        "chatnation_worker_processing_seconds",
+        "chatnation_worker_events_total",
+        "chatnation_sender_results_total",
+        "chatnation_gateway_requests_total",
+        "chatnation_gateway_publish_seconds",
+        "chatnation_wallet_below_threshold",
+    } <= used
     provisioned = yaml.safe_load((DEPLOY / "grafana/provisioning/dashboards/chatnation.yml").read_text())
     assert provisioned["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
 
@@ -202,11 +236,17 @@ def alert_rules() -> list[dict[str, Any]]:
 def test_prometheus_rules_parse_and_cover_the_alerts() -> None:
     rules = alert_rules()
     for rule in rules:
-        assert rule["alert"] and rule["expr"] and rule["labels"]["severity"] and rule["annotations"]["summary"]
+        assert (
+            rule["alert"] and rule["expr"] and rule["labels"]["severity"] and rule["annotations"]["summary"]
+        )
         assert rule["expr"].count("(") == rule["expr"].count(")"), rule["alert"]
     assert not unknown_metrics([r["expr"] for r in rules])
-    assert {"ChatnationQueueGrowing", "ChatnationMessagesParked", "ChatnationSenderErrorRate",
-            "ChatnationWalletLow"} <= {r["alert"] for r in rules}
+    assert {
+        "ChatnationQueueGrowing",
+        "ChatnationMessagesParked",
+        "ChatnationSenderErrorRate",
+        "ChatnationWalletLow",
+    } <= {r["alert"] for r in rules}
     growing = next(r for r in rules if r["alert"] == "ChatnationQueueGrowing")
     assert growing["for"] == "5m"
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
@@ -217,4 +257,6 @@ def test_prometheus_rules_parse_and_cover_the_alerts() -> None:
 
 def test_the_metric_check_catches_a_misspelt_series() -> None:
     assert unknown_metrics(["rate(chatnation_worker_event_total[5m])"]) == {"chatnation_worker_event_total"}
-    assert not unknown_metrics(["histogram_quantile(0.5, rate(chatnation_worker_processing_seconds_bucket[5m]))"])
+    assert not unknown_metrics(
+        ["histogram_quantile(0.5, rate(chatnation_worker_processing_seconds_bucket[5m]))"]
+    )

@@ -45,15 +45,34 @@ def text_envelope(messages: list[tuple[str, str, str]], phone_number_id: str = "
     wa_ids = list(dict.fromkeys(wa for wa, _, _ in messages))
     return {
         "object": "whatsapp_business_account",
-        "entry": [{"id": "WABA1", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "254711000000", "phone_number_id": phone_number_id},
-            "contacts": [{"profile": {"name": f"Name {wa}"}, "wa_id": wa} for wa in wa_ids],
-            "messages": [
-                {"from": wa, "id": mid, "timestamp": "1700000000", "type": "text", "text": {"body": text}}
-                for wa, mid, text in messages
-            ],
-        }}]}],
+        "entry": [
+            {
+                "id": "WABA1",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "254711000000",
+                                "phone_number_id": phone_number_id,
+                            },
+                            "contacts": [{"profile": {"name": f"Name {wa}"}, "wa_id": wa} for wa in wa_ids],
+                            "messages": [
+                                {
+                                    "from": wa,
+                                    "id": mid,
+                                    "timestamp": "1700000000",
+                                    "type": "text",
+                                    "text": {"body": text},
+                                }
+                                for wa, mid, text in messages
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
     }
 
 
@@ -66,8 +85,9 @@ def free_port() -> int:
 @asynccontextmanager
 async def running_gateway(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The app served by a real uvicorn on a free port; yields a client bound to it."""
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_config=None,
-                            access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on"
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -178,7 +198,9 @@ def gw_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture(scope="module")
-async def client(broker: aio_pika.abc.AbstractRobustConnection, gw_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def client(
+    broker: aio_pika.abc.AbstractRobustConnection, gw_settings: Settings
+) -> AsyncIterator[httpx.AsyncClient]:
     async with running_gateway(gw_settings) as client:
         await wait_ready(client)
         yield client
@@ -199,11 +221,17 @@ async def queues(broker: aio_pika.abc.AbstractRobustConnection, settings: Settin
 
 @pytest.mark.parametrize(
     ("mode", "token", "status"),
-    [("subscribe", "dev-verify-token", 200), ("subscribe", "wrong", 403), ("unsubscribe", "dev-verify-token", 403),
-     (None, "dev-verify-token", 403), ("subscribe", None, 403)],
+    [
+        ("subscribe", "dev-verify-token", 200),
+        ("subscribe", "wrong", 403),
+        ("unsubscribe", "dev-verify-token", 403),
+        (None, "dev-verify-token", 403),
+        ("subscribe", None, 403),
+    ],
 )
-async def test_verification_handshake(client: httpx.AsyncClient, settings: Settings, mode: str | None,
-                                      token: str | None, status: int) -> None:
+async def test_verification_handshake(
+    client: httpx.AsyncClient, settings: Settings, mode: str | None, token: str | None, status: int
+) -> None:
     assert settings.whatsapp_verify_token == "dev-verify-token"
     params = {k: v for k, v in {"hub.mode": mode, "hub.verify_token": token}.items() if v is not None}
     response = await client.get("/webhook", params={**params, "hub.challenge": "1158201444"})
@@ -216,10 +244,13 @@ async def test_verification_handshake(client: httpx.AsyncClient, settings: Setti
 # ---------------------------------------------------------------- happy path
 
 
-async def test_signed_text_is_queued_on_the_contacts_shard(client: httpx.AsyncClient, queues: Queues,
-                                                          settings: Settings) -> None:
+async def test_signed_text_is_queued_on_the_contacts_shard(
+    client: httpx.AsyncClient, queues: Queues, settings: Settings
+) -> None:
     mid = f"wamid.{uuid.uuid4().hex}"
-    response = await post_signed(client, text_envelope([("254700000001", mid, "Habari")]), settings.whatsapp_app_secret)
+    response = await post_signed(
+        client, text_envelope([("254700000001", mid, "Habari")]), settings.whatsapp_app_secret
+    )
     assert response.status_code == 200
     queued = await queues.drain_inbound()
     shard_queue = queues.topology.inbound_queue(shard_of("254700000001", settings.inbound_shards))
@@ -230,16 +261,29 @@ async def test_signed_text_is_queued_on_the_contacts_shard(client: httpx.AsyncCl
     body = json.loads(message.body)
     assert isinstance(body.pop("received_at"), float)
     assert body == {
-        "v": 1, "kind": "message", "field": "messages", "phone_number_id": "PNID1",
-        "display_phone_number": "254711000000", "wa_id": "254700000001", "user_id": None,
-        "contact_name": "Name 254700000001", "external_id": mid, "timestamp": 1700000000,
-        "payload": {"from": "254700000001", "id": mid, "timestamp": "1700000000", "type": "text",
-                    "text": {"body": "Habari"}},
+        "v": 1,
+        "kind": "message",
+        "field": "messages",
+        "phone_number_id": "PNID1",
+        "display_phone_number": "254711000000",
+        "wa_id": "254700000001",
+        "user_id": None,
+        "contact_name": "Name 254700000001",
+        "external_id": mid,
+        "timestamp": 1700000000,
+        "payload": {
+            "from": "254700000001",
+            "id": mid,
+            "timestamp": "1700000000",
+            "type": "text",
+            "text": {"body": "Habari"},
+        },
     }
 
 
-async def test_signature_is_checked_over_the_raw_bytes(client: httpx.AsyncClient, queues: Queues,
-                                                       settings: Settings) -> None:
+async def test_signature_is_checked_over_the_raw_bytes(
+    client: httpx.AsyncClient, queues: Queues, settings: Settings
+) -> None:
     # Meta escapes "/" and non-ASCII; re-serialising before hashing would break this signature.
     envelope = json.dumps(text_envelope([("254700000002", "wamid.RAW", "caf\u00e9 http://x/y @me")]))
     raw = envelope.replace("/", "\\/").encode()
@@ -248,25 +292,37 @@ async def test_signature_is_checked_over_the_raw_bytes(client: httpx.AsyncClient
     assert await queues.inbound_count() == 1
 
 
-async def test_unknown_types_are_queued_not_refused(client: httpx.AsyncClient, queues: Queues,
-                                                     settings: Settings) -> None:
+async def test_unknown_types_are_queued_not_refused(
+    client: httpx.AsyncClient, queues: Queues, settings: Settings
+) -> None:
     envelope = text_envelope([("254700000003", "wamid.FUT", "x")])
     value = envelope["entry"][0]["changes"][0]["value"]
-    value["messages"][0] = {"from": "254700000003", "id": "wamid.FUT", "timestamp": "1", "type": "hologram",
-                            "hologram": {"depth": 3}}
+    value["messages"][0] = {
+        "from": "254700000003",
+        "id": "wamid.FUT",
+        "timestamp": "1",
+        "type": "hologram",
+        "hologram": {"depth": 3},
+    }
     envelope["entry"][0]["changes"].append({"field": "brand_new_field", "value": {"anything": [1, 2]}})
     assert (await post_signed(client, envelope, settings.whatsapp_app_secret)).status_code == 200
     bodies = [json.loads(m.body) for msgs in (await queues.drain_inbound()).values() for m in msgs]
-    assert sorted((b["kind"], b["field"]) for b in bodies) == [("message", "messages"), ("other", "brand_new_field")]
+    assert sorted((b["kind"], b["field"]) for b in bodies) == [
+        ("message", "messages"),
+        ("other", "brand_new_field"),
+    ]
 
 
-async def test_fifty_messages_keep_each_contacts_order(client: httpx.AsyncClient, queues: Queues,
-                                                       settings: Settings) -> None:
+async def test_fifty_messages_keep_each_contacts_order(
+    client: httpx.AsyncClient, queues: Queues, settings: Settings
+) -> None:
     contacts = [f"2547000001{i:02d}" for i in range(7)]
     messages = [(contacts[(i * 3) % 7], f"wamid.N{i:03d}", f"m{i}") for i in range(50)]
     routes = {shard_of(wa, settings.inbound_shards) for wa in contacts}
     assert len(routes) > 1, "the contacts should spread over several shards"
-    assert (await post_signed(client, text_envelope(messages), settings.whatsapp_app_secret)).status_code == 200
+    assert (
+        await post_signed(client, text_envelope(messages), settings.whatsapp_app_secret)
+    ).status_code == 200
     queued = await queues.drain_inbound()
     assert sum(len(v) for v in queued.values()) == 50
     for wa in contacts:
@@ -276,8 +332,9 @@ async def test_fifty_messages_keep_each_contacts_order(client: httpx.AsyncClient
 
 
 @pytest.mark.parametrize("path", PAYLOADS, ids=[p.stem for p in PAYLOADS])
-async def test_every_captured_payload_is_queued(client: httpx.AsyncClient, queues: Queues, settings: Settings,
-                                                path: Path) -> None:
+async def test_every_captured_payload_is_queued(
+    client: httpx.AsyncClient, queues: Queues, settings: Settings, path: Path
+) -> None:
     raw = path.read_bytes()
     expected = split_envelope(parse_envelope(json.loads(raw)))
     assert expected, "each captured payload carries at least one part"
@@ -305,16 +362,18 @@ def _refusals(secret: str) -> list[tuple[str, bytes, dict[str, str], int]]:
 
 
 @pytest.mark.parametrize("case", range(8), ids=[c[0] for c in _refusals("s")])
-async def test_refused_webhooks_queue_nothing(client: httpx.AsyncClient, queues: Queues, settings: Settings,
-                                              case: int) -> None:
+async def test_refused_webhooks_queue_nothing(
+    client: httpx.AsyncClient, queues: Queues, settings: Settings, case: int
+) -> None:
     _, body, headers, status = _refusals(settings.whatsapp_app_secret)[case]
     response = await client.post("/webhook", content=body, headers=headers)
     assert response.status_code == status
     assert await queues.inbound_count() == 0
 
 
-async def test_oversized_chunked_body_is_refused(client: httpx.AsyncClient, queues: Queues,
-                                                 settings: Settings) -> None:
+async def test_oversized_chunked_body_is_refused(
+    client: httpx.AsyncClient, queues: Queues, settings: Settings
+) -> None:
     chunk = b" " * 16384
 
     async def body() -> AsyncIterator[bytes]:
@@ -349,16 +408,20 @@ async def test_signature_failures_are_counted(client: httpx.AsyncClient, queues:
 # ---------------------------------------------------------------- broker unavailable
 
 
-async def test_unreachable_broker_answers_503_and_queues_nothing(broker: object, queues: Queues,
-                                                                 gw_settings: Settings) -> None:
+async def test_unreachable_broker_answers_503_and_queues_nothing(
+    broker: object, queues: Queues, gw_settings: Settings
+) -> None:
     down = gw_settings.model_copy(update={"rabbitmq_url": AnyUrl("amqp://guest:guest@127.0.0.1:1/")})
     async with running_gateway(down) as client:
         assert (await client.get("/healthz")).status_code == 200
         assert (await client.get("/readyz")).status_code == 503
-        response = await post_signed(client, text_envelope([("254700000010", "wamid.D", "x")]),
-                                     down.whatsapp_app_secret)
+        response = await post_signed(
+            client, text_envelope([("254700000010", "wamid.D", "x")]), down.whatsapp_app_secret
+        )
         assert response.status_code == 503
-        callback = {"Body": {"stkCallback": {"MerchantRequestID": "m", "CheckoutRequestID": "c", "ResultCode": 0}}}
+        callback = {
+            "Body": {"stkCallback": {"MerchantRequestID": "m", "CheckoutRequestID": "c", "ResultCode": 0}}
+        }
         assert (await client.post("/payments/mpesa/callback", json=callback)).status_code == 503
         # nothing to queue is not a reason to make Meta retry
         empty = {"object": "whatsapp_business_account", "entry": []}
@@ -367,12 +430,17 @@ async def test_unreachable_broker_answers_503_and_queues_nothing(broker: object,
     assert await queues.drain(queues.topology.payments_queue) == []
 
 
-async def test_the_same_webhook_succeeds_once_the_broker_is_reachable(broker: object, queues: Queues,
-                                                                      gw_settings: Settings) -> None:
+async def test_the_same_webhook_succeeds_once_the_broker_is_reachable(
+    broker: object, queues: Queues, gw_settings: Settings
+) -> None:
     url = gw_settings.rabbitmq_url
     proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5672))
-    via_proxy = gw_settings.model_copy(update={
-        "rabbitmq_url": AnyUrl(f"amqp://guest:guest@127.0.0.1:{proxy.port}/"), "publish_timeout_seconds": 2.0})
+    via_proxy = gw_settings.model_copy(
+        update={
+            "rabbitmq_url": AnyUrl(f"amqp://guest:guest@127.0.0.1:{proxy.port}/"),
+            "publish_timeout_seconds": 2.0,
+        }
+    )
     secret = via_proxy.whatsapp_app_secret
     first = json.dumps(text_envelope([("254700000011", "wamid.LATER", "x")])).encode()
     async with running_gateway(via_proxy) as client:
@@ -381,7 +449,9 @@ async def test_the_same_webhook_succeeds_once_the_broker_is_reachable(broker: ob
         await proxy.start()  # the broker becomes reachable: the background connect loop finds it
         await wait_ready(client)
         assert (await post_signed(client, first, secret)).status_code == 200
-        assert [m.message_id for msgs in (await queues.drain_inbound()).values() for m in msgs] == ["wamid.LATER"]
+        assert [m.message_id for msgs in (await queues.drain_inbound()).values() for m in msgs] == [
+            "wamid.LATER"
+        ]
 
         await proxy.stop()  # connection lost after start-up: 503 until the robust connection is back
         await wait_ready(client, want=503)
@@ -391,7 +461,9 @@ async def test_the_same_webhook_succeeds_once_the_broker_is_reachable(broker: ob
         await proxy.start()
         await wait_ready(client, within=30)
         assert (await post_signed(client, second, secret)).status_code == 200
-        assert [m.message_id for msgs in (await queues.drain_inbound()).values() for m in msgs] == ["wamid.AGAIN"]
+        assert [m.message_id for msgs in (await queues.drain_inbound()).values() for m in msgs] == [
+            "wamid.AGAIN"
+        ]
     await proxy.stop()
 
 
@@ -399,15 +471,25 @@ async def test_the_same_webhook_succeeds_once_the_broker_is_reachable(broker: ob
 
 
 def stk_callback(checkout_id: str, result_code: int = 0) -> dict[str, Any]:
-    return {"Body": {"stkCallback": {
-        "MerchantRequestID": "29115-34620561-1", "CheckoutRequestID": checkout_id, "ResultCode": result_code,
-        "ResultDesc": "The service request is processed successfully.",
-        "CallbackMetadata": {"Item": [
-            {"Name": "Amount", "Value": 1.0}, {"Name": "MpesaReceiptNumber", "Value": "NLJ7RT61SV"},
-            {"Name": "Balance"}, {"Name": "TransactionDate", "Value": 20191219102115},
-            {"Name": "PhoneNumber", "Value": 254708374149},
-        ]},
-    }}}
+    return {
+        "Body": {
+            "stkCallback": {
+                "MerchantRequestID": "29115-34620561-1",
+                "CheckoutRequestID": checkout_id,
+                "ResultCode": result_code,
+                "ResultDesc": "The service request is processed successfully.",
+                "CallbackMetadata": {
+                    "Item": [
+                        {"Name": "Amount", "Value": 1.0},
+                        {"Name": "MpesaReceiptNumber", "Value": "NLJ7RT61SV"},
+                        {"Name": "Balance"},
+                        {"Name": "TransactionDate", "Value": 20191219102115},
+                        {"Name": "PhoneNumber", "Value": 254708374149},
+                    ]
+                },
+            }
+        }
+    }
 
 
 async def test_mpesa_callback_is_queued(client: httpx.AsyncClient, queues: Queues) -> None:
@@ -419,37 +501,69 @@ async def test_mpesa_callback_is_queued(client: httpx.AsyncClient, queues: Queue
     assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
     body = json.loads(message.body)
     assert body["received_at"] > 0
-    assert {k: body[k] for k in ("v", "kind", "provider", "checkout_request_id", "merchant_request_id",
-                                  "result_code", "metadata", "payload")} == {
-        "v": 1, "kind": "payment", "provider": "mpesa", "checkout_request_id": "ws_CO_1",
-        "merchant_request_id": "29115-34620561-1", "result_code": 0,
-        "metadata": {"Amount": 1.0, "MpesaReceiptNumber": "NLJ7RT61SV", "Balance": None,
-                     "TransactionDate": 20191219102115, "PhoneNumber": 254708374149},
+    assert {
+        k: body[k]
+        for k in (
+            "v",
+            "kind",
+            "provider",
+            "checkout_request_id",
+            "merchant_request_id",
+            "result_code",
+            "metadata",
+            "payload",
+        )
+    } == {
+        "v": 1,
+        "kind": "payment",
+        "provider": "mpesa",
+        "checkout_request_id": "ws_CO_1",
+        "merchant_request_id": "29115-34620561-1",
+        "result_code": 0,
+        "metadata": {
+            "Amount": 1.0,
+            "MpesaReceiptNumber": "NLJ7RT61SV",
+            "Balance": None,
+            "TransactionDate": 20191219102115,
+            "PhoneNumber": 254708374149,
+        },
         "payload": stk_callback("ws_CO_1"),
     }
 
 
 @pytest.mark.parametrize(
     "body",
-    [b"not json", b"{}", b'{"Body":{"stkCallback":{"MerchantRequestID":"m","ResultCode":0}}}',
-     b'{"Body":{"stkCallback":{"MerchantRequestID":"m","CheckoutRequestID":"c","ResultCode":"zero"}}}'],
+    [
+        b"not json",
+        b"{}",
+        b'{"Body":{"stkCallback":{"MerchantRequestID":"m","ResultCode":0}}}',
+        b'{"Body":{"stkCallback":{"MerchantRequestID":"m","CheckoutRequestID":"c","ResultCode":"zero"}}}',
+    ],
 )
-async def test_mpesa_callback_of_the_wrong_shape_is_refused(client: httpx.AsyncClient, queues: Queues,
-                                                            body: bytes) -> None:
+async def test_mpesa_callback_of_the_wrong_shape_is_refused(
+    client: httpx.AsyncClient, queues: Queues, body: bytes
+) -> None:
     assert (await client.post("/payments/mpesa/callback", content=body)).status_code == 400
     assert await queues.drain(queues.topology.payments_queue) == []
 
 
-async def test_mpesa_callback_token_when_configured(broker: object, queues: Queues, gw_settings: Settings) -> None:
+async def test_mpesa_callback_token_when_configured(
+    broker: object, queues: Queues, gw_settings: Settings
+) -> None:
     with_token = gw_settings.model_copy(update={"mpesa_callback_token": "s3cret-token"})
     async with running_gateway(with_token) as client:
         await wait_ready(client)
         for params in ({}, {"token": "wrong"}, {"token": "s3cret-tokenX"}):
-            response = await client.post("/payments/mpesa/callback", params=params, json=stk_callback("ws_CO_2"))
+            response = await client.post(
+                "/payments/mpesa/callback", params=params, json=stk_callback("ws_CO_2")
+            )
             assert response.status_code == 401
         assert await queues.drain(queues.topology.payments_queue) == []
-        response = await client.post("/payments/mpesa/callback", params={"token": "s3cret-token"},
-                                     json=stk_callback("ws_CO_2", result_code=1032))
+        response = await client.post(
+            "/payments/mpesa/callback",
+            params={"token": "s3cret-token"},
+            json=stk_callback("ws_CO_2", result_code=1032),
+        )
         assert response.status_code == 200
     [message] = await queues.drain(queues.topology.payments_queue)
     assert json.loads(message.body)["result_code"] == 1032
@@ -458,12 +572,17 @@ async def test_mpesa_callback_token_when_configured(broker: object, queues: Queu
 # ---------------------------------------------------------------- health and metrics
 
 
-async def test_health_readiness_and_metrics(client: httpx.AsyncClient, queues: Queues, settings: Settings) -> None:
+async def test_health_readiness_and_metrics(
+    client: httpx.AsyncClient, queues: Queues, settings: Settings
+) -> None:
     assert (await client.get("/healthz")).status_code == 200
     assert (await client.get("/readyz")).status_code == 200
     await post_signed(client, text_envelope([("254700000012", "wamid.M", "x")]), settings.whatsapp_app_secret)
     text = (await client.get("/metrics")).text
-    assert metric_value(text, "chatnation_gateway_requests_total", {"route": "webhook", "outcome": "accepted"}) >= 1
+    assert (
+        metric_value(text, "chatnation_gateway_requests_total", {"route": "webhook", "outcome": "accepted"})
+        >= 1
+    )
     assert metric_value(text, "chatnation_gateway_publish_seconds_count") >= 1
     assert metric_value(text, "chatnation_gateway_parts_published_total", {"kind": "message"}) >= 1
     metric_value(text, "chatnation_gateway_signature_failures_total")

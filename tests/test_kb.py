@@ -47,18 +47,24 @@ Parking is available at the Carnivore grounds for KES 300 per car. Boda bodas dr
 Food stalls sell nyama choma, pilau and vegan options. Outside drinks are not allowed.
 """
 OTHER = "Church services\n\nGates open at 6 am for the sunrise service. Sunday school starts at 9 am.\n"
-QUESTIONS = [("what time do gates open?", "4 pm"), ("how much is parking?", "KES 300"),
-             ("can I bring my own drinks?", "Outside drinks are not allowed")]
+QUESTIONS = [
+    ("what time do gates open?", "4 pm"),
+    ("how much is parking?", "KES 300"),
+    ("can I bring my own drinks?", "Outside drinks are not allowed"),
+]
 
 
 def pdf_bytes(text: str) -> bytes:
     """A one-page PDF showing ``text`` (Helvetica), with a correct cross-reference table."""
     stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-               b"/Resources << /Font << /F1 5 0 R >> >> >>",
-               b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
     out, offsets = bytearray(b"%PDF-1.4\n"), []
     for i, body in enumerate(objects, 1):
         offsets.append(len(out))
@@ -80,8 +86,15 @@ async def sim():  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def ai(sim: OpenAISimulator, settings) -> AI:  # type: ignore[no-untyped-def]
-    made = create_ai(settings.model_copy(update={"openai_api_key": "sk-test", "openai_base_url": sim.base_url,
-                                                 "openai_timeout_seconds": 4.0}))
+    made = create_ai(
+        settings.model_copy(
+            update={
+                "openai_api_key": "sk-test",
+                "openai_base_url": sim.base_url,
+                "openai_timeout_seconds": 4.0,
+            }
+        )
+    )
     assert made is not None
     return made
 
@@ -106,8 +119,11 @@ async def test_ingest_then_ask_answers_from_the_right_passage(app_pool, make_org
     async with tenant_tx(app_pool, org) as conn:
         rows = await conn.fetch("SELECT title, status, chunk_count FROM documents ORDER BY title")
         embedded = await conn.fetchval("SELECT count(*) FROM embeddings WHERE embedding IS NOT NULL")
-    assert [(r["title"], r["status"]) for r in rows] == [("faq.txt", "ready"), ("guide.md", "ready"),
-                                                         ("rules.pdf", "ready")]
+    assert [(r["title"], r["status"]) for r in rows] == [
+        ("faq.txt", "ready"),
+        ("guide.md", "ready"),
+        ("rules.pdf", "ready"),
+    ]
     assert embedded == sum(r["chunk_count"] for r in rows) >= 5
     async with tenant_tx(app_pool, org) as conn:  # the nearest chunk by vector alone is the right one
         for question, expected in QUESTIONS:
@@ -140,7 +156,9 @@ async def test_another_organisations_knowledge_never_leaks(app_pool, make_org, a
             assert all(theirs not in str(c["messages"]) for c in sim.calls("chat"))
 
 
-async def test_a_model_timing_out_gives_the_best_passage_within_the_budget(app_pool, make_org, ai, sim, docs) -> None:  # type: ignore[no-untyped-def]
+async def test_a_model_timing_out_gives_the_best_passage_within_the_budget(
+    app_pool, make_org, ai, sim, docs
+) -> None:  # type: ignore[no-untyped-def]
     org, _ = await make_org("Slow")
     await ingest(app_pool, org, "festival", docs, ai)
     sim.add_faults([{"endpoint": "chat", "delay": 10.0}] * 5)
@@ -149,7 +167,9 @@ async def test_a_model_timing_out_gives_the_best_passage_within_the_budget(app_p
     elapsed = time.monotonic() - started
     sim.faults.clear()
     assert got.found and got.from_passage and got.usage is None
-    assert "Gates open at 4 pm" in got.text and got.text.startswith("*Nairobi Jazz Festival guide > Gates and times*")
+    assert "Gates open at 4 pm" in got.text and got.text.startswith(
+        "*Nairobi Jazz Festival guide > Gates and times*"
+    )
     assert elapsed < ai.budget + 0.5, elapsed
 
 
@@ -179,10 +199,15 @@ async def test_full_text_search_without_a_key_answers_the_same_questions(app_poo
 
 
 def turn_for(conn, org, ai: AI | None, settings: dict | None = None) -> Turn:  # type: ignore[no-untyped-def]
-    return Turn(conn=conn, org=Org(org, "Jazz Fest", "pn", settings or {}),
-                contact=Contact(uuid.uuid4(), "254700000009", None, "en", True, 3),
-                conversation=Conversation(uuid.uuid4(), State(), None), now=datetime.now(UTC), trigger="message",
-                runtime=SimpleNamespace(ai=ai))
+    return Turn(
+        conn=conn,
+        org=Org(org, "Jazz Fest", "pn", settings or {}),
+        contact=Contact(uuid.uuid4(), "254700000009", None, "en", True, 3),
+        conversation=Conversation(uuid.uuid4(), State(), None),
+        now=datetime.now(UTC),
+        trigger="message",
+        runtime=SimpleNamespace(ai=ai),
+    )
 
 
 async def test_the_wallet_is_debited_by_the_recorded_usage(app_pool, make_org, ai, docs) -> None:  # type: ignore[no-untyped-def]
@@ -193,12 +218,22 @@ async def test_the_wallet_is_debited_by_the_recorded_usage(app_pool, make_org, a
         got = await knowledge_effects.answer_question(turn, AnswerQuestion("what time do gates open?", "en"))
         assert got.usage is not None
         await knowledge_effects.charge_answer(turn, ChargeAnswer(got.usage))
-        row = await conn.fetchrow("SELECT amount, action, module, metadata FROM token_transactions WHERE type = 'debit'")
+        row = await conn.fetchrow(
+            "SELECT amount, action, module, metadata FROM token_transactions WHERE type = 'debit'"
+        )
         balance = await conn.fetchval("SELECT balance FROM wallets")
     price = 2 + math.ceil(got.usage.total_tokens / 1000)
-    assert (row["amount"], row["action"], row["module"], balance) == (-price, "ai_answer", "knowledge", 100 - price)
-    assert row["metadata"] == {"prompt_tokens": got.usage.prompt_tokens,
-                               "completion_tokens": got.usage.completion_tokens, "model": "gpt-4o-mini"}
+    assert (row["amount"], row["action"], row["module"], balance) == (
+        -price,
+        "ai_answer",
+        "knowledge",
+        100 - price,
+    )
+    assert row["metadata"] == {
+        "prompt_tokens": got.usage.prompt_tokens,
+        "completion_tokens": got.usage.completion_tokens,
+        "model": "gpt-4o-mini",
+    }
 
 
 CHOICES = (IntentChoice("survey:s1", "Visitor feedback"), IntentChoice("event:e1", "Jazz Night"))
@@ -213,15 +248,22 @@ CHOICES = (IntentChoice("survey:s1", "Visitor feedback"), IntentChoice("event:e1
         ("what time do gates open?", False, IntentClassified("knowledge")),
     ],
 )
-async def test_intents_route_to_an_offer_or_the_knowledge_base(app_pool, make_org, ai, said, with_model,  # type: ignore[no-untyped-def]
-                                                               expected) -> None:
+async def test_intents_route_to_an_offer_or_the_knowledge_base(
+    app_pool,
+    make_org,
+    ai,
+    said,
+    with_model,  # type: ignore[no-untyped-def]
+    expected,
+) -> None:
     from state_machines.knowledge import keyword_item
 
     org, _ = await make_org("Intent", tokens=100)
     async with tenant_tx(app_pool, org) as conn:
         turn = turn_for(conn, org, ai if with_model else None)
-        got = await knowledge_effects.classify_intent(turn, ClassifyIntent(said, "en", CHOICES,
-                                                                           keyword_item(said, CHOICES)))
+        got = await knowledge_effects.classify_intent(
+            turn, ClassifyIntent(said, "en", CHOICES, keyword_item(said, CHOICES))
+        )
         debits = await conn.fetch("SELECT action, amount FROM token_transactions WHERE type = 'debit'")
     assert got == expected
     assert [(d["action"], d["amount"]) for d in debits] == ([("ai_intent", -1)] if with_model else [])
@@ -232,15 +274,19 @@ async def test_a_failed_classification_falls_back_to_keywords(app_pool, make_org
     sim.add_faults([{"endpoint": "chat", "status": 500}] * 5)
     async with tenant_tx(app_pool, org) as conn:
         got = await knowledge_effects.classify_intent(
-            turn_for(conn, org, ai), ClassifyIntent("tickets please", "en", CHOICES, "event:e1"))
+            turn_for(conn, org, ai), ClassifyIntent("tickets please", "en", CHOICES, "event:e1")
+        )
     sim.faults.clear()
     assert got == Inbound("Jazz Night", "event:e1", "intent")
 
 
 async def _snapshot(app_pool, org, title: str) -> frozenset[str]:  # type: ignore[no-untyped-def]
     async with tenant_tx(app_pool, org) as conn:
-        rows = await conn.fetch("""SELECT e.content FROM embeddings e JOIN documents d ON d.id = e.document_id
-                                   WHERE d.title = $1""", title)
+        rows = await conn.fetch(
+            """SELECT e.content FROM embeddings e JOIN documents d ON d.id = e.document_id
+                                   WHERE d.title = $1""",
+            title,
+        )
     return frozenset(r["content"] for r in rows)
 
 
@@ -266,7 +312,9 @@ async def test_re_ingest_replaces_chunks_atomically(app_pool, make_org, ai, sim,
         assert await conn.fetchval("SELECT count(*) FROM documents") == 1
 
 
-async def test_a_failed_re_ingest_keeps_the_old_chunks_and_says_why(app_pool, make_org, ai, sim, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_a_failed_re_ingest_keeps_the_old_chunks_and_says_why(
+    app_pool, make_org, ai, sim, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     org, _ = await make_org("Failing")
     path = tmp_path / "guide.md"
     path.write_text(GUIDE)
@@ -285,8 +333,13 @@ async def test_a_failed_re_ingest_keeps_the_old_chunks_and_says_why(app_pool, ma
 async def test_unreadable_sources_fail_with_a_clear_error(app_pool, make_org, tmp_path) -> None:  # type: ignore[no-untyped-def]
     org, _ = await make_org("Bad")
     (tmp_path / "x.docx").write_text("nope")
-    results = await ingest(app_pool, org, "kb", ["http://127.0.0.1:9/faq.html", str(tmp_path / "x.docx"),
-                                                 str(tmp_path / "missing.md")], None)
+    results = await ingest(
+        app_pool,
+        org,
+        "kb",
+        ["http://127.0.0.1:9/faq.html", str(tmp_path / "x.docx"), str(tmp_path / "missing.md")],
+        None,
+    )
     assert [r.status for r in results] == ["failed"] * 3
     assert "cannot fetch" in (results[0].error or "") and "unsupported file type" in (results[1].error or "")
     async with tenant_tx(app_pool, org) as conn:
@@ -299,11 +352,18 @@ async def test_the_cli_adds_lists_and_asks(make_org, settings, tmp_path) -> None
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "engine.cli", "kb", *args], env=env, cwd=PROJECT_ROOT,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "engine.cli", "kb", *args],
+            env=env,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
-    added = await asyncio.to_thread(cli, "add", "--org", new.phone_number_id, "--kb", "fest",
-                                    str(tmp_path / "guide.md"), "--json")
+    added = await asyncio.to_thread(
+        cli, "add", "--org", new.phone_number_id, "--kb", "fest", str(tmp_path / "guide.md"), "--json"
+    )
     assert added.returncode == 0, added.stderr
     listed = await asyncio.to_thread(cli, "list", "--org", new.phone_number_id, "--json")
     assert '"name": "fest"' in listed.stdout and '"ready": 1' in listed.stdout

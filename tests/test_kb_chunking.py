@@ -27,8 +27,12 @@ Parking costs KES 300.
 
 def test_headings_make_sections_with_their_path() -> None:
     found = sections(GUIDE)
-    assert [s.heading for s in found] == ["Festival guide", "Festival guide > Gates",
-                                          "Festival guide > Gates > Re-entry", "Festival guide > Parking"]
+    assert [s.heading for s in found] == [
+        "Festival guide",
+        "Festival guide > Gates",
+        "Festival guide > Gates > Re-entry",
+        "Festival guide > Parking",
+    ]
     assert found[3].body.startswith("Parking costs KES 300.") and "# not a heading" in found[3].body
 
 

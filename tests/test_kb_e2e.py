@@ -44,12 +44,20 @@ def body_of(message: dict) -> str:  # type: ignore[type-arg]
     return payload["text"]["body"] if payload["type"] == "text" else payload["interactive"]["body"]["text"]
 
 
-async def test_a_question_gets_the_knowledge_base_answer(stack: LocalStack, model, make_org, app_pool,  # type: ignore[no-untyped-def]
-                                                         tmp_path) -> None:
+async def test_a_question_gets_the_knowledge_base_answer(
+    stack: LocalStack,
+    model,
+    make_org,
+    app_pool,  # type: ignore[no-untyped-def]
+    tmp_path,
+) -> None:
     org, new = await make_org("KbE2E", tokens=100)
     async with tenant_tx(app_pool, org) as conn:  # something on the menu, so the intent is classified first
-        await conn.execute("""INSERT INTO polls (organization_id, question, options)
-                              VALUES ($1, 'Best act?', '[{"id": "a", "text": "Sauti Sol"}]')""", org)
+        await conn.execute(
+            """INSERT INTO polls (organization_id, question, options)
+                              VALUES ($1, 'Best act?', '[{"id": "a", "text": "Sauti Sol"}]')""",
+            org,
+        )
     (tmp_path / "guide.md").write_text(GUIDE)
     assert stack.settings is not None
     await ingest(app_pool, org, "festival", [str(tmp_path / "guide.md")], create_ai(stack.settings))

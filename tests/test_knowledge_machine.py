@@ -27,14 +27,22 @@ OFFERS = {
     "events": [{"id": "e1", "name": "Jazz Night", "venue_name": "Carnivore"}],
     "polls": [{"id": "p1", "question": "Best snack?", "options": []}],
 }
-CHOICES = (IntentChoice("survey:s1", "Visitor feedback"), IntentChoice("event:e1", "Jazz Night"),
-           IntentChoice("poll:p1", "Best snack?"))
+CHOICES = (
+    IntentChoice("survey:s1", "Visitor feedback"),
+    IntentChoice("event:e1", "Jazz Night"),
+    IntentChoice("poll:p1", "Best snack?"),
+)
 USAGE = ModelUsage("gpt-4o-mini", 420, 35)
 
 
 def ctx(language: str = "en", offers: dict | None = None, first: bool = False) -> Context:
-    return context(NOW, language=language, is_first_message=first, org_name="Jazz Fest",
-                   data={"offers": OFFERS if offers is None else offers})
+    return context(
+        NOW,
+        language=language,
+        is_first_message=first,
+        org_name="Jazz Fest",
+        data={"offers": OFFERS if offers is None else offers},
+    )
 
 
 ASKING = State("knowledge", "answering", {"question": "what time do gates open?"})
@@ -61,7 +69,9 @@ def test_a_first_message_and_greetings_get_the_menu(event: Inbound) -> None:
 
 def test_menu_numbers_and_titles_still_choose_before_free_text() -> None:
     assert conversation.step(State(), Inbound("3"), ctx()).state.module == "poll"
-    by_title = conversation.step(State(), Inbound("jazz night"), ctx())  # the ticket flow answers (none on sale)
+    by_title = conversation.step(
+        State(), Inbound("jazz night"), ctx()
+    )  # the ticket flow answers (none on sale)
     assert by_title.effects == () and "Jazz Night" in by_title.replies[0].body
 
 
@@ -98,20 +108,29 @@ def test_knowledge_intent_asks_the_knowledge_base() -> None:
 
 
 def test_unknown_intent_says_sorry_with_the_menu() -> None:
-    result = knowledge.step(State("knowledge", "classifying", {"question": "asdf"}), IntentClassified("unknown"), ctx())
+    result = knowledge.step(
+        State("knowledge", "classifying", {"question": "asdf"}), IntentClassified("unknown"), ctx()
+    )
     assert result.state == State() and result.effects == ()
     assert result.replies[0].body.startswith("Sorry, I didn't understand that.")
 
 
 def test_a_model_answer_is_sent_and_charged() -> None:
-    result = knowledge.step(ASKING, KnowledgeAnswer("Gates open at 4 pm.", True, ("Gates open at 4 pm.",), USAGE), ctx())
+    result = knowledge.step(
+        ASKING, KnowledgeAnswer("Gates open at 4 pm.", True, ("Gates open at 4 pm.",), USAGE), ctx()
+    )
     assert result == knowledge.Step(State(), (Text("Gates open at 4 pm."),), (ChargeAnswer(USAGE),))
 
 
 @pytest.mark.parametrize(
-    ("language", "lead"), [("en", "Here is what I found:"), ("sw", "Hiki ndicho nilichopata:")])
-def test_a_passage_answer_without_a_model_is_free_and_says_where_it_comes_from(language: str, lead: str) -> None:
-    answer = KnowledgeAnswer("*Gates*\nGates open at 4 pm.", True, ("Gates\nGates open at 4 pm.",), None, True)
+    ("language", "lead"), [("en", "Here is what I found:"), ("sw", "Hiki ndicho nilichopata:")]
+)
+def test_a_passage_answer_without_a_model_is_free_and_says_where_it_comes_from(
+    language: str, lead: str
+) -> None:
+    answer = KnowledgeAnswer(
+        "*Gates*\nGates open at 4 pm.", True, ("Gates\nGates open at 4 pm.",), None, True
+    )
     result = knowledge.step(ASKING, answer, ctx(language))
     (reply,) = result.replies
     assert reply.body.startswith(f"{lead}\n\n*Gates*\nGates open at 4 pm.") and result.effects == ()

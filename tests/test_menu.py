@@ -14,15 +14,35 @@ from tests.helpers import context
 
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 OFFERS = {
-    "surveys": [{"id": "s1", "title": "Feedback", "description": "2 minutes", "questions": [], "settings": {}}],
-    "events": [
-        {"id": "e1", "name": "Jazz Night", "starts_at": datetime(2025, 3, 14, 16, 30, tzinfo=UTC),
-         "venue_name": "Carnivore", "ticket_types": []},
-        {"id": "e2", "name": "Harambee", "starts_at": datetime(2025, 4, 1, 10, 0), "venue_name": None,
-         "ticket_types": []},
+    "surveys": [
+        {"id": "s1", "title": "Feedback", "description": "2 minutes", "questions": [], "settings": {}}
     ],
-    "polls": [{"id": "p1", "question": "Best snack?", "options": [], "allow_multiple": False,
-               "show_results": True, "ends_at": None}],
+    "events": [
+        {
+            "id": "e1",
+            "name": "Jazz Night",
+            "starts_at": datetime(2025, 3, 14, 16, 30, tzinfo=UTC),
+            "venue_name": "Carnivore",
+            "ticket_types": [],
+        },
+        {
+            "id": "e2",
+            "name": "Harambee",
+            "starts_at": datetime(2025, 4, 1, 10, 0),
+            "venue_name": None,
+            "ticket_types": [],
+        },
+    ],
+    "polls": [
+        {
+            "id": "p1",
+            "question": "Best snack?",
+            "options": [],
+            "allow_multiple": False,
+            "show_results": True,
+            "ends_at": None,
+        }
+    ],
 }
 
 
@@ -43,27 +63,44 @@ def test_items_in_order_with_details() -> None:
 @pytest.mark.parametrize("offers", [None, {}, {"surveys": None, "events": [], "polls": []}])
 def test_no_offers(offers: Any) -> None:
     assert menu.items(make_ctx(offers)) == []
-    assert menu.menu_replies(make_ctx(offers), lead="Hello") == (Text(
-        "Hello\n\nThere is nothing on offer right now. Please check again later. Send HELP to see what you can do."),)
+    assert menu.menu_replies(make_ctx(offers), lead="Hello") == (
+        Text(
+            "Hello\n\nThere is nothing on offer right now. Please check again later. Send HELP to see what you can do."
+        ),
+    )
 
 
 def test_the_menu_is_a_list_with_a_lead() -> None:
     (reply,) = menu.menu_replies(make_ctx(language="sw"), lead="Samahani")
     assert isinstance(reply, ListMenu)
     assert reply.body == "Samahani\n\nKaribu Org! Ungependa kufanya nini? Chagua moja."
-    assert reply.button == "Menyu" and [r.id for r in reply.rows] == ["survey:s1", "event:e1", "event:e2", "poll:p1"]
+    assert reply.button == "Menyu" and [r.id for r in reply.rows] == [
+        "survey:s1",
+        "event:e1",
+        "event:e2",
+        "poll:p1",
+    ]
 
 
 def test_few_short_offers_are_buttons() -> None:
     (reply,) = menu.menu_replies(make_ctx({"polls": OFFERS["polls"]}, org=""))
-    assert reply == Buttons("What would you like to do? Choose an option.",
-                            reply.buttons) and [b.id for b in reply.buttons] == ["poll:p1"]
+    assert reply == Buttons("What would you like to do? Choose an option.", reply.buttons) and [
+        b.id for b in reply.buttons
+    ] == ["poll:p1"]
 
 
 @pytest.mark.parametrize(
     ("item", "parsed"),
-    [("survey:s1", ("survey", "s1")), ("event:e-9", ("event", "e-9")), ("poll:a:b", ("poll", "a:b")),
-     ("ticket:1", None), ("survey:", None), ("survey", None), ("", None), ("tickets:type:1", None)],
+    [
+        ("survey:s1", ("survey", "s1")),
+        ("event:e-9", ("event", "e-9")),
+        ("poll:a:b", ("poll", "a:b")),
+        ("ticket:1", None),
+        ("survey:", None),
+        ("survey", None),
+        ("", None),
+        ("tickets:type:1", None),
+    ],
 )
 def test_parse_item_id(item: str, parsed: tuple[str, str] | None) -> None:
     assert menu.parse_item_id(item) == parsed

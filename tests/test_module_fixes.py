@@ -12,10 +12,26 @@ from state_machines.base import State
 from tests.helpers import context
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-EVENT = {"id": "ev-1", "name": "Jazz Night", "starts_at": NOW + timedelta(days=10), "venue_name": "Carnivore",
-         "status": "published", "ticket_types": [
-             {"id": "tt-1", "name": "Regular", "price": Decimal(1500), "currency": "KES", "remaining": 10,
-              "max_per_order": 4, "sales_start_at": None, "sales_end_at": None, "is_active": True}]}
+EVENT = {
+    "id": "ev-1",
+    "name": "Jazz Night",
+    "starts_at": NOW + timedelta(days=10),
+    "venue_name": "Carnivore",
+    "status": "published",
+    "ticket_types": [
+        {
+            "id": "tt-1",
+            "name": "Regular",
+            "price": Decimal(1500),
+            "currency": "KES",
+            "remaining": 10,
+            "max_per_order": 4,
+            "sales_start_at": None,
+            "sales_end_at": None,
+            "is_active": True,
+        }
+    ],
+}
 
 
 def test_ticket_start_from_the_menu_shows_the_offered_event() -> None:

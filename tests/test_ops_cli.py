@@ -27,12 +27,22 @@ CLOSED_MANAGEMENT = "http://guest:guest@127.0.0.1:1/"  # nothing listens: the AM
 
 async def cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "engine.cli", *args, cwd=PROJECT_ROOT, env={**os.environ, **(env or {})},
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "engine.cli",
+        *args,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **(env or {})},
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await proc.communicate(stdin.encode() if stdin else None)
     assert proc.returncode is not None
     if proc.returncode not in (0, 1, 3):
-        raise AssertionError(f"chatnation {' '.join(args)} failed ({proc.returncode}): {err.decode()[-2000:]}")
+        raise AssertionError(
+            f"chatnation {' '.join(args)} failed ({proc.returncode}): {err.decode()[-2000:]}"
+        )
     return proc.returncode, out.decode()
 
 
@@ -49,8 +59,11 @@ def free_port() -> int:
 
 
 def samples(exposition: str) -> list[tuple[str, dict[str, str], float]]:
-    return [(s.name, s.labels, s.value) for family in text_string_to_metric_families(exposition)
-            for s in family.samples]
+    return [
+        (s.name, s.labels, s.value)
+        for family in text_string_to_metric_families(exposition)
+        for s in family.samples
+    ]
 
 
 def value_of(exposition: str, name: str, **labels: str) -> float | None:
@@ -70,12 +83,19 @@ async def management_answers(settings) -> bool:  # type: ignore[no-untyped-def]
         await api.aclose()
 
 
-async def publish(broker, exchange: str, routing_key: str, bodies: list[dict[str, Any]],  # type: ignore[no-untyped-def]
-                  headers: dict[str, Any] | None = None) -> None:
+async def publish(
+    broker,
+    exchange: str,
+    routing_key: str,
+    bodies: list[dict[str, Any]],  # type: ignore[no-untyped-def]
+    headers: dict[str, Any] | None = None,
+) -> None:
     channel = await broker.channel(publisher_confirms=True, on_return_raises=True)
     publisher = Publisher(channel, 5.0)
     for body in bodies:
-        await publisher.publish(exchange, routing_key, body, message_id=body.get("external_id"), headers=headers)
+        await publisher.publish(
+            exchange, routing_key, body, message_id=body.get("external_id"), headers=headers
+        )
     await channel.close()
 
 
@@ -90,13 +110,20 @@ def topology(settings) -> Topology:  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("figures", ["management", "amqp"])
 async def test_queues_reports_the_depth_of_a_shard_queue(broker, settings, topology, figures) -> None:  # type: ignore[no-untyped-def]
     if figures == "management" and not await management_answers(settings):
-        pytest.skip("the RabbitMQ management API does not answer (scripts/ensure_rabbitmq.sh enables it as root)")
+        pytest.skip(
+            "the RabbitMQ management API does not answer (scripts/ensure_rabbitmq.sh enables it as root)"
+        )
     env = {} if figures == "management" else {"RABBITMQ_MANAGEMENT_URL": CLOSED_MANAGEMENT}
     shard, n = 5, 7
     queue_name = topology.inbound_queue(shard)
-    await publish(broker, topology.inbound_exchange, str(shard),
-                  [{"kind": "other", "external_id": f"depth-{uuid.uuid4().hex}"} for _ in range(n)])
+    await publish(
+        broker,
+        topology.inbound_exchange,
+        str(shard),
+        [{"kind": "other", "external_id": f"depth-{uuid.uuid4().hex}"} for _ in range(n)],
+    )
     try:
+
         async def settled():  # type: ignore[no-untyped-def]
             # the management API's consumer counts lag a few seconds behind an earlier test's workers leaving
             found = {r["queue"]: r for r in await cli_json("queues", env=env)}
@@ -132,9 +159,12 @@ async def stored_inbound(app_pool, org) -> int:  # type: ignore[no-untyped-def]
 
 
 async def test_a_parked_message_is_processed_once_when_replayed_after_the_fix(  # type: ignore[no-untyped-def]
-        stack: LocalStack, broker, settings, topology, make_org, app_pool) -> None:
+    stack: LocalStack, broker, settings, topology, make_org, app_pool
+) -> None:
     pn, wa_id = f"pn{uuid.uuid4().hex[:10]}", phone()
-    posted = await stack.user(pn, wa_id).say("hello")  # no organisation has this number yet: a permanent error
+    posted = await stack.user(pn, wa_id).say(
+        "hello"
+    )  # no organisation has this number yet: a permanent error
     assert posted.response.status_code == 200
     lot = ParkingLot(broker, topology, 5.0)
 
@@ -164,7 +194,8 @@ async def test_a_parked_message_is_processed_once_when_replayed_after_the_fix(  
 
 
 async def test_a_message_the_broker_dead_lettered_is_shown_and_replayed_to_its_queue(  # type: ignore[no-untyped-def]
-        broker, topology) -> None:
+    broker, topology
+) -> None:
     shard = 6
     body = {"kind": "other", "external_id": f"dead-{uuid.uuid4().hex}"}
     await publish(broker, topology.inbound_exchange, str(shard), [body])
@@ -179,7 +210,11 @@ async def test_a_message_the_broker_dead_lettered_is_shown_and_replayed_to_its_q
     await wait_until(lambda: _has(lot, body["external_id"]))
     [shown] = await cli_json("parked", "show", body["external_id"])
     assert (shown["reason"], shown["original_queue"], shown["exchange"], shown["routing_key"]) == (
-        "rejected", topology.inbound_queue(shard), topology.inbound_exchange, str(shard))
+        "rejected",
+        topology.inbound_queue(shard),
+        topology.inbound_exchange,
+        str(shard),
+    )
     assert shown["body"] == body
 
     assert (await cli("parked", "replay", body["external_id"]))[0] == 0
@@ -198,10 +233,20 @@ async def _has(lot: ParkingLot, message_id: str) -> bool:
 
 
 async def test_purge_asks_first_and_empties_parking(broker, topology) -> None:  # type: ignore[no-untyped-def]
-    headers = {"x-error": "Park: test", "x-original-queue": topology.inbound_queue(0),
-               "x-original-exchange": topology.inbound_exchange, "x-original-routing-key": "0", "x-attempts": 1}
-    await publish(broker, topology.dead_letter_exchange, "",
-                  [{"kind": "other", "external_id": f"purge-{i}-{uuid.uuid4().hex}"} for i in range(3)], headers)
+    headers = {
+        "x-error": "Park: test",
+        "x-original-queue": topology.inbound_queue(0),
+        "x-original-exchange": topology.inbound_exchange,
+        "x-original-routing-key": "0",
+        "x-attempts": 1,
+    }
+    await publish(
+        broker,
+        topology.dead_letter_exchange,
+        "",
+        [{"kind": "other", "external_id": f"purge-{i}-{uuid.uuid4().hex}"} for i in range(3)],
+        headers,
+    )
     lot = ParkingLot(broker, topology, 5.0)
     await wait_until(lambda: _at_least(lot, 3))
     before = await lot.count()
@@ -216,17 +261,55 @@ async def _at_least(lot: ParkingLot, n: int) -> bool:
     return await lot.count() >= n
 
 
-@pytest.mark.parametrize(("headers", "expected"), [
-    ({"x-error": "Park: bad", "x-original-queue": "p.inbound.001", "x-original-exchange": "p.inbound",
-      "x-original-routing-key": "1", "x-attempts": 3},
-     ("parked", "Park: bad", "p.inbound.001", ("p.inbound", "1"), 3)),
-    ({"x-death": [{"count": 1, "reason": "delivery_limit", "queue": "p.outbound.002", "exchange": "p.outbound",
-                   "routing-keys": ["2"]}]},
-     ("delivery_limit", "dead-lettered by the broker: delivery_limit", "p.outbound.002", ("p.outbound", "2"), 6)),
-    ({"x-death": [{"count": 1, "reason": "rejected", "queue": "p.payments", "exchange": "",
-                   "routing-keys": ["p.payments"]}]},
-     ("rejected", "dead-lettered by the broker: rejected", "p.payments", ("", "p.payments"), 1)),
-])
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        (
+            {
+                "x-error": "Park: bad",
+                "x-original-queue": "p.inbound.001",
+                "x-original-exchange": "p.inbound",
+                "x-original-routing-key": "1",
+                "x-attempts": 3,
+            },
+            ("parked", "Park: bad", "p.inbound.001", ("p.inbound", "1"), 3),
+        ),
+        (
+            {
+                "x-death": [
+                    {
+                        "count": 1,
+                        "reason": "delivery_limit",
+                        "queue": "p.outbound.002",
+                        "exchange": "p.outbound",
+                        "routing-keys": ["2"],
+                    }
+                ]
+            },
+            (
+                "delivery_limit",
+                "dead-lettered by the broker: delivery_limit",
+                "p.outbound.002",
+                ("p.outbound", "2"),
+                6,
+            ),
+        ),
+        (
+            {
+                "x-death": [
+                    {
+                        "count": 1,
+                        "reason": "rejected",
+                        "queue": "p.payments",
+                        "exchange": "",
+                        "routing-keys": ["p.payments"],
+                    }
+                ]
+            },
+            ("rejected", "dead-lettered by the broker: rejected", "p.payments", ("", "p.payments"), 1),
+        ),
+    ],
+)
 def test_describe_parked(headers, expected) -> None:  # type: ignore[no-untyped-def]
     parked = describe_parked("wamid.X", headers, b"{}", delivery_limit=5)
     assert (parked.reason, parked.error, parked.original_queue, parked.target, parked.attempts) == expected
@@ -237,7 +320,8 @@ def test_describe_parked(headers, expected) -> None:  # type: ignore[no-untyped-
 
 
 async def test_workers_and_metrics_of_a_running_worker_and_the_gateway(  # type: ignore[no-untyped-def]
-        settings, broker, db_urls, make_org, topology) -> None:
+    settings, broker, db_urls, make_org, topology
+) -> None:
     stack = await LocalStack(settings).start(in_process_workers=False)
     try:
         port = free_port()
@@ -255,7 +339,11 @@ async def test_workers_and_metrics_of_a_running_worker_and_the_gateway(  # type:
                 mine = [r for r in rows if r["pid"] == proc.pid]
                 by_role = {r["role"]: r for r in mine}
                 # the heartbeat names the shards taken one beat after taking them
-                return by_role if {"inbound", "sender", "relay"} <= set(by_role) and by_role["inbound"]["shards"] else None
+                return (
+                    by_role
+                    if {"inbound", "sender", "relay"} <= set(by_role) and by_role["inbound"]["shards"]
+                    else None
+                )
 
             mine = await wait_until(listed)
             assert sorted(mine["inbound"]["shards"]) == list(range(settings.inbound_shards))
@@ -264,18 +352,29 @@ async def test_workers_and_metrics_of_a_running_worker_and_the_gateway(  # type:
             async def worker_metrics():  # type: ignore[no-untyped-def]
                 text = (await http.get(f"{worker_url}/metrics")).text
                 sampled = value_of(text, "chatnation_queue_consumers", queue=topology.inbound_queue(0)) == 1
-                return text if sampled and (value_of(text, "chatnation_wallet_below_threshold") or 0) >= 1 else None
+                return (
+                    text
+                    if sampled and (value_of(text, "chatnation_wallet_below_threshold") or 0) >= 1
+                    else None
+                )
 
             text = await wait_until(worker_metrics, timeout=20)
-            gateway_text = (await http.get(stack.poster.gateway_url.removesuffix("/webhook") + "/metrics")).text
+            gateway_text = (
+                await http.get(stack.poster.gateway_url.removesuffix("/webhook") + "/metrics")
+            ).text
     finally:
         await stack.stop()
     assert value_of(text, "chatnation_worker_events_total", kind="message", outcome="processed") >= 1
     assert value_of(text, "chatnation_worker_processing_seconds_count", kind="message") >= 1
     assert value_of(text, "chatnation_sender_results_total") >= 1
     assert value_of(text, "chatnation_relay_published_total") >= 1
-    assert value_of(text, "chatnation_queue_messages", queue=topology.inbound_queue(0), state="ready") is not None
-    assert value_of(gateway_text, "chatnation_gateway_requests_total", route="webhook", outcome="accepted") >= 1
+    assert (
+        value_of(text, "chatnation_queue_messages", queue=topology.inbound_queue(0), state="ready")
+        is not None
+    )
+    assert (
+        value_of(gateway_text, "chatnation_gateway_requests_total", route="webhook", outcome="accepted") >= 1
+    )
     assert value_of(gateway_text, "chatnation_gateway_publish_seconds_count") >= 1
 
 

@@ -28,12 +28,18 @@ async def counts(app_pool: asyncpg.Pool, org) -> dict[str, int]:  # type: ignore
             """SELECT (SELECT count(*) FROM messages WHERE direction = 'inbound') AS inbound,
                       (SELECT count(*) FROM messages WHERE direction = 'outbound') AS outbound,
                       (SELECT count(*) FROM token_transactions WHERE type = 'debit') AS debits,
-                      (SELECT balance FROM wallets) AS balance""")
+                      (SELECT balance FROM wallets) AS balance"""
+        )
     return dict(row)
 
 
-async def everyone_says_hi(stack: LocalStack, app_pool, org, phone_number_id: str,  # type: ignore[no-untyped-def]
-                           n: int) -> tuple[dict[str, int], int]:
+async def everyone_says_hi(
+    stack: LocalStack,
+    app_pool,
+    org,
+    phone_number_id: str,  # type: ignore[no-untyped-def]
+    n: int,
+) -> tuple[dict[str, int], int]:
     """n new contacts say hi at once; once all n are stored (and a second for late replies): the counts, and how
     many replies reached the simulator."""
     users = [stack.user(phone_number_id, phone()) for _ in range(n)]
@@ -83,14 +89,18 @@ async def test_one_webhook_one_reply_one_ledger_row(stack: LocalStack, make_org,
     c = await counts(app_pool, org)
     assert (c["inbound"], c["outbound"], c["debits"], c["balance"]) == (1, 1, 1, 99)
     async with tenant_tx(app_pool, org) as conn:
-        out = await conn.fetchrow("SELECT wa_message_id, wa_status FROM messages WHERE direction = 'outbound'")
+        out = await conn.fetchrow(
+            "SELECT wa_message_id, wa_status FROM messages WHERE direction = 'outbound'"
+        )
     assert out["wa_message_id"] == sent[0]["wamid"] and out["wa_status"] == "sent"
 
 
 async def test_same_webhook_three_times_one_reply_one_debit(stack: LocalStack, make_org, app_pool) -> None:  # type: ignore[no-untyped-def]
     org, new = await make_org("Dup", tokens=100)
     wa_id = phone()
-    envelope = build_text_envelope(new.phone_number_id, "254700000000", wa_id, "Otieno", "hi", "wamid.DUP" + wa_id)
+    envelope = build_text_envelope(
+        new.phone_number_id, "254700000000", wa_id, "Otieno", "hi", "wamid.DUP" + wa_id
+    )
     for _ in range(3):
         assert (await stack.poster.post(envelope)).status_code == 200
     await stack.whatsapp.wait_for_messages(1, to=wa_id)
@@ -109,8 +119,11 @@ async def test_wallet_for_ten_replies_and_fifty_messages(stack: LocalStack, make
         assert await conn.fetchval("SELECT min(balance_after) FROM token_transactions") == 0
 
 
-async def test_replies_paid_at_commit_on_a_misread_balance_are_run_again_exactly(stack: LocalStack, make_org,  # type: ignore[no-untyped-def]
-                                                                                    app_pool) -> None:
+async def test_replies_paid_at_commit_on_a_misread_balance_are_run_again_exactly(
+    stack: LocalStack,
+    make_org,  # type: ignore[no-untyped-def]
+    app_pool,
+) -> None:
     """A threshold far below zero makes every unlocked balance read look ample, so replies are paid at commit
     unchecked; the commits the wallet cannot pay fail whole and their events run again under the lock."""
     org, new = await make_org("Misread", tokens=10)
@@ -140,7 +153,8 @@ async def test_outside_window_error_marks_failed_without_retry(stack: LocalStack
     async def failed():  # type: ignore[no-untyped-def]
         async with tenant_tx(app_pool, org) as conn:
             return await conn.fetchrow(
-                "SELECT wa_status, error_code FROM messages WHERE direction = 'outbound' AND wa_status = 'failed'")
+                "SELECT wa_status, error_code FROM messages WHERE direction = 'outbound' AND wa_status = 'failed'"
+            )
 
     row = await wait_until(failed)
     assert row["error_code"] == 131047
@@ -148,7 +162,9 @@ async def test_outside_window_error_marks_failed_without_retry(stack: LocalStack
     assert stack.whatsapp.messages(to=user.wa_id) == []  # refused once, never sent again
 
 
-async def test_expired_token_parks_the_send_and_pauses_the_organisation(stack: LocalStack, make_org, broker) -> None:  # type: ignore[no-untyped-def]
+async def test_expired_token_parks_the_send_and_pauses_the_organisation(
+    stack: LocalStack, make_org, broker
+) -> None:  # type: ignore[no-untyped-def]
     org, new = await make_org("Token", tokens=100)
     user = stack.user(new.phone_number_id, phone())
     stack.whatsapp.add_faults([{"status": 401, "code": 190, "to": user.wa_id}])
@@ -159,8 +175,12 @@ async def test_expired_token_parks_the_send_and_pauses_the_organisation(stack: L
     assert stack.whatsapp.messages(to=user.wa_id) == []
 
 
-async def test_an_outbox_row_that_is_no_send_job_is_parked_and_blocks_nothing(stack: LocalStack, make_org,  # type: ignore[no-untyped-def]
-                                                                             broker, app_pool) -> None:
+async def test_an_outbox_row_that_is_no_send_job_is_parked_and_blocks_nothing(
+    stack: LocalStack,
+    make_org,  # type: ignore[no-untyped-def]
+    broker,
+    app_pool,
+) -> None:
     org, new = await make_org("BadRow", tokens=100)
     first, second = stack.user(new.phone_number_id, phone()), stack.user(new.phone_number_id, phone())
     await first.say("hi")
@@ -169,7 +189,8 @@ async def test_an_outbox_row_that_is_no_send_job_is_parked_and_blocks_nothing(st
         row_id = await conn.fetchval(
             """INSERT INTO outbox (organization_id, message_id, contact_id, payload)
                SELECT organization_id, id, contact_id, '{"note": "hand-made"}' FROM messages
-               WHERE direction = 'outbound' RETURNING id""")
+               WHERE direction = 'outbound' RETURNING id"""
+        )
     await second.say("hi")
     await stack.whatsapp.wait_for_messages(1, to=second.wa_id, timeout=15)  # the relay went past the bad row
     message = await parked(stack, broker, lambda m: m.message_id == f"outbox-{row_id}")

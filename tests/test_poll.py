@@ -16,14 +16,26 @@ from tests.helpers import context
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
 SINGLE = {
-    "id": "p1", "question": "Best snack?", "allow_multiple": False, "show_results": True,
+    "id": "p1",
+    "question": "Best snack?",
+    "allow_multiple": False,
+    "show_results": True,
     "ends_at": NOW + timedelta(days=1),
-    "options": [{"id": "o1", "text": "Samosa", "votes": 3}, {"id": "o2", "text": "Mandazi", "votes": 1},
-                {"id": "o3", "text": "Chapati", "votes": 0}],
+    "options": [
+        {"id": "o1", "text": "Samosa", "votes": 3},
+        {"id": "o2", "text": "Mandazi", "votes": 1},
+        {"id": "o3", "text": "Chapati", "votes": 0},
+    ],
 }
 MULTI = {
-    "id": "p2", "question": "Which days suit you?", "allow_multiple": True, "show_results": False, "ends_at": None,
-    "options": [{"id": d.lower(), "text": d, "votes": 0} for d in ("Monday", "Tuesday", "Wednesday", "Thursday")],
+    "id": "p2",
+    "question": "Which days suit you?",
+    "allow_multiple": True,
+    "show_results": False,
+    "ends_at": None,
+    "options": [
+        {"id": d.lower(), "text": d, "votes": 0} for d in ("Monday", "Tuesday", "Wednesday", "Thursday")
+    ],
 }
 
 
@@ -47,7 +59,11 @@ def test_start_offers_the_options_as_buttons() -> None:
     assert result.state == State("poll", "vote", {"poll_id": "p1"})
     (reply,) = result.replies
     assert isinstance(reply, Buttons) and reply.body == "Best snack?"
-    assert [(b.id, b.title) for b in reply.buttons] == [("o1", "Samosa"), ("o2", "Mandazi"), ("o3", "Chapati")]
+    assert [(b.id, b.title) for b in reply.buttons] == [
+        ("o1", "Samosa"),
+        ("o2", "Mandazi"),
+        ("o3", "Chapati"),
+    ]
     assert result.effects == ()
 
 
@@ -67,7 +83,9 @@ def test_a_poll_past_its_end_is_closed(ends_at: datetime, text: str) -> None:
 
 
 def test_start_of_an_unknown_poll() -> None:
-    assert poll.start("p9", State(), make_ctx()) == Step(State(), (Text("Sorry, this poll is no longer available."),))
+    assert poll.start("p9", State(), make_ctx()) == Step(
+        State(), (Text("Sorry, this poll is no longer available."),)
+    )
 
 
 @pytest.mark.parametrize(
@@ -96,7 +114,12 @@ def test_a_single_choice_poll_refuses_several_choices() -> None:
         (say("1, 3"), ("monday", "wednesday")),
         (say("3 1"), ("monday", "wednesday")),  # kept in the poll's order
         (say("thursday and Monday"), ("monday", "thursday")),
-        (say("2", ), ("tuesday",)),
+        (
+            say(
+                "2",
+            ),
+            ("tuesday",),
+        ),
         (say("2. Tuesday", "tuesday"), ("tuesday",)),  # a tap is one option
         (say("1,1"), ("monday",)),
     ],
@@ -132,8 +155,14 @@ def test_a_vote_after_the_end_is_not_cast() -> None:
 def test_results_with_percentages() -> None:
     recorded = VoteRecorded("p1", {"o1": 5, "o2": 2, "o3": 1}, total=8)
     result = poll.step(State("poll", "casting", {"poll_id": "p1"}), recorded, make_ctx(SINGLE))
-    assert result == Step(State(), (Text(
-        "Thank you for voting!\n\nResults so far (8 votes):\nSamosa: 5 (63%)\nMandazi: 2 (25%)\nChapati: 1 (13%)"),))
+    assert result == Step(
+        State(),
+        (
+            Text(
+                "Thank you for voting!\n\nResults so far (8 votes):\nSamosa: 5 (63%)\nMandazi: 2 (25%)\nChapati: 1 (13%)"
+            ),
+        ),
+    )
 
 
 def test_a_changed_vote_says_so() -> None:
@@ -147,8 +176,9 @@ def test_without_show_results_only_thanks() -> None:
     recorded = VoteRecorded("p2", {"monday": 9}, total=9)
     result = poll.step(State("poll", "casting", {"poll_id": "p2"}), recorded, make_ctx(MULTI))
     assert result == Step(State(), (Text("Thank you for voting!"),))
-    changed = poll.step(State("poll", "casting", {"poll_id": "p2"}), replace(recorded, changed=True),
-                        make_ctx(MULTI, "sw"))
+    changed = poll.step(
+        State("poll", "casting", {"poll_id": "p2"}), replace(recorded, changed=True), make_ctx(MULTI, "sw")
+    )
     assert changed.replies == (Text("Kura yako imebadilishwa."),)
 
 
@@ -157,13 +187,17 @@ def test_without_show_results_only_thanks() -> None:
     [("closed", "Sorry, this poll is closed."), ("already_voted", "You have already voted in this poll.")],
 )
 def test_rejected_votes(reason: str, text: str) -> None:
-    result = poll.step(State("poll", "casting", {"poll_id": "p1"}), VoteRejected("p1", reason), make_ctx(SINGLE))
+    result = poll.step(
+        State("poll", "casting", {"poll_id": "p1"}), VoteRejected("p1", reason), make_ctx(SINGLE)
+    )
     assert result == Step(State(), (Text(text),))
 
 
 def test_swahili_results() -> None:
     recorded = VoteRecorded("p1", {}, total=0)
-    (reply,) = poll.step(State("poll", "casting", {"poll_id": "p1"}), recorded, make_ctx(SINGLE, "sw")).replies
+    (reply,) = poll.step(
+        State("poll", "casting", {"poll_id": "p1"}), recorded, make_ctx(SINGLE, "sw")
+    ).replies
     assert reply.body.splitlines()[:3] == ["Asante kwa kupiga kura!", "", "Matokeo hadi sasa (kura 0):"]
 
 
@@ -177,5 +211,7 @@ def test_messages_while_casting_and_vanished_polls() -> None:
     casting = State("poll", "casting", {"poll_id": "p1"})
     assert poll.step(casting, say("1"), make_ctx(SINGLE)) == Step(casting)
     gone = replace(make_ctx(), data={})
-    assert poll.step(voting(), say("1"), gone) == Step(State(), (Text("Sorry, this poll is no longer available."),))
+    assert poll.step(voting(), say("1"), gone) == Step(
+        State(), (Text("Sorry, this poll is no longer available."),)
+    )
     assert poll.step(casting, VoteRecorded("p1", {}, 0), gone) == Step(State())

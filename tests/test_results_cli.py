@@ -17,8 +17,12 @@ from tests.test_content_import import run_cli
 
 QUESTIONS = [
     {"id": "like", "type": "yes_no", "text": "Did you like it?"},
-    {"id": "acts", "type": "multiple_choice", "text": "Best acts?",
-     "options": [{"id": "a", "text": "Alpha"}, {"id": "b", "text": "Beta"}, {"id": "c", "text": "Gamma"}]},
+    {
+        "id": "acts",
+        "type": "multiple_choice",
+        "text": "Best acts?",
+        "options": [{"id": "a", "text": "Alpha"}, {"id": "b", "text": "Beta"}, {"id": "c", "text": "Gamma"}],
+    },
     {"id": "age", "type": "number", "text": "Age?"},
     {"id": "note", "type": "text", "text": "Anything else?", "required": False},
 ]
@@ -29,12 +33,19 @@ RESPONSES = [  # (status, answers)
 ]
 
 
-@pytest.mark.parametrize(("question", "answers", "expected"), [
-    (0, [{"like": True}, {"like": False}, {"like": True}, {}], {"answered": 3, "counts": {"yes": 2, "no": 1}}),
-    (1, [{"acts": ["a", "c"]}, {"acts": ["c"]}], {"answered": 2, "counts": {"a": 1, "b": 0, "c": 2}}),
-    (2, [{"age": 18}, {"age": 30}], {"answered": 2, "stats": {"min": 18.0, "mean": 24.0, "max": 30.0}}),
-    (3, [{"note": "x"}, {"note": None}, {}], {"answered": 1, "skipped": 1, "values": ["x"]}),
-])
+@pytest.mark.parametrize(
+    ("question", "answers", "expected"),
+    [
+        (
+            0,
+            [{"like": True}, {"like": False}, {"like": True}, {}],
+            {"answered": 3, "counts": {"yes": 2, "no": 1}},
+        ),
+        (1, [{"acts": ["a", "c"]}, {"acts": ["c"]}], {"answered": 2, "counts": {"a": 1, "b": 0, "c": 2}}),
+        (2, [{"age": 18}, {"age": 30}], {"answered": 2, "stats": {"min": 18.0, "mean": 24.0, "max": 30.0}}),
+        (3, [{"note": "x"}, {"note": None}, {}], {"answered": 1, "skipped": 1, "values": ["x"]}),
+    ],
+)
 def test_summarise(question: int, answers: list[dict], expected: dict) -> None:  # type: ignore[type-arg]
     summary = vars(summarise(validate_questions(QUESTIONS)[question], answers))
     assert {k: summary[k] for k in expected} == expected
@@ -42,20 +53,48 @@ def test_summarise(question: int, answers: list[dict], expected: dict) -> None: 
 
 async def seeded(make_org, app_pool):  # type: ignore[no-untyped-def]
     org, _ = await make_org("Results")
-    summary = await import_content(app_pool, org, parse_content({
-        "surveys": [{"title": "Gig", "questions": QUESTIONS}],
-        "polls": [{"question": "Encore?", "options": [{"id": "y", "text": "Yes"}, {"id": "n", "text": "No"}]}]}))
+    summary = await import_content(
+        app_pool,
+        org,
+        parse_content(
+            {
+                "surveys": [{"title": "Gig", "questions": QUESTIONS}],
+                "polls": [
+                    {
+                        "question": "Encore?",
+                        "options": [{"id": "y", "text": "Yes"}, {"id": "n", "text": "No"}],
+                    }
+                ],
+            }
+        ),
+    )
     survey_id, poll_id = uuid.UUID(summary.ids["surveys"]["Gig"]), uuid.UUID(summary.ids["polls"]["Encore?"])
     async with tenant_tx(app_pool, org) as conn:
         for i, (status, answers) in enumerate(RESPONSES):
-            contact = await conn.fetchval("INSERT INTO contacts (organization_id, phone) VALUES ($1, $2) RETURNING id",
-                                          org, f"25479900{i:04d}")
-            await conn.execute("INSERT INTO survey_responses (organization_id, survey_id, contact_id, status, answers) "
-                               "VALUES ($1, $2, $3, $4, $5)", org, survey_id, contact, status, answers)
+            contact = await conn.fetchval(
+                "INSERT INTO contacts (organization_id, phone) VALUES ($1, $2) RETURNING id",
+                org,
+                f"25479900{i:04d}",
+            )
+            await conn.execute(
+                "INSERT INTO survey_responses (organization_id, survey_id, contact_id, status, answers) "
+                "VALUES ($1, $2, $3, $4, $5)",
+                org,
+                survey_id,
+                contact,
+                status,
+                answers,
+            )
             option = "y" if i < 2 else "n"
             # the tallies, the voter count and polls.options move at commit (sql/013)
-            await conn.execute("INSERT INTO poll_votes (organization_id, poll_id, contact_id, option_id, counts_voter) "
-                               "VALUES ($1, $2, $3, $4, true)", org, poll_id, contact, option)
+            await conn.execute(
+                "INSERT INTO poll_votes (organization_id, poll_id, contact_id, option_id, counts_voter) "
+                "VALUES ($1, $2, $3, $4, true)",
+                org,
+                poll_id,
+                contact,
+                option,
+            )
     return org, survey_id, poll_id
 
 
@@ -66,15 +105,21 @@ async def test_survey_results_and_csv(make_org, app_pool, tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     [result] = json.loads(done.stdout)
     assert {k: result["survey"][k] for k in ("responses", "completed", "in_progress")} == {
-        "responses": 3, "completed": 2, "in_progress": 1}
+        "responses": 3,
+        "completed": 2,
+        "in_progress": 1,
+    }
     by_id = {q["id"]: q for q in result["questions"]}
     assert by_id["like"]["counts"] == {"yes": 2, "no": 1}
     assert by_id["acts"]["summary"] == "Alpha 1 (50%) · Beta 2 (100%) · Gamma 0 (0%)"
     assert (by_id["note"]["answered"], by_id["note"]["skipped"]) == (1, 1)
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 3
-    assert sorted((r["like"], r["acts"], r["age"]) for r in rows) == [("no", "b", "40"), ("yes", "", ""),
-                                                                     ("yes", "a;b", "20")]
+    assert sorted((r["like"], r["acts"], r["age"]) for r in rows) == [
+        ("no", "b", "40"),
+        ("yes", "", ""),
+        ("yes", "a;b", "20"),
+    ]
     table = run_cli("results", "survey", str(survey_id))
     assert table.returncode == 0 and "Gig — 2 completed, 1 in progress" in table.stdout
 

@@ -41,11 +41,13 @@ def contacts_on_shards(topology: Topology, shards: list[int]) -> list[str]:
 async def live_inbound_workers(owner_pool: asyncpg.Pool) -> list[asyncpg.Record]:
     return await owner_pool.fetch(
         """SELECT pid, shards, processed FROM worker_heartbeats
-           WHERE role = 'inbound' AND heartbeat_at > now() - interval '6 seconds' ORDER BY started_at""")
+           WHERE role = 'inbound' AND heartbeat_at > now() - interval '6 seconds' ORDER BY started_at"""
+    )
 
 
-async def stream(user: SimulatedUser, count: int, pace: float, sent: asyncio.Event | None = None,
-                 at: int = 0) -> None:
+async def stream(
+    user: SimulatedUser, count: int, pace: float, sent: asyncio.Event | None = None, at: int = 0
+) -> None:
     """m001, m002, ... one after the other: each webhook is answered (queued) before the next is sent."""
     for i in range(1, count + 1):
         posted = await user.say(f"m{i:03d}")
@@ -60,7 +62,8 @@ async def stored_texts(app_pool: asyncpg.Pool, org: UUID) -> dict[str, list[str]
     async with tenant_tx(app_pool, org) as conn:
         rows = await conn.fetch(
             """SELECT c.phone, m.content FROM messages m JOIN contacts c ON c.id = m.contact_id
-               WHERE m.direction = 'inbound' ORDER BY m.processed_seq""")
+               WHERE m.direction = 'inbound' ORDER BY m.processed_seq"""
+        )
     texts: dict[str, list[str]] = {}
     for row in rows:
         texts.setdefault(row["phone"], []).append(row["content"])
@@ -74,7 +77,8 @@ async def ledger(app_pool: asyncpg.Pool, org: UUID) -> asyncpg.Record:
                       (SELECT coalesce(sum(amount), 0) FROM token_transactions) AS ledger_sum,
                       (SELECT count(*) FROM token_transactions WHERE type = 'debit') AS debits,
                       (SELECT count(*) FROM messages WHERE direction = 'outbound') AS replies,
-                      (SELECT count(*) FROM processed_events WHERE source = 'wa_message') AS receipts""")
+                      (SELECT count(*) FROM processed_events WHERE source = 'wa_message') AS receipts"""
+        )
 
 
 def expected_texts(count: int) -> list[str]:
@@ -99,7 +103,8 @@ async def _has_live(owner_pool: asyncpg.Pool, n: int) -> bool:
 
 
 async def test_scaling_from_one_to_four_processes_keeps_order_and_loses_nothing(  # type: ignore[no-untyped-def]
-        stack: LocalStack, settings, make_org, app_pool, owner_pool) -> None:
+    stack: LocalStack, settings, make_org, app_pool, owner_pool
+) -> None:
     count, pace = 100, 0.1
     org, new = await make_org("Scale", tokens=10_000)
     phones = contacts_on_shards(Topology.from_settings(settings), [0, 1, 2, 3])
@@ -110,7 +115,9 @@ async def test_scaling_from_one_to_four_processes_keeps_order_and_loses_nothing(
             await asyncio.sleep(2.0)
             await start_inbound(stack, owner_pool, live)
 
-    await asyncio.gather(*(stream(stack.user(new.phone_number_id, p), count, pace) for p in phones), scale_up())
+    await asyncio.gather(
+        *(stream(stack.user(new.phone_number_id, p), count, pace) for p in phones), scale_up()
+    )
 
     async def all_stored():  # type: ignore[no-untyped-def]
         texts = await stored_texts(app_pool, org)
@@ -132,7 +139,8 @@ async def _busy(owner_pool: asyncpg.Pool) -> list[int] | None:
 
 
 async def test_sigkill_of_an_inbound_process_mid_stream_loses_nothing_and_doubles_nothing(  # type: ignore[no-untyped-def]
-        stack: LocalStack, settings, make_org, app_pool, owner_pool) -> None:
+    stack: LocalStack, settings, make_org, app_pool, owner_pool
+) -> None:
     count, pace, tokens = 60, 0.05, 1000
     org, new = await make_org("Kill", tokens=tokens)
     phones = contacts_on_shards(Topology.from_settings(settings), [0, 1, 2, 3])
@@ -144,16 +152,20 @@ async def test_sigkill_of_an_inbound_process_mid_stream_loses_nothing_and_double
         await halfway.wait()
         victim.kill()  # SIGKILL: no drain, whatever it was doing is left unacked
 
-    await asyncio.gather(stream(stack.user(new.phone_number_id, phones[0]), count, pace, halfway, count // 2),
-                         *(stream(stack.user(new.phone_number_id, p), count, pace) for p in phones[1:]),
-                         kill_halfway())
+    await asyncio.gather(
+        stream(stack.user(new.phone_number_id, phones[0]), count, pace, halfway, count // 2),
+        *(stream(stack.user(new.phone_number_id, p), count, pace) for p in phones[1:]),
+        kill_halfway(),
+    )
     assert victim.wait(timeout=5) == -9
 
     async def all_stored():  # type: ignore[no-untyped-def]
         texts = await stored_texts(app_pool, org)
         return texts if sum(map(len, texts.values())) >= count * len(phones) else None
 
-    await wait_until(all_stored, timeout=40)  # the survivor takes the dead one's shards after its heartbeat ages
+    await wait_until(
+        all_stored, timeout=40
+    )  # the survivor takes the dead one's shards after its heartbeat ages
     await asyncio.sleep(1.5)
     texts = await stored_texts(app_pool, org)
     for p in phones:

@@ -21,28 +21,52 @@ from tests.helpers import phone
 
 
 def _sender(pool: asyncpg.Pool, settings: Settings) -> Sender:
-    return Sender(SimpleNamespace(app_pool=pool, orgs=OrgDirectory(pool), settings=settings,  # type: ignore[arg-type]
-                                  whatsapp_http=None))  # sends nothing
+    return Sender(
+        SimpleNamespace(
+            app_pool=pool,
+            orgs=OrgDirectory(pool),
+            settings=settings,  # type: ignore[arg-type]
+            whatsapp_http=None,
+        )
+    )  # sends nothing
 
 
-async def _reply(pool: asyncpg.Pool, org: UUID, status: str | None = "queued", broadcast: bool = False) -> UUID:
+async def _reply(
+    pool: asyncpg.Pool, org: UUID, status: str | None = "queued", broadcast: bool = False
+) -> UUID:
     """An outbound message not yet recorded as sent; with a broadcast of its own and its recipient row."""
     async with tenant_tx(pool, org) as conn:
-        arrival = await arrive(conn, org, "wa_message", "message", {"external_id": f"setup-{uuid.uuid4()}", "wa_id": phone()})
+        arrival = await arrive(
+            conn, org, "wa_message", "message", {"external_id": f"setup-{uuid.uuid4()}", "wa_id": phone()}
+        )
         assert arrival is not None and arrival.contact is not None and arrival.conversation is not None
         contact, conversation = arrival.contact, arrival.conversation
-        broadcast_id = await conn.fetchval(
-            "INSERT INTO broadcasts (organization_id, message_type) VALUES ($1, 'text') RETURNING id",
-            org) if broadcast else None
+        broadcast_id = (
+            await conn.fetchval(
+                "INSERT INTO broadcasts (organization_id, message_type) VALUES ($1, 'text') RETURNING id", org
+            )
+            if broadcast
+            else None
+        )
         message_id: UUID = await conn.fetchval(
             """INSERT INTO messages (organization_id, conversation_id, contact_id, direction, type, content,
                                      wa_status, broadcast_id)
                VALUES ($1, $2, $3, 'outbound', 'text', 'x', $4, $5) RETURNING id""",
-            org, conversation.id, contact.id, status, broadcast_id)
+            org,
+            conversation.id,
+            contact.id,
+            status,
+            broadcast_id,
+        )
         if broadcast:
             await conn.execute(
                 """INSERT INTO broadcast_recipients (organization_id, broadcast_id, contact_id, message_id, status)
-                   VALUES ($1, $2, $3, $4, 'queued')""", org, broadcast_id, contact.id, message_id)
+                   VALUES ($1, $2, $3, $4, 'queued')""",
+                org,
+                broadcast_id,
+                contact.id,
+                message_id,
+            )
     return message_id
 
 
@@ -53,12 +77,17 @@ async def _outcome(pool: asyncpg.Pool, org: UUID, message_id: UUID) -> tuple[Any
                       b.read_count, b.failed_count, r.status
                FROM messages m LEFT JOIN broadcasts b ON b.id = m.broadcast_id
                     LEFT JOIN broadcast_recipients r ON r.message_id = m.id
-               WHERE m.id = $1""", message_id)
+               WHERE m.id = $1""",
+            message_id,
+        )
     return tuple(row)
 
 
-async def test_only_a_reply_neither_accepted_nor_failed_is_sent(app_pool: asyncpg.Pool, make_org,  # type: ignore[no-untyped-def]
-                                                                 settings: Settings) -> None:
+async def test_only_a_reply_neither_accepted_nor_failed_is_sent(
+    app_pool: asyncpg.Pool,
+    make_org,  # type: ignore[no-untyped-def]
+    settings: Settings,
+) -> None:
     org, new = await make_org("Send")
     other, _ = await make_org("Other")
     sender = _sender(app_pool, settings)
@@ -73,12 +102,20 @@ async def test_only_a_reply_neither_accepted_nor_failed_is_sent(app_pool: asyncp
 
 @pytest.mark.parametrize("broadcast", [False, True])
 @pytest.mark.parametrize("status", [None, "queued", "sent", "delivered", "read", "failed"])
-async def test_recording_a_sent_reply_is_advance_status(app_pool: asyncpg.Pool, make_org, settings: Settings,  # type: ignore[no-untyped-def]
-                                                        status: str | None, broadcast: bool) -> None:
+async def test_recording_a_sent_reply_is_advance_status(
+    app_pool: asyncpg.Pool,
+    make_org,
+    settings: Settings,  # type: ignore[no-untyped-def]
+    status: str | None,
+    broadcast: bool,
+) -> None:
     """Monotonic (a status webhook may be ahead: 'delivered' stays), counters counted once, the recipient's
     status kept in step: what the id's UPDATE followed by advance_status(..., 'sent') leaves."""
     org, _ = await make_org("Record")
-    expected, recorded = await _reply(app_pool, org, status, broadcast), await _reply(app_pool, org, status, broadcast)
+    expected, recorded = (
+        await _reply(app_pool, org, status, broadcast),
+        await _reply(app_pool, org, status, broadcast),
+    )
     async with tenant_tx(app_pool, org) as conn:
         await conn.execute("UPDATE messages SET wa_message_id = 'wamid.A' WHERE id = $1", expected)
         await advance_status(conn, expected, "sent")
@@ -125,17 +162,23 @@ async def test_a_reply_costs_two_round_trips(db_urls, make_org, settings: Settin
 
 
 async def test_a_whatsapp_id_postgres_cannot_hold_is_an_error_not_an_endless_retry(  # type: ignore[no-untyped-def]
-        app_pool: asyncpg.Pool, make_org, settings: Settings) -> None:
+    app_pool: asyncpg.Pool, make_org, settings: Settings
+) -> None:
     org, _ = await make_org("Nul")
     with pytest.raises(ValueError, match="NUL"):
-        await asyncio.wait_for(_sender(app_pool, settings)._record_sent(org, await _reply(app_pool, org), "a\0b"), 5)
+        await asyncio.wait_for(
+            _sender(app_pool, settings)._record_sent(org, await _reply(app_pool, org), "a\0b"), 5
+        )
 
 
 async def test_the_pair_limits_keep_only_recipients_whose_bucket_has_not_drained(
-        app_pool: asyncpg.Pool, settings: Settings) -> None:
+    app_pool: asyncpg.Pool, settings: Settings
+) -> None:
     """One limiter per recipient answered in the last moments, not per recipient ever answered: the sender's
     memory stays flat over a long run with many contacts, and a busy recipient keeps its limit."""
-    sender = _sender(app_pool, settings.model_copy(update={"pair_rate_burst": 2, "pair_rate_per_second": 100.0}))
+    sender = _sender(
+        app_pool, settings.model_copy(update={"pair_rate_burst": 2, "pair_rate_per_second": 100.0})
+    )
     busy = sender._pair("254700000000")
     for _ in range(2):
         await busy.acquire()  # its bucket is full: 20 ms to drain

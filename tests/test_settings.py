@@ -14,13 +14,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("INBOUND_SHARDS", "zero"), ("RABBITMQ_URL", "not a url"), ("DATABASE_URL", "mysql://x"),
-     ("GATEWAY_PORT", "70000"), ("ENVIRONMENT", "staging")],
+    [
+        ("INBOUND_SHARDS", "zero"),
+        ("RABBITMQ_URL", "not a url"),
+        ("DATABASE_URL", "mysql://x"),
+        ("GATEWAY_PORT", "70000"),
+        ("ENVIRONMENT", "staging"),
+    ],
 )
 def test_bad_value_is_one_clear_line_naming_the_variable(name: str, value: str) -> None:
     env = {**os.environ, name: value}
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", "db", "url"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "db", "url"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"configuration error: {name}:"), proc.stderr

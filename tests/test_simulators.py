@@ -97,10 +97,16 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def _send(http: httpx.AsyncClient, sim: WhatsAppSimulator, body: dict[str, Any], token: str = TOKEN,
-                pnid: str = PNID) -> httpx.Response:
-    return await http.post(f"{sim.base_url}/v23.0/{pnid}/messages", json=body,
-                           headers={"Authorization": f"Bearer {token}"})
+async def _send(
+    http: httpx.AsyncClient,
+    sim: WhatsAppSimulator,
+    body: dict[str, Any],
+    token: str = TOKEN,
+    pnid: str = PNID,
+) -> httpx.Response:
+    return await http.post(
+        f"{sim.base_url}/v23.0/{pnid}/messages", json=body, headers={"Authorization": f"Bearer {token}"}
+    )
 
 
 def _text(to: str = USER, body: str = "Karibu") -> dict[str, Any]:
@@ -110,7 +116,9 @@ def _text(to: str = USER, body: str = "Karibu") -> dict[str, Any]:
 # ---------------------------------------------------------------- WhatsApp: the send endpoint
 
 
-async def test_accepted_message_is_answered_and_recorded(wa: WhatsAppSimulator, http: httpx.AsyncClient) -> None:
+async def test_accepted_message_is_answered_and_recorded(
+    wa: WhatsAppSimulator, http: httpx.AsyncClient
+) -> None:
     before = time.time()
     response = await _send(http, wa, _text())
     assert response.status_code == 200
@@ -125,13 +133,17 @@ async def test_accepted_message_is_answered_and_recorded(wa: WhatsAppSimulator, 
 
 @pytest.mark.parametrize(
     ("headers", "pnid", "status", "code"),
-    [({}, PNID, 401, 190), ({"Authorization": "Bearer wrong"}, PNID, 401, 190),
-     ({"Authorization": f"Basic {TOKEN}"}, PNID, 401, 190),
-     ({"Authorization": f"Bearer {TOKEN}"}, "999", 400, 100)],
+    [
+        ({}, PNID, 401, 190),
+        ({"Authorization": "Bearer wrong"}, PNID, 401, 190),
+        ({"Authorization": f"Basic {TOKEN}"}, PNID, 401, 190),
+        ({"Authorization": f"Bearer {TOKEN}"}, "999", 400, 100),
+    ],
     ids=["no-token", "wrong-token", "not-bearer", "unknown-number"],
 )
-async def test_token_is_checked_per_number(wa: WhatsAppSimulator, http: httpx.AsyncClient,
-                                           headers: dict[str, str], pnid: str, status: int, code: int) -> None:
+async def test_token_is_checked_per_number(
+    wa: WhatsAppSimulator, http: httpx.AsyncClient, headers: dict[str, str], pnid: str, status: int, code: int
+) -> None:
     response = await http.post(f"{wa.base_url}/v23.0/{pnid}/messages", json=_text(), headers=headers)
     assert (response.status_code, response.json()["error"]["code"]) == (status, code)
     assert wa.messages() == []
@@ -149,23 +161,31 @@ async def test_limits_are_rejected_with_code_100(wa: WhatsAppSimulator, http: ht
     response = await _send(http, wa, body)
     assert response.status_code == 400
     error = response.json()["error"]
-    assert error["code"] == 100 and "interactive.action.buttons" in error["message"] and "3" in error["message"]
+    assert (
+        error["code"] == 100 and "interactive.action.buttons" in error["message"] and "3" in error["message"]
+    )
     assert wa.messages() == []
 
 
 async def test_invalid_json_is_rejected(wa: WhatsAppSimulator, http: httpx.AsyncClient) -> None:
-    response = await http.post(f"{wa.base_url}/v23.0/{PNID}/messages", content=b"{nope",
-                               headers={"Authorization": f"Bearer {TOKEN}"})
+    response = await http.post(
+        f"{wa.base_url}/v23.0/{PNID}/messages", content=b"{nope", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
     assert (response.status_code, response.json()["error"]["code"]) == (400, 100)
 
 
-async def test_scripted_faults_are_served_in_order_then_success(wa: WhatsAppSimulator,
-                                                                http: httpx.AsyncClient) -> None:
+async def test_scripted_faults_are_served_in_order_then_success(
+    wa: WhatsAppSimulator, http: httpx.AsyncClient
+) -> None:
     faults = [{"status": 429, "code": 130429}, {"status": 500}, {"status": 400, "code": 131047}]
     assert (await http.post(f"{wa.base_url}/_sim/faults", json=faults)).json()["faults"] == faults
     answers = [await _send(http, wa, _text()) for _ in range(4)]
     assert [(a.status_code, a.json().get("error", {}).get("code")) for a in answers] == [
-        (429, 130429), (500, 2), (400, 131047), (200, None)]
+        (429, 130429),
+        (500, 2),
+        (400, 131047),
+        (200, None),
+    ]
     actions = [parse_response(a.status_code, a.json()) for a in answers[:3]]
     assert [a.action for a in actions if isinstance(a, ApiError)] == ["retry", "retry", "permanent"]
     assert len(wa.messages()) == 1
@@ -178,19 +198,29 @@ async def test_delay_fault_then_normal_answer(wa: WhatsAppSimulator, http: httpx
     assert response.status_code == 200 and time.monotonic() - started >= 0.3
     with pytest.raises(httpx.ReadTimeout):  # a client with a shorter timeout sees a timeout
         await http.post(f"{wa.base_url}/_sim/faults", json=[{"delay": 1.0}])
-        await http.post(f"{wa.base_url}/v23.0/{PNID}/messages", json=_text(),
-                        headers={"Authorization": f"Bearer {TOKEN}"}, timeout=0.2)
+        await http.post(
+            f"{wa.base_url}/v23.0/{PNID}/messages",
+            json=_text(),
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=0.2,
+        )
     # ... yet the message was accepted: a timed-out send may still reach the user (why senders dedupe).
     assert len(await wa.wait_for_messages(2, timeout=3)) == 2
 
 
-async def test_fault_for_one_recipient_leaves_others_alone(wa: WhatsAppSimulator, http: httpx.AsyncClient) -> None:
-    await http.post(f"{wa.base_url}/_sim/faults", json=[{"status": 400, "code": 131056, "to": "254700000009"}])
+async def test_fault_for_one_recipient_leaves_others_alone(
+    wa: WhatsAppSimulator, http: httpx.AsyncClient
+) -> None:
+    await http.post(
+        f"{wa.base_url}/_sim/faults", json=[{"status": 400, "code": 131056, "to": "254700000009"}]
+    )
     assert (await _send(http, wa, _text(USER))).status_code == 200
     assert (await _send(http, wa, _text("254700000009"))).json()["error"]["code"] == 131056
 
 
-async def test_rate_rule_answers_130429_beyond_the_rate(wa: WhatsAppSimulator, http: httpx.AsyncClient) -> None:
+async def test_rate_rule_answers_130429_beyond_the_rate(
+    wa: WhatsAppSimulator, http: httpx.AsyncClient
+) -> None:
     await http.post(f"{wa.base_url}/_sim/faults", json={"rate": 2})
     codes = [(await _send(http, wa, _text())).status_code for _ in range(3)]
     assert codes == [200, 200, 429]
@@ -230,16 +260,22 @@ async def test_wait_for_messages(wa: WhatsAppSimulator, http: httpx.AsyncClient)
 
 async def test_media_upload_then_send_by_id(wa: WhatsAppSimulator, http: httpx.AsyncClient) -> None:
     png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
-    response = await http.post(f"{wa.base_url}/v23.0/{PNID}/media", headers={"Authorization": f"Bearer {TOKEN}"},
-                               data={"messaging_product": "whatsapp", "type": "image/png"},
-                               files={"file": ("qr.png", png, "image/png")})
+    response = await http.post(
+        f"{wa.base_url}/v23.0/{PNID}/media",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        data={"messaging_product": "whatsapp", "type": "image/png"},
+        files={"file": ("qr.png", png, "image/png")},
+    )
     media_id = response.json()["id"]
     downloaded = await http.get(f"{wa.base_url}/_sim/media/{media_id}")
     assert downloaded.content == png and downloaded.headers["content-type"] == "image/png"
     body = {"messaging_product": "whatsapp", "to": USER, "type": "image", "image": {"id": media_id}}
     assert (await _send(http, wa, body)).status_code == 200
-    missing = await http.post(f"{wa.base_url}/v23.0/{PNID}/media", headers={"Authorization": f"Bearer {TOKEN}"},
-                              data={"messaging_product": "whatsapp"})
+    missing = await http.post(
+        f"{wa.base_url}/v23.0/{PNID}/media",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        data={"messaging_product": "whatsapp"},
+    )
     assert missing.json()["error"]["code"] == 100
 
 
@@ -259,8 +295,10 @@ async def test_simulated_user_posts_signed_envelopes(wa: WhatsAppSimulator, rece
     picked = await user.pick_row("vip", "VIP", "KES 2,000")
     await poster.aclose()
     assert [p.response.status_code for p in (said, tapped, picked)] == [200, 200, 200]
-    assert said.message_id.startswith("wamid.SIMU") and len({said.message_id, tapped.message_id,
-                                                              picked.message_id}) == 3
+    assert (
+        said.message_id.startswith("wamid.SIMU")
+        and len({said.message_id, tapped.message_id, picked.message_id}) == 3
+    )
     parts = []
     for body, headers in receiver.received:
         assert _verify(body, headers) and headers["content-type"] == "application/json"
@@ -268,9 +306,13 @@ async def test_simulated_user_posts_signed_envelopes(wa: WhatsAppSimulator, rece
         parts += split_envelope(parse_envelope(json.loads(body)))
     assert b"caf\\u00e9" in receiver.received[0][0]
     assert [(p.external_id, p.wa_id, p.contact_name, p.phone_number_id) for p in parts] == [
-        (m.message_id, USER, "Wanjiku", PNID) for m in (said, tapped, picked)]
+        (m.message_id, USER, "Wanjiku", PNID) for m in (said, tapped, picked)
+    ]
     assert [inbound_to_event_fields(p.payload) for p in parts] == [
-        ("text", "Habari, café?", None), ("interactive", "Pay now", "pay"), ("interactive", "VIP", "vip")]
+        ("text", "Habari, café?", None),
+        ("interactive", "Pay now", "pay"),
+        ("interactive", "VIP", "vip"),
+    ]
     assert parts[1].payload["context"]["id"] == "wamid.OUT1"
 
 
@@ -290,18 +332,24 @@ async def test_a_wrong_signature_can_be_forced(wa: WhatsAppSimulator, receiver: 
     assert not _verify(*receiver.received[0])
 
 
-async def test_statuses_for_accepted_messages(wa: WhatsAppSimulator, http: httpx.AsyncClient,
-                                              receiver: Receiver) -> None:
+async def test_statuses_for_accepted_messages(
+    wa: WhatsAppSimulator, http: httpx.AsyncClient, receiver: Receiver
+) -> None:
     poster = WebhookPoster(receiver.url, SECRET)
     wa.report_statuses(poster, ("sent", "delivered", "read"))
     wamid = (await _send(http, wa, _text())).json()["messages"][0]["id"]
     await receiver.wait(3)
     await SimulatedUser(poster, PNID, "", USER).acknowledge(wamid, ("failed",))
     await poster.aclose()
-    parts = [p for body, headers in receiver.received if _verify(body, headers)
-             for p in split_envelope(parse_envelope(json.loads(body)))]
+    parts = [
+        p
+        for body, headers in receiver.received
+        if _verify(body, headers)
+        for p in split_envelope(parse_envelope(json.loads(body)))
+    ]
     assert [(p.kind, p.external_id, p.wa_id) for p in parts] == [
-        ("status", f"{wamid}:{s}", USER) for s in ("sent", "delivered", "read", "failed")]
+        ("status", f"{wamid}:{s}", USER) for s in ("sent", "delivered", "read", "failed")
+    ]
     assert parts[-1].payload["errors"][0]["code"] == 131026
 
 
@@ -326,42 +374,66 @@ async def mpesa(mpesa_started: MpesaSimulator, receiver: Receiver) -> MpesaSimul
 
 async def _token(http: httpx.AsyncClient, sim: MpesaSimulator) -> str:
     auth = base64.b64encode(b"ck:cs").decode()
-    response = await http.get(f"{sim.base_url}/oauth/v1/generate", params={"grant_type": "client_credentials"},
-                              headers={"Authorization": f"Basic {auth}"})
+    response = await http.get(
+        f"{sim.base_url}/oauth/v1/generate",
+        params={"grant_type": "client_credentials"},
+        headers={"Authorization": f"Basic {auth}"},
+    )
     assert response.json()["expires_in"] == "3599"
     return response.json()["access_token"]
 
 
 def _stk(callback_url: str, phone: str = USER, amount: Any = 500, **overrides: Any) -> dict[str, Any]:
     timestamp = datetime.now().strftime("%Y%m%d%H%M%S")
-    body = {"BusinessShortCode": "174379", "Password": stk_password("174379", "passkey", timestamp),
-            "Timestamp": timestamp, "TransactionType": "CustomerPayBillOnline", "Amount": amount,
-            "PartyA": phone, "PartyB": "174379", "PhoneNumber": phone, "CallBackURL": callback_url,
-            "AccountReference": "TKT-7Q2M9X", "TransactionDesc": "Tickets"}
+    body = {
+        "BusinessShortCode": "174379",
+        "Password": stk_password("174379", "passkey", timestamp),
+        "Timestamp": timestamp,
+        "TransactionType": "CustomerPayBillOnline",
+        "Amount": amount,
+        "PartyA": phone,
+        "PartyB": "174379",
+        "PhoneNumber": phone,
+        "CallBackURL": callback_url,
+        "AccountReference": "TKT-7Q2M9X",
+        "TransactionDesc": "Tickets",
+    }
     return body | overrides
 
 
-async def _push(http: httpx.AsyncClient, sim: MpesaSimulator, body: dict[str, Any],
-                token: str | None = None) -> httpx.Response:
+async def _push(
+    http: httpx.AsyncClient, sim: MpesaSimulator, body: dict[str, Any], token: str | None = None
+) -> httpx.Response:
     token = token or await _token(http, sim)
-    return await http.post(f"{sim.base_url}/mpesa/stkpush/v1/processrequest", json=body,
-                           headers={"Authorization": f"Bearer {token}"})
+    return await http.post(
+        f"{sim.base_url}/mpesa/stkpush/v1/processrequest",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+    )
 
 
 @pytest.mark.parametrize(
     ("params", "auth", "error_code"),
-    [({"grant_type": "client_credentials"}, b"ck:wrong", "400.008.01"),
-     ({"grant_type": "password"}, b"ck:cs", "400.008.02"),
-     ({}, b"ck:cs", "400.008.02")],
+    [
+        ({"grant_type": "client_credentials"}, b"ck:wrong", "400.008.01"),
+        ({"grant_type": "password"}, b"ck:cs", "400.008.02"),
+        ({}, b"ck:cs", "400.008.02"),
+    ],
 )
-async def test_oauth_rejects(mpesa: MpesaSimulator, http: httpx.AsyncClient, params: dict[str, str], auth: bytes,
-                             error_code: str) -> None:
-    response = await http.get(f"{mpesa.base_url}/oauth/v1/generate", params=params,
-                              headers={"Authorization": "Basic " + base64.b64encode(auth).decode()})
+async def test_oauth_rejects(
+    mpesa: MpesaSimulator, http: httpx.AsyncClient, params: dict[str, str], auth: bytes, error_code: str
+) -> None:
+    response = await http.get(
+        f"{mpesa.base_url}/oauth/v1/generate",
+        params=params,
+        headers={"Authorization": "Basic " + base64.b64encode(auth).decode()},
+    )
     assert (response.status_code, response.json()["errorCode"]) == (400, error_code)
 
 
-async def test_stk_push_needs_a_token(mpesa: MpesaSimulator, http: httpx.AsyncClient, receiver: Receiver) -> None:
+async def test_stk_push_needs_a_token(
+    mpesa: MpesaSimulator, http: httpx.AsyncClient, receiver: Receiver
+) -> None:
     response = await _push(http, mpesa, _stk(receiver.url), token="made-up")
     assert (response.status_code, response.json()["errorCode"]) == (401, "404.001.03")
 
@@ -370,8 +442,9 @@ async def test_stk_push_needs_a_token(mpesa: MpesaSimulator, http: httpx.AsyncCl
     ("outcome", "result_code"),
     [("success", 0), ("insufficient_funds", 1), ("cancelled", 1032), ("timeout", 1037)],
 )
-async def test_stk_push_then_callback(mpesa: MpesaSimulator, http: httpx.AsyncClient, receiver: Receiver,
-                                      outcome: str, result_code: int) -> None:
+async def test_stk_push_then_callback(
+    mpesa: MpesaSimulator, http: httpx.AsyncClient, receiver: Receiver, outcome: str, result_code: int
+) -> None:
     await http.post(f"{mpesa.base_url}/_sim/outcomes", json={USER: outcome})
     response = await _push(http, mpesa, _stk(receiver.url, amount="500"))
     accepted = response.json()
@@ -381,7 +454,10 @@ async def test_stk_push_then_callback(mpesa: MpesaSimulator, http: httpx.AsyncCl
     (callback,) = await receiver.wait(1)
     result = callback["Body"]["stkCallback"]
     assert (result["CheckoutRequestID"], result["MerchantRequestID"], result["ResultCode"]) == (
-        accepted["CheckoutRequestID"], accepted["MerchantRequestID"], result_code)
+        accepted["CheckoutRequestID"],
+        accepted["MerchantRequestID"],
+        result_code,
+    )
     if result_code == 0:
         items = {i["Name"]: i["Value"] for i in result["CallbackMetadata"]["Item"]}
         assert items["Amount"] == 500 and items["PhoneNumber"] == int(USER)
@@ -390,8 +466,9 @@ async def test_stk_push_then_callback(mpesa: MpesaSimulator, http: httpx.AsyncCl
         assert "CallbackMetadata" not in result and result["ResultDesc"]
 
 
-async def test_no_callback_outcome_and_stk_query(mpesa: MpesaSimulator, http: httpx.AsyncClient,
-                                                 receiver: Receiver) -> None:
+async def test_no_callback_outcome_and_stk_query(
+    mpesa: MpesaSimulator, http: httpx.AsyncClient, receiver: Receiver
+) -> None:
     await http.post(f"{mpesa.base_url}/_sim/outcomes", json={USER: ["no_callback", "success"]})
     token = await _token(http, mpesa)
     lost = (await _push(http, mpesa, _stk(receiver.url), token)).json()["CheckoutRequestID"]
@@ -401,26 +478,34 @@ async def test_no_callback_outcome_and_stk_query(mpesa: MpesaSimulator, http: ht
     assert len(receiver.received) == 1 and callback["Body"]["stkCallback"]["CheckoutRequestID"] == paid
 
     async def query(checkout_id: str) -> httpx.Response:
-        return await http.post(f"{mpesa.base_url}/mpesa/stkpushquery/v1/query",
-                               json={"CheckoutRequestID": checkout_id}, headers={"Authorization": f"Bearer {token}"})
+        return await http.post(
+            f"{mpesa.base_url}/mpesa/stkpushquery/v1/query",
+            json={"CheckoutRequestID": checkout_id},
+            headers={"Authorization": f"Bearer {token}"},
+        )
 
     assert (await query(lost)).json()["errorCode"] == "500.001.1001"
     assert (await query(paid)).json()["ResultCode"] == "0"
 
 
-async def test_callback_is_retried_until_200(mpesa: MpesaSimulator, http: httpx.AsyncClient,
-                                             receiver: Receiver) -> None:
+async def test_callback_is_retried_until_200(
+    mpesa: MpesaSimulator, http: httpx.AsyncClient, receiver: Receiver
+) -> None:
     receiver.statuses = [500, 503]
     checkout = (await _push(http, mpesa, _stk(receiver.url))).json()["CheckoutRequestID"]
     bodies = await receiver.wait(3)
     assert bodies[0] == bodies[1] == bodies[2]
-    (record,) = [r for r in (await http.get(f"{mpesa.base_url}/_sim/requests")).json()
-                 if r["checkout_request_id"] == checkout]
+    (record,) = [
+        r
+        for r in (await http.get(f"{mpesa.base_url}/_sim/requests")).json()
+        if r["checkout_request_id"] == checkout
+    ]
     assert [d["status"] for d in record["deliveries"]] == [500, 503, 200]
 
 
-async def test_callback_can_be_resent_as_a_duplicate_or_changed(mpesa: MpesaSimulator, http: httpx.AsyncClient,
-                                                                receiver: Receiver) -> None:
+async def test_callback_can_be_resent_as_a_duplicate_or_changed(
+    mpesa: MpesaSimulator, http: httpx.AsyncClient, receiver: Receiver
+) -> None:
     checkout = (await _push(http, mpesa, _stk(receiver.url))).json()["CheckoutRequestID"]
     (first,) = await receiver.wait(1)
     resent = await http.post(f"{mpesa.base_url}/_sim/callback/{checkout}")
@@ -434,23 +519,42 @@ async def test_callback_can_be_resent_as_a_duplicate_or_changed(mpesa: MpesaSimu
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("Amount", 0), ("Amount", -5), ("Amount", 1.5), ("Amount", "1.5"), ("Amount", True),
-     ("PhoneNumber", "0712345678"), ("PhoneNumber", "25471234567"), ("PartyA", "+254712345678"),
-     ("Password", "d3Jvbmc="), ("Timestamp", "2026-11-25"), ("Timestamp", "20261345000000"),
-     ("TransactionType", "Pay"), ("CallBackURL", "ftp://x"), ("BusinessShortCode", "600000"),
-     ("PartyB", "abc"), ("AccountReference", "X" * 13), ("TransactionDesc", "Y" * 14), ("TransactionDesc", "")],
+    [
+        ("Amount", 0),
+        ("Amount", -5),
+        ("Amount", 1.5),
+        ("Amount", "1.5"),
+        ("Amount", True),
+        ("PhoneNumber", "0712345678"),
+        ("PhoneNumber", "25471234567"),
+        ("PartyA", "+254712345678"),
+        ("Password", "d3Jvbmc="),
+        ("Timestamp", "2026-11-25"),
+        ("Timestamp", "20261345000000"),
+        ("TransactionType", "Pay"),
+        ("CallBackURL", "ftp://x"),
+        ("BusinessShortCode", "600000"),
+        ("PartyB", "abc"),
+        ("AccountReference", "X" * 13),
+        ("TransactionDesc", "Y" * 14),
+        ("TransactionDesc", ""),
+    ],
 )
-async def test_invalid_stk_fields_are_rejected(mpesa: MpesaSimulator, http: httpx.AsyncClient, receiver: Receiver,
-                                               field: str, value: Any) -> None:
+async def test_invalid_stk_fields_are_rejected(
+    mpesa: MpesaSimulator, http: httpx.AsyncClient, receiver: Receiver, field: str, value: Any
+) -> None:
     response = await _push(http, mpesa, _stk(receiver.url, **{field: value}))
     body = response.json()
     assert response.status_code == 400 and body["errorCode"] == "400.002.02"
     assert body["errorMessage"] == f"Bad Request - Invalid {field}" and body["requestId"]
 
 
-async def test_safaricom_1xx_numbers_and_limits_at_the_boundary(mpesa: MpesaSimulator, http: httpx.AsyncClient,
-                                                                receiver: Receiver) -> None:
-    body = _stk(receiver.url, phone="254112345678", amount=1, AccountReference="X" * 12, TransactionDesc="Y" * 13)
+async def test_safaricom_1xx_numbers_and_limits_at_the_boundary(
+    mpesa: MpesaSimulator, http: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    body = _stk(
+        receiver.url, phone="254112345678", amount=1, AccountReference="X" * 12, TransactionDesc="Y" * 13
+    )
     assert (await _push(http, mpesa, body)).status_code == 200
 
 
@@ -465,8 +569,9 @@ async def test_unknown_outcome_is_refused(mpesa: MpesaSimulator, http: httpx.Asy
 @pytest.mark.parametrize("which", ["whatsapp", "mpesa"])
 async def test_command_line_runner_serves_and_stops_on_sigterm(which: str, http: httpx.AsyncClient) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "simulators", which, "--port", "0",
-                                                stdout=asyncio.subprocess.PIPE, env=env)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "simulators", which, "--port", "0", stdout=asyncio.subprocess.PIPE, env=env
+    )
     try:
         line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()  # type: ignore[union-attr]
         base_url = line.rsplit(" ", 1)[-1].strip()

@@ -16,8 +16,13 @@ from state_machines.base import Charge, Text
 
 
 async def _setup(conn: asyncpg.Connection, org_id, phone: str = "254711000001"):  # type: ignore[no-untyped-def]
-    arrival = await arrive(conn, org_id, "wa_message", "message",
-                           {"external_id": f"setup-{uuid4()}", "wa_id": phone, "contact_name": "Akinyi"})
+    arrival = await arrive(
+        conn,
+        org_id,
+        "wa_message",
+        "message",
+        {"external_id": f"setup-{uuid4()}", "wa_id": phone, "contact_name": "Akinyi"},
+    )
     assert arrival is not None and arrival.contact is not None and arrival.conversation is not None
     return arrival.contact, arrival.conversation
 
@@ -27,11 +32,18 @@ async def _outbound(conn, org_id, contact, conversation, wamid, broadcast_id=Non
         """INSERT INTO messages (organization_id, conversation_id, contact_id, direction, type, content, wa_message_id,
                                  wa_status, broadcast_id)
            VALUES ($1, $2, $3, 'outbound', 'text', 'x', $4, 'sent', $5) RETURNING id""",
-        org_id, conversation.id, contact.id, wamid, broadcast_id)
+        org_id,
+        conversation.id,
+        contact.id,
+        wamid,
+        broadcast_id,
+    )
 
 
 def status(wamid: str, value: str) -> dict:  # type: ignore[type-arg]
-    return {"payload": {"id": wamid, "status": value, "timestamp": "1700000000", "recipient_id": "254711000001"}}
+    return {
+        "payload": {"id": wamid, "status": value, "timestamp": "1700000000", "recipient_id": "254711000001"}
+    }
 
 
 async def test_statuses_move_forward_only_and_count_skipped_stages(app_pool: asyncpg.Pool, make_org) -> None:  # type: ignore[no-untyped-def]
@@ -39,15 +51,17 @@ async def test_statuses_move_forward_only_and_count_skipped_stages(app_pool: asy
     async with tenant_tx(app_pool, org) as conn:
         contact, conversation = await _setup(conn, org)
         broadcast = await conn.fetchval(
-            "INSERT INTO broadcasts (organization_id, message_type) VALUES ($1, 'text') RETURNING id", org)
+            "INSERT INTO broadcasts (organization_id, message_type) VALUES ($1, 'text') RETURNING id", org
+        )
         await _outbound(conn, org, contact, conversation, "wamid.A", broadcast)
         await conn.execute("UPDATE broadcasts SET sent_count = 1 WHERE id = $1", broadcast)
         assert await apply_status(conn, org, status("wamid.A", "read")) == "processed"  # delivered skipped
         assert await apply_status(conn, org, status("wamid.A", "delivered")) == "stale"  # late: no overwrite
         assert await apply_status(conn, org, status("wamid.A", "sent")) == "stale"
         row = await conn.fetchrow("SELECT wa_status, read_at FROM messages WHERE wa_message_id = 'wamid.A'")
-        counters = await conn.fetchrow("SELECT sent_count, delivered_count, read_count FROM broadcasts WHERE id = $1",
-                                       broadcast)
+        counters = await conn.fetchrow(
+            "SELECT sent_count, delivered_count, read_count FROM broadcasts WHERE id = $1", broadcast
+        )
     assert row["wa_status"] == "read" and row["read_at"] is not None
     assert tuple(counters) == (1, 1, 1)
 
@@ -61,7 +75,9 @@ async def test_failed_is_terminal_with_its_error(app_pool: asyncpg.Pool, make_or
         failed["payload"]["errors"] = [{"code": 131026, "title": "Message undeliverable"}]
         assert await apply_status(conn, org, failed) == "processed"
         assert await apply_status(conn, org, status("wamid.F", "read")) == "stale"
-        row = await conn.fetchrow("SELECT wa_status, error_code, error_title FROM messages WHERE wa_message_id = 'wamid.F'")
+        row = await conn.fetchrow(
+            "SELECT wa_status, error_code, error_title FROM messages WHERE wa_message_id = 'wamid.F'"
+        )
     assert tuple(row) == ("failed", 131026, "Message undeliverable")
 
 
@@ -70,8 +86,14 @@ async def _turn(conn, org_id, new, trigger="message", last_user=None, opted_in=T
     now = datetime.now(UTC)
     conversation.last_user_message_at = now if last_user is None else last_user
     contact.opted_in = opted_in
-    return Turn(conn=conn, org=Org(org_id, "Org", new.phone_number_id, {}), contact=contact,
-                conversation=conversation, now=now, trigger=trigger)
+    return Turn(
+        conn=conn,
+        org=Org(org_id, "Org", new.phone_number_id, {}),
+        contact=contact,
+        conversation=conversation,
+        now=now,
+        trigger=trigger,
+    )
 
 
 async def _outbox_count(conn) -> int:  # type: ignore[no-untyped-def]
@@ -80,14 +102,27 @@ async def _outbox_count(conn) -> int:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(
     ("trigger", "hours_since_user", "opted_in", "queued"),
-    [("message", 0, True, 1), ("timer", 1, True, 1), ("timer", 25, True, 0), ("timer", 1, False, 0),
-     ("message", 0, False, 1)],
+    [
+        ("message", 0, True, 1),
+        ("timer", 1, True, 1),
+        ("timer", 25, True, 0),
+        ("timer", 1, False, 0),
+        ("message", 0, False, 1),
+    ],
 )
-async def test_window_and_opt_out_decide_what_is_queued(app_pool: asyncpg.Pool, make_org, trigger: str,  # type: ignore[no-untyped-def]
-                                                         hours_since_user: int, opted_in: bool, queued: int) -> None:
+async def test_window_and_opt_out_decide_what_is_queued(
+    app_pool: asyncpg.Pool,
+    make_org,
+    trigger: str,  # type: ignore[no-untyped-def]
+    hours_since_user: int,
+    opted_in: bool,
+    queued: int,
+) -> None:
     org, new = await make_org("Window")
     async with tenant_tx(app_pool, org) as conn:
-        turn = await _turn(conn, org, new, trigger, datetime.now(UTC) - timedelta(hours=hours_since_user), opted_in)
+        turn = await _turn(
+            conn, org, new, trigger, datetime.now(UTC) - timedelta(hours=hours_since_user), opted_in
+        )
         turn.replies.append(Text("hello"))
         assert await turn.finish() == queued
         assert await _outbox_count(conn) == queued
@@ -119,7 +154,9 @@ async def test_an_empty_wallet_stores_nothing_paid_and_signals_once(app_pool: as
 
         assert await signal_low_balance_once(conn, org) is False  # once, not per message
         await credit(conn, org, 5)
-        assert await conn.fetchval("SELECT low_balance_signalled_at FROM wallets") is None  # a top-up resets it
+        assert (
+            await conn.fetchval("SELECT low_balance_signalled_at FROM wallets") is None
+        )  # a top-up resets it
 
 
 async def _ledger(app_pool: asyncpg.Pool, org) -> tuple[int, list[tuple[int, int, int]]]:  # type: ignore[no-untyped-def]
@@ -130,9 +167,14 @@ async def _ledger(app_pool: asyncpg.Pool, org) -> tuple[int, list[tuple[int, int
     return balance, [tuple(r) for r in rows]
 
 
-@pytest.mark.parametrize("headroom", [None, 10**6])  # counted under the wallet's lock / paid at commit unchecked
-async def test_replies_are_paid_at_commit_one_ledger_row_each(app_pool: asyncpg.Pool, make_org,  # type: ignore[no-untyped-def]
-                                                              headroom: int | None) -> None:
+@pytest.mark.parametrize(
+    "headroom", [None, 10**6]
+)  # counted under the wallet's lock / paid at commit unchecked
+async def test_replies_are_paid_at_commit_one_ledger_row_each(
+    app_pool: asyncpg.Pool,
+    make_org,  # type: ignore[no-untyped-def]
+    headroom: int | None,
+) -> None:
     org, new = await make_org("Pay", tokens=10)
     async with tenant_tx(app_pool, org) as conn:
         turn = await _turn(conn, org, new)
@@ -145,15 +187,21 @@ async def test_replies_are_paid_at_commit_one_ledger_row_each(app_pool: asyncpg.
     assert balance == 7 and rows == [(-1, 10, 9), (-1, 9, 8), (-1, 8, 7)]
 
 
-async def test_a_nearly_empty_wallet_pays_for_the_first_replies_only(app_pool: asyncpg.Pool, make_org) -> None:  # type: ignore[no-untyped-def]
+async def test_a_nearly_empty_wallet_pays_for_the_first_replies_only(
+    app_pool: asyncpg.Pool, make_org
+) -> None:  # type: ignore[no-untyped-def]
     org, new = await make_org("Pay", tokens=2)
     async with tenant_tx(app_pool, org) as conn:
         turn = await _turn(conn, org, new)
         turn.wallet_headroom = 2 - 100  # the threshold is 100: the exact count under the lock
         turn.replies.extend([Text("one"), Text("two"), Text("three")])
         assert await turn.finish() == 2
-        assert [r["content"] for r in await conn.fetch(
-            "SELECT content FROM messages WHERE direction = 'outbound' ORDER BY content DESC")] == ["two", "one"]
+        assert [
+            r["content"]
+            for r in await conn.fetch(
+                "SELECT content FROM messages WHERE direction = 'outbound' ORDER BY content DESC"
+            )
+        ] == ["two", "one"]
     assert await _ledger(app_pool, org) == (0, [(-1, 2, 1), (-1, 1, 0)])
 
 
@@ -166,7 +214,9 @@ async def test_a_stale_balance_can_never_overdraw_the_wallet(app_pool: asyncpg.P
             turn.wallet_headroom = 10**6
             turn.replies.extend([Text("one"), Text("two")])
             await turn.finish()
-    assert failed.value.constraint_name == "positive_balance"  # what inbound runs again with the wallet locked
+    assert (
+        failed.value.constraint_name == "positive_balance"
+    )  # what inbound runs again with the wallet locked
     assert await _ledger(app_pool, org) == (1, [])
     async with tenant_tx(app_pool, org) as conn:
         assert await _outbox_count(conn) == 0
@@ -178,7 +228,9 @@ async def test_a_charge_leaves_what_the_replies_need(app_pool: asyncpg.Pool, mak
     async with tenant_tx(app_pool, org) as conn:
         turn = await _turn(conn, org, new)
         turn.replies.extend([Text("one"), Text("two")])
-        turn.charges.append(Charge(action="survey_completed", module="surveys"))  # 5 tokens: 6 - 2 replies = 4
+        turn.charges.append(
+            Charge(action="survey_completed", module="surveys")
+        )  # 5 tokens: 6 - 2 replies = 4
         assert await turn.finish() == 2
     balance, rows = await _ledger(app_pool, org)
     assert balance == 4 and len(rows) == 2  # the replies paid, the charge not made

@@ -41,28 +41,55 @@ def _options(*ids: str) -> list[dict[str, str]]:
 
 
 QUESTIONS: list[dict[str, Any]] = [
-    {"id": "name", "type": "text", "text": {"en": "What is your name?", "sw": "Jina lako ni nani?"}, "max_length": 20},
+    {
+        "id": "name",
+        "type": "text",
+        "text": {"en": "What is your name?", "sw": "Jina lako ni nani?"},
+        "max_length": 20,
+    },
     {"id": "age", "type": "number", "text": "How old are you?", "min": 18, "max": 120, "integer": True},
-    {"id": "visited", "type": "yes_no", "text": {"en": "Have you visited before?", "sw": "Umewahi kutembelea?"},
-     "branches": {"no": "heard"}},
+    {
+        "id": "visited",
+        "type": "yes_no",
+        "text": {"en": "Have you visited before?", "sw": "Umewahi kutembelea?"},
+        "branches": {"no": "heard"},
+    },
     {"id": "rating", "type": "rating", "text": "Rate your last visit", "next": "topics"},
-    {"id": "heard", "type": "single_choice", "text": "How did you hear about us?", "required": False,
-     "options": _options("radio", "tv", "friend")},
-    {"id": "topics", "type": "multiple_choice", "text": "Which topics interest you?",
-     "options": _options("music", "food", "art", "tech")},
+    {
+        "id": "heard",
+        "type": "single_choice",
+        "text": "How did you hear about us?",
+        "required": False,
+        "options": _options("radio", "tv", "friend"),
+    },
+    {
+        "id": "topics",
+        "type": "multiple_choice",
+        "text": "Which topics interest you?",
+        "options": _options("music", "food", "art", "tech"),
+    },
     {"id": "email", "type": "email", "text": "Your email?", "required": False},
     {"id": "phone", "type": "phone", "text": "Your phone number?"},
     {"id": "birthday", "type": "date", "text": "Your birthday?"},
     {"id": "spend", "type": "number", "text": "How much did you spend (KES)?", "min": 0, "required": False},
 ]
-SURVEY = {"id": "s1", "title": "Visitor survey", "description": "Help us improve", "questions": QUESTIONS,
-          "settings": {}}
+SURVEY = {
+    "id": "s1",
+    "title": "Visitor survey",
+    "description": "Help us improve",
+    "questions": QUESTIONS,
+    "settings": {},
+}
 BY_ID = {q.id: q for q in validate_questions(QUESTIONS)}
 
 
 def make_ctx(language: str = "en", **data: Any) -> Context:
-    return context(NOW, language=language, org_name="Org",
-                   data={"survey": SURVEY, "offers": {"surveys": [SURVEY]}, **data})
+    return context(
+        NOW,
+        language=language,
+        org_name="Org",
+        data={"survey": SURVEY, "offers": {"surveys": [SURVEY]}, **data},
+    )
 
 
 def at(question_id: str, position: int, **extra: Any) -> State:
@@ -100,20 +127,26 @@ def test_start_of_an_unavailable_survey_says_so(offers: dict) -> None:
 
 
 def test_ready_for_a_new_response_introduces_and_asks_the_first_question() -> None:
-    result = survey.step(State("survey", "starting", {"survey_id": "s1"}), SurveyResponseReady("s1", "r1"),
-                         make_ctx())
+    result = survey.step(
+        State("survey", "starting", {"survey_id": "s1"}), SurveyResponseReady("s1", "r1"), make_ctx()
+    )
     intro, question = result.replies
-    assert intro == Text("*Visitor survey*\nHelp us improve\n10 questions. Send MENU to pause at any time; "
-                         "you can continue later.")
+    assert intro == Text(
+        "*Visitor survey*\nHelp us improve\n10 questions. Send MENU to pause at any time; "
+        "you can continue later."
+    )
     assert question == Text("(1/10) What is your name?")
-    assert result.state == State("survey", "question",
-                                 {"survey_id": "s1", "response_id": "r1", "question_id": "name", "position": 1})
+    assert result.state == State(
+        "survey", "question", {"survey_id": "s1", "response_id": "r1", "question_id": "name", "position": 1}
+    )
     assert result.effects == TIMERS
 
 
 def test_timer_lengths_come_from_the_context() -> None:
     ctx = make_ctx(survey_reminder_seconds=60, survey_abandon_seconds=600)
-    result = survey.step(State("survey", "starting", {"survey_id": "s1"}), SurveyResponseReady("s1", "r1"), ctx)
+    result = survey.step(
+        State("survey", "starting", {"survey_id": "s1"}), SurveyResponseReady("s1", "r1"), ctx
+    )
     assert result.effects == (StartTimer("survey_reminder", 60), StartTimer("survey_abandon", 600))
 
 
@@ -127,21 +160,39 @@ def test_timer_lengths_come_from_the_context() -> None:
         ({"name": "Amina"}, "birthday", "birthday", 2),  # an unexpected pointer wins; position by count
     ],
 )
-def test_ready_for_a_response_in_progress_resumes(answers: dict, current: str | None, question: str,
-                                                  position: int) -> None:
-    result = survey.step(State("survey", "starting", {"survey_id": "s1"}),
-                         SurveyResponseReady("s1", "r9", answers, current), make_ctx())
+def test_ready_for_a_response_in_progress_resumes(
+    answers: dict, current: str | None, question: str, position: int
+) -> None:
+    result = survey.step(
+        State("survey", "starting", {"survey_id": "s1"}),
+        SurveyResponseReady("s1", "r9", answers, current),
+        make_ctx(),
+    )
     assert result.replies[0] == Text("Welcome back to *Visitor survey*. Let's continue where you left off.")
-    assert result.state.data == {"survey_id": "s1", "response_id": "r9", "question_id": question,
-                                 "position": position}
+    assert result.state.data == {
+        "survey_id": "s1",
+        "response_id": "r9",
+        "question_id": question,
+        "position": position,
+    }
     assert body(result.replies[1]).startswith(f"({position}/10) {BY_ID[question].label('en')}")
 
 
 def test_ready_with_every_answer_given_completes_at_once() -> None:
-    answers = {"name": "A", "age": 30, "visited": True, "rating": 5, "topics": ["art"], "email": None,
-               "phone": "254712345678", "birthday": "1990-01-01", "spend": None}
-    result = survey.step(State("survey", "starting", {"survey_id": "s1"}),
-                         SurveyResponseReady("s1", "r1", answers), make_ctx())
+    answers = {
+        "name": "A",
+        "age": 30,
+        "visited": True,
+        "rating": 5,
+        "topics": ["art"],
+        "email": None,
+        "phone": "254712345678",
+        "birthday": "1990-01-01",
+        "spend": None,
+    }
+    result = survey.step(
+        State("survey", "starting", {"survey_id": "s1"}), SurveyResponseReady("s1", "r1", answers), make_ctx()
+    )
     assert result.state == State()
     assert result.effects == (CompleteSurvey("s1", "r1"), Charge("survey_completed", "surveys", "r1"))
     assert result.replies[-1] == Text("Thank you for completing *Visitor survey*!")
@@ -158,7 +209,9 @@ def test_ready_with_every_answer_given_completes_at_once() -> None:
     ],
 )
 def test_refusals_explain_and_go_idle(reason: str, text: str) -> None:
-    result = survey.step(State("survey", "starting", {"survey_id": "s1"}), SurveyRefused("s1", reason), make_ctx())
+    result = survey.step(
+        State("survey", "starting", {"survey_id": "s1"}), SurveyRefused("s1", reason), make_ctx()
+    )
     assert result == Step(State(), (Text(text),))
 
 
@@ -178,11 +231,19 @@ def _walk(answers: list[tuple[str, Inbound]], language: str = "en") -> tuple[lis
 
 
 def test_full_survey_through_the_yes_branch() -> None:
-    steps, final = _walk([
-        ("name", say("Amina")), ("age", say("34")), ("visited", say("Yes", "yes")), ("rating", say("4")),
-        ("topics", say("1, 3")), ("email", say("SKIP")), ("phone", say("0712 345 678")),
-        ("birthday", say("17/05/1990")), ("spend", say("1,500")),
-    ])
+    steps, final = _walk(
+        [
+            ("name", say("Amina")),
+            ("age", say("34")),
+            ("visited", say("Yes", "yes")),
+            ("rating", say("4")),
+            ("topics", say("1, 3")),
+            ("email", say("SKIP")),
+            ("phone", say("0712 345 678")),
+            ("birthday", say("17/05/1990")),
+            ("spend", say("1,500")),
+        ]
+    )
     saves = [e for s in steps for e in s.effects if isinstance(e, SaveSurveyAnswer)]
     assert saves == [
         SaveSurveyAnswer("r1", "name", "Amina", "age"),
@@ -204,9 +265,14 @@ def test_full_survey_through_the_yes_branch() -> None:
 
 
 def test_the_no_branch_asks_how_they_heard_and_skips_the_rating() -> None:
-    steps, state = _walk([
-        ("name", say("Juma")), ("age", say("18")), ("visited", say("hapana")), ("heard", say(" FRIEND ")),
-    ])
+    steps, state = _walk(
+        [
+            ("name", say("Juma")),
+            ("age", say("18")),
+            ("visited", say("hapana")),
+            ("heard", say(" FRIEND ")),
+        ]
+    )
     assert steps[2].effects[0] == SaveSurveyAnswer("r1", "visited", False, "heard")
     assert steps[3].effects[0] == SaveSurveyAnswer("r1", "heard", "friend", "topics")
     assert state.data["question_id"] == "topics" and state.data["position"] == 5
@@ -224,7 +290,9 @@ def test_the_question_reply_fits_the_kind() -> None:
     assert heard.body == "(4/10) How did you hear about us?\n(optional: send SKIP to skip)"
     topics = survey.reprompt(at("topics", 5), ctx)[0]
     assert "You can choose several: reply with their numbers, e.g. 1, 3" in topics.body
-    assert survey.reprompt(at("email", 6), ctx) == (Text("(6/10) Your email?\n(optional: send SKIP to skip)"),)
+    assert survey.reprompt(at("email", 6), ctx) == (
+        Text("(6/10) Your email?\n(optional: send SKIP to skip)"),
+    )
 
 
 def test_swahili_questions_choices_and_errors() -> None:
@@ -380,16 +448,22 @@ def test_a_reminder_repeats_the_question_without_changing_anything() -> None:
     state = at("age", 2)
     result = survey.step(state, TimerFired("survey_reminder", 7), make_ctx())
     assert result.state == state and result.effects == ()
-    assert result.replies == (Text("A reminder: *Visitor survey* is waiting for your answer."),
-                              Text("(2/10) How old are you?"))
+    assert result.replies == (
+        Text("A reminder: *Visitor survey* is waiting for your answer."),
+        Text("(2/10) How old are you?"),
+    )
 
 
 def test_abandon_closes_the_response_and_leaves_a_notice() -> None:
     result = survey.step(at("age", 2), TimerFired("survey_abandon", 7), make_ctx())
-    assert result == Step(State(data={"notice": "survey_abandoned", "survey_title": "Visitor survey"}), (),
-                          (AbandonSurveyResponse("r1"),))
+    assert result == Step(
+        State(data={"notice": "survey_abandoned", "survey_title": "Visitor survey"}),
+        (),
+        (AbandonSurveyResponse("r1"),),
+    )
     assert survey.abandoned_notice(result.state.data, "en") == (
-        "Your survey *Visitor survey* was closed because of inactivity.")
+        "Your survey *Visitor survey* was closed because of inactivity."
+    )
 
 
 @pytest.mark.parametrize("event", [TimerFired("survey_reminder", 1), TimerFired("other", 1), say("hello")])
@@ -399,13 +473,16 @@ def test_nothing_happens_while_waiting_for_the_engine(event: Any) -> None:
 
 
 def test_cancel_abandons_the_response() -> None:
-    assert survey.cancel(at("age", 2), make_ctx()) == Step(State(), (Text("You left *Visitor survey*."),),
-                                                           (AbandonSurveyResponse("r1"),))
+    assert survey.cancel(at("age", 2), make_ctx()) == Step(
+        State(), (Text("You left *Visitor survey*."),), (AbandonSurveyResponse("r1"),)
+    )
     assert survey.cancel(State("survey", "starting", {"survey_id": "s1"}), make_ctx()).effects == ()
 
 
 def test_a_survey_that_disappeared_mid_way() -> None:
     ctx = replace(make_ctx(), data={"offers": {}})
-    assert survey.step(at("age", 2), say("30"), ctx) == Step(State(), (Text("Sorry, this survey is not available."),))
+    assert survey.step(at("age", 2), say("30"), ctx) == Step(
+        State(), (Text("Sorry, this survey is not available."),)
+    )
     assert survey.step(at("age", 2), TimerFired("survey_reminder", 7), ctx) == Step(State())
     assert survey.reprompt(at("age", 2), ctx) == ()

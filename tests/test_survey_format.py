@@ -20,8 +20,13 @@ def q(qid: str, kind: str = "text", **extra: object) -> dict:
 CHOICES = [{"id": "a", "text": "A"}, {"id": "b", "text": {"en": "B", "sw": "Bee"}}]
 
 EXAMPLE = [
-    q("q1", "single_choice", text={"en": "How did you hear?", "sw": "Ulisikiaje?"}, options=CHOICES,
-      branches={"b": "q3"}),
+    q(
+        "q1",
+        "single_choice",
+        text={"en": "How did you hear?", "sw": "Ulisikiaje?"},
+        options=CHOICES,
+        branches={"b": "q3"},
+    ),
     q("q2", "number", min=1, max=10, integer=True, next="q4"),
     q("q3", "yes_no", branches={"no": "end"}),
     q("q4", "rating", required=False, branches={"1": "q5"}),
@@ -46,14 +51,28 @@ def test_the_documented_example_is_valid() -> None:
     [
         ("nope", "questions: Input should be a valid list"),
         ([], "questions: a survey needs at least one question"),
-        ([q("q1", "single_choice", options=CHOICES[:1])], "questions[0].options: single_choice needs at least 2 options"),
-        ([q("q1"), q("q2", "multiple_choice")], "questions[1].options: multiple_choice needs at least 2 options"),
-        ([q("q1", "single_choice", options=[CHOICES[0], CHOICES[0]])], "questions[0].options: duplicate option id 'a'"),
+        (
+            [q("q1", "single_choice", options=CHOICES[:1])],
+            "questions[0].options: single_choice needs at least 2 options",
+        ),
+        (
+            [q("q1"), q("q2", "multiple_choice")],
+            "questions[1].options: multiple_choice needs at least 2 options",
+        ),
+        (
+            [q("q1", "single_choice", options=[CHOICES[0], CHOICES[0]])],
+            "questions[0].options: duplicate option id 'a'",
+        ),
         ([q("q1", options=CHOICES)], "questions[0].options: text questions have no options"),
         ([q("q1", "yes_no", branches={"yes": "q9"})], "questions[0].branches.yes: unknown question id 'q9'"),
-        ([q("q1"), q("q2", "yes_no", branches={"maybe": "q1"})],
-         "questions[1].branches.maybe: not an answer of this question (expected one of: yes, no)"),
-        ([q("q1", "rating", branches={"6": "end"})], "questions[0].branches.6: not an answer of this question"),
+        (
+            [q("q1"), q("q2", "yes_no", branches={"maybe": "q1"})],
+            "questions[1].branches.maybe: not an answer of this question (expected one of: yes, no)",
+        ),
+        (
+            [q("q1", "rating", branches={"6": "end"})],
+            "questions[0].branches.6: not an answer of this question",
+        ),
         ([q("q1", branches={"x": "end"})], "questions[0].branches: text questions cannot branch"),
         ([q("q1", next="q7")], "questions[0].next: unknown question id 'q7'"),
         ([q("q1"), q("q1")], "questions[1].id: duplicate question id 'q1'"),
@@ -66,11 +85,18 @@ def test_the_documented_example_is_valid() -> None:
         ([q("q1", min=3)], "questions[0].min: only number questions have min, max and integer"),
         ([q("q1", "number", min=5, max=1)], "questions[0].max: 1 is below min 5"),
         ([{"id": "q1", "type": "text"}], "questions[0].text: Field required"),
-        ([q("q1", "yes_no", branches={"yes": "q2"}), q("q2", next="q1")],
-         "questions[1].next: branching makes a cycle q1 -> q2 -> q1"),
-        ([q("q1", "yes_no", branches={"no": "q1"})], "questions[0].branches.no: branching makes a cycle q1 -> q1"),
-        ([q("q1"), q("q2"), q("q3", "rating", branches={"5": "q2"})],
-         "questions[2].branches.5: branching makes a cycle q2 -> q3 -> q2"),
+        (
+            [q("q1", "yes_no", branches={"yes": "q2"}), q("q2", next="q1")],
+            "questions[1].next: branching makes a cycle q1 -> q2 -> q1",
+        ),
+        (
+            [q("q1", "yes_no", branches={"no": "q1"})],
+            "questions[0].branches.no: branching makes a cycle q1 -> q1",
+        ),
+        (
+            [q("q1"), q("q2"), q("q3", "rating", branches={"5": "q2"})],
+            "questions[2].branches.5: branching makes a cycle q2 -> q3 -> q2",
+        ),
     ],
 )
 def test_invalid_definitions_name_the_bad_path(raw: object, error: str) -> None:
@@ -86,7 +112,12 @@ def test_every_problem_is_reported_at_once() -> None:
 
 
 def test_forward_jumps_are_not_cycles() -> None:
-    raw = [q("q1", "yes_no", branches={"yes": "q3", "no": "q4"}), q("q2"), q("q3", next="end"), q("q4", next="q2")]
+    raw = [
+        q("q1", "yes_no", branches={"yes": "q3", "no": "q4"}),
+        q("q2"),
+        q("q3", next="end"),
+        q("q4", next="q2"),
+    ]
     assert len(validate_questions(raw)) == 4
 
 
@@ -111,10 +142,19 @@ def test_next_question_follows_branches(qid: str, value: object, expected: str |
 
 
 def test_multiple_choice_branches_on_the_first_branching_option_in_question_order() -> None:
-    questions = validate_questions([
-        q("m", "multiple_choice", options=CHOICES + [{"id": "c", "text": "C"}], branches={"c": "z", "b": "y"}),
-        q("x"), q("y"), q("z"),
-    ])
+    questions = validate_questions(
+        [
+            q(
+                "m",
+                "multiple_choice",
+                options=CHOICES + [{"id": "c", "text": "C"}],
+                branches={"c": "z", "b": "y"},
+            ),
+            q("x"),
+            q("y"),
+            q("z"),
+        ]
+    )
     assert branch_key(questions[0], ["c", "b"]) == "b"
     assert next_question_id(questions, questions[0], ["c"]) == "z"
     assert next_question_id(questions, questions[0], ["a"]) == "x"

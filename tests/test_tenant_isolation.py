@@ -15,7 +15,9 @@ async def two_tenants(owner_pool: asyncpg.Pool):  # type: ignore[no-untyped-def]
         ids = []
         for name in ("A", "B"):
             org = await conn.fetchval(
-                "INSERT INTO organizations (name, slug) VALUES ($1::text, $1::text || '-' || gen_random_uuid()) RETURNING id", name)
+                "INSERT INTO organizations (name, slug) VALUES ($1::text, $1::text || '-' || gen_random_uuid()) RETURNING id",
+                name,
+            )
             await seed_tenant(conn, org)
             ids.append(org)
         tables = await tenant_tables(conn)
@@ -32,8 +34,12 @@ async def test_every_tenant_table_has_forced_rls(owner_pool: asyncpg.Pool, two_t
     assert len(tables) >= 40
     rows = await owner_pool.fetch(
         "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = ANY($1::text[])",
-        [*tables, "organizations"])
-    assert {r["relname"] for r in rows if r["relrowsecurity"] and r["relforcerowsecurity"]} == {*tables, "organizations"}
+        [*tables, "organizations"],
+    )
+    assert {r["relname"] for r in rows if r["relrowsecurity"] and r["relforcerowsecurity"]} == {
+        *tables,
+        "organizations",
+    }
 
 
 async def test_a_tenant_sees_only_its_own_rows_in_every_table(app_pool: asyncpg.Pool, two_tenants) -> None:  # type: ignore[no-untyped-def]
@@ -48,7 +54,9 @@ async def test_a_tenant_sees_only_its_own_rows_in_every_table(app_pool: asyncpg.
         assert await conn.fetchval("SELECT count(*) FROM organizations") == 1
 
 
-async def test_a_tenant_cannot_write_rows_for_another_in_every_table(app_pool: asyncpg.Pool, two_tenants) -> None:  # type: ignore[no-untyped-def]
+async def test_a_tenant_cannot_write_rows_for_another_in_every_table(
+    app_pool: asyncpg.Pool, two_tenants
+) -> None:  # type: ignore[no-untyped-def]
     a, b, tables = two_tenants
     for table in tables:
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
@@ -60,7 +68,9 @@ async def test_a_tenant_cannot_write_rows_for_another_in_every_table(app_pool: a
         # ...and A cannot move its own rows over to B.
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
             async with tenant_tx(app_pool, a) as conn:
-                await conn.execute(f"UPDATE {table} SET organization_id = $2 WHERE organization_id = $1", a, b)
+                await conn.execute(
+                    f"UPDATE {table} SET organization_id = $2 WHERE organization_id = $1", a, b
+                )
 
 
 async def test_no_tenant_set_sees_nothing(app_pool: asyncpg.Pool, two_tenants) -> None:  # type: ignore[no-untyped-def]
@@ -92,21 +102,29 @@ async def test_a_pooled_connection_carries_no_tenant_into_its_next_use(db_urls, 
         await pool.close()
 
 
-async def test_a_status_webhook_moves_only_its_own_tenants_reply(owner_pool: asyncpg.Pool, app_pool: asyncpg.Pool,
-                                                                  two_tenants) -> None:  # type: ignore[no-untyped-def]
+async def test_a_status_webhook_moves_only_its_own_tenants_reply(
+    owner_pool: asyncpg.Pool, app_pool: asyncpg.Pool, two_tenants
+) -> None:  # type: ignore[no-untyped-def]
     """apply_status_webhook sets the tenant itself (one round trip): another tenant's id finds nothing, and the
     setting ends with the call's own transaction."""
     a, b, _ = two_tenants
     async with owner_pool.acquire() as conn:
         contact, conversation = await conn.fetchrow(
-            "SELECT contact_id, id FROM conversations WHERE organization_id = $1 LIMIT 1", b)
+            "SELECT contact_id, id FROM conversations WHERE organization_id = $1 LIMIT 1", b
+        )
         await conn.execute(
             """INSERT INTO messages (organization_id, conversation_id, contact_id, direction, type, wa_message_id,
                                      wa_status) VALUES ($1, $2, $3, 'outbound', 'text', 'wamid.iso', 'sent')""",
-            b, conversation, contact)
+            b,
+            conversation,
+            contact,
+        )
     async with app_pool.acquire() as conn:
         assert await conn.fetchval("SELECT apply_status_webhook($1, 'wamid.iso', 'read')", a) is None
         assert await conn.fetchval("SELECT current_org()") is None
         assert await conn.fetchval("SELECT apply_status_webhook($1, 'wamid.iso', 'read')", b) is True
         assert await conn.fetchval("SELECT current_org()") is None
-    assert await owner_pool.fetchval("SELECT wa_status FROM messages WHERE wa_message_id = 'wamid.iso'") == "read"
+    assert (
+        await owner_pool.fetchval("SELECT wa_status FROM messages WHERE wa_message_id = 'wamid.iso'")
+        == "read"
+    )

@@ -32,8 +32,17 @@ DAY = timedelta(days=1)
 
 
 def ticket_type(id_, name, price, remaining=100, max_per_order=10, start=None, end=None, active=True):
-    return {"id": id_, "name": name, "price": Decimal(price), "currency": "KES", "remaining": remaining,
-            "max_per_order": max_per_order, "sales_start_at": start, "sales_end_at": end, "is_active": active}
+    return {
+        "id": id_,
+        "name": name,
+        "price": Decimal(price),
+        "currency": "KES",
+        "remaining": remaining,
+        "max_per_order": max_per_order,
+        "sales_start_at": start,
+        "sales_end_at": end,
+        "is_active": active,
+    }
 
 
 REGULAR = ticket_type("tt-reg", "Regular", "1500", remaining=None, start=NOW - DAY, end=NOW + DAY)
@@ -42,15 +51,26 @@ STUDENT = ticket_type("tt-stu", "Student", "500", remaining=0)
 EARLY = ticket_type("tt-early", "Early Bird", "1000", end=NOW - DAY)
 DOOR = ticket_type("tt-door", "Door", "2000", start=NOW + 3 * DAY)
 STAFF = ticket_type("tt-staff", "Crew", "0", active=False)
-EVENT = {"id": "ev-1", "name": "Nairobi Jazz Night", "starts_at": datetime(2026, 3, 14, 15, 0, tzinfo=UTC),
-         "venue_name": "Carnivore Grounds", "status": "published",
-         "ticket_types": [REGULAR, VIP, STUDENT, EARLY, DOOR, STAFF]}
+EVENT = {
+    "id": "ev-1",
+    "name": "Nairobi Jazz Night",
+    "starts_at": datetime(2026, 3, 14, 15, 0, tzinfo=UTC),
+    "venue_name": "Carnivore Grounds",
+    "status": "published",
+    "ticket_types": [REGULAR, VIP, STUDENT, EARLY, DOOR, STAFF],
+}
 FREE_EVENT = {**EVENT, "ticket_types": [ticket_type("tt-free", "Community", "0", max_per_order=2)]}
 
 
 def ctx(lang="en", name="Jane Wanjiku", event=EVENT, **data) -> Context:
-    return context(NOW, language=lang, contact_id="c-1", contact_phone="254712345678", contact_name=name,
-                   data={"event": event, **data})
+    return context(
+        NOW,
+        language=lang,
+        contact_id="c-1",
+        contact_phone="254712345678",
+        contact_name=name,
+        data={"event": event, **data},
+    )
 
 
 def tap(choice_id: str, title: str = "") -> Inbound:
@@ -58,8 +78,9 @@ def tap(choice_id: str, title: str = "") -> Inbound:
 
 
 def held(hold_id="h-1", quantity=2, unit="1500", type_id="tt-reg") -> tk.TicketsHeld:
-    return tk.TicketsHeld(hold_id, type_id, quantity, Decimal(unit), Decimal(unit) * quantity,
-                          NOW + timedelta(minutes=10))
+    return tk.TicketsHeld(
+        hold_id, type_id, quantity, Decimal(unit), Decimal(unit) * quantity, NOW + timedelta(minutes=10)
+    )
 
 
 def feed(step, *events, c=None):
@@ -81,9 +102,18 @@ TO_CONFIRM = (*TO_EMAIL, "jane@example.com")
 TO_HOLDING = (*TO_CONFIRM, tap(tk.ID_CONFIRM))
 TO_AWAITING = (*TO_HOLDING, held(), tk.PaymentRequested("h-1", "ws_CO_1"))
 TO_ISSUING = (*TO_AWAITING, PaymentResult("ws_CO_1", 0, receipt="SAB1CD2EF3", amount=Decimal("3000")))
-PATHS = {"choose_type": (), "quantity": ("Regular",), "holder_name": TO_NAME, "holder_email": TO_EMAIL,
-         "confirm": TO_CONFIRM, "holding": TO_HOLDING, "awaiting_payment": TO_AWAITING, "issuing": TO_ISSUING,
-         "retry": (*TO_AWAITING, PaymentResult("ws_CO_1", 1032)), "fewer": (*TO_HOLDING, tk.SoldOut("tt-reg", 1))}
+PATHS = {
+    "choose_type": (),
+    "quantity": ("Regular",),
+    "holder_name": TO_NAME,
+    "holder_email": TO_EMAIL,
+    "confirm": TO_CONFIRM,
+    "holding": TO_HOLDING,
+    "awaiting_payment": TO_AWAITING,
+    "issuing": TO_ISSUING,
+    "retry": (*TO_AWAITING, PaymentResult("ws_CO_1", 1032)),
+    "fewer": (*TO_HOLDING, tk.SoldOut("tt-reg", 1)),
+}
 
 
 def texts(step) -> list[str]:
@@ -92,8 +122,14 @@ def texts(step) -> list[str]:
 
 def type_menu_body(lang="en", sold="Student", prefix=""):
     prices = "• Regular: KES 1,500\n• VIP: KES 5,000\n\n" + t("tickets.sold_out_note", lang, names=sold)
-    body = t("tickets.event_intro", lang, event="Nairobi Jazz Night", when="14/03/2026 18:00",
-             venue="Carnivore Grounds", prices=prices)
+    body = t(
+        "tickets.event_intro",
+        lang,
+        event="Nairobi Jazz Night",
+        when="14/03/2026 18:00",
+        venue="Carnivore Grounds",
+        prices=prices,
+    )
     return f"{prefix}\n\n{body}" if prefix else body
 
 
@@ -102,26 +138,34 @@ def type_menu_body(lang="en", sold="Student", prefix=""):
 
 def test_start_offers_types_on_sale_with_prices_and_notes_sold_out():
     step = tk.start("ev-1", State(version=7), ctx())
-    assert step.state == State("tickets", "choose_type", {"event_id": "ev-1", "event_name": "Nairobi Jazz Night"}, 7)
+    assert step.state == State(
+        "tickets", "choose_type", {"event_id": "ev-1", "event_name": "Nairobi Jazz Night"}, 7
+    )
     assert step.effects == ()
-    assert step.replies == (Buttons(type_menu_body(), (Button("tickets:type:tt-reg", "Regular"),
-                                                      Button("tickets:type:tt-vip", "VIP"))),)
+    assert step.replies == (
+        Buttons(
+            type_menu_body(), (Button("tickets:type:tt-reg", "Regular"), Button("tickets:type:tt-vip", "VIP"))
+        ),
+    )
 
 
 def closed(*types, status="published"):
     return {**EVENT, "status": status, "ticket_types": list(types)}
 
 
-@pytest.mark.parametrize("event, key, values", [
-    (closed(DOOR), "tickets.sales_open_on", {"when": "04/03/2026 12:00"}),  # before the window
-    (closed(EARLY), "tickets.not_on_sale", {}),  # after the window
-    (closed(STUDENT), "tickets.sold_out_all", {}),
-    (closed(STUDENT, DOOR), "tickets.sales_open_on", {"when": "04/03/2026 12:00"}),
-    (closed(STAFF), "tickets.not_on_sale", {}),
-    (closed(), "tickets.not_on_sale", {}),
-    (closed(REGULAR, status="draft"), "tickets.not_on_sale", {}),
-    (closed(ticket_type("x", "X", "1", end=NOW)), "tickets.not_on_sale", {}),  # the end is exclusive
-])
+@pytest.mark.parametrize(
+    "event, key, values",
+    [
+        (closed(DOOR), "tickets.sales_open_on", {"when": "04/03/2026 12:00"}),  # before the window
+        (closed(EARLY), "tickets.not_on_sale", {}),  # after the window
+        (closed(STUDENT), "tickets.sold_out_all", {}),
+        (closed(STUDENT, DOOR), "tickets.sales_open_on", {"when": "04/03/2026 12:00"}),
+        (closed(STAFF), "tickets.not_on_sale", {}),
+        (closed(), "tickets.not_on_sale", {}),
+        (closed(REGULAR, status="draft"), "tickets.not_on_sale", {}),
+        (closed(ticket_type("x", "X", "1", end=NOW)), "tickets.not_on_sale", {}),  # the end is exclusive
+    ],
+)
 def test_start_when_nothing_can_be_bought_goes_back_idle(event, key, values):
     step = tk.start("ev-1", State(version=7), ctx(event=event))
     assert step == tk.Step(State(version=7), (Text(t(key, "en", event="Nairobi Jazz Night", **values)),))
@@ -144,7 +188,9 @@ def test_many_types_fall_back_to_a_list_with_prices():
     menu = step.replies[0]
     assert menu.button == "Tickets"
     assert [(r.id, r.title, r.description) for r in menu.rows][:2] == [
-        ("tickets:type:t1", "1. Tier 1", "KES 100"), ("tickets:type:t2", "2. Tier 2", "KES 200")]
+        ("tickets:type:t1", "1. Tier 1", "KES 100"),
+        ("tickets:type:t2", "2. Tier 2", "KES 200"),
+    ]
 
 
 # ---------------------------------------------------------------- choosing the type
@@ -154,9 +200,15 @@ def test_many_types_fall_back_to_a_list_with_prices():
 def test_choose_type_any_way(said):
     step = walk(said)
     assert step.state.step == "quantity"
-    assert step.state.data["type_id"] == "tt-vip" and step.state.data["limit"] == 2  # min(4 per order, 2 left)
-    assert step.replies == (Buttons(t("tickets.quantity_prompt", "en", type="VIP", price="KES 5,000", max=2),
-                                    (Button("tickets:qty:1", "1"), Button("tickets:qty:2", "2"))),)
+    assert (
+        step.state.data["type_id"] == "tt-vip" and step.state.data["limit"] == 2
+    )  # min(4 per order, 2 left)
+    assert step.replies == (
+        Buttons(
+            t("tickets.quantity_prompt", "en", type="VIP", price="KES 5,000", max=2),
+            (Button("tickets:qty:1", "1"), Button("tickets:qty:2", "2")),
+        ),
+    )
 
 
 @pytest.mark.parametrize("said", ["Gold", "3", "0", "", "Student", "Early Bird", tap("tickets:type:tt-stu")])
@@ -186,8 +238,9 @@ def test_only_one_ticket_possible_skips_the_quantity():
 # ---------------------------------------------------------------- quantity
 
 
-@pytest.mark.parametrize("said, quantity", [
-    (tap("tickets:qty:3", "3"), 3), ("2", 2), (" 3 ", 3), ("10", 10), ("7.", 7), ("1", 1)])
+@pytest.mark.parametrize(
+    "said, quantity", [(tap("tickets:qty:3", "3"), 3), ("2", 2), (" 3 ", 3), ("10", 10), ("7.", 7), ("1", 1)]
+)
 def test_quantity_valid(said, quantity):
     step = walk("Regular", said)
     assert step.state.step == "holder_name" and step.state.data["quantity"] == quantity
@@ -195,20 +248,27 @@ def test_quantity_valid(said, quantity):
 
 def test_quantity_prompt_for_regular_offers_three_buttons_and_the_range():
     step = walk("Regular")
-    assert step.replies == (Buttons(t("tickets.quantity_prompt", "en", type="Regular", price="KES 1,500", max=10),
-                                    tuple(Button(f"tickets:qty:{n}", str(n)) for n in (1, 2, 3))),)
+    assert step.replies == (
+        Buttons(
+            t("tickets.quantity_prompt", "en", type="Regular", price="KES 1,500", max=10),
+            tuple(Button(f"tickets:qty:{n}", str(n)) for n in (1, 2, 3)),
+        ),
+    )
 
 
-@pytest.mark.parametrize("type_, said, key, limit", [
-    ("Regular", "0", "tickets.quantity_not_number", 10),
-    ("Regular", "11", "tickets.quantity_over_max", 10),
-    ("Regular", "two", "tickets.quantity_not_number", 10),
-    ("Regular", "-1", "tickets.quantity_not_number", 10),
-    ("Regular", "", "tickets.quantity_not_number", 10),
-    ("Regular", "99999999999", "tickets.quantity_not_number", 10),
-    ("VIP", "3", "tickets.quantity_over_remaining", 2),
-    ("VIP", "4", "tickets.quantity_over_remaining", 2),
-])
+@pytest.mark.parametrize(
+    "type_, said, key, limit",
+    [
+        ("Regular", "0", "tickets.quantity_not_number", 10),
+        ("Regular", "11", "tickets.quantity_over_max", 10),
+        ("Regular", "two", "tickets.quantity_not_number", 10),
+        ("Regular", "-1", "tickets.quantity_not_number", 10),
+        ("Regular", "", "tickets.quantity_not_number", 10),
+        ("Regular", "99999999999", "tickets.quantity_not_number", 10),
+        ("VIP", "3", "tickets.quantity_over_remaining", 2),
+        ("VIP", "4", "tickets.quantity_over_remaining", 2),
+    ],
+)
 def test_quantity_invalid(type_, said, key, limit):
     step = walk(type_, said)
     assert step.state.step == "quantity" and step.state.data["failures"] == 1
@@ -219,9 +279,17 @@ def test_quantity_invalid(type_, said, key, limit):
 # ---------------------------------------------------------------- holder name and email
 
 
-@pytest.mark.parametrize("said, name", [
-    ("me", "Jane Wanjiku"), ("SAME", "Jane Wanjiku"), ("Mimi", "Jane Wanjiku"),
-    (tap(tk.ID_ME, "Use my name"), "Jane Wanjiku"), ("  Peter   Otieno ", "Peter Otieno"), ("Li", "Li")])
+@pytest.mark.parametrize(
+    "said, name",
+    [
+        ("me", "Jane Wanjiku"),
+        ("SAME", "Jane Wanjiku"),
+        ("Mimi", "Jane Wanjiku"),
+        (tap(tk.ID_ME, "Use my name"), "Jane Wanjiku"),
+        ("  Peter   Otieno ", "Peter Otieno"),
+        ("Li", "Li"),
+    ],
+)
 def test_holder_name_valid(said, name):
     step = walk(*TO_NAME, said)
     assert step.state.step == "holder_email" and step.state.data["holder_name"] == name
@@ -232,8 +300,9 @@ def test_holder_name_valid(said, name):
 def test_holder_name_invalid(said):
     step = walk(*TO_NAME, said)
     assert step.state.step == "holder_name"
-    assert texts(step) == [t("tickets.invalid_name", "en") + "\n\n" + t("tickets.name_prompt_me", "en",
-                                                                        name="Jane Wanjiku")]
+    assert texts(step) == [
+        t("tickets.invalid_name", "en") + "\n\n" + t("tickets.name_prompt_me", "en", name="Jane Wanjiku")
+    ]
 
 
 def test_holder_name_me_without_a_known_name():
@@ -242,21 +311,42 @@ def test_holder_name_me_without_a_known_name():
     assert step.replies == (Text(t("tickets.name_prompt", "en")),)
     step = feed(step, "me", c=c)
     assert step.state.step == "holder_name"
-    assert step.replies == (Text(t("tickets.no_contact_name", "en") + "\n\n" + t("tickets.name_prompt", "en")),)
+    assert step.replies == (
+        Text(t("tickets.no_contact_name", "en") + "\n\n" + t("tickets.name_prompt", "en")),
+    )
 
 
-@pytest.mark.parametrize("said, email", [
-    ("jane@example.com", "jane@example.com"), (" j.doe+x@mail.co.ke ", "j.doe+x@mail.co.ke"),
-    ("SKIP", None), ("ruka", None), (tap(tk.ID_SKIP, "Skip"), None)])
+@pytest.mark.parametrize(
+    "said, email",
+    [
+        ("jane@example.com", "jane@example.com"),
+        (" j.doe+x@mail.co.ke ", "j.doe+x@mail.co.ke"),
+        ("SKIP", None),
+        ("ruka", None),
+        (tap(tk.ID_SKIP, "Skip"), None),
+    ],
+)
 def test_holder_email_valid(said, email):
     step = walk(*TO_EMAIL, said)
     assert step.state.step == "confirm" and step.state.data["holder_email"] == email
-    body = t("tickets.confirm_prompt", "en", event="Nairobi Jazz Night", quantity=2, type="Regular",
-             name="Jane Wanjiku", email=email or "(none)", total="KES 3,000")
-    assert step.replies == (Buttons(body, (Button(tk.ID_CONFIRM, "Confirm"), Button(tk.ID_CANCEL, "Cancel"))),)
+    body = t(
+        "tickets.confirm_prompt",
+        "en",
+        event="Nairobi Jazz Night",
+        quantity=2,
+        type="Regular",
+        name="Jane Wanjiku",
+        email=email or "(none)",
+        total="KES 3,000",
+    )
+    assert step.replies == (
+        Buttons(body, (Button(tk.ID_CONFIRM, "Confirm"), Button(tk.ID_CANCEL, "Cancel"))),
+    )
 
 
-@pytest.mark.parametrize("said", ["jane@", "jane@example", "jane example.com", "@example.com", "a@b.c", "", "a@@b.co"])
+@pytest.mark.parametrize(
+    "said", ["jane@", "jane@example", "jane example.com", "@example.com", "a@b.c", "", "a@@b.co"]
+)
 def test_holder_email_invalid(said):
     step = walk(*TO_EMAIL, said)
     assert step.state.step == "holder_email" and step.state.data["failures"] == 1
@@ -302,8 +392,9 @@ def test_held_requests_the_payment_and_starts_the_timer():
         tk.RequestPayment("h-1", Decimal("3000"), "254712345678", "NAIROBIJAZZN", "Tickets x2"),
         StartTimer("payment_expiry", 90, {"hold_id": "h-1"}),
     )
-    assert step.replies == (Buttons(t("tickets.pay_prompt", "en", amount="KES 3,000"),
-                                    (Button(tk.ID_CANCEL, "Cancel"),)),)
+    assert step.replies == (
+        Buttons(t("tickets.pay_prompt", "en", amount="KES 3,000"), (Button(tk.ID_CANCEL, "Cancel"),)),
+    )
 
 
 def test_payment_requested_remembers_the_checkout_quietly():
@@ -320,16 +411,36 @@ def test_payment_requested_for_another_hold_is_ignored():
 def test_paid_then_two_tickets_issued():
     paid = walk(*TO_ISSUING)
     assert paid.state.step == "issuing" and paid.replies == ()
-    assert paid.effects == (tk.IssueTickets("h-1", "Jane Wanjiku", "jane@example.com", "SAB1CD2EF3",
-                                            Decimal("3000")), CancelTimers("payment_expiry"))
+    assert paid.effects == (
+        tk.IssueTickets("h-1", "Jane Wanjiku", "jane@example.com", "SAB1CD2EF3", Decimal("3000")),
+        CancelTimers("payment_expiry"),
+    )
     done = feed(paid, tk.TicketsIssued("h-1", ("TKT-AAA111", "TKT-BBB222"), "Nairobi Jazz Night"))
-    caption = lambda n, code: t("tickets.ticket_caption", "en", event="Nairobi Jazz Night", type="Regular",  # noqa: E731
-                                holder="Jane Wanjiku", n=n, count=2, code=code)
-    summary = t("tickets.issued_paid", "en", receipt="SAB1CD2EF3", event="Nairobi Jazz Night", count=2,
-                type="Regular")
-    assert done == tk.Step(State(version=7), (
-        Image("qr:TKT-AAA111", caption(1, "TKT-AAA111")), Image("qr:TKT-BBB222", caption(2, "TKT-BBB222")),
-        Text(summary)), (Charge("ticket_issued", "events", reference_id="h-1", quantity=2),))
+
+    def caption(n: int, code: str) -> str:
+        return t(
+            "tickets.ticket_caption",
+            "en",
+            event="Nairobi Jazz Night",
+            type="Regular",
+            holder="Jane Wanjiku",
+            n=n,
+            count=2,
+            code=code,
+        )
+
+    summary = t(
+        "tickets.issued_paid", "en", receipt="SAB1CD2EF3", event="Nairobi Jazz Night", count=2, type="Regular"
+    )
+    assert done == tk.Step(
+        State(version=7),
+        (
+            Image("qr:TKT-AAA111", caption(1, "TKT-AAA111")),
+            Image("qr:TKT-BBB222", caption(2, "TKT-BBB222")),
+            Text(summary),
+        ),
+        (Charge("ticket_issued", "events", reference_id="h-1", quantity=2),),
+    )
 
 
 def test_duplicate_payment_result_after_success_is_ignored():
@@ -348,32 +459,42 @@ def test_payment_result_before_payment_requested_is_taken():
 
 def test_payment_result_before_payment_requested_with_another_amount_is_ignored():
     before = walk(*TO_HOLDING, held())
-    assert feed(before, PaymentResult("ws_CO_7", 0, receipt="R1", amount=Decimal("10"))) == tk.Step(before.state)
+    assert feed(before, PaymentResult("ws_CO_7", 0, receipt="R1", amount=Decimal("10"))) == tk.Step(
+        before.state
+    )
 
 
-@pytest.mark.parametrize("result", [
-    PaymentResult("ws_CO_OTHER", 0, receipt="R9"),  # another checkout
-    PaymentResult("ws_CO_OTHER", 1032),
-])
+@pytest.mark.parametrize(
+    "result",
+    [
+        PaymentResult("ws_CO_OTHER", 0, receipt="R9"),  # another checkout
+        PaymentResult("ws_CO_OTHER", 1032),
+    ],
+)
 def test_payment_result_for_another_checkout_is_ignored(result):
     awaiting = walk(*TO_AWAITING)
     assert feed(awaiting, result) == tk.Step(awaiting.state)
 
 
-@pytest.mark.parametrize("code, reason, key", [
-    (1, "insufficient_funds", "tickets.pay_failed_insufficient"),
-    (1032, "cancelled_by_user", "tickets.pay_failed_cancelled"),
-    (1037, "phone_unreachable", "tickets.pay_failed_unreachable"),
-    (2001, "wrong_pin", "tickets.pay_failed_wrong_pin"),
-    (17, "payment_failed", "tickets.pay_failed_other"),
-])
+@pytest.mark.parametrize(
+    "code, reason, key",
+    [
+        (1, "insufficient_funds", "tickets.pay_failed_insufficient"),
+        (1032, "cancelled_by_user", "tickets.pay_failed_cancelled"),
+        (1037, "phone_unreachable", "tickets.pay_failed_unreachable"),
+        (2001, "wrong_pin", "tickets.pay_failed_wrong_pin"),
+        (17, "payment_failed", "tickets.pay_failed_other"),
+    ],
+)
 def test_payment_failure_releases_and_offers_retry(code, reason, key):
     step = walk(*TO_AWAITING, PaymentResult("ws_CO_1", code, "failed"))
     assert step.state.step == "retry"
     assert "hold_id" not in step.state.data and step.state.data["old_checkouts"] == ["ws_CO_1"]
     assert step.effects == (tk.ReleaseHold("h-1", reason), CancelTimers("payment_expiry"))
     body = t(key, "en", amount="KES 3,000") + " " + t("tickets.retry_question", "en")
-    assert step.replies == (Buttons(body, (Button(tk.ID_RETRY, "Try again"), Button(tk.ID_CANCEL, "Cancel"))),)
+    assert step.replies == (
+        Buttons(body, (Button(tk.ID_RETRY, "Try again"), Button(tk.ID_CANCEL, "Cancel"))),
+    )
 
 
 def test_retry_holds_the_same_selection_and_old_callbacks_stay_ignored():
@@ -381,19 +502,29 @@ def test_retry_holds_the_same_selection_and_old_callbacks_stay_ignored():
     again = feed(failed, tap(tk.ID_RETRY, "Try again"))
     assert again.state.step == "holding" and again.effects == (tk.HoldTickets("tt-reg", 2, 600),)
     waiting = feed(again, held("h-2"))
-    assert waiting.effects[0] == tk.RequestPayment("h-2", Decimal("3000"), "254712345678", "NAIROBIJAZZN",
-                                                   "Tickets x2")
+    assert waiting.effects[0] == tk.RequestPayment(
+        "h-2", Decimal("3000"), "254712345678", "NAIROBIJAZZN", "Tickets x2"
+    )
     late = PaymentResult("ws_CO_1", 0, receipt="LATE", amount=Decimal("3000"))
     assert feed(waiting, late) == tk.Step(waiting.state)  # before PaymentRequested of the new attempt
     current = feed(waiting, tk.PaymentRequested("h-2", "ws_CO_2"))
     assert feed(current, late) == tk.Step(current.state)
     paid = feed(current, PaymentResult("ws_CO_2", 0, receipt="OK2", amount=Decimal("3000")))
-    assert paid.effects[0] == tk.IssueTickets("h-2", "Jane Wanjiku", "jane@example.com", "OK2", Decimal("3000"))
+    assert paid.effects[0] == tk.IssueTickets(
+        "h-2", "Jane Wanjiku", "jane@example.com", "OK2", Decimal("3000")
+    )
 
 
-@pytest.mark.parametrize("said, outcome", [
-    ("yes", "holding"), ("jaribu tena", "holding"), (tap(tk.ID_CANCEL), "idle"), ("no", "idle"),
-    ("later", "retry")])
+@pytest.mark.parametrize(
+    "said, outcome",
+    [
+        ("yes", "holding"),
+        ("jaribu tena", "holding"),
+        (tap(tk.ID_CANCEL), "idle"),
+        ("no", "idle"),
+        ("later", "retry"),
+    ],
+)
 def test_retry_answers(said, outcome):
     step = walk(*PATHS["retry"], said)
     assert step.state.step == outcome
@@ -412,15 +543,19 @@ def test_text_while_awaiting_payment_keeps_waiting():
     for said in ("hello?", "1", "did it work", tap("tickets:type:tt-vip")):
         step = feed(awaiting, said)
         assert step.state == awaiting.state and step.effects == ()
-        assert step.replies == (Buttons(t("tickets.still_waiting", "en", amount="KES 3,000"),
-                                        (Button(tk.ID_CANCEL, "Cancel"),)),)
+        assert step.replies == (
+            Buttons(t("tickets.still_waiting", "en", amount="KES 3,000"), (Button(tk.ID_CANCEL, "Cancel"),)),
+        )
 
 
 @pytest.mark.parametrize("said", [tap(tk.ID_CANCEL, "Cancel"), "cancel", "Ghairi"])
 def test_cancel_button_while_awaiting_releases(said):
     step = walk(*TO_AWAITING, said)
-    assert step == tk.Step(State(version=7), (Text(t("tickets.cancelled", "en")),),
-                           (tk.ReleaseHold("h-1", "cancelled"), CancelTimers("payment_expiry")))
+    assert step == tk.Step(
+        State(version=7),
+        (Text(t("tickets.cancelled", "en")),),
+        (tk.ReleaseHold("h-1", "cancelled"), CancelTimers("payment_expiry")),
+    )
 
 
 # ---------------------------------------------------------------- the payment timer
@@ -436,14 +571,17 @@ def test_current_expiry_timer_releases_and_offers_retry():
     assert texts(step) == [t("tickets.pay_timeout", "en") + " " + t("tickets.retry_question", "en")]
 
 
-@pytest.mark.parametrize("path, fired", [
-    ("awaiting_payment", timer(hold_id="h-0")),  # a timer of an earlier hold
-    ("awaiting_payment", timer(version=6)),  # no hold named: the version decides
-    ("awaiting_payment", TimerFired("reminder", 7, {"hold_id": "h-1"})),
-    ("issuing", timer(hold_id="h-1")),
-    ("retry", timer(hold_id="h-1")),
-    ("confirm", timer()),
-])
+@pytest.mark.parametrize(
+    "path, fired",
+    [
+        ("awaiting_payment", timer(hold_id="h-0")),  # a timer of an earlier hold
+        ("awaiting_payment", timer(version=6)),  # no hold named: the version decides
+        ("awaiting_payment", TimerFired("reminder", 7, {"hold_id": "h-1"})),
+        ("issuing", timer(hold_id="h-1")),
+        ("retry", timer(hold_id="h-1")),
+        ("confirm", timer()),
+    ],
+)
 def test_stale_or_foreign_timers_are_ignored(path, fired):
     before = walk(*PATHS[path])
     assert feed(before, fired) == tk.Step(before.state)
@@ -465,8 +603,9 @@ def test_free_ticket_skips_payment():
     assert issuing.effects == (tk.IssueTickets("h-5", "Peter Otieno", None, None, Decimal("0")),)
     done = feed(issuing, tk.TicketsIssued("h-5", ("TKT-FREE01",), "Nairobi Jazz Night"), c=c)
     assert done.state == State(version=7)
-    assert done.replies[-1] == Text(t("tickets.issued_free", "en", event="Nairobi Jazz Night", count=1,
-                                      type="Community"))
+    assert done.replies[-1] == Text(
+        t("tickets.issued_free", "en", event="Nairobi Jazz Night", count=1, type="Community")
+    )
     assert done.effects == (Charge("ticket_issued", "events", reference_id="h-5", quantity=1),)
 
 
@@ -484,14 +623,17 @@ def test_sold_out_partially_offers_the_rest():
     assert step.replies == (Buttons(body, (Button(tk.ID_TAKE, "Buy 1"), Button(tk.ID_CANCEL, "Cancel"))),)
 
 
-@pytest.mark.parametrize("said, effects, step_name", [
-    (tap(tk.ID_TAKE, "Buy 1"), (tk.HoldTickets("tt-reg", 1, 600),), "holding"),
-    ("buy 1", (tk.HoldTickets("tt-reg", 1, 600),), "holding"),
-    ("1", (tk.HoldTickets("tt-reg", 1, 600),), "holding"),
-    ("2", (), "fewer"),
-    ("whatever", (), "fewer"),
-    (tap(tk.ID_CANCEL, "Cancel"), (), "idle"),
-])
+@pytest.mark.parametrize(
+    "said, effects, step_name",
+    [
+        (tap(tk.ID_TAKE, "Buy 1"), (tk.HoldTickets("tt-reg", 1, 600),), "holding"),
+        ("buy 1", (tk.HoldTickets("tt-reg", 1, 600),), "holding"),
+        ("1", (tk.HoldTickets("tt-reg", 1, 600),), "holding"),
+        ("2", (), "fewer"),
+        ("whatever", (), "fewer"),
+        (tap(tk.ID_CANCEL, "Cancel"), (), "idle"),
+    ],
+)
 def test_answers_to_the_smaller_offer(said, effects, step_name):
     step = walk(*PATHS["fewer"], said)
     assert step.state.step == step_name and step.effects == effects
@@ -507,8 +649,14 @@ def test_sold_out_completely_offers_other_types():
     assert step.state.step == "choose_type" and step.state.data["excluded_types"] == ["tt-vip"]
     prefix = t("tickets.sold_out_type", "en", type="VIP")
     prices = "• Regular: KES 1,500\n\n" + t("tickets.sold_out_note", "en", names="VIP, Student")
-    body = t("tickets.event_intro", "en", event="Nairobi Jazz Night", when="14/03/2026 18:00",
-             venue="Carnivore Grounds", prices=prices)
+    body = t(
+        "tickets.event_intro",
+        "en",
+        event="Nairobi Jazz Night",
+        when="14/03/2026 18:00",
+        venue="Carnivore Grounds",
+        prices=prices,
+    )
     assert step.replies == (Buttons(f"{prefix}\n\n{body}", (Button("tickets:type:tt-reg", "Regular"),)),)
     assert feed(step, "VIP").state.data["failures"] == 1  # no longer offered
     assert feed(step, "Regular").state.step == "quantity"
@@ -539,7 +687,11 @@ def test_cancel_releases_a_hold_only_when_one_exists(path):
     if path == "issuing":  # paid: the tickets are coming, nothing to cancel
         assert step == tk.Step(before.state, (Text(t("tickets.issuing_wait", "en")),))
         return
-    effects = (tk.ReleaseHold("h-1", "cancelled"), CancelTimers("payment_expiry")) if path == "awaiting_payment" else ()
+    effects = (
+        (tk.ReleaseHold("h-1", "cancelled"), CancelTimers("payment_expiry"))
+        if path == "awaiting_payment"
+        else ()
+    )
     assert step == tk.Step(State(version=7), (Text(t("tickets.cancelled", "en")),), effects)
 
 
@@ -565,7 +717,9 @@ def test_reprompt_when_idle():
 
 
 def test_inbound_when_not_in_the_module_is_ignored():
-    assert tk.step(State(module="survey", step="q1"), Inbound("2"), ctx()) == tk.Step(State(module="survey", step="q1"))
+    assert tk.step(State(module="survey", step="q1"), Inbound("2"), ctx()) == tk.Step(
+        State(module="survey", step="q1")
+    )
 
 
 @pytest.mark.parametrize("path", sorted(PATHS))
@@ -603,9 +757,16 @@ def test_every_text_has_a_distinct_swahili_version():
     assert [k for k, v in TEXTS.items() if set(v) != {"en", "sw"} or v["sw"] == v["en"]] == []
 
 
-@pytest.mark.parametrize("amount, shown", [
-    ("1500", "KES 1,500"), ("1500.00", "KES 1,500"), ("1500.5", "KES 1,500.50"), ("0", "KES 0"),
-    ("1250000", "KES 1,250,000")])
+@pytest.mark.parametrize(
+    "amount, shown",
+    [
+        ("1500", "KES 1,500"),
+        ("1500.00", "KES 1,500"),
+        ("1500.5", "KES 1,500.50"),
+        ("0", "KES 0"),
+        ("1250000", "KES 1,250,000"),
+    ],
+)
 def test_kes(amount, shown):
     assert kes(Decimal(amount)) == shown
 

@@ -17,7 +17,9 @@ async def test_debit_writes_a_ledger_row_with_balances(app_pool: asyncpg.Pool, m
         result = await debit(conn, org, 3, module="test", action="outbound_reply")
     assert result.ok and result.balance == 7
     async with tenant_tx(app_pool, org) as conn:
-        rows = await conn.fetch("SELECT type, amount, balance_before, balance_after FROM token_transactions ORDER BY created_at")
+        rows = await conn.fetch(
+            "SELECT type, amount, balance_before, balance_after FROM token_transactions ORDER BY created_at"
+        )
     assert [tuple(r) for r in rows] == [("purchase", 10, 0, 10), ("debit", -3, 10, 7)]
 
 

@@ -52,33 +52,73 @@ def test_every_example_request_validates(path: Path) -> None:
 
 
 def _text(body: str = "hi") -> dict[str, Any]:
-    return {"messaging_product": "whatsapp", "recipient_type": "individual", "to": "254700000001",
-            "type": "text", "text": {"body": body}}
+    return {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": "254700000001",
+        "type": "text",
+        "text": {"body": body},
+    }
 
 
 def _buttons(n: int = 2) -> dict[str, Any]:
-    return {"messaging_product": "whatsapp", "to": "254700000001", "type": "interactive",
-            "interactive": {"type": "button", "body": {"text": "Pick one"}, "action": {"buttons": [
-                {"type": "reply", "reply": {"id": f"b{i}", "title": f"Option {i}"}} for i in range(n)]}}}
+    return {
+        "messaging_product": "whatsapp",
+        "to": "254700000001",
+        "type": "interactive",
+        "interactive": {
+            "type": "button",
+            "body": {"text": "Pick one"},
+            "action": {
+                "buttons": [
+                    {"type": "reply", "reply": {"id": f"b{i}", "title": f"Option {i}"}} for i in range(n)
+                ]
+            },
+        },
+    }
 
 
 def _list(sections: list[int] | None = None) -> dict[str, Any]:
     sections = sections or [2]
-    return {"messaging_product": "whatsapp", "to": "254700000001", "type": "interactive",
-            "interactive": {"type": "list", "body": {"text": "Choose"}, "action": {"button": "Menu", "sections": [
-                {"title": f"Section {s}", "rows": [{"id": f"s{s}r{r}", "title": f"Row {r}", "description": "d"}
-                                                   for r in range(n)]}
-                for s, n in enumerate(sections)]}}}
+    return {
+        "messaging_product": "whatsapp",
+        "to": "254700000001",
+        "type": "interactive",
+        "interactive": {
+            "type": "list",
+            "body": {"text": "Choose"},
+            "action": {
+                "button": "Menu",
+                "sections": [
+                    {
+                        "title": f"Section {s}",
+                        "rows": [
+                            {"id": f"s{s}r{r}", "title": f"Row {r}", "description": "d"} for r in range(n)
+                        ],
+                    }
+                    for s, n in enumerate(sections)
+                ],
+            },
+        },
+    }
 
 
 def _image() -> dict[str, Any]:
-    return {"messaging_product": "whatsapp", "to": "254700000001", "type": "image",
-            "image": {"link": "https://example.com/qr.png", "caption": "ticket"}}
+    return {
+        "messaging_product": "whatsapp",
+        "to": "254700000001",
+        "type": "image",
+        "image": {"link": "https://example.com/qr.png", "caption": "ticket"},
+    }
 
 
 def _document() -> dict[str, Any]:
-    return {"messaging_product": "whatsapp", "to": "254700000001", "type": "document",
-            "document": {"id": "123", "caption": "receipt", "filename": "receipt.pdf"}}
+    return {
+        "messaging_product": "whatsapp",
+        "to": "254700000001",
+        "type": "document",
+        "document": {"id": "123", "caption": "receipt", "filename": "receipt.pdf"},
+    }
 
 
 def _set(body: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
@@ -107,10 +147,18 @@ STRING_LIMITS = [
     (_list(), (*ROW, "id"), 200, "interactive.action.sections[0].rows[0].id"),
     (_list(), (*ROW, "title"), 24, "interactive.action.sections[0].rows[0].title"),
     (_list(), (*ROW, "description"), 72, "interactive.action.sections[0].rows[0].description"),
-    (_set(_list(), ("interactive", "footer"), {"text": "f"}), ("interactive", "footer", "text"), 60,
-     "interactive.footer.text"),
-    (_set(_buttons(), ("interactive", "header"), {"type": "text", "text": "h"}), ("interactive", "header", "text"),
-     60, "interactive.header.text"),
+    (
+        _set(_list(), ("interactive", "footer"), {"text": "f"}),
+        ("interactive", "footer", "text"),
+        60,
+        "interactive.footer.text",
+    ),
+    (
+        _set(_buttons(), ("interactive", "header"), {"type": "text", "text": "h"}),
+        ("interactive", "header", "text"),
+        60,
+        "interactive.header.text",
+    ),
 ]
 
 
@@ -131,8 +179,9 @@ COUNT_LIMITS = [
 ]
 
 
-@pytest.mark.parametrize(("ok", "bad", "field", "says"), COUNT_LIMITS, ids=["buttons", "rows", "total-rows",
-                                                                            "sections"])
+@pytest.mark.parametrize(
+    ("ok", "bad", "field", "says"), COUNT_LIMITS, ids=["buttons", "rows", "total-rows", "sections"]
+)
 def test_count_limits(ok: dict[str, Any], bad: dict[str, Any], field: str, says: str) -> None:
     validate_send_request(ok)
     with pytest.raises(SendRequestInvalid) as caught:
@@ -144,8 +193,11 @@ REJECTED = [
     (_set(_buttons(2), (*BUTTON, "title"), "Option 1"), "interactive.action", "button titles must be unique"),
     (_set(_buttons(2), (*BUTTON, "id"), "b1"), "interactive.action", "button ids must be unique"),
     (_set(_list([2]), (*ROW, "id"), "s0r1"), "interactive.action", "row ids must be unique"),
-    (_set(_list([1, 1]), ("interactive", "action", "sections", 1, "title"), None), "interactive.action",
-     "needs a title"),
+    (
+        _set(_list([1, 1]), ("interactive", "action", "sections", 1, "title"), None),
+        "interactive.action",
+        "needs a title",
+    ),
     (_buttons(0), "interactive.action.buttons", "at least 1 item"),
     (_set(_image(), ("image", "id"), "123"), "image", "exactly one of id or link"),
     (_set(_image(), ("image",), {"caption": "x"}), "image", "exactly one of id or link"),
@@ -175,31 +227,64 @@ def test_rejected_requests_name_the_field(body: Any, field: str, says: str) -> N
 
 def test_build_text_is_exactly_the_cloud_api_shape() -> None:
     assert build_payload(Text("Karibu!"), "254700000001", reply_to="wamid.IN") == {
-        "messaging_product": "whatsapp", "recipient_type": "individual", "to": "254700000001",
-        "context": {"message_id": "wamid.IN"}, "type": "text", "text": {"body": "Karibu!", "preview_url": False}}
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": "254700000001",
+        "context": {"message_id": "wamid.IN"},
+        "type": "text",
+        "text": {"body": "Karibu!", "preview_url": False},
+    }
 
 
 def test_build_buttons_is_exactly_the_cloud_api_shape() -> None:
     reply = Buttons("Pay now?", (Button("pay", "Pay"), Button("cancel", "Cancel")))
     assert build_payload(reply, "254700000001") == {
-        "messaging_product": "whatsapp", "recipient_type": "individual", "to": "254700000001",
-        "type": "interactive", "interactive": {"type": "button", "body": {"text": "Pay now?"}, "action": {
-            "buttons": [{"type": "reply", "reply": {"id": "pay", "title": "Pay"}},
-                        {"type": "reply", "reply": {"id": "cancel", "title": "Cancel"}}]}}}
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": "254700000001",
+        "type": "interactive",
+        "interactive": {
+            "type": "button",
+            "body": {"text": "Pay now?"},
+            "action": {
+                "buttons": [
+                    {"type": "reply", "reply": {"id": "pay", "title": "Pay"}},
+                    {"type": "reply", "reply": {"id": "cancel", "title": "Cancel"}},
+                ]
+            },
+        },
+    }
 
 
 def test_build_list_puts_rows_in_one_section_and_omits_empty_descriptions() -> None:
     reply = ListMenu("Pick a show", "Shows", (Row("s1", "Friday night", "KES 500"), Row("s2", "Saturday")))
     payload = build_payload(reply, "254700000001")
-    assert payload["interactive"] == {"type": "list", "body": {"text": "Pick a show"}, "action": {
-        "button": "Shows", "sections": [{"rows": [{"id": "s1", "title": "Friday night", "description": "KES 500"},
-                                                   {"id": "s2", "title": "Saturday"}]}]}}
+    assert payload["interactive"] == {
+        "type": "list",
+        "body": {"text": "Pick a show"},
+        "action": {
+            "button": "Shows",
+            "sections": [
+                {
+                    "rows": [
+                        {"id": "s1", "title": "Friday night", "description": "KES 500"},
+                        {"id": "s2", "title": "Saturday"},
+                    ]
+                }
+            ],
+        },
+    }
 
 
 @pytest.mark.parametrize(
     ("kwargs", "image"),
-    [({"image_id": "987"}, {"id": "987", "caption": "Your ticket"}),
-     ({"image_link": "https://x.example/qr.png"}, {"link": "https://x.example/qr.png", "caption": "Your ticket"})],
+    [
+        ({"image_id": "987"}, {"id": "987", "caption": "Your ticket"}),
+        (
+            {"image_link": "https://x.example/qr.png"},
+            {"link": "https://x.example/qr.png", "caption": "Your ticket"},
+        ),
+    ],
 )
 def test_build_image_by_id_or_link(kwargs: dict[str, str], image: dict[str, str]) -> None:
     payload = build_payload(Image("qr:TKT-1", "Your ticket"), "254700000001", **kwargs)
@@ -217,17 +302,26 @@ LIMIT_REPLIES = [
 @pytest.mark.parametrize("reply", LIMIT_REPLIES, ids=["text", "buttons", "list", "image"])
 def test_builders_round_trip_at_the_limits(reply: Any) -> None:
     payload = build_payload(reply, "254700000001", image_id="1")
-    assert validate_send_request(json.loads(json.dumps(payload))).model_dump(exclude_none=True, exclude_unset=True) \
+    assert (
+        validate_send_request(json.loads(json.dumps(payload))).model_dump(
+            exclude_none=True, exclude_unset=True
+        )
         == payload
+    )
 
 
 @pytest.mark.parametrize(
     ("reply", "field"),
-    [(Text("x" * 4097), "text.body"),
-     (Buttons("b", (Button("a", "x" * 21),)), "interactive.action.buttons[0].reply.title"),
-     (Buttons("b", tuple(Button(str(n), str(n)) for n in range(4))), "interactive.action.buttons"),
-     (ListMenu("l", "m", tuple(Row(str(n), str(n)) for n in range(11))), "interactive.action.sections[0].rows"),
-     (Image("qr:X"), "image")],
+    [
+        (Text("x" * 4097), "text.body"),
+        (Buttons("b", (Button("a", "x" * 21),)), "interactive.action.buttons[0].reply.title"),
+        (Buttons("b", tuple(Button(str(n), str(n)) for n in range(4))), "interactive.action.buttons"),
+        (
+            ListMenu("l", "m", tuple(Row(str(n), str(n)) for n in range(11))),
+            "interactive.action.sections[0].rows",
+        ),
+        (Image("qr:X"), "image"),
+    ],
     ids=["text", "button-title", "four-buttons", "eleven-rows", "image-without-source"],
 )
 def test_builders_refuse_replies_over_the_limits(reply: Any, field: str) -> None:
@@ -238,16 +332,21 @@ def test_builders_refuse_replies_over_the_limits(reply: Any, field: str) -> None
 
 def test_build_mark_read_and_template_validate() -> None:
     assert isinstance(validate_send_request(build_mark_read("wamid.A", typing=True)), ob.MarkRead)
-    payload = build_template("254700000001", "ticket_reminder", "en",
-                             [{"type": "body", "parameters": [{"type": "text", "text": "Friday"}]}])
+    payload = build_template(
+        "254700000001",
+        "ticket_reminder",
+        "en",
+        [{"type": "body", "parameters": [{"type": "text", "text": "Friday"}]}],
+    )
     assert payload["template"]["language"] == {"code": "en"}
 
 
 # ---------------------------------------------------------------- answers
 
 
-@pytest.mark.parametrize("name", ["resp_success_01.json", "resp_success_02.json", "resp_success_03.json",
-                                  "resp_success_06.json"])
+@pytest.mark.parametrize(
+    "name", ["resp_success_01.json", "resp_success_02.json", "resp_success_03.json", "resp_success_06.json"]
+)
 def test_success_answers_give_the_wamid(name: str) -> None:
     result = parse_response(200, _load(name))
     assert isinstance(result, SendResult) and result.wamid and result.wamid.startswith("wamid.")
@@ -275,7 +374,12 @@ def test_mark_read_answer() -> None:
 def test_error_answers(name: str, http_status: int, code: int, subcode: int | None, action: str) -> None:
     error = parse_response(http_status, _load(name))
     assert isinstance(error, ApiError)
-    assert (error.code, error.subcode, error.http_status, error.action) == (code, subcode, http_status, action)
+    assert (error.code, error.subcode, error.http_status, error.action) == (
+        code,
+        subcode,
+        http_status,
+        action,
+    )
     assert error.message
 
 
@@ -285,12 +389,15 @@ def test_error_details_and_transience_are_kept() -> None:
     assert ApiError.from_body(_load("resp_error_http500_01.json"), 500).is_transient is True
 
 
-@pytest.mark.parametrize(("http_status", "body", "action"), [
-    (502, "<html>Bad gateway</html>", "retry"),
-    (0, None, "retry"),
-    (200, {"unexpected": True}, "permanent"),
-    (404, {"error": "not an object"}, "permanent"),
-])
+@pytest.mark.parametrize(
+    ("http_status", "body", "action"),
+    [
+        (502, "<html>Bad gateway</html>", "retry"),
+        (0, None, "retry"),
+        (200, {"unexpected": True}, "permanent"),
+        (404, {"error": "not an object"}, "permanent"),
+    ],
+)
 def test_unreadable_answers_become_errors(http_status: int, body: Any, action: str) -> None:
     error = parse_response(http_status, body)
     assert isinstance(error, ApiError) and error.code == 0 and error.action == action
@@ -299,13 +406,30 @@ def test_unreadable_answers_become_errors(http_status: int, body: Any, action: s
 @pytest.mark.parametrize(
     ("code", "http_status", "action"),
     [
-        (130429, 400, "retry"), (131056, 400, "retry"), (4, 400, "retry"), (80007, 400, "retry"),
-        (131048, 400, "retry"), (133016, 400, "retry"), (131053, 400, "retry"), (131057, 400, "retry"),
-        (2, 500, "retry"), (131000, 503, "retry"), (0, 0, "retry"), (0, 429, "retry"), (0, 408, "retry"),
-        (131047, 400, "permanent"), (131026, 400, "permanent"), (100, 400, "permanent"),
-        (131051, 400, "permanent"), (131000, 400, "permanent"), (200, 403, "permanent"), (0, 404, "permanent"),
+        (130429, 400, "retry"),
+        (131056, 400, "retry"),
+        (4, 400, "retry"),
+        (80007, 400, "retry"),
+        (131048, 400, "retry"),
+        (133016, 400, "retry"),
+        (131053, 400, "retry"),
+        (131057, 400, "retry"),
+        (2, 500, "retry"),
+        (131000, 503, "retry"),
+        (0, 0, "retry"),
+        (0, 429, "retry"),
+        (0, 408, "retry"),
+        (131047, 400, "permanent"),
+        (131026, 400, "permanent"),
+        (100, 400, "permanent"),
+        (131051, 400, "permanent"),
+        (131000, 400, "permanent"),
+        (200, 403, "permanent"),
+        (0, 404, "permanent"),
         (131047, 500, "permanent"),  # the code decides before the status
-        (190, 401, "token_expired"), (190, 400, "token_expired"), (0, 401, "token_expired"),
+        (190, 401, "token_expired"),
+        (190, 400, "token_expired"),
+        (0, 401, "token_expired"),
     ],
 )
 def test_classify(code: int, http_status: int, action: str) -> None:

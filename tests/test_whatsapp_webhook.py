@@ -55,7 +55,9 @@ def test_every_captured_payload_parses_and_splits(path: Path) -> None:
     for part, (kind, _, external_id) in zip(parts, expected, strict=True):
         if kind in ("message", "status"):
             assert part.external_id == external_id
-            assert part.phone_number_id == raw["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"]
+            assert (
+                part.phone_number_id == raw["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"]
+            )
             assert isinstance(part.timestamp, int)
         else:
             assert SHA_ID.match(part.external_id)
@@ -116,7 +118,13 @@ def _with_message(message: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize(
     "message",
     [
-        {"from": "254700000001", "id": "wamid.A", "timestamp": "1700000000", "type": "poll", "poll": {"q": 1}},
+        {
+            "from": "254700000001",
+            "id": "wamid.A",
+            "timestamp": "1700000000",
+            "type": "poll",
+            "poll": {"q": 1},
+        },
         {"from": "254700000001", "id": "wamid.A", "timestamp": "1700000000", "type": "text"},  # no body
         {"from": "254700000001", "id": "wamid.A", "timestamp": "1700000000", "type": "image", "image": "x"},
         {"from": "254700000001", "id": "wamid.A", "timestamp": "1700000000"},  # no type at all
@@ -127,7 +135,12 @@ def test_odd_messages_parse_as_unknown_and_are_kept_whole(message: dict[str, Any
     env = parse_envelope(_with_message(message))
     assert type(env.entry[0].changes[0].value.messages[0]) is wh.UnknownMessage
     (part,) = split_envelope(env)
-    assert (part.kind, part.external_id, part.wa_id, part.payload) == ("message", "wamid.A", "254700000001", message)
+    assert (part.kind, part.external_id, part.wa_id, part.payload) == (
+        "message",
+        "wamid.A",
+        "254700000001",
+        message,
+    )
 
 
 def test_business_scoped_user_without_phone_number() -> None:
@@ -143,12 +156,18 @@ def test_system_message_has_no_contact() -> None:
 def test_multiple_contacts_match_by_wa_id() -> None:
     raw = _load("text_04.json")
     value = raw["entry"][0]["changes"][0]["value"]
-    value["contacts"] = [{"profile": {"name": "Amina"}, "wa_id": "254700000001"},
-                         {"profile": {"name": "Baraka"}, "wa_id": "254700000002"}]
-    value["messages"] = [dict(value["messages"][0], id="wamid.1", **{"from": "254700000002"}),
-                         dict(value["messages"][0], id="wamid.2", **{"from": "254700000001"})]
+    value["contacts"] = [
+        {"profile": {"name": "Amina"}, "wa_id": "254700000001"},
+        {"profile": {"name": "Baraka"}, "wa_id": "254700000002"},
+    ]
+    value["messages"] = [
+        dict(value["messages"][0], id="wamid.1", **{"from": "254700000002"}),
+        dict(value["messages"][0], id="wamid.2", **{"from": "254700000001"}),
+    ]
     assert [(p.wa_id, p.contact_name) for p in split_envelope(parse_envelope(raw))] == [
-        ("254700000002", "Baraka"), ("254700000001", "Amina")]
+        ("254700000002", "Baraka"),
+        ("254700000001", "Amina"),
+    ]
 
 
 def test_messages_and_statuses_in_one_change_keep_envelope_order() -> None:
@@ -157,7 +176,11 @@ def test_messages_and_statuses_in_one_change_keep_envelope_order() -> None:
     value["statuses"] = _load("status_read_01.json")["entry"][0]["changes"][0]["value"]["statuses"]
     raw["entry"].append(_load("status_sent_02.json")["entry"][0])
     parts = split_envelope(parse_envelope(raw))
-    assert [p.external_id for p in parts] == [value["messages"][0]["id"], "wamid.xyzxyz:read", "wamid.xyzxyz:sent"]
+    assert [p.external_id for p in parts] == [
+        value["messages"][0]["id"],
+        "wamid.xyzxyz:read",
+        "wamid.xyzxyz:sent",
+    ]
 
 
 def test_error_only_value_is_one_error_part() -> None:
@@ -177,8 +200,19 @@ def test_other_parts_differ_by_content() -> None:
 
 
 def test_placeholder_timestamp_is_none() -> None:
-    (part,) = split_envelope(parse_envelope(_with_message(
-        {"from": "254700000001", "id": "wamid.A", "timestamp": "TIMESTAMP", "type": "text", "text": {"body": "hi"}})))
+    (part,) = split_envelope(
+        parse_envelope(
+            _with_message(
+                {
+                    "from": "254700000001",
+                    "id": "wamid.A",
+                    "timestamp": "TIMESTAMP",
+                    "type": "text",
+                    "text": {"body": "hi"},
+                }
+            )
+        )
+    )
     assert part.timestamp is None
 
 
@@ -199,12 +233,28 @@ def test_placeholder_timestamp_is_none() -> None:
         {"object": "whatsapp_business_account", "entry": [{"changes": [{"value": {}}]}]},
         {"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages"}]}]},
         {"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages", "value": []}]}]},
-        {"object": "whatsapp_business_account",
-         "entry": [{"changes": [{"field": "messages", "value": {"messages": {}}}]}]},
+        {
+            "object": "whatsapp_business_account",
+            "entry": [{"changes": [{"field": "messages", "value": {"messages": {}}}]}],
+        },
     ],
-    ids=["list", "string", "empty", "no-entry", "no-object", "entry-not-list", "object-int", "object-null",
-         "no-changes", "changes-not-list", "entry-item-not-object", "no-field", "no-value", "value-not-object",
-         "messages-not-list"],
+    ids=[
+        "list",
+        "string",
+        "empty",
+        "no-entry",
+        "no-object",
+        "entry-not-list",
+        "object-int",
+        "object-null",
+        "no-changes",
+        "changes-not-list",
+        "entry-item-not-object",
+        "no-field",
+        "no-value",
+        "value-not-object",
+        "messages-not-list",
+    ],
 )
 def test_non_envelopes_are_rejected(raw: Any) -> None:
     with pytest.raises(ValidationError):
@@ -232,14 +282,26 @@ def _msg(kind: str, body: Any = None, **extra: Any) -> dict[str, Any]:
     ("message", "expected"),
     [
         (_msg("text", {"body": "Habari"}), ("text", "Habari", None)),
-        (_msg("interactive", {"type": "button_reply", "button_reply": {"id": "yes", "title": "Ndiyo"}}),
-         ("interactive", "Ndiyo", "yes")),
-        (_msg("interactive", {"type": "list_reply", "list_reply": {"id": "r2", "title": "VIP", "description": "d"}}),
-         ("interactive", "VIP", "r2")),
-        (_msg("interactive", {"type": "nfm_reply", "nfm_reply": {"body": "Sent", "response_json": "{}"}}),
-         ("interactive", "", None)),
+        (
+            _msg("interactive", {"type": "button_reply", "button_reply": {"id": "yes", "title": "Ndiyo"}}),
+            ("interactive", "Ndiyo", "yes"),
+        ),
+        (
+            _msg(
+                "interactive",
+                {"type": "list_reply", "list_reply": {"id": "r2", "title": "VIP", "description": "d"}},
+            ),
+            ("interactive", "VIP", "r2"),
+        ),
+        (
+            _msg("interactive", {"type": "nfm_reply", "nfm_reply": {"body": "Sent", "response_json": "{}"}}),
+            ("interactive", "", None),
+        ),
         (_msg("interactive"), ("interactive", "", None)),
-        (_msg("button", {"payload": "STOP", "text": "Stop promotions"}), ("button", "Stop promotions", "STOP")),
+        (
+            _msg("button", {"payload": "STOP", "text": "Stop promotions"}),
+            ("button", "Stop promotions", "STOP"),
+        ),
         (_msg("image", {"id": "1", "caption": "my receipt"}), ("image", "my receipt", None)),
         (_msg("image", {"id": "1"}), ("image", "", None)),
         (_msg("video", {"id": "1", "caption": "clip"}), ("video", "clip", None)),

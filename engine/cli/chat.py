@@ -35,13 +35,17 @@ async def _converse(phone: str, org: str | None) -> None:
 
         def show(messages: list[dict]) -> None:
             for m in messages:
-                console.print(f"[green]bot →[/green] {escape(render(m['payload']))}", highlight=False, soft_wrap=True)
+                console.print(
+                    f"[green]bot →[/green] {escape(render(m['payload']))}", highlight=False, soft_wrap=True
+                )
 
         echo = not sys.stdin.isatty()  # piped input: show what was said, as a transcript
         while (line := await _read_line()) is not None:
             text = line.strip()
             if echo and text:
-                console.print(f"[cyan]{escape(phone)} →[/cyan] {escape(text)}", highlight=False, soft_wrap=True)
+                console.print(
+                    f"[cyan]{escape(phone)} →[/cyan] {escape(text)}", highlight=False, soft_wrap=True
+                )
             if text in ("/quit", "/exit"):
                 break
             if not text:
@@ -57,11 +61,15 @@ async def _converse(phone: str, org: str | None) -> None:
 
 def chat(
     phone: str = typer.Option(..., "--phone", help="Your WhatsApp number as wa_id, e.g. 254712345678"),
-    org: str | None = typer.Option(None, "--org", help="An organisation's phone_number_id (default: the demo one)"),
+    org: str | None = typer.Option(
+        None, "--org", help="An organisation's phone_number_id (default: the demo one)"
+    ),
 ) -> None:
     """Chat with the bot in the terminal, through the whole local stack."""
     if not re.fullmatch(r"\d{8,15}", phone):
-        raise typer.BadParameter("digits only, with the country code, e.g. 254712345678", param_hint="--phone")
+        raise typer.BadParameter(
+            "digits only, with the country code, e.g. 254712345678", param_hint="--phone"
+        )
     try:
         asyncio.run(_converse(phone, org))
     except ConnectionError as err:

@@ -31,7 +31,9 @@ def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
 
 
 @asynccontextmanager
-async def pools(s: Settings, *, migrate_first: bool = True) -> AsyncIterator[tuple[DatabaseUrls, asyncpg.Pool]]:
+async def pools(
+    s: Settings, *, migrate_first: bool = True
+) -> AsyncIterator[tuple[DatabaseUrls, asyncpg.Pool]]:
     """The URLs and the application pool, the schema migrated first (cheap when nothing is pending)."""
     from engine.migrate import migrate
 

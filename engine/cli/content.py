@@ -17,7 +17,9 @@ errors = Console(stderr=True)
 
 
 def import_command(
-    file: Path = typer.Argument(..., help="The content file (format: engine/content_import.py, demo/content.yaml)"),
+    file: Path = typer.Argument(
+        ..., help="The content file (format: engine/content_import.py, demo/content.yaml)"
+    ),
     org: str = typer.Option(..., "--org", help="The organisation: id or WhatsApp phone_number_id"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -40,9 +42,19 @@ def import_command(
     except ContentError as err:
         _fail(err.errors)
     kinds = sorted(set(summary.created) | set(summary.updated))
-    emit([{"kind": k, "created": summary.created.get(k, 0), "updated": summary.updated.get(k, 0),
-           "ids": ", ".join(f"{name}={i}" for name, i in summary.ids.get(k, {}).items())} for k in kinds],
-         as_json=as_json, title=f"imported {file}")
+    emit(
+        [
+            {
+                "kind": k,
+                "created": summary.created.get(k, 0),
+                "updated": summary.updated.get(k, 0),
+                "ids": ", ".join(f"{name}={i}" for name, i in summary.ids.get(k, {}).items()),
+            }
+            for k in kinds
+        ],
+        as_json=as_json,
+        title=f"imported {file}",
+    )
 
 
 def _fail(messages: list[str]) -> None:
@@ -83,9 +95,11 @@ def _read(table: str, item_id: str, reader: Any) -> Any:
 
 
 @results_app.command("survey")
-def survey(survey_id: str = typer.Argument(..., metavar="ID"),
-           csv_file: Path | None = typer.Option(None, "--csv", help="Also write one row per response here"),
-           as_json: bool = typer.Option(False, "--json")) -> None:
+def survey(
+    survey_id: str = typer.Argument(..., metavar="ID"),
+    csv_file: Path | None = typer.Option(None, "--csv", help="Also write one row per response here"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """Per question: answer counts (choices), values (text), numbers' range; response completion counts."""
     from engine.results import export_survey_csv, survey_results
 
@@ -98,19 +112,26 @@ def survey(survey_id: str = typer.Argument(..., metavar="ID"),
         emit([result], as_json=True)
         return
     info = result["survey"]
-    table = Table(title=f"{info['title']} — {info['completed']} completed, {info['in_progress']} in progress, "
-                        f"{info['abandoned']} abandoned", show_lines=True)
+    table = Table(
+        title=f"{info['title']} — {info['completed']} completed, {info['in_progress']} in progress, "
+        f"{info['abandoned']} abandoned",
+        show_lines=True,
+    )
     for column in ("question", "type", "answered", "skipped", "results"):
         table.add_column(column, overflow="fold")
     for q in result["questions"]:
-        table.add_row(f"{q['id']}: {q['text']}", q["type"], str(q["answered"]), str(q["skipped"]), q["summary"])
+        table.add_row(
+            f"{q['id']}: {q['text']}", q["type"], str(q["answered"]), str(q["skipped"]), q["summary"]
+        )
     console.print(table)
     if exported is not None:
         console.print(f"{exported} response(s) written to {csv_file}")
 
 
 @results_app.command("poll")
-def poll(poll_id: str = typer.Argument(..., metavar="ID"), as_json: bool = typer.Option(False, "--json")) -> None:
+def poll(
+    poll_id: str = typer.Argument(..., metavar="ID"), as_json: bool = typer.Option(False, "--json")
+) -> None:
     """Tallies and percentages of voters; exit 1 when poll_options, poll_votes and polls.options disagree."""
     from engine.results import poll_results
 
@@ -119,9 +140,20 @@ def poll(poll_id: str = typer.Argument(..., metavar="ID"), as_json: bool = typer
     if as_json:
         emit([result], as_json=True)
     else:
-        emit([{"option": f"{o['id']}: {o['text']}", "votes": o["votes"], "percent": f"{o['percent']}%",
-               "in poll_votes": o["counted_votes"], "in polls.options": o["json_votes"]} for o in result["options"]],
-             as_json=False, title=f"{info['question']} — {info['voters']} voter(s)")
+        emit(
+            [
+                {
+                    "option": f"{o['id']}: {o['text']}",
+                    "votes": o["votes"],
+                    "percent": f"{o['percent']}%",
+                    "in poll_votes": o["counted_votes"],
+                    "in polls.options": o["json_votes"],
+                }
+                for o in result["options"]
+            ],
+            as_json=False,
+            title=f"{info['question']} — {info['voters']} voter(s)",
+        )
     if not info["consistent"]:
         errors.print("[red]error:[/red] the tallies disagree (poll_options vs poll_votes vs polls.options)")
         raise typer.Exit(1)

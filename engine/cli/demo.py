@@ -44,14 +44,17 @@ def quiet_settings() -> Settings:
     """Settings with warnings-only logs: a narrated session is for reading."""
     from engine.logging import configure_logging
 
-    s = get_settings().model_copy(update={"log_level": "warning",
-                                          "broker_prefix": f"demo{uuid.uuid4().hex[:6]}"})
+    s = get_settings().model_copy(
+        update={"log_level": "warning", "broker_prefix": f"demo{uuid.uuid4().hex[:6]}"}
+    )
     configure_logging(s)
     return s
 
 
 @asynccontextmanager
-async def local_session(org: str | None = None, *, fresh: bool = True, say: bool = True) -> AsyncIterator[Session]:
+async def local_session(
+    org: str | None = None, *, fresh: bool = True, say: bool = True
+) -> AsyncIterator[Session]:
     """PostgreSQL (migrated), the local stack on a private broker topology, and an organisation: ``org`` (a
     phone_number_id) if given, else the demo organisation with demo/content.yaml imported (``fresh``: a new
     one each time; else the one kept for ``chatnation chat``). Everything it started is stopped on exit."""
@@ -66,9 +69,11 @@ async def local_session(org: str | None = None, *, fresh: bool = True, say: bool
     pool = await create_pool(urls.app, max_size=4, session_state=False)
     try:
         if say:
-            console.print(f"[bold]PostgreSQL[/bold] ready ({f'migrated {len(applied)} file(s)' if applied else 'schema up to date'})"
-                          f" · [bold]RabbitMQ[/bold] topology '{s.broker_prefix}' · [bold]simulators[/bold] "
-                          f"WhatsApp {stack.whatsapp.base_url}, M-Pesa {stack.mpesa.base_url}")
+            console.print(
+                f"[bold]PostgreSQL[/bold] ready ({f'migrated {len(applied)} file(s)' if applied else 'schema up to date'})"
+                f" · [bold]RabbitMQ[/bold] topology '{s.broker_prefix}' · [bold]simulators[/bold] "
+                f"WhatsApp {stack.whatsapp.base_url}, M-Pesa {stack.mpesa.base_url}"
+            )
         org_id, pnid = await _organisation(pool, org, fresh)
         yield Session(s, stack, pool, org_id, pnid)
     finally:
@@ -90,9 +95,17 @@ async def _organisation(pool: asyncpg.Pool, org: str | None, fresh: bool) -> tup
     pnid = f"demo-{tag}"
     org_id = await pool.fetchval("SELECT org_by_phone_number_id($1)", pnid)
     if org_id is None:
-        org_id = await create_organization(pool, NewOrganization(
-            name="Kilele FM", slug=f"kilele-fm-{tag}", phone_number_id=pnid, access_token="demo-token",
-            tokens=1000, type="radio"))
+        org_id = await create_organization(
+            pool,
+            NewOrganization(
+                name="Kilele FM",
+                slug=f"kilele-fm-{tag}",
+                phone_number_id=pnid,
+                access_token="demo-token",
+                tokens=1000,
+                type="radio",
+            ),
+        )
     await import_content(pool, org_id, load_content(DEMO_CONTENT))  # by natural key: a re-run updates
     return org_id, pnid
 
@@ -115,7 +128,9 @@ class Narrator:
         self.driver, self.who, self.colour = driver, who, colour
 
     def said(self, line: str) -> None:
-        console.print(f"\n[{self.colour}]{self.who} →[/{self.colour}] {escape(line)}", highlight=False, soft_wrap=True)
+        console.print(
+            f"\n[{self.colour}]{self.who} →[/{self.colour}] {escape(line)}", highlight=False, soft_wrap=True
+        )
 
     def bot(self, messages: list[dict[str, Any]]) -> None:
         from simulators.chat import render
@@ -145,10 +160,14 @@ async def _script(session: Session) -> None:
     from simulators.chat import ChatDriver
 
     stack = session.stack
-    user = Narrator(ChatDriver(stack.whatsapp, stack.user(session.phone_number_id, USER_PHONE, USER_NAME)),
-                    USER_NAME)
-    staff = Narrator(ChatDriver(stack.whatsapp, stack.user(session.phone_number_id, STAFF_PHONE, "Gate A")),
-                     "Gate A (staff)", "magenta")
+    user = Narrator(
+        ChatDriver(stack.whatsapp, stack.user(session.phone_number_id, USER_PHONE, USER_NAME)), USER_NAME
+    )
+    staff = Narrator(
+        ChatDriver(stack.whatsapp, stack.user(session.phone_number_id, STAFF_PHONE, "Gate A")),
+        "Gate A (staff)",
+        "magenta",
+    )
     await user.say("hi")
     await user.tap("Listener survey", expect=2)
     await user.tap("No")  # the branch: first-timers skip the rating
@@ -166,8 +185,10 @@ async def _script(session: Session) -> None:
     paid = await user.driver.tap("Confirm", expect=4)  # the PIN prompt, then 2 tickets and the receipt
     user.bot(paid[:1])
     for request in stack.mpesa.requests:
-        note(f"M-Pesa: STK push of KES {request['amount']} to {request['phone']} accepted by the simulator; "
-             f"callback {request['outcome']} → gateway → worker")
+        note(
+            f"M-Pesa: STK push of KES {request['amount']} to {request['phone']} accepted by the simulator; "
+            f"callback {request['outcome']} → gateway → worker"
+        )
     user.bot(paid[1:])
     codes = await _ticket_codes(session)
     await staff.say(f"CHECKIN {codes[0]}")
@@ -183,8 +204,11 @@ async def _ticket_codes(session: Session) -> list[str]:
     from engine.db import tenant_tx
 
     async with tenant_tx(session.pool, session.org_id) as conn:
-        rows = await conn.fetch("""SELECT t.ticket_code FROM tickets t JOIN contacts c ON c.id = t.contact_id
-                                   WHERE c.phone = $1 ORDER BY t.created_at, t.ticket_code""", USER_PHONE)
+        rows = await conn.fetch(
+            """SELECT t.ticket_code FROM tickets t JOIN contacts c ON c.id = t.contact_id
+                                   WHERE c.phone = $1 ORDER BY t.created_at, t.ticket_code""",
+            USER_PHONE,
+        )
     if not rows:
         raise RuntimeError("no tickets were issued")
     return [r["ticket_code"] for r in rows]
@@ -194,9 +218,13 @@ async def _report(session: Session) -> None:
     from engine.db import tenant_tx
 
     async with tenant_tx(session.pool, session.org_id) as conn:
-        ledger = [dict(r) for r in await conn.fetch(
-            """SELECT type, module, action, count(*) AS entries, sum(amount) AS tokens FROM token_transactions
-               GROUP BY type, module, action ORDER BY min(created_at)""")]
+        ledger = [
+            dict(r)
+            for r in await conn.fetch(
+                """SELECT type, module, action, count(*) AS entries, sum(amount) AS tokens FROM token_transactions
+               GROUP BY type, module, action ORDER BY min(created_at)"""
+            )
+        ]
         summary = await conn.fetchrow(
             """SELECT (SELECT count(*) FROM messages WHERE direction = 'inbound') AS "messages in",
                       (SELECT count(*) FROM messages WHERE direction = 'outbound') AS "messages out",
@@ -206,7 +234,8 @@ async def _report(session: Session) -> None:
                       (SELECT string_agg(text || ': ' || votes, ', ' ORDER BY sort_order) FROM poll_options)
                           AS "poll tallies",
                       (SELECT balance FROM wallets) AS "wallet balance"
-            """)
+            """
+        )
     console.print()
     emit(ledger, as_json=False, title="wallet ledger (by action)")
     emit([{"": k, "value": v} for k, v in summary.items()], as_json=False, title="summary")
@@ -215,8 +244,10 @@ async def _report(session: Session) -> None:
 async def _run() -> None:
     started = time.monotonic()
     async with local_session() as session:
-        console.print(f"[bold]Organisation[/bold] Kilele FM ({session.phone_number_id}), content from "
-                      f"{DEMO_CONTENT.relative_to(PROJECT_ROOT)}")
+        console.print(
+            f"[bold]Organisation[/bold] Kilele FM ({session.phone_number_id}), content from "
+            f"{DEMO_CONTENT.relative_to(PROJECT_ROOT)}"
+        )
         await _script(session)
         await _report(session)
     console.print(f"[bold]done[/bold] in {time.monotonic() - started:.1f}s")

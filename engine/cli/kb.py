@@ -29,10 +29,13 @@ class _Bar:
 
 
 @app.command("add")
-def add(paths: list[str] = typer.Argument(..., help=".txt, .md or .pdf files, or http(s) URLs"),
-        org: str = ORG, kb: str = typer.Option(..., "--kb", help="knowledge base name (created when new)"),
-        force: bool = typer.Option(False, help="re-ingest documents whose content did not change"),
-        as_json: bool = typer.Option(False, "--json")) -> None:
+def add(
+    paths: list[str] = typer.Argument(..., help=".txt, .md or .pdf files, or http(s) URLs"),
+    org: str = ORG,
+    kb: str = typer.Option(..., "--kb", help="knowledge base name (created when new)"),
+    force: bool = typer.Option(False, help="re-ingest documents whose content did not change"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """Ingest documents: chunk them, embed them (with OPENAI_API_KEY; full-text search without), store them."""
     from engine.ai import create_ai
     from engine.knowledge.ingest import ingest
@@ -40,16 +43,31 @@ def add(paths: list[str] = typer.Argument(..., help=".txt, .md or .pdf files, or
     s = settings()
     ai = create_ai(s)
     if ai is None:
-        console.print("[yellow]no OPENAI_API_KEY: chunks stored without embeddings; answers use full-text search")
+        console.print(
+            "[yellow]no OPENAI_API_KEY: chunks stored without embeddings; answers use full-text search"
+        )
 
     async def body() -> list[dict[str, Any]]:
         async with pools(s) as (_, pool):
             org_id = await resolve_org(pool, org)
-            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
             with Progress(*columns, console=console, transient=as_json) as progress:
                 results = await ingest(pool, org_id, kb, paths, ai, reporter=_Bar(progress), force=force)
-        return [{"document": r.title, "status": r.status, "chunks": r.chunks, "embedded": r.embedded,
-                 "error": r.error} for r in results]
+        return [
+            {
+                "document": r.title,
+                "status": r.status,
+                "chunks": r.chunks,
+                "embedded": r.embedded,
+                "error": r.error,
+            }
+            for r in results
+        ]
 
     rows = run(body)
     emit(rows, as_json=as_json, title=f"knowledge base {kb}")
@@ -58,8 +76,11 @@ def add(paths: list[str] = typer.Argument(..., help=".txt, .md or .pdf files, or
 
 
 @app.command("list")
-def list_(org: str = ORG, documents: bool = typer.Option(False, "--documents", help="one row per document"),
-          as_json: bool = typer.Option(False, "--json")) -> None:
+def list_(
+    org: str = ORG,
+    documents: bool = typer.Option(False, "--documents", help="one row per document"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """The organisation's knowledge bases (documents, ready, failed, chunks, embedded chunks)."""
     from engine.db import tenant_tx
     from engine.knowledge import store
@@ -76,8 +97,12 @@ def list_(org: str = ORG, documents: bool = typer.Option(False, "--documents", h
 
 
 @app.command("ask")
-def ask(question: str, org: str = ORG, language: str = typer.Option("en", "--lang", help="en or sw"),
-        as_json: bool = typer.Option(False, "--json")) -> None:
+def ask(
+    question: str,
+    org: str = ORG,
+    language: str = typer.Option("en", "--lang", help="en or sw"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """Answer a question the way a WhatsApp contact would get it, with the passages used."""
     from engine.ai import create_ai
     from engine.db import tenant_tx
@@ -91,8 +116,13 @@ def ask(question: str, org: str = ORG, language: str = typer.Option("en", "--lan
             async with tenant_tx(pool, org_id) as conn:
                 name = await conn.fetchval("SELECT name FROM organizations")
                 got = await answer(conn, create_ai(s), question, language, org_name=name or "")
-        return {"answer": got.text, "found": got.found, "from_passage": got.from_passage,
-                "tokens": got.usage_tokens, "passages": list(got.passages)}
+        return {
+            "answer": got.text,
+            "found": got.found,
+            "from_passage": got.from_passage,
+            "tokens": got.usage_tokens,
+            "passages": list(got.passages),
+        }
 
     result = run(body)
     if as_json:

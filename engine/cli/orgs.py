@@ -27,11 +27,22 @@ def create(
     async def body() -> str:
         async with pools(s) as (_, pool):
             org_id = await create_organization(
-                pool, NewOrganization(name=name, phone_number_id=phone_number_id, access_token=access_token,
-                                      slug=slug, tokens=tokens, language=language))
+                pool,
+                NewOrganization(
+                    name=name,
+                    phone_number_id=phone_number_id,
+                    access_token=access_token,
+                    slug=slug,
+                    tokens=tokens,
+                    language=language,
+                ),
+            )
             return str(org_id)
 
-    emit([{"id": run(body), "name": name, "phone_number_id": phone_number_id, "tokens": tokens}], as_json=as_json)
+    emit(
+        [{"id": run(body), "name": name, "phone_number_id": phone_number_id, "tokens": tokens}],
+        as_json=as_json,
+    )
 
 
 async def _all_orgs(owner_url: str) -> list[dict[str, object]]:
@@ -41,7 +52,8 @@ async def _all_orgs(owner_url: str) -> list[dict[str, object]]:
     try:
         rows = await conn.fetch(
             """SELECT o.id, o.name, o.slug, o.whatsapp_phone_id AS phone_number_id, o.status, w.balance
-               FROM organizations o LEFT JOIN wallets w ON w.organization_id = o.id ORDER BY o.created_at""")
+               FROM organizations o LEFT JOIN wallets w ON w.organization_id = o.id ORDER BY o.created_at"""
+        )
         return [dict(r) for r in rows]
     finally:
         await conn.close()
@@ -60,14 +72,20 @@ def list_(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @app.command("show")
-def show(org: str = typer.Argument(..., help="id, slug or phone_number_id"),
-         as_json: bool = typer.Option(False, "--json")) -> None:
+def show(
+    org: str = typer.Argument(..., help="id, slug or phone_number_id"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """One organisation."""
     s = settings()
 
     async def body() -> list[dict[str, object]]:
         async with pools(s) as (urls, _):
-            return [o for o in await _all_orgs(urls.owner) if org in (str(o["id"]), o["slug"], o["phone_number_id"])]
+            return [
+                o
+                for o in await _all_orgs(urls.owner)
+                if org in (str(o["id"]), o["slug"], o["phone_number_id"])
+            ]
 
     rows = run(body)
     if not rows:

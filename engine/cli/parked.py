@@ -43,8 +43,10 @@ def _body_text(parked: ParkedMessage) -> Any:
 
 
 @app.command("list")
-def list_parked(limit: int = typer.Option(100, min=1, help="At most this many, oldest first"),
-                as_json: bool = typer.Option(False, "--json")) -> None:
+def list_parked(
+    limit: int = typer.Option(100, min=1, help="At most this many, oldest first"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """Parked messages with their error, original queue and number of attempts."""
     parked = _with_lot(lambda lot: lot.peek(limit))
     rows = [p.summary() for p in parked]
@@ -54,7 +56,9 @@ def list_parked(limit: int = typer.Option(100, min=1, help="At most this many, o
 
 
 @app.command("show")
-def show(message_id: str = typer.Argument(..., metavar="ID"), as_json: bool = typer.Option(False, "--json")) -> None:
+def show(
+    message_id: str = typer.Argument(..., metavar="ID"), as_json: bool = typer.Option(False, "--json")
+) -> None:
     """One parked message in full: error, headers and body."""
     found = [p for p in _with_lot(lambda lot: lot.peek(100_000)) if p.id == message_id]
     if not found:

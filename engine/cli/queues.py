@@ -37,14 +37,27 @@ class Thresholds:
         return waiting > limit
 
 
-def rows_of(topology: Topology, stats: list[QueueStats], thresholds: Thresholds, source: str) -> list[dict[str, Any]]:
+def rows_of(
+    topology: Topology, stats: list[QueueStats], thresholds: Thresholds, source: str
+) -> list[dict[str, Any]]:
     rows = []
     for s in stats:
         kind = queue_kind(topology, s.name)
-        rows.append({"queue": s.name, "kind": kind, "exists": s.exists, "ready": s.ready, "unacked": s.unacked,
-                     "consumers": s.consumers, "publish_rate": _round(s.publish_rate),
-                     "deliver_rate": _round(s.deliver_rate), "growth_rate": _round(s.growth_rate),
-                     "over_threshold": thresholds.crossed(kind, s), "source": source})
+        rows.append(
+            {
+                "queue": s.name,
+                "kind": kind,
+                "exists": s.exists,
+                "ready": s.ready,
+                "unacked": s.unacked,
+                "consumers": s.consumers,
+                "publish_rate": _round(s.publish_rate),
+                "deliver_rate": _round(s.deliver_rate),
+                "growth_rate": _round(s.growth_rate),
+                "over_threshold": thresholds.crossed(kind, s),
+                "source": source,
+            }
+        )
     return rows
 
 
@@ -57,26 +70,41 @@ def _cell(value: Any) -> str:
 
 
 def render(rows: list[dict[str, Any]], source: str) -> Table:
-    table = Table(title=f"queues (figures: {'AMQP + management API' if source == 'management' else 'AMQP only'})")
+    table = Table(
+        title=f"queues (figures: {'AMQP + management API' if source == 'management' else 'AMQP only'})"
+    )
     for column in ("queue", "ready", "unacked", "consumers", "in/s", "out/s", "growth/s"):
         table.add_column(column, justify="left" if column == "queue" else "right")
     for r in rows:
         if not r["exists"]:
             table.add_row(r["queue"], "missing", "", "", "", "", "", style="yellow")
             continue
-        table.add_row(r["queue"], *(_cell(r[k]) for k in ("ready", "unacked", "consumers", "publish_rate",
-                                                           "deliver_rate", "growth_rate")),
-                      style="bold red" if r["over_threshold"] else None)
+        table.add_row(
+            r["queue"],
+            *(
+                _cell(r[k])
+                for k in ("ready", "unacked", "consumers", "publish_rate", "deliver_rate", "growth_rate")
+            ),
+            style="bold red" if r["over_threshold"] else None,
+        )
     return table
 
 
-async def _sample(inspector: QueueInspector, topology: Topology, thresholds: Thresholds) -> list[dict[str, Any]]:
+async def _sample(
+    inspector: QueueInspector, topology: Topology, thresholds: Thresholds
+) -> list[dict[str, Any]]:
     stats = await inspector.sample(topology.all_queues())
     return rows_of(topology, stats, thresholds, inspector.source)
 
 
-async def _show(s: Settings, thresholds: Thresholds, watch: bool, interval: float, as_json: bool,
-                last: list[list[dict[str, Any]]]) -> None:
+async def _show(
+    s: Settings,
+    thresholds: Thresholds,
+    watch: bool,
+    interval: float,
+    as_json: bool,
+    last: list[list[dict[str, Any]]],
+) -> None:
     """Shows one sample, or samples until interrupted; ``last`` holds the latest rows for the exit code."""
     topology = Topology.from_settings(s)
     connection = await connect(s)
@@ -108,7 +136,9 @@ async def _show(s: Settings, thresholds: Thresholds, watch: bool, interval: floa
 def queues(
     watch: bool = typer.Option(False, "--watch", help="Refresh until interrupted"),
     interval: float = typer.Option(2.0, "--interval", min=0.5, help="Seconds between samples with --watch"),
-    max_ready: int | None = typer.Option(None, "--max-ready", min=0, help="Exit 3 when a work queue has more ready"),
+    max_ready: int | None = typer.Option(
+        None, "--max-ready", min=0, help="Exit 3 when a work queue has more ready"
+    ),
     max_parked: int | None = typer.Option(None, "--max-parked", min=0, help="Exit 3 when parking holds more"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:

@@ -37,14 +37,17 @@ def balance(org: str, as_json: bool = typer.Option(False, "--json")) -> None:
             async with tenant_tx(pool, org_id) as conn:
                 row = await conn.fetchrow(
                     """SELECT organization_id, balance, low_balance_threshold, lifetime_purchased, lifetime_consumed
-                       FROM wallets""")
+                       FROM wallets"""
+                )
                 return [dict(row)] if row else []
 
     emit(run(body), as_json=as_json)
 
 
 @app.command("topup")
-def topup(org: str, tokens: int = typer.Argument(..., min=1), as_json: bool = typer.Option(False, "--json")) -> None:
+def topup(
+    org: str, tokens: int = typer.Argument(..., min=1), as_json: bool = typer.Option(False, "--json")
+) -> None:
     """Add tokens (a 'purchase' ledger row); processing of paid replies resumes."""
     from engine.db import tenant_tx
     from engine.wallet import credit
@@ -61,7 +64,9 @@ def topup(org: str, tokens: int = typer.Argument(..., min=1), as_json: bool = ty
 
 
 @app.command("ledger")
-def ledger(org: str, limit: int = typer.Option(20, min=1), as_json: bool = typer.Option(False, "--json")) -> None:
+def ledger(
+    org: str, limit: int = typer.Option(20, min=1), as_json: bool = typer.Option(False, "--json")
+) -> None:
     """The latest ledger rows, newest first."""
     from engine.db import tenant_tx
 
@@ -73,7 +78,9 @@ def ledger(org: str, limit: int = typer.Option(20, min=1), as_json: bool = typer
             async with tenant_tx(pool, org_id) as conn:
                 rows = await conn.fetch(
                     """SELECT created_at, type, amount, balance_before, balance_after, module, action, reference_id
-                       FROM token_transactions ORDER BY created_at DESC, id LIMIT $1""", limit)
+                       FROM token_transactions ORDER BY created_at DESC, id LIMIT $1""",
+                    limit,
+                )
                 return [dict(r) for r in rows]
 
     emit(run(body), as_json=as_json, title=f"ledger of {org}")

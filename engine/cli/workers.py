@@ -30,7 +30,9 @@ async def live_workers(owner_url: str, *, include_stale: bool = False) -> list[d
 
 
 def workers(
-    include_stale: bool = typer.Option(False, "--all", help="Also processes that stopped heartbeating (< 1 h)"),
+    include_stale: bool = typer.Option(
+        False, "--all", help="Also processes that stopped heartbeating (< 1 h)"
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Live worker processes: role, host, pid, shards, in flight, processed, last heartbeat."""

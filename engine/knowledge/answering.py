@@ -28,25 +28,39 @@ NOT_IN_KB = "NOT_IN_KB"
 LANGUAGE_NAMES = {"en": "English", "sw": "Swahili"}
 INTENT_SCHEMA = {
     "type": "object",
-    "properties": {"intent": {"type": "string", "enum": ["item", "knowledge", "unknown"]},
-                   "item_id": {"type": ["string", "null"]}},
+    "properties": {
+        "intent": {"type": "string", "enum": ["item", "knowledge", "unknown"]},
+        "item_id": {"type": ["string", "null"]},
+    },
     "required": ["intent", "item_id"],
     "additionalProperties": False,
 }
 
 
-def answer_messages(question: str, language: str, passages: Sequence[Passage], org_name: str) -> list[dict[str, str]]:
+def answer_messages(
+    question: str, language: str, passages: Sequence[Passage], org_name: str
+) -> list[dict[str, str]]:
     numbered = "\n".join(f"[{i}] {p.content}" for i, p in enumerate(passages, 1))
     system = (
         f"You answer WhatsApp questions for {org_name or 'an organisation'}. Use ONLY the numbered passages; "
         f"never add facts that are not in them. Reply in {LANGUAGE_NAMES.get(language, 'English')}, in plain text, "
-        f"in at most {ANSWER_MAX} characters. If the passages do not contain the answer, reply exactly {NOT_IN_KB}.")
-    return [{"role": "system", "content": system},
-            {"role": "user", "content": f"Passages:\n{numbered}\n\nQuestion: {question}"}]
+        f"in at most {ANSWER_MAX} characters. If the passages do not contain the answer, reply exactly {NOT_IN_KB}."
+    )
+    return [
+        {"role": "system", "content": system},
+        {"role": "user", "content": f"Passages:\n{numbered}\n\nQuestion: {question}"},
+    ]
 
 
-async def answer(conn: asyncpg.Connection, ai: AI | None, question: str, language: str, *, org_name: str = "",
-                 max_distance: float = MAX_DISTANCE) -> KnowledgeAnswer:
+async def answer(
+    conn: asyncpg.Connection,
+    ai: AI | None,
+    question: str,
+    language: str,
+    *,
+    org_name: str = "",
+    max_distance: float = MAX_DISTANCE,
+) -> KnowledgeAnswer:
     """The answer from the passages retrieved for ``question`` (RLS: the connection's organisation only)."""
     started = time.monotonic()
     embedding = None
@@ -64,8 +78,11 @@ async def answer(conn: asyncpg.Connection, ai: AI | None, question: str, languag
         return KnowledgeAnswer(best, found=True, passages=found, from_passage=True)
     remaining = ai.budget * (EMBED_SHARE + ANSWER_SHARE) - (time.monotonic() - started)
     try:
-        completion = await ai.chat(answer_messages(question, language, passages, org_name),
-                                   budget=max(0.5, remaining), max_tokens=300)
+        completion = await ai.chat(
+            answer_messages(question, language, passages, org_name),
+            budget=max(0.5, remaining),
+            max_tokens=300,
+        )
     except AIUnavailable as exc:
         log.warning("model did not answer in time; the best passage instead", error=str(exc))
         return KnowledgeAnswer(best, found=True, passages=found, from_passage=True)
@@ -79,18 +96,23 @@ def _passage_answer(passage: Passage) -> str:
     return f"*{passage.heading}*\n{passage.text}" if passage.heading else passage.text
 
 
-async def classify(ai: AI, question: str, choices: Sequence[IntentChoice], *,
-                   org_name: str = "") -> tuple[str, str | None, ModelUsage]:
+async def classify(
+    ai: AI, question: str, choices: Sequence[IntentChoice], *, org_name: str = ""
+) -> tuple[str, str | None, ModelUsage]:
     """(intent, item, usage): "item" with a menu item id of ``choices``, "knowledge" or "unknown"."""
     options = [{"id": c.item, "kind": c.item.partition(":")[0], "title": c.title} for c in choices]
     system = (
         f"You route WhatsApp messages sent to {org_name or 'an organisation'}. The user message is JSON with the "
         "message and the options on offer (kind survey: take it; event: buy tickets; poll: vote). Answer "
         '"item" with the option\'s id when the message asks to take part in one option; "knowledge" when it asks '
-        'for information (opening times, prices, directions, rules ...); "unknown" for anything else.')
+        'for information (opening times, prices, directions, rules ...); "unknown" for anything else.'
+    )
     user = json.dumps({"message": question, "options": options}, ensure_ascii=False)
-    result, completion = await ai.chat_json([{"role": "system", "content": system}, {"role": "user", "content": user}],
-                                            INTENT_SCHEMA, budget=ai.budget * CLASSIFY_SHARE)
+    result, completion = await ai.chat_json(
+        [{"role": "system", "content": system}, {"role": "user", "content": user}],
+        INTENT_SCHEMA,
+        budget=ai.budget * CLASSIFY_SHARE,
+    )
     intent, item = str(result.get("intent")), result.get("item_id")
     if intent == "item" and item not in {c.item for c in choices}:
         intent, item = "knowledge", None  # an id the model made up is no route

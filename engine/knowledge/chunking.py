@@ -84,7 +84,7 @@ def _units(body: str, budget: int) -> list[str]:
 def _word_windows(text: str, budget: int) -> list[str]:
     words = text.split()
     size = max(1, int(budget / 1.3))
-    return [" ".join(words[i:i + size]) for i in range(0, len(words), size)]
+    return [" ".join(words[i : i + size]) for i in range(0, len(words), size)]
 
 
 def _overlap(unit: str, budget: int) -> list[str]:
@@ -112,8 +112,9 @@ def _pack(units: list[str], budget: int, overlap: int) -> list[str]:
     return packed
 
 
-def chunk_text(text: str, *, markdown: bool = True, max_tokens: int = MAX_TOKENS,
-               overlap_tokens: int = OVERLAP_TOKENS) -> list[Chunk]:
+def chunk_text(
+    text: str, *, markdown: bool = True, max_tokens: int = MAX_TOKENS, overlap_tokens: int = OVERLAP_TOKENS
+) -> list[Chunk]:
     """The document's chunks in reading order; each at most ``max_tokens`` (estimated), heading included."""
     if overlap_tokens >= max_tokens:
         raise ValueError("the overlap must be smaller than the chunk budget")

@@ -54,18 +54,37 @@ class IngestResult:
     error: str | None = None
 
 
-async def ingest(pool: asyncpg.Pool, org_id: UUID, kb_name: str, refs: list[str], ai: AI | None, *,
-                 reporter: Reporter | None = None, force: bool = False,
-                 http: httpx.AsyncClient | None = None) -> list[IngestResult]:
+async def ingest(
+    pool: asyncpg.Pool,
+    org_id: UUID,
+    kb_name: str,
+    refs: list[str],
+    ai: AI | None,
+    *,
+    reporter: Reporter | None = None,
+    force: bool = False,
+    http: httpx.AsyncClient | None = None,
+) -> list[IngestResult]:
     """Ingest every file or URL of ``refs`` into the knowledge base ``kb_name`` (created when new)."""
     async with tenant_tx(pool, org_id) as conn:
         kb_id = await store.ensure_kb(conn, org_id, kb_name)
-    return [await ingest_one(pool, org_id, kb_id, ref, ai, reporter=reporter or _Silent(), force=force, http=http)
-            for ref in refs]
+    return [
+        await ingest_one(pool, org_id, kb_id, ref, ai, reporter=reporter or _Silent(), force=force, http=http)
+        for ref in refs
+    ]
 
 
-async def ingest_one(pool: asyncpg.Pool, org_id: UUID, kb_id: UUID, ref: str, ai: AI | None, *,
-                     reporter: Reporter, force: bool = False, http: httpx.AsyncClient | None = None) -> IngestResult:
+async def ingest_one(
+    pool: asyncpg.Pool,
+    org_id: UUID,
+    kb_id: UUID,
+    ref: str,
+    ai: AI | None,
+    *,
+    reporter: Reporter,
+    force: bool = False,
+    http: httpx.AsyncClient | None = None,
+) -> IngestResult:
     try:
         source = await read_source(ref, http)
     except SourceError as exc:
@@ -80,8 +99,16 @@ async def ingest_one(pool: asyncpg.Pool, org_id: UUID, kb_id: UUID, ref: str, ai
     try:
         chunks, vectors = await _prepare(pool, org_id, doc_id, source, ai, reporter)
         async with tenant_tx(pool, org_id) as conn:
-            await store.replace_chunks(conn, org_id, doc_id, title=source.title, text=source.text,
-                                       content_hash=digest, chunks=chunks, vectors=vectors)
+            await store.replace_chunks(
+                conn,
+                org_id,
+                doc_id,
+                title=source.title,
+                text=source.text,
+                content_hash=digest,
+                chunks=chunks,
+                vectors=vectors,
+            )
     except (AIUnavailable, asyncpg.PostgresError, ValueError) as exc:
         error = f"{type(exc).__name__}: {exc}"[:2000]
         async with tenant_tx(pool, org_id) as conn:
@@ -91,8 +118,9 @@ async def ingest_one(pool: asyncpg.Pool, org_id: UUID, kb_id: UUID, ref: str, ai
     return IngestResult(ref, source.title, "ready", len(chunks), vectors is not None)
 
 
-async def _prepare(pool: asyncpg.Pool, org_id: UUID, doc_id: UUID, source: Source, ai: AI | None,
-                   reporter: Reporter) -> tuple[list[Chunk], list[list[float]] | None]:
+async def _prepare(
+    pool: asyncpg.Pool, org_id: UUID, doc_id: UUID, source: Source, ai: AI | None, reporter: Reporter
+) -> tuple[list[Chunk], list[list[float]] | None]:
     async with tenant_tx(pool, org_id) as conn:
         await store.set_status(conn, doc_id, "processing")
     chunks = chunk_text(source.text, markdown=source.markdown)
@@ -104,7 +132,7 @@ async def _prepare(pool: asyncpg.Pool, org_id: UUID, doc_id: UUID, source: Sourc
         return chunks, None
     vectors: list[list[float]] = []
     for start in range(0, len(chunks), EMBEDDING_BATCH):
-        batch = chunks[start:start + EMBEDDING_BATCH]
+        batch = chunks[start : start + EMBEDDING_BATCH]
         vectors.extend(await ai.embed([c.content for c in batch]))
         reporter.advance(len(batch))
     return chunks, vectors

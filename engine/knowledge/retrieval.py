@@ -24,7 +24,8 @@ EF_SEARCH = 100
 STOPWORDS = frozenset(
     "a an the is are was were be been do does did of to in on at for and or but with by from as it its this that "
     "i you we they what when where which who how why can could will would should there have has had not my your "
-    "our me us about any ni na ya wa za la kwa katika je nini gani lini wapi vipi kuna".split())
+    "our me us about any ni na ya wa za la kwa katika je nini gani lini wapi vipi kuna".split()
+)
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Passage:
     def text(self) -> str:
         """The chunk without its heading line."""
         if self.heading and self.content.startswith(self.heading + "\n"):
-            return self.content[len(self.heading) + 1:]
+            return self.content[len(self.heading) + 1 :]
         return self.content
 
 
@@ -60,8 +61,13 @@ def nearest_sql(k: str = "$2") -> str:
                ORDER BY e.distance"""
 
 
-async def by_vector(conn: asyncpg.Connection, embedding: Sequence[float], *, k: int = TOP_K,
-                    max_distance: float = MAX_DISTANCE) -> list[Passage]:
+async def by_vector(
+    conn: asyncpg.Connection,
+    embedding: Sequence[float],
+    *,
+    k: int = TOP_K,
+    max_distance: float = MAX_DISTANCE,
+) -> list[Passage]:
     # The planner's cost of the HNSW scan under the tenant filter is unreliable: at some table sizes it chose
     # sorting the whole tenant by distance (170 ms at 27k chunks against 4 ms by the index). Sorting is
     # discouraged for this one query (the ordered index scan is then the plan), and restored after it.
@@ -73,7 +79,9 @@ async def by_vector(conn: asyncpg.Connection, embedding: Sequence[float], *, k: 
     finally:
         await conn.execute("SET LOCAL enable_sort = on")
     found = [r for r in rows if r["distance"] <= max_distance]
-    return [Passage(r["content"], r["title"] or "", r["heading"], float(r["distance"]), "vector") for r in found]
+    return [
+        Passage(r["content"], r["title"] or "", r["heading"], float(r["distance"]), "vector") for r in found
+    ]
 
 
 def search_terms(question: str) -> list[str]:
@@ -91,7 +99,9 @@ async def by_text(conn: asyncpg.Connection, question: str, *, k: int = TOP_K) ->
         f"""SELECT {_COLUMNS}, ts_rank_cd(e.content_tsv, q) AS rank
             {_FROM}, to_tsquery('simple', $1) q
             WHERE e.content_tsv @@ q ORDER BY rank DESC, e.chunk_index LIMIT $2""",
-        " | ".join(terms), k)
+        " | ".join(terms),
+        k,
+    )
     if rows:
         return [Passage(r["content"], r["title"] or "", r["heading"], float(r["rank"]), "fts") for r in rows]
     typo_terms = [t[:-2] for t in terms if len(t) >= 6]  # words of 4+ letters: enough trigrams to compare
@@ -102,12 +112,23 @@ async def by_text(conn: asyncpg.Connection, question: str, *, k: int = TOP_K) ->
               SELECT {_COLUMNS}, (SELECT max(word_similarity(t, e.content)) FROM unnest($1::text[]) t)
                      AS similarity {_FROM}) s
             WHERE similarity >= $2 ORDER BY similarity DESC LIMIT $3""",
-        typo_terms, MIN_WORD_SIMILARITY, k)
-    return [Passage(r["content"], r["title"] or "", r["heading"], float(r["similarity"]), "trigram") for r in rows]
+        typo_terms,
+        MIN_WORD_SIMILARITY,
+        k,
+    )
+    return [
+        Passage(r["content"], r["title"] or "", r["heading"], float(r["similarity"]), "trigram") for r in rows
+    ]
 
 
-async def retrieve(conn: asyncpg.Connection, question: str, embedding: Sequence[float] | None, *,
-                   k: int = TOP_K, max_distance: float = MAX_DISTANCE) -> list[Passage]:
+async def retrieve(
+    conn: asyncpg.Connection,
+    question: str,
+    embedding: Sequence[float] | None,
+    *,
+    k: int = TOP_K,
+    max_distance: float = MAX_DISTANCE,
+) -> list[Passage]:
     """The best passages: by vector when there is an embedding and a close chunk, else by text."""
     if embedding is not None:
         found = await by_vector(conn, embedding, k=k, max_distance=max_distance)

@@ -17,8 +17,12 @@ TIMEOUT = aiohttp.ClientTimeout(total=10.0, connect=3.0)
 
 
 def new_session() -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(timeout=TIMEOUT, connector=aiohttp.TCPConnector(limit=200),
-                                 json_serialize=json.dumps, raise_for_status=False)
+    return aiohttp.ClientSession(
+        timeout=TIMEOUT,
+        connector=aiohttp.TCPConnector(limit=200),
+        json_serialize=json.dumps,
+        raise_for_status=False,
+    )
 
 
 class CloudApiClient:
@@ -35,8 +39,9 @@ class CloudApiClient:
             raise parsed
         return parsed
 
-    async def upload_media(self, phone_number_id: str, token: str, data: bytes, mime_type: str,
-                           filename: str = "image.png") -> str:
+    async def upload_media(
+        self, phone_number_id: str, token: str, data: bytes, mime_type: str, filename: str = "image.png"
+    ) -> str:
         url = f"{self._base}/{self._version}/{phone_number_id}/media"
         form = aiohttp.FormData({"messaging_product": "whatsapp", "type": mime_type})
         form.add_field("file", data, filename=filename, content_type=mime_type)
@@ -47,11 +52,15 @@ class CloudApiClient:
 
     async def _call(self, url: str, token: str, **kwargs: Any) -> tuple[int, Any]:
         try:
-            async with self._session.post(url, headers={"Authorization": f"Bearer {token}"}, **kwargs) as response:
+            async with self._session.post(
+                url, headers={"Authorization": f"Bearer {token}"}, **kwargs
+            ) as response:
                 text = await response.text()
                 return response.status, _json(text)
         except (TimeoutError, aiohttp.ClientError) as err:  # no answer at all: timeouts, refused connections
-            raise ApiError(code=0, subcode=None, message=f"{type(err).__name__}: {err}", http_status=0) from err
+            raise ApiError(
+                code=0, subcode=None, message=f"{type(err).__name__}: {err}", http_status=0
+            ) from err
 
 
 def _json(text: str) -> Any:

@@ -228,13 +228,27 @@ class MarkRead(_Strict):
 
 
 SendRequest = (
-    TextRequest | ImageRequest | VideoRequest | AudioRequest | StickerRequest | DocumentRequest
-    | ButtonsRequest | ListRequest | TemplateRequest | ReactionRequest | MarkRead
+    TextRequest
+    | ImageRequest
+    | VideoRequest
+    | AudioRequest
+    | StickerRequest
+    | DocumentRequest
+    | ButtonsRequest
+    | ListRequest
+    | TemplateRequest
+    | ReactionRequest
+    | MarkRead
 )
 
 _BY_TYPE: dict[str, type[BaseModel]] = {
-    "text": TextRequest, "image": ImageRequest, "video": VideoRequest, "audio": AudioRequest,
-    "sticker": StickerRequest, "document": DocumentRequest, "template": TemplateRequest,
+    "text": TextRequest,
+    "image": ImageRequest,
+    "video": VideoRequest,
+    "audio": AudioRequest,
+    "sticker": StickerRequest,
+    "document": DocumentRequest,
+    "template": TemplateRequest,
     "reaction": ReactionRequest,
 }
 _BY_INTERACTIVE_TYPE: dict[str, type[BaseModel]] = {"button": ButtonsRequest, "list": ListRequest}
@@ -258,7 +272,9 @@ def validate_send_request(body: dict[str, Any]) -> SendRequest:
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         paths = [_dotted(err["loc"]) for err in errors]
-        detail = "; ".join(f"{path or '(body)'}: {err['msg']}" for path, err in zip(paths, errors, strict=True))
+        detail = "; ".join(
+            f"{path or '(body)'}: {err['msg']}" for path, err in zip(paths, errors, strict=True)
+        )
         raise SendRequestInvalid(f"(#100) Invalid parameter {detail}", field=paths[0]) from None
 
 
@@ -311,13 +327,20 @@ def _body_of(reply: Reply, *, image_link: str | None, image_id: str | None) -> d
         case Text(body=body):
             return {"type": "text", "text": {"body": body, "preview_url": False}}
         case Buttons(body=body, buttons=buttons):
-            action = {"buttons": [{"type": "reply", "reply": {"id": b.id, "title": b.title}} for b in buttons]}
-            return {"type": "interactive",
-                    "interactive": {"type": "button", "body": {"text": body}, "action": action}}
+            action = {
+                "buttons": [{"type": "reply", "reply": {"id": b.id, "title": b.title}} for b in buttons]
+            }
+            return {
+                "type": "interactive",
+                "interactive": {"type": "button", "body": {"text": body}, "action": action},
+            }
         case ListMenu(body=body, button=button, rows=rows):
             section: dict[str, Any] = {"rows": [_row(r.id, r.title, r.description) for r in rows]}
             menu: dict[str, Any] = {"button": button, "sections": [section]}
-            return {"type": "interactive", "interactive": {"type": "list", "body": {"text": body}, "action": menu}}
+            return {
+                "type": "interactive",
+                "interactive": {"type": "list", "body": {"text": body}, "action": menu},
+            }
         case Image(caption=caption):
             media: dict[str, Any] = {"id": image_id} if image_id else {"link": image_link}
             if caption:
@@ -341,14 +364,20 @@ def build_mark_read(message_id: str, *, typing: bool = False) -> dict[str, Any]:
     return payload
 
 
-def build_template(to: str, name: str, language: str, components: list[dict[str, Any]] | None = None
-                   ) -> dict[str, Any]:
+def build_template(
+    to: str, name: str, language: str, components: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """A template message: the only kind allowed outside the 24-hour window."""
     template: dict[str, Any] = {"name": name, "language": {"code": language}}
     if components:
         template["components"] = components
-    payload = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to,
-               "type": "template", "template": template}
+    payload = {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+        "type": "template",
+        "template": template,
+    }
     validate_send_request(payload)
     return payload
 

@@ -407,26 +407,45 @@ def split_envelope(env: WebhookEnvelope) -> list[InboundPart]:
 def _split_change(change: Change, raw_change: dict[str, Any]) -> Iterator[InboundPart]:
     value, raw_value = change.value, raw_change["value"]
     meta = value.metadata or Metadata()
-    common = {"field": change.field, "phone_number_id": meta.phone_number_id,
-              "display_phone_number": meta.display_phone_number}
+    common = {
+        "field": change.field,
+        "phone_number_id": meta.phone_number_id,
+        "display_phone_number": meta.display_phone_number,
+    }
     if change.field != "messages" or not (value.messages or value.statuses):
         kind: PartKind = "error" if value.errors else "other"
-        yield InboundPart(kind=kind, wa_id="", contact_name=None, payload=raw_value, timestamp=None,
-                          external_id=_stable_id({"field": change.field, "value": raw_value}), **common)
+        yield InboundPart(
+            kind=kind,
+            wa_id="",
+            contact_name=None,
+            payload=raw_value,
+            timestamp=None,
+            external_id=_stable_id({"field": change.field, "value": raw_value}),
+            **common,
+        )
         return
     for message, raw_message in zip(value.messages, raw_value.get("messages", []), strict=True):
         contact = _contact_for(value.contacts, message.from_, message.from_user_id)
         yield InboundPart(
-            kind="message", payload=raw_message, timestamp=_seconds(message.timestamp),
+            kind="message",
+            payload=raw_message,
+            timestamp=_seconds(message.timestamp),
             wa_id=message.from_ or (contact.wa_id if contact else ""),
             contact_name=contact.profile.name if contact and contact.profile else None,
             user_id=message.from_user_id or (contact.user_id if contact else None),
-            external_id=message.id or _stable_id(raw_message), **common)
+            external_id=message.id or _stable_id(raw_message),
+            **common,
+        )
     for status, raw_status in zip(value.statuses, raw_value.get("statuses", []), strict=True):
         yield InboundPart(
-            kind="status", payload=raw_status, timestamp=_seconds(status.timestamp),
-            wa_id=status.recipient_id, contact_name=None,
-            external_id=f"{status.id}:{status.status}" if status.id else _stable_id(raw_status), **common)
+            kind="status",
+            payload=raw_status,
+            timestamp=_seconds(status.timestamp),
+            wa_id=status.recipient_id,
+            contact_name=None,
+            external_id=f"{status.id}:{status.status}" if status.id else _stable_id(raw_status),
+            **common,
+        )
 
 
 def _contact_for(contacts: list[Contact], wa_id: str, user_id: str | None) -> Contact | None:

@@ -15,8 +15,9 @@ from engine.broker import Topology
 from tests.faults.harness import FaultStack, Load
 
 
-async def check(stack: FaultStack, load: Load, name: str, size: str, started: float,
-                fault_end: float | None) -> dict[str, Any]:
+async def check(
+    stack: FaultStack, load: Load, name: str, size: str, started: float, fault_end: float | None
+) -> dict[str, Any]:
     problems: list[str] = []
     org_ids = [o.id for o in load.orgs]
     conn = stack.owner_pool
@@ -30,20 +31,31 @@ async def check(stack: FaultStack, load: Load, name: str, size: str, started: fl
     last_accept = max(load.accepted.values(), default=started)
     after_fault = [t for t in sent_at if fault_end is not None and t >= fault_end]
     return {
-        "fault": name, "size": size, "sent": len(load.steps) + len(load.poison) + load.counts["refused_400"],
-        "posts": load.counts["posts"], "accepted": len(load.accepted), "refused": load.counts["refused_400"],
-        "processed": stored + parked, "replies": delivered, "expected_replies": expected, "duplicates": duplicates,
+        "fault": name,
+        "size": size,
+        "sent": len(load.steps) + len(load.poison) + load.counts["refused_400"],
+        "posts": load.counts["posts"],
+        "accepted": len(load.accepted),
+        "refused": load.counts["refused_400"],
+        "processed": stored + parked,
+        "replies": delivered,
+        "expected_replies": expected,
+        "duplicates": duplicates,
         "lost": (len(set(load.accepted) - load.poison) - stored) + max(0, expected - delivered),
-        "parked": parked, "recover_s": round(min(after_fault) - fault_end, 2) if after_fault and fault_end else None,
+        "parked": parked,
+        "recover_s": round(min(after_fault) - fault_end, 2) if after_fault and fault_end else None,
         "drain_s": round(max(sent_at, default=last_accept) - last_accept, 2),
-        "seconds": round(time.time() - started, 1), "problems": problems,
+        "seconds": round(time.time() - started, 1),
+        "problems": problems,
     }
 
 
 async def inbound_once(conn: Any, org_ids: list[UUID], wanted: set[str], problems: list[str]) -> int:
     rows = await conn.fetch(
         """SELECT wa_message_id, count(*) AS n FROM messages WHERE organization_id = ANY($1::uuid[])
-           AND direction = 'inbound' GROUP BY 1""", org_ids)
+           AND direction = 'inbound' GROUP BY 1""",
+        org_ids,
+    )
     stored = {r["wa_message_id"]: r["n"] for r in rows}
     if missing := wanted - stored.keys():
         problems.append(f"{len(missing)} accepted messages not stored, e.g. {sorted(missing)[:3]}")
@@ -61,10 +73,13 @@ async def replies_once(stack: FaultStack, load: Load, problems: list[str]) -> tu
     sim_ids = {m["wamid"] for m in sim}
     rows = await stack.owner_pool.fetch(
         "SELECT wa_message_id, wa_status FROM messages WHERE organization_id = ANY($1::uuid[]) AND direction = 'outbound'",
-        [o.id for o in load.orgs])
+        [o.id for o in load.orgs],
+    )
     delivered = sum(1 for r in rows if r["wa_message_id"] in sim_ids)
     if unsent := [r for r in rows if r["wa_message_id"] is None]:
-        problems.append(f"{len(unsent)} replies never accepted by WhatsApp: {Counter(r['wa_status'] for r in unsent)}")
+        problems.append(
+            f"{len(unsent)} replies never accepted by WhatsApp: {Counter(r['wa_status'] for r in unsent)}"
+        )
     if len(rows) != load.expected_replies():
         problems.append(f"{len(rows)} replies written, {load.expected_replies()} expected")
     return delivered, len(sim) - delivered, [m["received_at"] for m in sim]
@@ -80,40 +95,56 @@ async def ledger_balances(conn: Any, org_ids: list[UUID], problems: list[str]) -
                      AND t.action = 'outbound_reply') AS reply_debits,
                   (SELECT count(*) FROM messages m WHERE m.organization_id = w.organization_id
                      AND m.direction = 'outbound') AS replies
-           FROM wallets w WHERE w.organization_id = ANY($1::uuid[])""", org_ids)
+           FROM wallets w WHERE w.organization_id = ANY($1::uuid[])""",
+        org_ids,
+    )
     for r in rows:
         if r["ledger"] != r["balance"] or r["broken"] or r["balance"] < 0:
-            problems.append(f"wallet {r['organization_id']}: balance {r['balance']}, ledger sum {r['ledger']}, "
-                            f"{r['broken']} rows whose before + amount != after")
+            problems.append(
+                f"wallet {r['organization_id']}: balance {r['balance']}, ledger sum {r['ledger']}, "
+                f"{r['broken']} rows whose before + amount != after"
+            )
         if r["reply_debits"] != r["replies"]:
-            problems.append(f"wallet {r['organization_id']}: {r['reply_debits']} reply debits for {r['replies']} replies")
+            problems.append(
+                f"wallet {r['organization_id']}: {r['reply_debits']} reply debits for {r['replies']} replies"
+            )
 
 
 async def poll_tallies(conn: Any, load: Load, problems: list[str]) -> None:
     """poll_options.votes == poll_votes rows == what the contacts voted (those whose vote was accepted)."""
     sent: Counter[tuple[str, str]] = Counter(
-        (s.org.poll_id, s.vote) for i, s in enumerate(load.scripts)
-        if s.vote and load.steps.get((i, len(s.steps) - 1)) in load.accepted)
+        (s.org.poll_id, s.vote)
+        for i, s in enumerate(load.scripts)
+        if s.vote and load.steps.get((i, len(s.steps) - 1)) in load.accepted
+    )
     rows = await conn.fetch(
         """SELECT o.poll_id::text AS poll, o.id, o.votes,
                   (SELECT count(*) FROM poll_votes v WHERE v.poll_id = o.poll_id AND v.option_id = o.id) AS rows
-           FROM poll_options o WHERE o.poll_id = ANY($1::uuid[])""", [UUID(o.poll_id) for o in load.orgs])
+           FROM poll_options o WHERE o.poll_id = ANY($1::uuid[])""",
+        [UUID(o.poll_id) for o in load.orgs],
+    )
     for r in rows:
         if not r["votes"] == r["rows"] == sent[(r["poll"], r["id"])]:
-            problems.append(f"poll option {r['id']}: tally {r['votes']}, vote rows {r['rows']}, "
-                            f"sent {sent[(r['poll'], r['id'])]}")
+            problems.append(
+                f"poll option {r['id']}: tally {r['votes']}, vote rows {r['rows']}, "
+                f"sent {sent[(r['poll'], r['id'])]}"
+            )
 
 
 async def survey_answers(conn: Any, load: Load, problems: list[str]) -> None:
     rows = await conn.fetch(
         """SELECT c.phone, r.status, r.answers FROM survey_responses r JOIN contacts c ON c.id = r.contact_id
-           WHERE r.organization_id = ANY($1::uuid[])""", [o.id for o in load.orgs])
+           WHERE r.organization_id = ANY($1::uuid[])""",
+        [o.id for o in load.orgs],
+    )
     got = {r["phone"]: (r["status"], r["answers"]) for r in rows}
     wrong = [s.wa_id for s in load.scripts if s.answers and got.get(s.wa_id) != ("completed", s.answers)]
     if wrong:
         problems.append(f"{len(wrong)} survey responses differ from what was sent, e.g. {got.get(wrong[0])}")
-    counts = await conn.fetch("SELECT id::text AS id, response_count FROM surveys WHERE id = ANY($1::uuid[])",
-                              [UUID(o.survey_id) for o in load.orgs])
+    counts = await conn.fetch(
+        "SELECT id::text AS id, response_count FROM surveys WHERE id = ANY($1::uuid[])",
+        [UUID(o.survey_id) for o in load.orgs],
+    )
     for r in counts:
         completed = sum(1 for s in load.scripts if s.answers and s.org.survey_id == r["id"])
         if r["response_count"] != completed:
@@ -142,7 +173,9 @@ async def parked_ids(stack: FaultStack) -> set[str]:
     found: set[str] = set()
     async with connection:
         channel = await connection.channel()
-        queue = await channel.declare_queue(Topology.from_settings(stack.settings).parking_queue, passive=True)
+        queue = await channel.declare_queue(
+            Topology.from_settings(stack.settings).parking_queue, passive=True
+        )
         for _ in range(queue.declaration_result.message_count or 0):
             message = await queue.get(no_ack=False, fail=False)
             if message is None:

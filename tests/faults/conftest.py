@@ -47,17 +47,29 @@ async def fault_stack() -> AsyncIterator[Any]:
         cleanup.callback(rabbit.destroy)
         rabbit.start()
         db_url = await create_database(pg.uri("postgres"), "faults")
-        settings = Settings(database_url=db_url, rabbitmq_url=rabbit.url, broker_prefix=f"faults{tag}",
-                            environment="test", log_level="warning", shutdown_grace_seconds=5)
+        settings = Settings(
+            database_url=db_url,
+            rabbitmq_url=rabbit.url,
+            broker_prefix=f"faults{tag}",
+            environment="test",
+            log_level="warning",
+            shutdown_grace_seconds=5,
+        )
         await migrate(db_url, settings.app_db_role, settings.app_db_password)
-        app_pool = await create_pool(with_user(db_url, settings.app_db_role, settings.app_db_password), max_size=5)
+        app_pool = await create_pool(
+            with_user(db_url, settings.app_db_role, settings.app_db_password), max_size=5
+        )
         cleanup.push_async_callback(app_pool.close)
         owner_pool = await create_pool(db_url, max_size=5)
         cleanup.push_async_callback(owner_pool.close)
         local = await LocalStack(settings, roles=()).start(in_process_workers=False)
         cleanup.push_async_callback(local.stop)
-        env = {**local.worker_env(), "RABBITMQ_URL": rabbit.url, "DATABASE_URL": db_url,
-               "SHUTDOWN_GRACE_SECONDS": "5"}
+        env = {
+            **local.worker_env(),
+            "RABBITMQ_URL": rabbit.url,
+            "DATABASE_URL": db_url,
+            "SHUTDOWN_GRACE_SECONDS": "5",
+        }
         workers = Workers(env, base)
         cleanup.callback(workers.stop_all)
         for name in ROLES:

@@ -42,9 +42,21 @@ class Workers:
     def spawn(self, name: str) -> None:
         log = (self.log_dir / f"{name}.log").open("ab")  # a pipe nobody reads would block a chatty worker
         self.procs[name] = subprocess.Popen(
-            [sys.executable, str(PROJECT_ROOT / "worker.py"), "--role", ROLES[name], "--concurrency",
-             str(WORKER_CONCURRENCY), "--metrics-port", "0"], env=self.env, cwd=PROJECT_ROOT,
-            stdout=subprocess.DEVNULL, stderr=log)
+            [
+                sys.executable,
+                str(PROJECT_ROOT / "worker.py"),
+                "--role",
+                ROLES[name],
+                "--concurrency",
+                str(WORKER_CONCURRENCY),
+                "--metrics-port",
+                "0",
+            ],
+            env=self.env,
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
         log.close()
 
     def kill(self, name: str) -> None:
@@ -82,7 +94,8 @@ class FaultStack:
                 try:
                     rows = await self.owner_pool.fetch(
                         """SELECT role, sum(cardinality(shards))::int AS n FROM worker_heartbeats
-                           WHERE heartbeat_at > now() - interval '6 seconds' GROUP BY role""")
+                           WHERE heartbeat_at > now() - interval '6 seconds' GROUP BY role"""
+                    )
                     if all({r["role"]: r["n"] for r in rows}.get(k) == v for k, v in wanted.items()):
                         return
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
@@ -127,10 +140,14 @@ class Load:
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(32))
 
     def expected_replies(self) -> int:
-        return sum(self.scripts[s].steps[k].replies for (s, k), mid in self.steps.items() if mid in self.accepted)
+        return sum(
+            self.scripts[s].steps[k].replies for (s, k), mid in self.steps.items() if mid in self.accepted
+        )
 
 
-async def deliver(local: LocalStack, load: Load, envelope: dict[str, Any], give_up: float = 180) -> float | None:
+async def deliver(
+    local: LocalStack, load: Load, envelope: dict[str, Any], give_up: float = 180
+) -> float | None:
     """POST until answered 200 (Meta retries for days; we for ``give_up`` seconds); the time of the 200."""
     deadline = time.monotonic() + give_up
     assert local.poster is not None
@@ -180,7 +197,11 @@ def unknown_number_envelopes(org: BenchOrg, count: int, tag: str) -> list[tuple[
     return out
 
 
-MALFORMED_PARTS = (b"not json {", b'{"v": 1, "note": "no kind"}', b'{"v": 1, "kind": "message", "payload": {}}')
+MALFORMED_PARTS = (
+    b"not json {",
+    b'{"v": 1, "note": "no kind"}',
+    b'{"v": 1, "kind": "message", "payload": {}}',
+)
 
 
 async def publish_malformed(stack: FaultStack, load: Load, count: int) -> None:
@@ -194,8 +215,12 @@ async def publish_malformed(stack: FaultStack, load: Load, count: int) -> None:
         publisher = await Publisher.open(connection, 10)
         for i in range(count):
             msg_id = f"malformed.{new_tag()}"
-            await publisher.publish(topology.inbound_exchange, topology.inbound_route(msg_id),
-                                    MALFORMED_PARTS[i % len(MALFORMED_PARTS)], message_id=msg_id)
+            await publisher.publish(
+                topology.inbound_exchange,
+                topology.inbound_route(msg_id),
+                MALFORMED_PARTS[i % len(MALFORMED_PARTS)],
+                message_id=msg_id,
+            )
             load.poison.add(msg_id)
             load.accepted[msg_id] = time.time()
 
@@ -206,15 +231,22 @@ async def post_refused(local: LocalStack, count: int, counts: Counter[str]) -> N
     for i in range(count):
         body = serialise({"object": "whatsapp_business_account", "entry": f"not a list {i}"})
         response = await local.poster._client.post(  # a raw body: WebhookPoster only sends envelopes
-            local.poster.gateway_url, content=body,
-            headers={"Content-Type": "application/json", "X-Hub-Signature-256": sign(body, local.poster.app_secret)})
+            local.poster.gateway_url,
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                "X-Hub-Signature-256": sign(body, local.poster.app_secret),
+            },
+        )
         counts["refused_400" if response.status_code == 400 else "refused_other"] += 1
 
 
 # ---------------------------------------------------------------- one scenario
 
 
-Fault = Callable[[FaultStack, Size], Coroutine[Any, Any, float | None]]  # returns when the fault ended (or None)
+Fault = Callable[
+    [FaultStack, Size], Coroutine[Any, Any, float | None]
+]  # returns when the fault ended (or None)
 
 
 @dataclass
@@ -232,18 +264,29 @@ async def run_scenario(stack: FaultStack, name: str, scenario: Scenario, size: S
     tag = new_tag()
     orgs = await create_bench_orgs(stack.app_pool, 2, tag, tokens=1_000_000)
     rng = random.Random(tag)
-    load = Load(orgs, make_scripts(orgs, size.messages, rng, prefix=f"2547{tag[:4]}"), scenario.dup_share,
-                scenario.out_of_order, rng)
+    load = Load(
+        orgs,
+        make_scripts(orgs, size.messages, rng, prefix=f"2547{tag[:4]}"),
+        scenario.dup_share,
+        scenario.out_of_order,
+        rng,
+    )
     if scenario.statuses:
         stack.local.whatsapp.report_statuses(stack.local.poster, ("sent", "delivered", "read"))
     poisoned = int(size.messages * scenario.poison_share)
     poison = unknown_number_envelopes(orgs[0], poisoned - poisoned // 2, tag[:4])
     started = time.time()
     tasks = [run_contact(stack.local, load, i, size) for i in range(len(load.scripts))]
-    tasks += [_poison_later(stack.local, load, msg_id, env, rng.uniform(0, size.spread_seconds)) for msg_id, env in poison]
+    tasks += [
+        _poison_later(stack.local, load, msg_id, env, rng.uniform(0, size.spread_seconds))
+        for msg_id, env in poison
+    ]
     fault = asyncio.create_task(scenario.fault(stack, size)) if scenario.fault else None
-    await asyncio.gather(*tasks, post_refused(stack.local, scenario.refused, load.counts),
-                         publish_malformed(stack, load, poisoned // 2))
+    await asyncio.gather(
+        *tasks,
+        post_refused(stack.local, scenario.refused, load.counts),
+        publish_malformed(stack, load, poisoned // 2),
+    )
     fault_end = await fault if fault else None
     await wait_drained(stack, load, size.drain_timeout, size.stall_seconds)
     stack.reset()
@@ -254,7 +297,9 @@ async def run_scenario(stack: FaultStack, name: str, scenario: Scenario, size: S
     return outcome
 
 
-async def _poison_later(local: LocalStack, load: Load, msg_id: str, envelope: dict[str, Any], delay: float) -> None:
+async def _poison_later(
+    local: LocalStack, load: Load, msg_id: str, envelope: dict[str, Any], delay: float
+) -> None:
     await asyncio.sleep(delay)
     load.poison.add(msg_id)
     if (at := await deliver(local, load, envelope)) is not None:
@@ -272,7 +317,9 @@ async def wait_drained(stack: FaultStack, load: Load, timeout: float, stall: flo
             row = await stack.owner_pool.fetchrow(
                 """SELECT count(*) FILTER (WHERE direction = 'inbound') AS stored,
                           count(*) FILTER (WHERE direction = 'outbound' AND wa_message_id IS NOT NULL) AS sent
-                   FROM messages WHERE organization_id = ANY($1::uuid[])""", org_ids)
+                   FROM messages WHERE organization_id = ANY($1::uuid[])""",
+                org_ids,
+            )
             now = (row["stored"], row["sent"])
             if now[0] >= wanted[0] and now[1] >= wanted[1]:
                 break

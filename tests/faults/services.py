@@ -61,7 +61,9 @@ class PrivateRabbit:
             raise RuntimeError("rabbitmq-server is not installed")
         base.mkdir(parents=True, exist_ok=True)
         port = free_low_port()
-        (base / "enabled_plugins").write_text("[].\n")  # none: the management ports would clash with the main node
+        (base / "enabled_plugins").write_text(
+            "[].\n"
+        )  # none: the management ports would clash with the main node
         (base / "rabbitmq.conf").write_text(f"listeners.tcp.1 = 127.0.0.1:{port}\nlog.console = false\n")
         (base / "rabbitmq-env.conf").write_text("ERL_EPMD_ADDRESS=127.0.0.1\n")
         return cls(base, f"faults-{tag}@localhost", port, scripts)
@@ -72,19 +74,37 @@ class PrivateRabbit:
 
     def env(self) -> dict[str, str]:
         b = self.base
-        return {**os.environ, "HOME": str(b), "RABBITMQ_NODENAME": self.node, "RABBITMQ_DIST_PORT": str(self.port + 1),
-                "RABBITMQ_MNESIA_BASE": str(b / "mnesia"), "RABBITMQ_LOG_BASE": str(b / "log"),
-                "RABBITMQ_PID_FILE": str(b / "rabbit.pid"), "RABBITMQ_ENABLED_PLUGINS_FILE": str(b / "enabled_plugins"),
-                "RABBITMQ_CONFIG_FILE": str(b / "rabbitmq.conf"), "RABBITMQ_CONF_ENV_FILE": str(b / "rabbitmq-env.conf"),
-                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}"}
+        return {
+            **os.environ,
+            "HOME": str(b),
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_DIST_PORT": str(self.port + 1),
+            "RABBITMQ_MNESIA_BASE": str(b / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(b / "log"),
+            "RABBITMQ_PID_FILE": str(b / "rabbit.pid"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(b / "enabled_plugins"),
+            "RABBITMQ_CONFIG_FILE": str(b / "rabbitmq.conf"),
+            "RABBITMQ_CONF_ENV_FILE": str(b / "rabbitmq-env.conf"),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+        }
 
     def _ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(self.scripts / "rabbitmqctl"), "-n", self.node, "-q", *args], env=self.env(),
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [str(self.scripts / "rabbitmqctl"), "-n", self.node, "-q", *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def start(self, timeout: float = 90) -> None:
-        subprocess.run([str(self.scripts / "rabbitmq-server"), "-detached"], env=self.env(), check=True,
-                       capture_output=True, timeout=30)
+        subprocess.run(
+            [str(self.scripts / "rabbitmq-server"), "-detached"],
+            env=self.env(),
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
         deadline = time.monotonic() + timeout
         while not _answers(self.port):
             if time.monotonic() > deadline:

@@ -56,7 +56,11 @@ async def restart_postgres(stack: FaultStack, size: Size) -> float:
 
 def _whatsapp_faults(size: Size) -> list[dict[str, object]]:
     answers: list[tuple[dict[str, object], int]] = [
-        ({"status": 429, "code": 130429}, 20), ({"status": 500}, 10), ({"status": 503, "code": 2}, 10), ({"delay": 1.0}, 5)]
+        ({"status": 429, "code": 130429}, 20),
+        ({"status": 500}, 10),
+        ({"status": 503, "code": 2}, 10),
+        ({"delay": 1.0}, 5),
+    ]
     burst = [fault for fault, times in answers for _ in range(times)]
     if size is FAST:
         return burst
@@ -80,11 +84,14 @@ SCENARIOS: dict[str, Scenario] = {
     "inbound workers SIGKILLed": Scenario(kill_inbound_workers),
     # A sender killed between WhatsApp's answer and recording its id sends that reply again on redelivery:
     # the Cloud API has no idempotency key. Counted, and bounded by the replies in flight.
-    "relay and sender SIGKILLed": Scenario(kill_relay_and_sender,
-                                          allowed_duplicates=lambda s: s.workers.kills["sender"] * 16),
+    "relay and sender SIGKILLed": Scenario(
+        kill_relay_and_sender, allowed_duplicates=lambda s: s.workers.kills["sender"] * 16
+    ),
     "RabbitMQ restarted": Scenario(restart_rabbitmq),
     "PostgreSQL restarted": Scenario(restart_postgres),
-    "WhatsApp 429/5xx/slow/timeouts": Scenario(whatsapp_errors, allowed_duplicates=lambda s: ACCEPTED_AFTER_TIMEOUT),
+    "WhatsApp 429/5xx/slow/timeouts": Scenario(
+        whatsapp_errors, allowed_duplicates=lambda s: ACCEPTED_AFTER_TIMEOUT
+    ),
     "every webhook twice, out of order": Scenario(dup_share=1.0, out_of_order=True, statuses=True),
     "poison payloads mixed in": Scenario(poison_share=0.05, refused=5),
 }
