@@ -41,10 +41,15 @@ async def run(turn: Turn, event: object) -> None:
 
 
 async def on_message(turn: Turn, body: dict[str, Any]) -> None:
+    from engine.whatsapp.media import inbound_media
     from engine.whatsapp.webhook import inbound_to_event_fields
 
-    kind, text, choice_id = inbound_to_event_fields(body.get("payload") or {})
-    await run(turn, Inbound(text=text, choice_id=choice_id, kind=kind))
+    payload = body.get("payload") or {}
+    kind, text, choice_id = inbound_to_event_fields(payload)
+    media = inbound_media(payload)
+    await run(
+        turn, Inbound(text=text, choice_id=choice_id, kind=kind, media_id=media.media_id if media else None)
+    )
 
 
 async def on_timer(turn: Turn, body: dict[str, Any]) -> None:

@@ -6,12 +6,18 @@ Control endpoints (for tests in another process):
                         optional per fault: "endpoint" ("messages" | "media"), "to", "message", "subcode".
                         {"rate": 5} limits each number to 5 sends per second (130429 beyond); {"rate": null} lifts it.
   GET|DELETE /_sim/faults, GET|DELETE /_sim/messages?to=&phone_number_id=, GET /_sim/reads,
-  POST /_sim/tokens {phone_number_id: token} ("*" matches any number), GET /_sim/media/{id}, GET /_sim/health.
+  POST /_sim/tokens {phone_number_id: token} ("*" matches any number), GET /_sim/media/{id} (the bytes of any
+  media, no token), POST /_sim/media?phone_number_id= (raw body: media a user sends; answers {id, sha256}),
+  GET /_sim/health.
+Media as the Cloud API serves it: GET /{version}/{media_id} -> {url, mime_type, sha256, file_size, id} with the
+number's token, then GET url with the same token; the URL expires after ``media_url_seconds`` (5 minutes).
+Fault endpoints: "messages", "media" (upload), "media_info", "media_download".
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -97,6 +103,9 @@ class WhatsAppSimulator(SimulatorServer):
         self.recorded: list[dict[str, Any]] = []
         self.reads: list[dict[str, Any]] = []
         self.media: dict[str, dict[str, Any]] = {}
+        self.media_url_seconds = 300.0  # how long a download URL stays valid, as Meta's (about 5 minutes)
+        self.downloads: list[dict[str, Any]] = []  # each served download: media id, bytes, when
+        self._url_key = uuid.uuid4().hex  # signs download URLs, so that a made-up one is refused
         self._recent: dict[str, deque[float]] = {}
         self._changed = asyncio.Event()
         self._status_poster: WebhookPoster | None = None
@@ -110,15 +119,35 @@ class WhatsAppSimulator(SimulatorServer):
             Route("/_sim/messages", self._messages_endpoint, methods=["GET", "DELETE"]),
             Route("/_sim/reads", self._reads_endpoint, methods=["GET"]),
             Route("/_sim/tokens", self._tokens_endpoint, methods=["POST"]),
+            Route("/_sim/media", self._media_add_endpoint, methods=["POST"]),
             Route("/_sim/media/{media_id}", self._media_download, methods=["GET"]),
+            Route("/_sim/download/{media_id}", self._media_url_download, methods=["GET"]),
             Route("/{version}/{phone_number_id}/messages", self._send, methods=["POST"]),
             Route("/{version}/{phone_number_id}/media", self._upload, methods=["POST"]),
+            Route("/{version}/{media_id}", self._media_info, methods=["GET"]),
         ]
 
     # ------------------------------------------------------------ in-process helpers
 
     def add_faults(self, faults: Iterable[dict[str, Any]]) -> None:
         self.faults.extend(dict(f) for f in faults)
+
+    def add_media(self, data: bytes, mime_type: str, phone_number_id: str | None = None) -> str:
+        """Media a user sends (a photo, a voice note): its id goes in the webhook; the engine downloads it.
+        ``phone_number_id`` None: any number's token may fetch it."""
+        return self._store_media(data, mime_type, phone_number_id)
+
+    def _store_media(self, data: bytes, mime_type: str, phone_number_id: str | None) -> str:
+        media_id = str(uuid.uuid4().int)[:16]
+        self.media[media_id] = {
+            "id": media_id,
+            "phone_number_id": phone_number_id,
+            "mime_type": mime_type,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "file_size": len(data),
+            "data": data,
+        }
+        return media_id
 
     def messages(self, to: str | None = None, phone_number_id: str | None = None) -> list[dict[str, Any]]:
         return [
@@ -279,18 +308,74 @@ class WhatsAppSimulator(SimulatorServer):
                 status_code=400,
             )
         data, content_type = fields["file"]
-        media_id = str(uuid.uuid4().int)[:16]
-        self.media[media_id] = {
-            "id": media_id,
-            "phone_number_id": phone_number_id,
-            "mime_type": content_type,
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "file_size": len(data),
-            "data": data,
-        }
+        media_id = self._store_media(data, content_type, phone_number_id)
         return JSONResponse({"id": media_id})
 
+    async def _media_info(self, request: Request) -> Response:
+        item = self.media.get(request.path_params["media_id"])
+        if (denied := self._check_media_token(request, item)) is not None:
+            return denied
+        if (faulted := await self._apply_fault("media_info", None)) is not None:
+            return faulted
+        if item is None:
+            return _unknown_media(request.path_params["media_id"])
+        expires = int(time.time() + self.media_url_seconds)
+        url = f"{self.base_url}/_sim/download/{item['id']}?expires={expires}&sig={self._url_sig(item['id'], expires)}"
+        return JSONResponse(
+            {
+                "messaging_product": "whatsapp",
+                "url": url,
+                "mime_type": item["mime_type"],
+                "sha256": item["sha256"],
+                "file_size": item["file_size"],
+                "id": item["id"],
+            }
+        )
+
+    def _check_media_token(self, request: Request, item: dict[str, Any] | None) -> Response | None:
+        """Media of a number needs that number's token; a user's media (no number) any token we know."""
+        owner = (item or {}).get("phone_number_id")
+        if owner is not None or self.accept_any_token:
+            return self._check_token(request, owner or "*")
+        token = request.headers.get("authorization", "").partition(" ")[2]
+        if token and any(hmac.compare_digest(token, known) for known in self.tokens.values()):
+            return None
+        return JSONResponse(error_body(190, "Error validating access token", subcode=463), status_code=401)
+
+    def _url_sig(self, media_id: str, expires: int) -> str:
+        return hmac.new(self._url_key.encode(), f"{media_id}:{expires}".encode(), hashlib.sha256).hexdigest()[
+            :32
+        ]
+
+    async def _media_url_download(self, request: Request) -> Response:
+        """The URL ``_media_info`` handed out: the bearer token again, unexpired, unaltered."""
+        media_id = request.path_params["media_id"]
+        item = self.media.get(media_id)
+        if (denied := self._check_media_token(request, item)) is not None:
+            return denied
+        if (faulted := await self._apply_fault("media_download", None)) is not None:
+            return faulted
+        try:
+            expires = int(request.query_params.get("expires", ""))
+        except ValueError:
+            expires = 0
+        signed = hmac.compare_digest(request.query_params.get("sig", ""), self._url_sig(media_id, expires))
+        if item is None or not signed:
+            return _unknown_media(media_id)
+        if time.time() > expires:
+            return JSONResponse(
+                error_body(100, "URL signature expired", type_="OAuthException"), status_code=404
+            )
+        self.downloads.append({"id": media_id, "bytes": item["file_size"], "at": time.time()})
+        return Response(item["data"], media_type=item["mime_type"])
+
     # ------------------------------------------------------------ control endpoints
+
+    async def _media_add_endpoint(self, request: Request) -> Response:
+        data = await request.body()
+        mime = request.headers.get("content-type", "application/octet-stream").split(";")[0]
+        media_id = self.add_media(data, mime, request.query_params.get("phone_number_id"))
+        return JSONResponse({"id": media_id, "sha256": self.media[media_id]["sha256"]})
 
     async def _health(self, request: Request) -> Response:
         return JSONResponse({"ok": True})
@@ -328,6 +413,14 @@ class WhatsAppSimulator(SimulatorServer):
         if item is None:
             return JSONResponse(error_body(100, "Unknown media id"), status_code=404)
         return Response(item["data"], media_type=item["mime_type"])
+
+
+def _unknown_media(media_id: str) -> Response:
+    message = (
+        f"Unsupported get request. Object with ID '{media_id}' does not exist, cannot be loaded due to missing "
+        "permissions, or does not support this operation."
+    )
+    return JSONResponse(error_body(100, message, subcode=33, type_="GraphMethodException"), status_code=400)
 
 
 # ---------------------------------------------------------------- the user's side: signed webhooks
@@ -443,6 +536,21 @@ def build_list_reply_envelope(
         context_id,
         display_phone,
     )
+    return _message_envelope(phone_number_id, display_phone, wa_id, name, message)
+
+
+def build_media_envelope(
+    phone_number_id: str,
+    display_phone: str,
+    wa_id: str,
+    name: str | None,
+    kind: str,
+    media: dict[str, Any],
+    msg_id: str | None = None,
+    timestamp: int | None = None,
+) -> dict[str, Any]:
+    """An inbound image / audio / video / document / sticker: ``media`` is ``{id, mime_type, sha256, ...}``."""
+    message = _message(wa_id, kind, media, msg_id, timestamp)
     return _message_envelope(phone_number_id, display_phone, wa_id, name, message)
 
 
@@ -570,6 +678,24 @@ class SimulatedUser:
             description,
             msg_id,
             context_id=context_id,
+        )
+        return Posted(msg_id, await self.poster.post(env))
+
+    async def send_media(
+        self, kind: str, media_id: str, mime_type: str, sha256_hex: str = "", caption: str | None = None
+    ) -> Posted:
+        """A photo, voice note ... whose bytes the simulator holds (``WhatsAppSimulator.add_media``). The webhook
+        carries the digest in base64, as Meta's do."""
+        media: dict[str, Any] = {"id": media_id, "mime_type": mime_type}
+        if sha256_hex:
+            media["sha256"] = base64.b64encode(bytes.fromhex(sha256_hex)).decode()
+        if caption is not None:
+            media["caption"] = caption
+        if kind == "audio":
+            media["voice"] = True
+        msg_id = new_message_id()
+        env = build_media_envelope(
+            self.phone_number_id, self.display_phone, self.wa_id, self.name, kind, media, msg_id
         )
         return Posted(msg_id, await self.poster.post(env))
 

@@ -79,11 +79,13 @@ Reply = Text | Buttons | ListMenu | Image
 @dataclass(frozen=True)
 class Inbound:
     """A message the contact sent. ``text`` is the body, or the title of a tapped button / list row;
-    ``choice_id`` is the id of the tapped button or row (None when typed)."""
+    ``choice_id`` is the id of the tapped button or row (None when typed); ``media_id`` the WhatsApp id of the
+    photo, voice note ... it carries (the engine downloads it: engine/whatsapp/media.py)."""
 
     text: str = ""
     choice_id: str | None = None
     kind: str = "text"  # the WhatsApp message type: text, interactive, button, image, location, ...
+    media_id: str | None = None
 
 
 @dataclass(frozen=True)
