@@ -7,7 +7,7 @@ from typing import Any
 
 from engine.turn import Turn
 from handlers import common_effects, knowledge_effects, poll_effects, survey_effects, ticket_effects
-from state_machines import base, checkin, knowledge, poll, survey, tickets
+from state_machines import base, checkin, knowledge, my_tickets, poll, survey, tickets
 
 Applier = Callable[[Turn, Any], Awaitable[object | None]]
 
@@ -28,6 +28,7 @@ APPLIERS: dict[type[base.Effect], Applier] = {
     tickets.RequestPayment: ticket_effects.request_payment,
     tickets.IssueTickets: ticket_effects.issue,
     checkin.CheckInTicket: ticket_effects.check_in,
+    my_tickets.FindMyTickets: ticket_effects.find_my_tickets,
     knowledge.ClassifyIntent: knowledge_effects.classify_intent,
     knowledge.AnswerQuestion: knowledge_effects.answer_question,
     knowledge.ChargeAnswer: knowledge_effects.charge_answer,

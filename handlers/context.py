@@ -15,6 +15,7 @@ import asyncpg
 
 from engine.expiring import Expiring
 from engine.turn import Turn
+from state_machines import menu
 from state_machines.base import Context, Inbound, State
 
 OFFERS_TTL_SECONDS = 3.0
@@ -45,6 +46,8 @@ async def load_context(turn: Turn, state: State, event: object) -> Context:
         data["event"] = await load_event(conn, ids["event_id"])
     if ids.get("poll_id"):
         data["poll"] = await read_once(turn, "poll", ids["poll_id"], load_poll)
+    if isinstance(event, Inbound) and (tapped := await _tapped_elsewhere(turn, event, data["offers"])):
+        data["tapped"] = tapped
     return Context(
         now=turn.now,
         language=turn.language,
@@ -71,6 +74,24 @@ async def read_once(
     if key not in turn.loaded:
         remember(turn, kind, item_id, await load(turn.conn, item_id))
     return turn.loaded[key]
+
+
+async def _tapped_elsewhere(turn: Turn, event: Inbound, on_offer: dict[str, Any]) -> dict[str, Any] | None:
+    """A menu item tapped from an old menu and no longer on offer (a closed poll, a full survey, an event off
+    sale): loaded, so that its module can say why instead of "didn't understand"."""
+    tapped = menu.parse_item_id(event.choice_id or "")
+    if tapped is None:
+        return None
+    kind, item_id = tapped
+    if any(str(o.get("id")) == item_id for o in on_offer.get(menu.OFFER_LISTS[kind]) or []):
+        return None
+    try:
+        UUID(item_id)
+    except ValueError:
+        return None
+    loader = {"survey": load_survey, "event": load_event, "poll": load_poll}[kind]
+    item = await loader(turn.conn, item_id)
+    return {**item, "kind": kind} if item else None
 
 
 def remember(turn: Turn, kind: str, item_id: str, item: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -179,4 +200,5 @@ def _poll(r: asyncpg.Record) -> dict[str, Any]:
         "show_results": r["show_results"],
         "ends_at": r["ends_at"],
         "status": r["status"],
+        "voters": r["voter_count"],
     }

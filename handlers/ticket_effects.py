@@ -18,6 +18,8 @@ from engine.logging import get_logger
 from engine.turn import Turn
 from handlers import payments
 from state_machines.checkin import CheckInOutcome, CheckInTicket
+from state_machines.formatting import DEFAULT_TIMEZONE
+from state_machines.my_tickets import FindMyTickets, MyTickets, OwnedTicket
 from state_machines.tickets import (
     HoldTickets,
     IssueTickets,
@@ -211,4 +213,32 @@ async def check_in(turn: Turn, effect: CheckInTicket) -> CheckInOutcome:
         info["event_name"],
         info["type_name"],
         ticket["checked_in_at"],
+    )
+
+
+async def find_my_tickets(turn: Turn, effect: FindMyTickets) -> MyTickets:
+    """The contact's valid and used tickets for events that have not ended, soonest first."""
+    rows = await turn.conn.fetch(
+        """SELECT t.ticket_code, t.holder_name, t.status, tt.name AS type_name, e.name AS event_name,
+                  e.starts_at, e.timezone
+           FROM tickets t JOIN ticket_types tt ON tt.id = t.ticket_type_id JOIN events e ON e.id = tt.event_id
+           WHERE t.contact_id = $1 AND t.status IN ('valid', 'used') AND e.ends_at > $2
+           ORDER BY e.starts_at, t.created_at, t.ticket_code LIMIT 50""",
+        turn.contact.id,
+        turn.now,
+    )
+    return MyTickets(
+        effect.code,
+        tuple(
+            OwnedTicket(
+                r["ticket_code"],
+                r["event_name"],
+                r["starts_at"],
+                r["type_name"],
+                r["holder_name"] or "",
+                r["status"],
+                r["timezone"] or DEFAULT_TIMEZONE,
+            )
+            for r in rows
+        ),
     )

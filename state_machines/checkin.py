@@ -49,7 +49,8 @@ class CheckInOutcome:
     checked_in_at: datetime | None = None  # when it was first checked in (for already_used)
 
 
-def _bare_code(text: str) -> str | None:
+def bare_code(text: str) -> str | None:
+    """A ticket code sent on its own ("TKT-7Q2M9X", "#tkt-7q2m9x"), normalised; None for anything else."""
     token = text.strip().strip(".!?").upper()
     if 5 <= len(token.lstrip("#")) <= CODE_MAX and _BARE.fullmatch(token):
         return token.lstrip("#")
@@ -62,13 +63,13 @@ def checkin_code(text: str) -> str | None:
     if keyword:
         code = re.sub(r"\s+", "", keyword["code"]).strip(".!?#").upper()
         return code[:CODE_MAX] or None
-    return _bare_code(text)
+    return bare_code(text)
 
 
 def looks_like_checkin(text: str, *, allow_bare: bool = True) -> bool:
     """CHECKIN / check in / check-in with or without a code, or (when ``allow_bare``) a bare ticket code.
     The router should pass ``allow_bare=False`` for non-staff so that their answers are never hijacked."""
-    return bool(_KEYWORD.fullmatch(text)) or (allow_bare and _bare_code(text) is not None)
+    return bool(_KEYWORD.fullmatch(text)) or (allow_bare and bare_code(text) is not None)
 
 
 def step(state: State, event: Any, ctx: Context) -> Step:

@@ -43,14 +43,19 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def offer(body: str, options: Sequence[Option], list_button: str = "Choose") -> Reply:
-    """Buttons when they fit, else a list, else numbered text (always numbered so typing a number works)."""
+def as_buttons(options: Sequence[Option]) -> bool:
+    """Whether ``offer`` shows these options as reply buttons (then "tap a button" is what to ask for)."""
     titles = [o.title for o in options]
-    if (
+    return (
         0 < len(options) <= MAX_BUTTONS
         and all(len(t) <= BUTTON_TITLE_MAX for t in titles)
         and len(set(titles)) == len(titles)
-    ):
+    )
+
+
+def offer(body: str, options: Sequence[Option], list_button: str = "Choose") -> Reply:
+    """Buttons when they fit, else a list, else numbered text (always numbered so typing a number works)."""
+    if as_buttons(options):
         return Buttons(body=body, buttons=tuple(Button(o.id, o.title) for o in options))
     if 0 < len(options) <= MAX_LIST_ROWS:
         rows = tuple(

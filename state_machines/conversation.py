@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from state_machines import checkin, knowledge, menu, poll, survey, tickets
+from state_machines import checkin, knowledge, menu, my_tickets, poll, survey, tickets
 from state_machines.base import (
     Context,
     Inbound,
@@ -75,6 +75,7 @@ MODULES: dict[str, ModuleSteps] = {
     "poll": ModuleSteps(step=poll.step, start=poll.start, cancel=poll.cancel, reprompt=poll.reprompt),
     "checkin": ModuleSteps(step=checkin.step),  # stateless: staff codes at any step, see _inbound
     "knowledge": ModuleSteps(step=knowledge.step),  # idle free text; settles within the message's turn
+    "my_tickets": ModuleSteps(step=my_tickets.step),  # stateless: a contact's own tickets, see _inbound
 }
 # Follow-up events go to the module that owns them whatever the state (check-in is stateless; a payment
 # callback must reach the ticket flow); timers and other events go to the module the conversation is in.
@@ -92,6 +93,7 @@ EVENT_OWNERS: dict[type, str] = {
     checkin.CheckInOutcome: "checkin",
     knowledge.IntentClassified: "knowledge",
     knowledge.KnowledgeAnswer: "knowledge",
+    my_tickets.MyTickets: "my_tickets",
 }
 ITEM_MODULES = {"survey": "survey", "event": "tickets", "poll": "poll"}  # menu item kind -> module
 NOTICES: dict[str, Callable[[Mapping[str, Any], str], str]] = {
@@ -179,17 +181,25 @@ def _inbound(state: State, event: Inbound, kw: Keyword | None, ctx: Context) -> 
     if ctx.is_staff and checkin.looks_like_checkin(event.text):  # staff only: never hijack answers
         return MODULES["checkin"].step(state, event, ctx)
     tapped = menu.parse_item_id(event.choice_id or "")
-    if tapped and menu.find_offer(ctx, *tapped) is not None:  # a menu item tapped at any step
+    # A menu item tapped at any step; one from an old menu too, whose module says why it is not on offer.
+    if tapped and menu.find_offer(ctx, *tapped) is not None:
         return _leave_then(state, ctx, lambda: _start_item(*tapped, ctx))
+    if tapped:  # an old menu's item that no longer exists
+        return _leave_then(state, ctx, lambda: menu.back_to_menu(ctx, t("menu.gone", ctx.language)))
+    if state.module is None and (code := my_tickets.wants(event)) is not None:
+        return my_tickets.ask(code, state)
     if state.module is None:
         return _from_menu(event, ctx)
     return _in_module(state, event, ctx)
 
 
 def _from_menu(event: Inbound, ctx: Context) -> Step:
-    picked = None if ctx.is_first_message else menu.choose(event, ctx)
-    if picked is None and not ctx.is_first_message and knowledge.can_answer(event):
-        return knowledge.ask(event, ctx)  # free text the menu cannot use: a question, or an offer in words
+    first = ctx.is_first_message
+    picked = None if first else menu.choose(event, ctx)
+    if picked is None and knowledge.can_answer(event) and (not first or knowledge.is_question(event.text)):
+        # free text the menu cannot use: a question, or an offer in words; a first message that asks a
+        # question is answered too, and the menu offered after the answer
+        return knowledge.ask(event, ctx, first=first)
     if picked is None:
         lead = "" if ctx.is_first_message else t("common.not_understood", ctx.language)
         return Step(State(), menu.menu_replies(ctx, lead))
@@ -237,14 +247,14 @@ def _keyword(kw: Keyword, state: State, ctx: Context) -> Step:
         return _welcome(state, ctx)
     if kw is Keyword.HELP:
         return Step(state, (Text(t("common.help", lang)), *_reprompt(state, ctx)))
-    if kw is Keyword.MENU:
-        return _leave_then(state, ctx, lambda: Step(State(), menu.menu_replies(ctx)))
-    if kw is Keyword.CANCEL:
-        left = MODULES[state.module].cancel(state, ctx) if state.module else Step(State())
+    if kw is Keyword.MENU or kw is Keyword.CANCEL:
+        # MENU leaves the flow, CANCEL gives it up; what the module says goes on top of the menu
+        hook = "leave" if kw is Keyword.MENU else "cancel"
+        left = getattr(MODULES[state.module], hook)(state, ctx) if state.module else Step(State())
         if left.state.module is not None:  # the module cannot be left now; it said why
             return left
-        said = left.replies or (Text(t("common.cancelled", lang)),)
-        return Step(left.state, (*said, *menu.menu_replies(ctx)), left.effects)
+        said = left.replies or ((Text(t("common.cancelled", lang)),) if kw is Keyword.CANCEL else ())
+        return Step(left.state, menu.then_menu(said, ctx), left.effects)
     return _switch_language(LANGUAGES[kw], state, ctx)
 
 

@@ -156,16 +156,22 @@ def can_answer(event: Inbound) -> bool:
     return event.choice_id is None and any(c.isalpha() for c in event.text)
 
 
-def ask(event: Inbound, ctx: Context) -> Step:
+def is_question(text: str) -> bool:
+    """A message that asks something: ends with "?" or starts with a question word and has a few words
+    ("What time do gates open", "Saa ngapi milango inafunguliwa?"); "Niaje" or "Hi there" are greetings."""
+    said = re.findall(r"\w+", text.casefold())
+    return (text.rstrip().endswith("?") and bool(said)) or (len(said) >= 3 and said[0] in QUESTION_WORDS)
+
+
+def ask(event: Inbound, ctx: Context, *, first: bool = False) -> Step:
+    """``first``: the contact's first message; the menu follows the answer (they have not seen it yet)."""
     question = " ".join(event.text.split())[:QUESTION_MAX]
+    data = {"question": question, **({"first": True} if first else {})}
     choices = tuple(IntentChoice(o.id, o.title) for o in menu.items(ctx))
     if not choices:
-        return Step(
-            State(MODULE, "answering", {"question": question}),
-            effects=(AnswerQuestion(question, ctx.language),),
-        )
+        return Step(State(MODULE, "answering", data), effects=(AnswerQuestion(question, ctx.language),))
     return Step(
-        State(MODULE, "classifying", {"question": question}),
+        State(MODULE, "classifying", data),
         effects=(ClassifyIntent(question, ctx.language, choices, keyword_item(question, choices)),),
     )
 
@@ -175,26 +181,29 @@ def step(state: State, event: object, ctx: Context) -> Step:
     match event:
         case IntentClassified(intent="knowledge") if question:
             return Step(
-                State(MODULE, "answering", {"question": question}),
+                State(MODULE, "answering", dict(state.data)),
                 effects=(AnswerQuestion(question, ctx.language),),
             )
         case IntentClassified():
             return _sorry("knowledge.not_understood", ctx)
         case KnowledgeAnswer():
-            return _answered(event, ctx)
+            return _answered(event, ctx, first=bool(state.data.get("first")))
         case Inbound():  # only if a turn ended mid-way: a new question, or the menu
             return ask(event, ctx) if can_answer(event) else Step(State(), menu.menu_replies(ctx))
     return Step(State())
 
 
-def _answered(answer: KnowledgeAnswer, ctx: Context) -> Step:
+def _answered(answer: KnowledgeAnswer, ctx: Context, *, first: bool = False) -> Step:
     charge = (ChargeAnswer(answer.usage),) if answer.usage is not None else ()
     if not answer.found or not answer.text.strip():
         return Step(State(), _sorry("knowledge.not_found", ctx).replies, charge)
     if answer.from_passage:
-        body = t("knowledge.from_passage", ctx.language, passage=clip(answer.text, ANSWER_MAX - 60))
+        key = "knowledge.found_passage" if first else "knowledge.from_passage"
+        body = t(key, ctx.language, passage=clip(answer.text, ANSWER_MAX - 60))
     else:
         body = clip(answer.text, ANSWER_MAX)
+    if first:  # the answer on top of the menu they have not seen yet
+        return Step(State(), menu.menu_replies(ctx, body), charge)
     return Step(State(), (Text(body),), charge)
 
 

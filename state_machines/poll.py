@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from state_machines.base import Context, Effect, Event, Inbound, Reply, State, Step, Text
-from state_machines.choices import Option, match, match_many, offer
-from state_machines.i18n import t
-from state_machines.menu import find_offer
+from state_machines.base import Context, Effect, Event, Inbound, Reply, State, Step
+from state_machines.choices import Option, as_buttons, match, match_many, offer
+from state_machines.i18n import t, tn
+from state_machines.menu import back_to_menu, find_offer
 
 MODULE = "poll"
 
@@ -52,7 +52,7 @@ REJECTIONS = {"closed": "poll.closed", "already_voted": "poll.already_voted"}
 
 def _closed(poll: Mapping[str, Any], ctx: Context) -> bool:
     ends_at = poll.get("ends_at")
-    return ends_at is not None and ends_at <= ctx.now
+    return poll.get("status", "active") == "closed" or (ends_at is not None and ends_at <= ctx.now)
 
 
 def _options(poll: Mapping[str, Any]) -> list[Option]:
@@ -66,15 +66,26 @@ def _current(state: State, ctx: Context) -> Mapping[str, Any] | None:
 
 
 def _say(key: str, ctx: Context) -> Step:
-    return Step(State(), (Text(t(key, ctx.language)),))
+    return back_to_menu(ctx, t(key, ctx.language))
+
+
+def _closed_step(poll: Mapping[str, Any], ctx: Context) -> Step:
+    """Closed: say so, with the final results when they are public, then the menu."""
+    lines = [t("poll.closed", ctx.language)]
+    if poll.get("show_results", True):
+        tallies = {str(o["id"]): int(o.get("votes") or 0) for o in poll.get("options") or []}
+        voters = poll.get("voters")  # the engine loads polls.voter_count; without it, one vote per voter
+        voters = sum(tallies.values()) if voters is None else int(voters)
+        lines += ["", _tallies(poll, tallies, voters, ctx.language, final=True)]
+    return back_to_menu(ctx, "\n".join(lines), exclude={f"poll:{poll['id']}"})
 
 
 def start(poll_id: str, state: State, ctx: Context) -> Step:
-    poll = find_offer(ctx, "poll", poll_id)
-    if poll is None:
+    poll = find_offer(ctx, "poll", poll_id)  # an old menu's tap finds a closed poll too (menu.find_offer)
+    if poll is None or poll.get("status", "active") == "draft":
         return _say("poll.unavailable", ctx)
     if _closed(poll, ctx):
-        return _say("poll.closed", ctx)
+        return _closed_step(poll, ctx)
     return Step(State(MODULE, "vote", {"poll_id": poll_id}), (_question(poll, ctx.language),))
 
 
@@ -83,8 +94,10 @@ def step(state: State, event: Event | VoteRecorded | VoteRejected, ctx: Context)
     if poll is None:
         return _say("poll.unavailable", ctx) if isinstance(event, Inbound) else Step(State())
     match event:
-        case VoteRecorded():
-            return Step(State(), (Text(_results(poll, event, ctx.language)),))
+        case VoteRecorded():  # the results, with the menu as the next step
+            return back_to_menu(ctx, _results(poll, event, ctx.language))
+        case VoteRejected(reason="closed"):
+            return _closed_step(poll, ctx)
         case VoteRejected():
             return _say(REJECTIONS.get(event.reason, "poll.closed"), ctx)
         case Inbound() if state.step == "vote":
@@ -104,22 +117,28 @@ def cancel(state: State, ctx: Context) -> Step:
 
 
 def _question(poll: Mapping[str, Any], lang: str, error: str = "") -> Reply:
-    body = error or str(poll.get("question") or "")
-    if poll.get("allow_multiple") and not error:
+    """The question with its options; after an unusable vote, what was wrong first, then the question again."""
+    body = str(poll.get("question") or "")
+    if poll.get("allow_multiple"):
         body += "\n" + t("poll.multi_hint", lang)
-    return offer(body, _options(poll), list_button=t("common.choose", lang))
+    return offer(
+        f"{error}\n\n{body}" if error else body, _options(poll), list_button=t("common.choose", lang)
+    )
 
 
 def _vote(poll: Mapping[str, Any], state: State, event: Inbound, ctx: Context) -> Step:
     if _closed(poll, ctx):
-        return _say("poll.closed", ctx)
+        return _closed_step(poll, ctx)
     options = _options(poll)
     if poll.get("allow_multiple"):
         picked = match_many(event, options)
         key = "poll.invalid_multiple"
     else:
         one = match(event, options)
-        picked, key = ([one] if one else None), "poll.invalid"
+        picked, key = (
+            ([one] if one else None),
+            "common.invalid_tap" if as_buttons(options) else "poll.invalid",
+        )
     if not picked:
         failed = State(MODULE, "vote", {**state.data, "failures": int(state.data.get("failures", 0)) + 1})
         error = t(key, ctx.language, count=len(options))
@@ -137,8 +156,14 @@ def _results(poll: Mapping[str, Any], recorded: VoteRecorded, lang: str) -> str:
     first = t("poll.changed" if recorded.changed else "poll.thanks", lang)
     if not poll.get("show_results", True):
         return first
-    lines = [first, "", t("poll.results", lang, total=recorded.total)]
+    return "\n".join([first, "", _tallies(poll, recorded.tallies, recorded.total, lang)])
+
+
+def _tallies(
+    poll: Mapping[str, Any], tallies: Mapping[str, int], total: int, lang: str, final: bool = False
+) -> str:
+    lines = [tn("poll.results_final" if final else "poll.results", lang, total)]
     for o in _options(poll):
-        votes = int(recorded.tallies.get(o.id, 0))
-        lines.append(f"{o.title}: {votes} ({_percent(votes, recorded.total)}%)")
+        votes = int(tallies.get(o.id, 0))
+        lines.append(f"{o.title}: {votes} ({_percent(votes, total)}%)")
     return "\n".join(lines)

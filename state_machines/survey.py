@@ -32,15 +32,16 @@ from state_machines.base import (
     Text,
     TimerFired,
 )
-from state_machines.choices import Option, match, match_many, normalise, offer
-from state_machines.i18n import t
-from state_machines.menu import find_offer
+from state_machines.choices import Option, as_buttons, match, match_many, normalise, offer
+from state_machines.i18n import t, tn
+from state_machines.menu import back_to_menu, find_offer
 from state_machines.survey_format import (
     CHOICE_KINDS,
     Kind,
     Question,
     SurveyFormatError,
     next_question_id,
+    remaining_range,
     validate_questions,
 )
 
@@ -141,10 +142,14 @@ def _current(state: State, ctx: Context) -> Survey | None:
 # ---------------------------------------------------------------- module entry points
 
 
+def _item(survey_id: str) -> str:
+    return f"survey:{survey_id}"
+
+
 def start(survey_id: str, state: State, ctx: Context) -> Step:
     survey = load(find_offer(ctx, "survey", survey_id))
     if survey is None:
-        return Step(State(), (Text(t("survey.unavailable", ctx.language)),))
+        return back_to_menu(ctx, t("survey.unavailable", ctx.language), exclude={_item(survey_id)})
     return Step(
         State(MODULE, "starting", {"survey_id": survey.id}), effects=(BeginSurveyResponse(survey.id),)
     )
@@ -154,15 +159,18 @@ def step(state: State, event: Event | SurveyResponseReady | SurveyRefused, ctx: 
     survey = _current(state, ctx)
     if survey is None:
         # A timer must not start a conversation; anything else answers the user's own message.
-        sorry = () if isinstance(event, TimerFired) else (Text(t("survey.unavailable", ctx.language)),)
-        return Step(State(), sorry)
+        if isinstance(event, TimerFired):
+            return Step(State())
+        return back_to_menu(
+            ctx, t("survey.unavailable", ctx.language), exclude={_item(str(state.data.get("survey_id")))}
+        )
     asking = state.step == "question"
     match event:
         case SurveyResponseReady():
             return _ready(survey, event, ctx)
-        case SurveyRefused():
+        case SurveyRefused():  # said on top of the menu, which then leaves this survey out
             key = REFUSALS.get(event.reason, "survey.unavailable")
-            return Step(State(), (Text(t(key, ctx.language, title=survey.title)),))
+            return back_to_menu(ctx, t(key, ctx.language, title=survey.title), exclude={_item(survey.id)})
         case TimerFired(kind=kind) if asking and kind == REMINDER:
             reminder = Text(t("survey.reminder", ctx.language, title=survey.title))
             return Step(state, (reminder, _render(survey, state, ctx.language)))
@@ -205,7 +213,11 @@ def _ready(survey: Survey, event: SurveyResponseReady, ctx: Context) -> Step:
         lead = Text(t("survey.resume", lang, title=survey.title))
     else:
         header = "\n".join(x for x in (f"*{survey.title}*", survey.description) if x)
-        lead = Text(f"{header}\n{t('survey.intro', lang, count=len(survey.questions))}")
+        fewest, most = remaining_range(survey.questions, survey.questions[0].id)
+        intro = (
+            tn("survey.intro", lang, most) if fewest == most else t("survey.intro_up_to", lang, count=most)
+        )
+        lead = Text(f"{header}\n{intro}")
     question, position = _resume_point(survey, answers, event.current_question)
     if question is None:  # everything was answered already
         done = _complete(survey, event.response_id, ctx, ())
@@ -246,7 +258,7 @@ def _timers(ctx: Context) -> tuple[Effect, ...]:
 def _answer(survey: Survey, state: State, event: Inbound, ctx: Context) -> Step:
     q = survey.question(state.data.get("question_id"))
     if q is None:  # the survey was edited under us
-        return Step(State(), (Text(t("survey.unavailable", ctx.language)),))
+        return back_to_menu(ctx, t("survey.unavailable", ctx.language))
     value, error = parse_answer(q, event, ctx.language)
     if error is not None:
         failed = State(MODULE, "question", {**state.data, "failures": int(state.data.get("failures", 0)) + 1})
@@ -266,20 +278,32 @@ def _complete(survey: Survey, response_id: str, ctx: Context, effects: tuple[Eff
         CompleteSurvey(survey.id, response_id),
         Charge("survey_completed", "surveys", reference_id=response_id),
     )
-    return Step(State(), (Text(t("survey.thanks", ctx.language, title=survey.title)),), (*effects, *done))
+    thanks = back_to_menu(
+        ctx, t("survey.thanks", ctx.language, title=survey.title), exclude={_item(survey.id)}
+    )
+    return Step(thanks.state, thanks.replies, (*effects, *done))
 
 
 # ---------------------------------------------------------------- asking
 
 
+def progress(survey: Survey, question_id: str, position: int, lang: str) -> str:
+    """``(3/8)``, or ``(3 of at most 8)`` while branching ahead can still shorten the way: never a total that
+    a later question or an early end contradicts (the most can only fall as answers come in)."""
+    fewest, most = remaining_range(survey.questions, question_id)
+    if fewest == most:
+        return t("survey.progress", lang, position=position, total=position - 1 + most)
+    return t("survey.progress_at_most", lang, position=position, total=position - 1 + most)
+
+
 def _render(survey: Survey, state: State, lang: str, error: str = "") -> Reply:
-    """The current question (or, after a bad answer, the short error with the choices again)."""
+    """The current question; after a bad answer, the short error first and the question with its choices again."""
     q = survey.question(state.data.get("question_id"))
     assert q is not None, "rendering needs the current question"
     options = _options(q, lang)
-    if error:
-        return offer(error, options, list_button=t("common.choose", lang)) if options else Text(error)
-    lines = [f"({state.data.get('position', 1)}/{len(survey.questions)}) {q.label(lang)}"]
+    position = int(state.data.get("position", 1))
+    lines = [error, ""] if error else []
+    lines.append(f"{progress(survey, q.id, position, lang)} {q.label(lang)}")
     if q.type == Kind.MULTIPLE_CHOICE:
         lines.append(t("survey.multi_hint", lang))
     if not q.required:
@@ -357,9 +381,12 @@ def _number(q: Question, event: Inbound, lang: str) -> Parsed:
 
 
 def _single_choice(q: Question, event: Inbound, lang: str) -> Parsed:
-    picked = match(event, _options(q, lang))
+    options = _options(q, lang)
+    picked = match(event, options)
     if picked is None:
-        return None, t("survey.invalid_choice", lang, count=len(_options(q, lang)))
+        if as_buttons(options):
+            return None, t("common.invalid_tap", lang)
+        return None, t("survey.invalid_choice", lang, count=len(options))
     return picked.id, None
 
 

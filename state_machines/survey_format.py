@@ -231,3 +231,32 @@ def next_question_id(questions: Sequence[Question], q: Question, value: Any) -> 
         i = next(i for i, x in enumerate(questions) if x.id == q.id)
         target = q.next or (questions[i + 1].id if i + 1 < len(questions) else END)
     return None if target == END else target
+
+
+def _possible_targets(questions: Sequence[Question], i: int) -> set[str]:
+    """Where an answer to ``questions[i]`` can lead: its branches, and its default ``next`` unless every
+    possible answer of a required question branches away."""
+    q = questions[i]
+    default = q.next or (questions[i + 1].id if i + 1 < len(questions) else END)
+    targets = set(q.branches.values())
+    keys = q.answer_keys()
+    if not q.required or not keys or any(k not in q.branches for k in keys):
+        targets.add(default)
+    return targets
+
+
+def remaining_range(questions: Sequence[Question], question_id: str) -> tuple[int, int]:
+    """(fewest, most) questions still to be asked from ``question_id`` to the end, that one included, over every
+    path branching allows (the graph has no cycles: ``validate_questions`` refuses them)."""
+    index = {q.id: i for i, q in enumerate(questions)}
+    memo: dict[str, tuple[int, int]] = {}
+
+    def walk(qid: str) -> tuple[int, int]:
+        if qid == END:
+            return 0, 0
+        if qid not in memo:
+            ranges = [walk(target) for target in _possible_targets(questions, index[qid])]
+            memo[qid] = (1 + min(r[0] for r in ranges), 1 + max(r[1] for r in ranges))
+        return memo[qid]
+
+    return walk(question_id)

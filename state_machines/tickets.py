@@ -9,7 +9,7 @@ Only decimals as strings, ids and names go into ``State.data`` so that it stays 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -32,8 +32,8 @@ from state_machines.base import (
 )
 from state_machines.choices import Option, match, normalise, offer
 from state_machines.formatting import DEFAULT_TIMEZONE, kes, local_time
-from state_machines.i18n import LANGUAGES, t
-from state_machines.menu import find_offer
+from state_machines.i18n import LANGUAGES, t, tn
+from state_machines.menu import find_offer, menu_replies, then_menu
 
 MODULE = "tickets"
 MAX_FAILURES = 3
@@ -243,13 +243,24 @@ def _typed_number(event: Inbound) -> int | None:
     return int(said) if event.choice_id is None and _NUMBER.fullmatch(said) else None
 
 
-def _fail(state: State, ctx: Context, key: str, **values: Any) -> Step:
-    """Re-ask with what was wrong; after MAX_FAILURES failed inputs give up and point to the menu."""
+def _fail(state: State, ctx: Context, key: str, count: int | None = None, **values: Any) -> Step:
+    """Re-ask with what was wrong (``count``: a text with plural forms); after MAX_FAILURES failed inputs give
+    up and offer the menu."""
     failures = int(state.data.get("failures", 0)) + 1
     if failures >= MAX_FAILURES:
-        return Step(_idle(state), (Text(t("tickets.too_many_failures", ctx.language)),))
+        return _to_menu(state, ctx, t("tickets.too_many_failures", ctx.language))
     retried = State(state.module, state.step, {**state.data, "failures": failures}, state.version)
-    return Step(retried, (_PROMPTS[state.step](retried, ctx, t(key, ctx.language, **values)),))
+    error = t(key, ctx.language, **values) if count is None else tn(key, ctx.language, count, **values)
+    return Step(retried, (_PROMPTS[state.step](retried, ctx, error),))
+
+
+def _to_menu(state: State, ctx: Context, lead: str, exclude: Collection[str] = ()) -> Step:
+    """The purchase ends here: ``lead`` on top of the menu, the next step."""
+    return Step(_idle(state), menu_replies(ctx, lead, exclude))
+
+
+def _event_item(state: State) -> set[str]:
+    return {f"event:{state.data.get('event_id')}"}
 
 
 # ---------------------------------------------------------------- prompts: (state, ctx, error) -> Reply
@@ -289,8 +300,9 @@ def _quantity_options(limit: int) -> list[Option]:
 
 def _quantity_prompt(state: State, ctx: Context, error: str = "") -> Reply:
     d = state.data
+    free = Decimal(d["unit_price"]) == 0  # "Regular: free", not "Regular: Free each"
     body = t(
-        "tickets.quantity_prompt",
+        "tickets.quantity_prompt_free" if free else "tickets.quantity_prompt",
         ctx.language,
         type=d["type_name"],
         price=_price(Decimal(d["unit_price"]), ctx.language),
@@ -356,10 +368,10 @@ def _retry_prompt(state: State, ctx: Context, error: str = "") -> Reply:
 def _fewer_prompt(state: State, ctx: Context, error: str = "") -> Reply:
     d, lang = state.data, ctx.language
     n = d["available"]
-    body = t(
+    body = tn(
         "tickets.sold_out_partial",
         lang,
-        available=n,
+        n,
         type=d["type_name"],
         total=_price(Decimal(d["unit_price"]) * n, lang),
     )
@@ -387,15 +399,16 @@ def start(event_id: str, state: State, ctx: Context) -> Step:
     lang, event = ctx.language, ctx.data.get("event")
     if not event or str(event.get("id")) != str(event_id):
         event = find_offer(ctx, "event", event_id)  # chosen from the menu: the offer carries its ticket types
+    gone = {f"event:{event_id}"}  # said on top of the menu, which leaves this event out
     if not event or str(event.get("id")) != str(event_id):
-        return Step(_idle(state), (Text(t("tickets.event_unavailable", lang)),))
+        return _to_menu(state, ctx, t("tickets.event_unavailable", lang), exclude=gone)
     if event.get("status", "published") != "published" or not _sellable(event, ctx.now):
         closed = (
             t("tickets.not_on_sale", lang, event=event["name"])
             if event.get("status", "published") != "published"
             else _closed_text(event, ctx)
         )
-        return Step(_idle(state), (Text(closed),))
+        return _to_menu(state, ctx, closed, exclude=gone)
     fresh = State(
         MODULE, CHOOSE_TYPE, {"event_id": str(event_id), "event_name": event["name"]}, state.version
     )
@@ -423,6 +436,12 @@ def cancel(state: State, ctx: Context) -> Step:
     return Step(_idle(state), (Text(t("tickets.cancelled", lang)),), effects)
 
 
+def _give_up(state: State, ctx: Context) -> Step:
+    """The contact cancelled inside the flow (the Cancel button): cancelled, and the menu as the next step."""
+    left = cancel(state, ctx)
+    return Step(left.state, then_menu(left.replies, ctx), left.effects) if left.state.module is None else left
+
+
 def reprompt(state: State, ctx: Context) -> tuple[Reply, ...]:
     prompt = _PROMPTS.get(state.step) if state.module == MODULE else None
     return (prompt(state, ctx),) if prompt else ()
@@ -435,7 +454,8 @@ def _on_type(state: State, event: Inbound, ctx: Context) -> Step:
     catalogue = ctx.data.get("event") or {}
     types = _sellable(catalogue, ctx.now, state.data.get("excluded_types", ()))
     if not types:
-        return Step(_idle(state), (Text(_closed_text(catalogue, ctx, state.data.get("excluded_types", ()))),))
+        closed = _closed_text(catalogue, ctx, state.data.get("excluded_types", ()))
+        return _to_menu(state, ctx, closed, exclude=_event_item(state))
     chosen = match(event, _type_options(types, ctx.language))
     if chosen is None:
         return _fail(state, ctx, "tickets.invalid_type")
@@ -466,7 +486,7 @@ def _on_quantity(state: State, event: Inbound, ctx: Context) -> Step:
     if n > d["limit"]:
         by_stock = d["remaining"] is not None and d["remaining"] < d["max_per_order"]
         key = "tickets.quantity_over_remaining" if by_stock else "tickets.quantity_over_max"
-        return _fail(state, ctx, key, max=d["limit"])
+        return _fail(state, ctx, key, count=d["limit"])
     return _to_name(state, n, ctx)
 
 
@@ -504,7 +524,7 @@ def _on_confirm(state: State, event: Inbound, ctx: Context) -> Step:
     if chosen == ID_CONFIRM:
         return _hold(state, ctx, state.data["quantity"])
     if chosen == ID_CANCEL:
-        return cancel(state, ctx)
+        return _give_up(state, ctx)
     return _fail(state, ctx, "tickets.invalid_confirm")
 
 
@@ -518,7 +538,7 @@ def _on_awaiting(state: State, event: Inbound, ctx: Context) -> Step:
     # Only a tap or the exact word cancels here: a stray "1" must not drop a payment in progress.
     titles = {normalise(t("tickets.button_cancel", lang)) for lang in LANGUAGES}
     if event.choice_id == ID_CANCEL or normalise(event.text) in titles:
-        return cancel(state, ctx)
+        return _give_up(state, ctx)
     return Step(state, (_waiting_prompt(state, ctx),))
 
 
@@ -533,7 +553,7 @@ def _on_retry(state: State, event: Inbound, ctx: Context) -> Step:
     if chosen == ID_RETRY:
         return _hold(state, ctx, state.data["quantity"])
     if chosen == ID_CANCEL:
-        return cancel(state, ctx)
+        return _give_up(state, ctx)
     return _fail(state, ctx, "tickets.invalid_retry")
 
 
@@ -548,7 +568,7 @@ def _on_fewer(state: State, event: Inbound, ctx: Context) -> Step:
     if chosen == ID_TAKE:
         return _hold(state, ctx, available)
     if chosen == ID_CANCEL:
-        return cancel(state, ctx)
+        return _give_up(state, ctx)
     return _fail(state, ctx, "tickets.invalid_partial", available=available)
 
 
@@ -616,7 +636,9 @@ def _on_sold_out(state: State, event: SoldOut, ctx: Context) -> Step:
         return Step(fewer, (_fewer_prompt(fewer, ctx),))
     excluded = [*d.get("excluded_types", ()), event.ticket_type_id]
     if not _sellable(ctx.data.get("event") or {}, ctx.now, excluded):
-        return Step(_idle(state), (Text(t("tickets.sold_out_type_final", lang, type=d["type_name"])),))
+        return _to_menu(
+            state, ctx, t("tickets.sold_out_type_final", lang, type=d["type_name"]), _event_item(state)
+        )
     choosing = _at(state, CHOOSE_TYPE, excluded_types=excluded)
     return Step(
         choosing, (_type_prompt(choosing, ctx, t("tickets.sold_out_type", lang, type=d["type_name"])),)

@@ -61,10 +61,56 @@ def test_with_nothing_on_offer_the_question_goes_straight_to_the_knowledge_base(
     assert result.state.step == "answering"
 
 
-@pytest.mark.parametrize("event", [Inbound("Niaje, what is this?"), Inbound("hi")])
-def test_a_first_message_and_greetings_get_the_menu(event: Inbound) -> None:
-    result = conversation.step(State(), event, ctx(first=event.text != "hi"))
-    assert result.effects == () and isinstance(result.replies[-1], Buttons)
+@pytest.mark.parametrize("text", ["hi", "Niaje", "Hello there", "Habari yako", "Good morning", "🙂", "ok"])
+def test_a_first_message_that_is_no_question_gets_the_menu(text: str) -> None:
+    result = conversation.step(State(), Inbound(text), ctx(first=True))
+    assert result.effects == () and result.state == State()
+    (reply,) = result.replies
+    assert isinstance(reply, Buttons) and reply.body.startswith("Welcome to Jazz Fest!")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "What time do gates open?",
+        "Niaje, what is this?",
+        "gates open when?",
+        "how much is parking at the grounds",
+        "Milango inafunguliwa saa ngapi?",
+        "je watoto wanalipa",
+    ],
+)
+def test_a_first_message_that_asks_is_answered_first(text: str) -> None:
+    result = conversation.step(State(), Inbound(text), ctx(first=True))
+    (classify,) = result.effects
+    assert isinstance(classify, ClassifyIntent) and classify.question == text
+    assert result.state.data == {"question": text, "first": True} and result.replies == ()
+
+
+@pytest.mark.parametrize(
+    ("answer", "lead"),
+    [
+        (KnowledgeAnswer("Gates open at 4 pm.", True, usage=USAGE), "Gates open at 4 pm."),
+        (
+            KnowledgeAnswer("*Gates*\nGates open at 4 pm.", True, from_passage=True),
+            "Here is what I found:\n\n*Gates*\nGates open at 4 pm.",
+        ),
+        (KnowledgeAnswer("", False), "Sorry, I don't know the answer to that."),
+    ],
+)
+def test_the_answer_to_a_first_question_comes_with_the_menu(answer: KnowledgeAnswer, lead: str) -> None:
+    asked = conversation.step(State(), Inbound("What time do gates open?"), ctx(first=True))
+    routed = conversation.step(asked.state, IntentClassified("knowledge"), ctx())
+    assert routed.state.data["first"] is True and routed.effects == (
+        AnswerQuestion("What time do gates open?", "en"),
+    )
+    result = conversation.step(routed.state, answer, ctx())
+    (reply,) = result.replies  # one message: the answer, then the menu they have not seen yet
+    assert (
+        isinstance(reply, Buttons)
+        and reply.body == f"{lead}\n\nWelcome to Jazz Fest! What would you like to do? Choose an option."
+    )
+    assert "Send MENU" not in reply.body and result.state.module is None
 
 
 def test_menu_numbers_and_titles_still_choose_before_free_text() -> None:

@@ -81,7 +81,7 @@ async def test_survey_with_a_branch_is_stored_completed_and_charged(stack, make_
     for action, answer in [("tap", "No"), ("say", "2"), ("say", "jazz and bongo"), ("say", "34")]:
         replies = await (user.tap(answer) if action == "tap" else user.say(answer))
         assert len(replies) == 1, (answer, user.texts())
-    assert user.texts(await user.say("skip")) == [t("survey.thanks", "en", title="Listeners")]
+    assert user.texts(await user.say("skip"))[0].startswith(t("survey.thanks", "en", title="Listeners"))
 
     survey_id = summary.ids["surveys"]["Listeners"]
     [response] = await fetch(app_pool, org, "SELECT status, answers FROM survey_responses")
@@ -219,7 +219,7 @@ async def test_twenty_buyers_for_the_last_five_tickets(stack, make_org, app_pool
     await asyncio.gather(*(to_confirm(u) for u in buyers))
     results = await asyncio.gather(*(u.tap("Confirm", expect=1) for u in buyers))
     sold_out = t("tickets.sold_out_type_final", "en", type="Last call")
-    losers = [u for u, r in zip(buyers, results, strict=True) if u.texts(r) == [sold_out]]
+    losers = [u for u, r in zip(buyers, results, strict=True) if u.texts(r)[0].startswith(sold_out)]
     winners = [u for u in buyers if u not in losers]
     assert (len(winners), len(losers)) == (5, 15)
 
@@ -374,6 +374,6 @@ async def test_a_capped_survey_takes_no_more_than_its_responses(stack, make_org,
     assert first.texts(await first.tap("Quick", expect=2))[-1].endswith("Anything?")
     await second.say("hi")
     refused = second.texts(await second.tap("Quick"))
-    assert refused[0] == t("survey.refused_full", "en", title="Quick")
+    assert refused[0].startswith(t("survey.refused_full", "en", title="Quick"))
     rows = await fetch(app_pool, org, "SELECT status FROM survey_responses")
     assert [r["status"] for r in rows] == ["in_progress"]

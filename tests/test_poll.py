@@ -10,6 +10,7 @@ import pytest
 
 from state_machines import poll
 from state_machines.base import Buttons, Context, Inbound, ListMenu, State, Step, Text
+from state_machines.i18n import t
 from state_machines.poll import CastVote, VoteRecorded, VoteRejected
 from tests.helpers import context
 
@@ -73,18 +74,55 @@ def test_start_of_a_multiple_choice_poll_lists_options_and_explains() -> None:
     assert reply.body == "Which days suit you?\nYou can choose several: reply with their numbers, e.g. 1, 3"
 
 
+CLOSED_WITH_RESULTS = "Sorry, this poll has closed.\n\nFinal results (4 votes):\nSamosa: 3 (75%)\nMandazi: 1 (25%)\nChapati: 0 (0%)"
+
+
 @pytest.mark.parametrize(
-    ("ends_at", "text"),
-    [(NOW, "Sorry, this poll is closed."), (NOW - timedelta(minutes=1), "Sorry, this poll is closed.")],
+    ("changes", "text"),
+    [
+        ({"ends_at": NOW}, CLOSED_WITH_RESULTS),
+        ({"ends_at": NOW - timedelta(minutes=1)}, CLOSED_WITH_RESULTS),
+        ({"status": "closed", "ends_at": None}, CLOSED_WITH_RESULTS),
+        (
+            {
+                "status": "closed",
+                "allow_multiple": True,
+                "voters": 2,  # polls.voter_count: a voter of a multiple-choice poll may choose several
+                "options": [
+                    {"id": "o1", "text": "Samosa", "votes": 2},
+                    {"id": "o2", "text": "Mandazi", "votes": 1},
+                ],
+            },
+            "Sorry, this poll has closed.\n\nFinal results (2 votes):\nSamosa: 2 (100%)\nMandazi: 1 (50%)",
+        ),
+        ({"ends_at": NOW, "show_results": False}, "Sorry, this poll has closed."),
+    ],
 )
-def test_a_poll_past_its_end_is_closed(ends_at: datetime, text: str) -> None:
-    ctx = replace(make_ctx(), data={"offers": {"polls": [{**SINGLE, "ends_at": ends_at}]}})
-    assert poll.start("p1", State(), ctx) == Step(State(), (Text(text),))
+def test_a_closed_poll_says_so_with_its_public_results_then_the_menu(changes: dict, text: str) -> None:
+    closed = {**SINGLE, **changes}
+    ctx = replace(make_ctx(), data={"offers": {"polls": [closed, MULTI]}})
+    result = poll.start("p1", State(), ctx)
+    (reply,) = result.replies
+    expected = (
+        text or "Sorry, this poll has closed.\n\nFinal results (1 vote):\nSamosa: 3 (300%)\nMandazi: 1 (100%)"
+    )
+    assert result.state == State() and reply.body.startswith(expected + "\n\nWhat would you like to do?")
+    assert [b.id for b in reply.buttons] == ["poll:p2"]  # the menu, without the closed poll
+
+
+def test_a_closed_poll_tapped_from_an_old_menu_is_found_through_the_tap() -> None:
+    ctx = replace(
+        make_ctx(),
+        data={"offers": {"polls": [MULTI]}, "tapped": {**SINGLE, "kind": "poll", "status": "closed"}},
+    )
+    (reply,) = poll.start("p1", State(), ctx).replies
+    assert reply.body.startswith(CLOSED_WITH_RESULTS)
 
 
 def test_start_of_an_unknown_poll() -> None:
-    assert poll.start("p9", State(), make_ctx()) == Step(
-        State(), (Text("Sorry, this poll is no longer available."),)
+    result = poll.start("p9", State(), make_ctx())
+    assert result.state == State() and result.replies[0].body.startswith(
+        "Sorry, this poll is no longer available."
     )
 
 
@@ -132,12 +170,23 @@ def test_a_multiple_vote(event: Inbound, chosen: tuple[str, ...]) -> None:
 @pytest.mark.parametrize(
     ("poll_def", "event", "error"),
     [
-        (SINGLE, say("7"), "Please reply with a number from 1 to 3."),
-        (SINGLE, say("0"), "Please reply with a number from 1 to 3."),
-        (SINGLE, say("pizza"), "Please reply with a number from 1 to 3."),
-        (SINGLE, Inbound(text="", kind="image"), "Please reply with a number from 1 to 3."),
-        (MULTI, say("1, 9"), "Please reply with one or more numbers from 1 to 4, e.g. 1, 3."),
-        (MULTI, say("someday"), "Please reply with one or more numbers from 1 to 4, e.g. 1, 3."),
+        # three buttons: ask for a tap, and offer them again with the question
+        (SINGLE, say("7"), "Please tap one of the buttons.\n\nBest snack?"),
+        (SINGLE, say("0"), "Please tap one of the buttons.\n\nBest snack?"),
+        (SINGLE, say("pizza"), "Please tap one of the buttons.\n\nBest snack?"),
+        (SINGLE, Inbound(text="", kind="image"), "Please tap one of the buttons.\n\nBest snack?"),
+        (
+            MULTI,
+            say("1, 9"),
+            "Please reply with one or more numbers from 1 to 4, e.g. 1, 3.\n\nWhich days suit you?\n"
+            "You can choose several: reply with their numbers, e.g. 1, 3",
+        ),
+        (
+            MULTI,
+            say("someday"),
+            "Please reply with one or more numbers from 1 to 4, e.g. 1, 3.\n\nWhich days suit you?\n"
+            "You can choose several: reply with their numbers, e.g. 1, 3",
+        ),
     ],
 )
 def test_an_unusable_vote_reprompts_with_the_options(poll_def: dict, event: Inbound, error: str) -> None:
@@ -149,20 +198,22 @@ def test_an_unusable_vote_reprompts_with_the_options(poll_def: dict, event: Inbo
 
 def test_a_vote_after_the_end_is_not_cast() -> None:
     result = poll.step(voting(), say("1"), make_ctx(SINGLE, now=NOW + timedelta(days=2)))
-    assert result == Step(State(), (Text("Sorry, this poll is closed."),))
+    assert result.state == State() and result.effects == ()
+    assert result.replies[0].body.startswith(CLOSED_WITH_RESULTS)
 
 
 def test_results_with_percentages() -> None:
     recorded = VoteRecorded("p1", {"o1": 5, "o2": 2, "o3": 1}, total=8)
     result = poll.step(State("poll", "casting", {"poll_id": "p1"}), recorded, make_ctx(SINGLE))
-    assert result == Step(
-        State(),
-        (
-            Text(
-                "Thank you for voting!\n\nResults so far (8 votes):\nSamosa: 5 (63%)\nMandazi: 2 (25%)\nChapati: 1 (13%)"
-            ),
-        ),
+    assert result.state == State()
+    (reply,) = result.replies  # the results on top of the menu: the next step
+    assert reply.body.startswith(
+        "Thank you for voting!\n\nResults so far (8 votes):\nSamosa: 5 (63%)\nMandazi: 2 (25%)\nChapati: 1 (13%)\n\n"
     )
+    one = poll.step(
+        State("poll", "casting", {"poll_id": "p1"}), VoteRecorded("p1", {"o1": 1}, 1), make_ctx(SINGLE)
+    )
+    assert "Results so far (1 vote):" in one.replies[0].body
 
 
 def test_a_changed_vote_says_so() -> None:
@@ -175,22 +226,22 @@ def test_a_changed_vote_says_so() -> None:
 def test_without_show_results_only_thanks() -> None:
     recorded = VoteRecorded("p2", {"monday": 9}, total=9)
     result = poll.step(State("poll", "casting", {"poll_id": "p2"}), recorded, make_ctx(MULTI))
-    assert result == Step(State(), (Text("Thank you for voting!"),))
+    assert result.replies[0].body.startswith("Thank you for voting!\n\nWhat would you like to do?")
     changed = poll.step(
         State("poll", "casting", {"poll_id": "p2"}), replace(recorded, changed=True), make_ctx(MULTI, "sw")
     )
-    assert changed.replies == (Text("Kura yako imebadilishwa."),)
+    assert changed.replies[0].body.startswith("Kura yako imebadilishwa.\n\nUngependa kufanya nini?")
 
 
 @pytest.mark.parametrize(
     ("reason", "text"),
-    [("closed", "Sorry, this poll is closed."), ("already_voted", "You have already voted in this poll.")],
+    [("closed", CLOSED_WITH_RESULTS), ("already_voted", "You have already voted in this poll.")],
 )
 def test_rejected_votes(reason: str, text: str) -> None:
     result = poll.step(
         State("poll", "casting", {"poll_id": "p1"}), VoteRejected("p1", reason), make_ctx(SINGLE)
     )
-    assert result == Step(State(), (Text(text),))
+    assert result.state == State() and result.replies[0].body.startswith(text + "\n\n")
 
 
 def test_swahili_results() -> None:
@@ -211,7 +262,8 @@ def test_messages_while_casting_and_vanished_polls() -> None:
     casting = State("poll", "casting", {"poll_id": "p1"})
     assert poll.step(casting, say("1"), make_ctx(SINGLE)) == Step(casting)
     gone = replace(make_ctx(), data={})
-    assert poll.step(voting(), say("1"), gone) == Step(
-        State(), (Text("Sorry, this poll is no longer available."),)
+    vanished = poll.step(voting(), say("1"), gone)
+    assert vanished.state == State() and vanished.replies == (
+        Text("Sorry, this poll is no longer available.\n\n" + t("menu.empty", "en")),
     )
     assert poll.step(casting, VoteRecorded("p1", {}, 0), gone) == Step(State())

@@ -123,7 +123,8 @@ def test_start_asks_the_engine_for_a_response() -> None:
 def test_start_of_an_unavailable_survey_says_so(offers: dict) -> None:
     result = survey.start("s1", State(), replace(make_ctx(), data={"offers": offers}))
     assert result.state == State() and result.effects == ()
-    assert result.replies == (Text("Sorry, this survey is not available."),)
+    (reply,) = result.replies  # the way on: the menu, without that survey
+    assert reply.body.startswith("Sorry, this survey is not available.\n\n")
 
 
 def test_ready_for_a_new_response_introduces_and_asks_the_first_question() -> None:
@@ -132,10 +133,10 @@ def test_ready_for_a_new_response_introduces_and_asks_the_first_question() -> No
     )
     intro, question = result.replies
     assert intro == Text(
-        "*Visitor survey*\nHelp us improve\n10 questions. Send MENU to pause at any time; "
+        "*Visitor survey*\nHelp us improve\n9 questions. Send MENU to pause at any time; "
         "you can continue later."
     )
-    assert question == Text("(1/10) What is your name?")
+    assert question == Text("(1/9) What is your name?")  # every path through the branch asks 9
     assert result.state == State(
         "survey", "question", {"survey_id": "s1", "response_id": "r1", "question_id": "name", "position": 1}
     )
@@ -151,17 +152,17 @@ def test_timer_lengths_come_from_the_context() -> None:
 
 
 @pytest.mark.parametrize(
-    ("answers", "current", "question", "position"),
+    ("answers", "current", "question", "position", "total"),
     [
-        ({"name": "Amina", "age": 30}, "visited", "visited", 3),
-        ({"name": "Amina", "age": 30}, None, "visited", 3),  # pointer missing: follow the answers
-        ({"name": "Amina", "age": 30, "visited": False}, None, "heard", 4),  # along the branch taken
-        ({"name": "Amina", "age": 30, "visited": True}, "rating", "rating", 4),
-        ({"name": "Amina"}, "birthday", "birthday", 2),  # an unexpected pointer wins; position by count
+        ({"name": "Amina", "age": 30}, "visited", "visited", 3, 9),
+        ({"name": "Amina", "age": 30}, None, "visited", 3, 9),  # pointer missing: follow the answers
+        ({"name": "Amina", "age": 30, "visited": False}, None, "heard", 4, 9),  # along the branch taken
+        ({"name": "Amina", "age": 30, "visited": True}, "rating", "rating", 4, 9),
+        ({"name": "Amina"}, "birthday", "birthday", 2, 3),  # an unexpected pointer wins; position by count
     ],
 )
 def test_ready_for_a_response_in_progress_resumes(
-    answers: dict, current: str | None, question: str, position: int
+    answers: dict, current: str | None, question: str, position: int, total: int
 ) -> None:
     result = survey.step(
         State("survey", "starting", {"survey_id": "s1"}),
@@ -175,7 +176,8 @@ def test_ready_for_a_response_in_progress_resumes(
         "question_id": question,
         "position": position,
     }
-    assert body(result.replies[1]).startswith(f"({position}/10) {BY_ID[question].label('en')}")
+    assert body(result.replies[1]).split(" ", 1)[0] == f"({position}/{total})"
+    assert body(result.replies[1]).split(" ", 1)[1].startswith(BY_ID[question].label("en"))
 
 
 def test_ready_with_every_answer_given_completes_at_once() -> None:
@@ -195,7 +197,7 @@ def test_ready_with_every_answer_given_completes_at_once() -> None:
     )
     assert result.state == State()
     assert result.effects == (CompleteSurvey("s1", "r1"), Charge("survey_completed", "surveys", "r1"))
-    assert result.replies[-1] == Text("Thank you for completing *Visitor survey*!")
+    assert result.replies[-1].body.startswith("Thank you for completing *Visitor survey*!\n\n")
 
 
 @pytest.mark.parametrize(
@@ -209,10 +211,13 @@ def test_ready_with_every_answer_given_completes_at_once() -> None:
     ],
 )
 def test_refusals_explain_and_go_idle(reason: str, text: str) -> None:
-    result = survey.step(
-        State("survey", "starting", {"survey_id": "s1"}), SurveyRefused("s1", reason), make_ctx()
-    )
-    assert result == Step(State(), (Text(text),))
+    other = {**SURVEY, "id": "s2", "title": "Other"}
+    ctx = make_ctx(offers={"surveys": [SURVEY, other]})
+    result = survey.step(State("survey", "starting", {"survey_id": "s1"}), SurveyRefused("s1", reason), ctx)
+    assert result.state == State() and result.effects == ()
+    (reply,) = result.replies  # a next step: the menu, which leaves out the survey that was refused
+    assert isinstance(reply, Buttons) and reply.body.startswith(f"{text}\n\nWelcome to Org!")
+    assert [b.id for b in reply.buttons] == ["survey:s2"]
 
 
 # ---------------------------------------------------------------- a whole survey, both branches
@@ -257,11 +262,11 @@ def test_full_survey_through_the_yes_branch() -> None:
         SaveSurveyAnswer("r1", "spend", 1500, None),
     ]
     progress = [body(s.replies[0]).split(")")[0] for s in steps[:-1]]
-    assert progress == ["(2/10", "(3/10", "(4/10", "(5/10", "(6/10", "(7/10", "(8/10", "(9/10"]
+    assert progress == ["(2/9", "(3/9", "(4/9", "(5/9", "(6/9", "(7/9", "(8/9", "(9/9"]  # then the end
     assert all(s.effects[-2:] == TIMERS for s in steps[:-1])
     assert final == State()
     assert steps[-1].effects[-2:] == (CompleteSurvey("s1", "r1"), Charge("survey_completed", "surveys", "r1"))
-    assert steps[-1].replies == (Text("Thank you for completing *Visitor survey*!"),)
+    assert steps[-1].replies[0].body.startswith("Thank you for completing *Visitor survey*!")
 
 
 def test_the_no_branch_asks_how_they_heard_and_skips_the_rating() -> None:
@@ -281,28 +286,28 @@ def test_the_no_branch_asks_how_they_heard_and_skips_the_rating() -> None:
 def test_the_question_reply_fits_the_kind() -> None:
     ctx = make_ctx()
     yes_no = survey.reprompt(at("visited", 3), ctx)[0]
-    assert yes_no == Buttons("(3/10) Have you visited before?", yes_no.buttons)
+    assert yes_no == Buttons("(3/9) Have you visited before?", yes_no.buttons)
     assert [(b.id, b.title) for b in yes_no.buttons] == [("yes", "Yes"), ("no", "No")]
     rating = survey.reprompt(at("rating", 4), ctx)[0]
     assert isinstance(rating, ListMenu) and [r.id for r in rating.rows] == ["1", "2", "3", "4", "5"]
     heard = survey.reprompt(at("heard", 4), ctx)[0]  # optional: a Skip choice is offered
     assert isinstance(heard, ListMenu) and [r.id for r in heard.rows] == ["radio", "tv", "friend", "_skip"]
-    assert heard.body == "(4/10) How did you hear about us?\n(optional: send SKIP to skip)"
+    assert heard.body == "(4/9) How did you hear about us?\n(optional: send SKIP to skip)"
     topics = survey.reprompt(at("topics", 5), ctx)[0]
     assert "You can choose several: reply with their numbers, e.g. 1, 3" in topics.body
-    assert survey.reprompt(at("email", 6), ctx) == (
-        Text("(6/10) Your email?\n(optional: send SKIP to skip)"),
-    )
+    assert survey.reprompt(at("email", 6), ctx) == (Text("(6/9) Your email?\n(optional: send SKIP to skip)"),)
 
 
 def test_swahili_questions_choices_and_errors() -> None:
     ctx = make_ctx("sw")
     question = survey.reprompt(at("visited", 3), ctx)[0]
-    assert question.body == "(3/10) Umewahi kutembelea?"
+    assert question.body == "(3/9) Umewahi kutembelea?"
     assert [b.title for b in question.buttons] == ["Ndiyo", "Hapana"]
-    assert survey.reprompt(at("name", 1), ctx) == (Text("(1/10) Jina lako ni nani?"),)
+    assert survey.reprompt(at("name", 1), ctx) == (Text("(1/9) Jina lako ni nani?"),)
     result = survey.step(at("age", 2), say("kumi"), ctx)
-    assert result.replies == (Text("Tafadhali jibu kwa nambari kamili kati ya 18 na 120."),)
+    assert result.replies == (
+        Text("Tafadhali jibu kwa nambari kamili kati ya 18 na 120.\n\n(2/9) How old are you?"),
+    )
     assert survey.step(at("visited", 3), say("Ndiyo", "yes"), ctx).effects[0].value is True
 
 
@@ -426,7 +431,9 @@ def test_an_invalid_answer_counts_a_failure_and_rearms_the_timers() -> None:
     ctx = make_ctx()
     first = survey.step(at("age", 2), say("old"), ctx)
     assert first.state == State("survey", "question", {**at("age", 2).data, "failures": 1})
-    assert first.replies == (Text("Please reply with a whole number from 18 to 120."),)
+    assert first.replies == (
+        Text("Please reply with a whole number from 18 to 120.\n\n(2/9) How old are you?"),
+    )
     assert first.effects == TIMERS
     second = survey.step(first.state, say("200"), ctx)
     assert second.state.data["failures"] == 2
@@ -437,7 +444,10 @@ def test_an_invalid_answer_counts_a_failure_and_rearms_the_timers() -> None:
 def test_a_bad_choice_offers_the_choices_again() -> None:
     result = survey.step(at("heard", 4), say("9"), make_ctx())
     (reply,) = result.replies
-    assert isinstance(reply, ListMenu) and reply.body == "Please reply with a number from 1 to 4."
+    assert isinstance(reply, ListMenu)
+    assert reply.body == (
+        "Please reply with a number from 1 to 4.\n\n(4/9) How did you hear about us?\n(optional: send SKIP to skip)"
+    )
     assert [r.id for r in reply.rows] == ["radio", "tv", "friend", "_skip"]
 
 
@@ -450,7 +460,7 @@ def test_a_reminder_repeats_the_question_without_changing_anything() -> None:
     assert result.state == state and result.effects == ()
     assert result.replies == (
         Text("A reminder: *Visitor survey* is waiting for your answer."),
-        Text("(2/10) How old are you?"),
+        Text("(2/9) How old are you?"),
     )
 
 
@@ -481,8 +491,7 @@ def test_cancel_abandons_the_response() -> None:
 
 def test_a_survey_that_disappeared_mid_way() -> None:
     ctx = replace(make_ctx(), data={"offers": {}})
-    assert survey.step(at("age", 2), say("30"), ctx) == Step(
-        State(), (Text("Sorry, this survey is not available."),)
-    )
+    gone = survey.step(at("age", 2), say("30"), ctx)
+    assert gone.state == State() and gone.replies[0].body.startswith("Sorry, this survey is not available.")
     assert survey.step(at("age", 2), TimerFired("survey_reminder", 7), ctx) == Step(State())
     assert survey.reprompt(at("age", 2), ctx) == ()

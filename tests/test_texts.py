@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from state_machines.i18n import LANGUAGES, MissingText, t
+from state_machines.i18n import LANGUAGES, MissingText, t, tn
 from state_machines.texts import CATALOGUE
 
 CODE = Path(__file__).resolve().parent.parent / "state_machines"
-KEY_LITERAL = re.compile(r"""["']((?:common|menu|survey|poll|tickets|checkin)\.[a-z0-9_]+)["']""")
-MY_PREFIXES = ("common.", "menu.", "survey.", "poll.")
+KEY_LITERAL = re.compile(
+    r"""["']((?:common|menu|survey|poll|tickets|checkin|knowledge|my_tickets)\.[a-z0-9_]+)["']"""
+)
+MY_PREFIXES = ("common.", "menu.", "survey.", "poll.", "knowledge.", "my_tickets.")
+PLURAL_FORMS = ("_one", "_other")
 
 
 def _placeholders(template: str) -> set[str]:
@@ -21,12 +24,50 @@ def _placeholders(template: str) -> set[str]:
 
 
 def _keys_in_code() -> dict[str, str]:
-    """Every quoted catalogue-looking key in the state machines -> the file it is in."""
+    """Every quoted catalogue-looking key in the state machines -> the file it is in; a key read with ``tn``
+    stands for its plural forms."""
     found: dict[str, str] = {}
     for path in CODE.glob("*.py"):
         for key in KEY_LITERAL.findall(path.read_text(encoding="utf-8")):
-            found.setdefault(key, path.name)
+            plural = [key + form for form in PLURAL_FORMS if key + form in CATALOGUE]
+            for each in plural or [key]:
+                found.setdefault(each, path.name)
     return found
+
+
+def test_plural_texts_have_every_form() -> None:
+    stems = {key.rsplit("_", 1)[0] for key in CATALOGUE if key.endswith(PLURAL_FORMS)}
+    assert stems  # there are some
+    for stem in stems:
+        assert all(stem + form in CATALOGUE for form in PLURAL_FORMS), stem
+        assert "{count}" in CATALOGUE[stem + "_other"]["en"], stem  # "one" may say "a ticket"
+
+
+@pytest.mark.parametrize(
+    ("key", "language", "count", "expected"),
+    [
+        ("poll.results", "en", 1, "Results so far (1 vote):"),
+        ("poll.results", "en", 2, "Results so far (2 votes):"),
+        ("poll.results", "en", 0, "Results so far (0 votes):"),
+        ("poll.results", "sw", 1, "Matokeo hadi sasa (kura 1):"),
+        ("survey.intro", "en", 1, "1 question. Send MENU to pause at any time; you can continue later."),
+        ("survey.intro", "sw", 1, "Swali 1. Tuma MWANZO kusimama wakati wowote; unaweza kuendelea baadaye."),
+        (
+            "survey.intro",
+            "sw",
+            4,
+            "Maswali 4. Tuma MWANZO kusimama wakati wowote; unaweza kuendelea baadaye.",
+        ),
+        ("tickets.quantity_over_remaining", "en", 1, "Sorry, only 1 ticket is left."),
+        ("tickets.quantity_over_remaining", "en", 3, "Sorry, only 3 tickets are left."),
+        ("tickets.quantity_over_remaining", "sw", 1, "Samahani, imebaki tiketi 1 tu."),
+        ("tickets.quantity_over_remaining", "sw", 3, "Samahani, zimebaki tiketi 3 tu."),
+        ("my_tickets.summary", "en", 1, "🎟 Your ticket for an upcoming event:"),
+        ("my_tickets.summary", "en", 2, "🎟 Your 2 tickets for upcoming events:"),
+    ],
+)
+def test_counted_texts_agree_with_their_number(key: str, language: str, count: int, expected: str) -> None:
+    assert tn(key, language, count) == expected
 
 
 @pytest.mark.parametrize("key", sorted(CATALOGUE))

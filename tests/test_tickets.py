@@ -24,7 +24,7 @@ from state_machines.base import (
     TimerFired,
 )
 from state_machines.formatting import kes
-from state_machines.i18n import t
+from state_machines.i18n import t, tn
 from tests.helpers import context
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -116,6 +116,14 @@ PATHS = {
 }
 
 
+MENU_TAIL = "\n\n" + t("menu.empty", "en")  # the menu, the next step after a dead end (nothing on offer here)
+
+
+def to_menu(text: str, version: int = 7) -> tk.Step:
+    """A purchase that ends with ``text`` on top of the menu."""
+    return tk.Step(State(version=version), (Text(text + MENU_TAIL),))
+
+
 def texts(step) -> list[str]:
     return [getattr(r, "body", None) or getattr(r, "caption", "") for r in step.replies]
 
@@ -168,7 +176,7 @@ def closed(*types, status="published"):
 )
 def test_start_when_nothing_can_be_bought_goes_back_idle(event, key, values):
     step = tk.start("ev-1", State(version=7), ctx(event=event))
-    assert step == tk.Step(State(version=7), (Text(t(key, "en", event="Nairobi Jazz Night", **values)),))
+    assert step == to_menu(t(key, "en", event="Nairobi Jazz Night", **values))
 
 
 def test_sales_start_is_inclusive():
@@ -179,7 +187,15 @@ def test_sales_start_is_inclusive():
 @pytest.mark.parametrize("event", [None, {**EVENT, "id": "ev-2"}])
 def test_start_without_the_event_loaded(event):
     step = tk.start("ev-1", State(version=3), ctx(event=event))
-    assert step == tk.Step(State(version=3), (Text(t("tickets.event_unavailable", "en")),))
+    assert step == to_menu(t("tickets.event_unavailable", "en"), version=3)
+
+
+def test_a_dead_end_offers_the_menu_without_that_event():
+    other = {**EVENT, "id": "ev-2", "name": "Gospel Sunday", "starts_at": None, "venue_name": None}
+    c = ctx(event=closed(EARLY), offers={"events": [{**closed(EARLY), "name": "Nairobi Jazz Night"}, other]})
+    (reply,) = tk.start("ev-1", State(), c).replies
+    assert reply.body.startswith(t("tickets.not_on_sale", "en", event="Nairobi Jazz Night") + "\n\n")
+    assert [b.id for b in reply.buttons] == ["event:ev-2"]
 
 
 def test_many_types_fall_back_to_a_list_with_prices():
@@ -221,7 +237,7 @@ def test_choose_type_invalid_reasks_and_counts(said):
 
 def test_three_failures_give_up_to_the_menu():
     step = walk("gold", "silver", "bronze")
-    assert step == tk.Step(State(version=7), (Text(t("tickets.too_many_failures", "en")),))
+    assert step == to_menu(t("tickets.too_many_failures", "en"))
 
 
 def test_a_valid_answer_resets_the_failures():
@@ -257,6 +273,18 @@ def test_quantity_prompt_for_regular_offers_three_buttons_and_the_range():
 
 
 @pytest.mark.parametrize(
+    ("lang", "prompt"),
+    [
+        ("en", "Community: free.\nHow many tickets? Tap or type a number from 1 to 2."),
+        ("sw", "Community: bure.\nTiketi ngapi? Gusa au andika namba kutoka 1 hadi 2."),
+    ],
+)
+def test_a_free_ticket_is_free_not_free_each(lang, prompt):
+    step = walk("Community", c=ctx(lang, event=FREE_EVENT))
+    assert texts(step) == [prompt]
+
+
+@pytest.mark.parametrize(
     "type_, said, key, limit",
     [
         ("Regular", "0", "tickets.quantity_not_number", 10),
@@ -272,7 +300,8 @@ def test_quantity_prompt_for_regular_offers_three_buttons_and_the_range():
 def test_quantity_invalid(type_, said, key, limit):
     step = walk(type_, said)
     assert step.state.step == "quantity" and step.state.data["failures"] == 1
-    assert texts(step)[0].startswith(t(key, "en", max=limit) + "\n\n")
+    error = t(key, "en", max=limit) if key == "tickets.quantity_not_number" else tn(key, "en", limit)
+    assert texts(step)[0].startswith(error + "\n\n")
     assert f"1 to {limit}" in texts(step)[0]
 
 
@@ -372,7 +401,7 @@ def test_hold_seconds_come_from_the_context():
 @pytest.mark.parametrize("said", [tap(tk.ID_CANCEL, "Cancel"), "no", "hapana", "2"])
 def test_confirm_cancel_leaves_without_effects(said):
     step = walk(*TO_CONFIRM, said)
-    assert step == tk.Step(State(version=7), (Text(t("tickets.cancelled", "en")),))
+    assert step == to_menu(t("tickets.cancelled", "en"))
 
 
 def test_confirm_invalid():
@@ -553,7 +582,7 @@ def test_cancel_button_while_awaiting_releases(said):
     step = walk(*TO_AWAITING, said)
     assert step == tk.Step(
         State(version=7),
-        (Text(t("tickets.cancelled", "en")),),
+        (Text(t("tickets.cancelled", "en") + MENU_TAIL),),
         (tk.ReleaseHold("h-1", "cancelled"), CancelTimers("payment_expiry")),
     )
 
@@ -619,8 +648,10 @@ def test_free_type_is_shown_as_free():
 def test_sold_out_partially_offers_the_rest():
     step = walk(*PATHS["fewer"])
     assert step.state.step == "fewer" and step.effects == ()
-    body = t("tickets.sold_out_partial", "en", available=1, type="Regular", total="KES 1,500")
+    body = "Sorry, only 1 Regular ticket is left. Buy it for KES 1,500?"  # one, not "1 tickets are"
     assert step.replies == (Buttons(body, (Button(tk.ID_TAKE, "Buy 1"), Button(tk.ID_CANCEL, "Cancel"))),)
+    three = walk(*TO_HOLDING, tk.SoldOut("tt-reg", 3))
+    assert texts(three) == ["Sorry, only 3 Regular tickets are left. Buy 3 for KES 4,500?"]
 
 
 @pytest.mark.parametrize(
@@ -664,7 +695,7 @@ def test_sold_out_completely_offers_other_types():
 
 def test_sold_out_completely_with_nothing_else_goes_idle():
     step = walk("VIP", "2", "me", "skip", "confirm", tk.SoldOut("tt-vip", 0), c=ctx(event=closed(VIP)))
-    assert step == tk.Step(State(version=7), (Text(t("tickets.sold_out_type_final", "en", type="VIP")),))
+    assert step == to_menu(t("tickets.sold_out_type_final", "en", type="VIP"))
 
 
 def test_held_after_the_user_left_is_released():

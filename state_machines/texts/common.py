@@ -47,6 +47,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "OK, cancelled.",
         "sw": "Sawa, imeghairiwa.",
     },
+    "common.invalid_tap": {
+        "en": "Please tap one of the buttons.",
+        "sw": "Tafadhali gusa mojawapo ya vitufe.",
+    },
     "common.choose": {
         "en": "Choose",
         "sw": "Chagua",

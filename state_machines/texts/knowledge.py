@@ -9,6 +9,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Sorry, I didn't understand that.",
         "sw": "Samahani, sikuelewa hilo.",
     },
+    "knowledge.found_passage": {
+        "en": "Here is what I found:\n\n{passage}",
+        "sw": "Hiki ndicho nilichopata:\n\n{passage}",
+    },
     "knowledge.from_passage": {
         "en": "Here is what I found:\n\n{passage}\n\nSend MENU to see what's on offer.",
         "sw": "Hiki ndicho nilichopata:\n\n{passage}\n\nTuma MWANZO kuona tunachotoa.",

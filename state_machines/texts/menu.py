@@ -13,6 +13,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Menu",
         "sw": "Menyu",
     },
+    "menu.gone": {
+        "en": "Sorry, that is no longer available.",
+        "sw": "Samahani, hicho hakipatikani tena.",
+    },
     "menu.empty": {
         "en": "There is nothing on offer right now. Please check again later. Send HELP to see what you can do.",
         "sw": "Hakuna kinachotolewa kwa sasa. Tafadhali angalia tena baadaye. Tuma MSAADA kuona unachoweza kufanya.",

@@ -14,7 +14,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "sw": "Tafadhali jibu kwa nambari moja au zaidi kutoka 1 hadi {count}, mfano 1, 3.",
     },
     "poll.closed": {
-        "en": "Sorry, this poll is closed.",
+        "en": "Sorry, this poll has closed.",
         "sw": "Samahani, kura hii imefungwa.",
     },
     "poll.unavailable": {
@@ -33,8 +33,21 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Your vote has been changed.",
         "sw": "Kura yako imebadilishwa.",
     },
-    "poll.results": {
-        "en": "Results so far ({total} votes):",
-        "sw": "Matokeo hadi sasa (kura {total}):",
+    # Swahili "kura" is the same word for one vote and many (N class); the verb agrees instead elsewhere.
+    "poll.results_one": {
+        "en": "Results so far ({count} vote):",
+        "sw": "Matokeo hadi sasa (kura {count}):",
+    },
+    "poll.results_other": {
+        "en": "Results so far ({count} votes):",
+        "sw": "Matokeo hadi sasa (kura {count}):",
+    },
+    "poll.results_final_one": {
+        "en": "Final results ({count} vote):",
+        "sw": "Matokeo ya mwisho (kura {count}):",
+    },
+    "poll.results_final_other": {
+        "en": "Final results ({count} votes):",
+        "sw": "Matokeo ya mwisho (kura {count}):",
     },
 }

@@ -1,9 +1,24 @@
 """Texts of surveys."""
 
 TEXTS: dict[str, dict[str, str]] = {
-    "survey.intro": {
+    "survey.intro_one": {
+        "en": "{count} question. Send MENU to pause at any time; you can continue later.",
+        "sw": "Swali {count}. Tuma MWANZO kusimama wakati wowote; unaweza kuendelea baadaye.",
+    },
+    "survey.intro_other": {
         "en": "{count} questions. Send MENU to pause at any time; you can continue later.",
         "sw": "Maswali {count}. Tuma MWANZO kusimama wakati wowote; unaweza kuendelea baadaye.",
+    },
+    "survey.intro_up_to": {
+        "en": "Up to {count} questions: your answers decide which ones. Send MENU to pause at any time; "
+        "you can continue later.",
+        "sw": "Hadi maswali {count}: majibu yako yanaamua yapi. Tuma MWANZO kusimama wakati wowote; "
+        "unaweza kuendelea baadaye.",
+    },
+    "survey.progress": {"en": "({position}/{total})", "sw": "({position}/{total})"},
+    "survey.progress_at_most": {
+        "en": "({position} of at most {total})",
+        "sw": "({position} kati ya {total} au machache)",
     },
     "survey.resume": {
         "en": "Welcome back to *{title}*. Let's continue where you left off.",

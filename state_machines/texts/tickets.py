@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-_MENU_EN = "Send MENU to see other options."
-_MENU_SW = "Tuma MENU kuona chaguo zingine."
-
 TEXTS: dict[str, dict[str, str]] = {
     # ---------------------------------------------------------------- choosing the event's ticket type
     "tickets.event_intro": {
@@ -19,37 +16,50 @@ TEXTS: dict[str, dict[str, str]] = {
         "sw": "Tafadhali chagua mojawapo ya aina za tiketi hapa chini.",
     },
     "tickets.event_unavailable": {
-        "en": f"Sorry, this event is no longer available. {_MENU_EN}",
-        "sw": f"Samahani, tukio hili halipatikani tena. {_MENU_SW}",
+        "en": "Sorry, this event is no longer available.",
+        "sw": "Samahani, tukio hili halipatikani tena.",
     },
     "tickets.not_on_sale": {
-        "en": f"Sorry, tickets for {{event}} are not on sale right now. {_MENU_EN}",
-        "sw": f"Samahani, tiketi za {{event}} haziuzwi kwa sasa. {_MENU_SW}",
+        "en": "Sorry, tickets for {event} are not on sale right now.",
+        "sw": "Samahani, tiketi za {event} haziuzwi kwa sasa.",
     },
     "tickets.sales_open_on": {
-        "en": f"Tickets for {{event}} go on sale on {{when}}. Please come back then. {_MENU_EN}",
-        "sw": f"Tiketi za {{event}} zitaanza kuuzwa tarehe {{when}}. Tafadhali rudi wakati huo. {_MENU_SW}",
+        "en": "Tickets for {event} go on sale on {when}. Please come back then.",
+        "sw": "Tiketi za {event} zitaanza kuuzwa tarehe {when}. Tafadhali rudi wakati huo.",
     },
     "tickets.sold_out_all": {
-        "en": f"Sorry, {{event}} is sold out. {_MENU_EN}",
-        "sw": f"Samahani, tiketi zote za {{event}} zimeisha. {_MENU_SW}",
+        "en": "Sorry, {event} is sold out.",
+        "sw": "Samahani, tiketi zote za {event} zimeisha.",
     },
     # ---------------------------------------------------------------- quantity
     "tickets.quantity_prompt": {
         "en": "{type}: {price} each.\nHow many tickets? Tap or type a number from 1 to {max}.",
         "sw": "{type}: {price} kila moja.\nTiketi ngapi? Gusa au andika namba kutoka 1 hadi {max}.",
     },
+    "tickets.quantity_prompt_free": {
+        "en": "{type}: free.\nHow many tickets? Tap or type a number from 1 to {max}.",
+        "sw": "{type}: bure.\nTiketi ngapi? Gusa au andika namba kutoka 1 hadi {max}.",
+    },
     "tickets.quantity_not_number": {
         "en": "Please send a number from 1 to {max}.",
         "sw": "Tafadhali tuma namba kutoka 1 hadi {max}.",
     },
-    "tickets.quantity_over_remaining": {
-        "en": "Sorry, only {max} tickets are left.",
-        "sw": "Samahani, zimebaki tiketi {max} tu.",
+    # Swahili "tiketi" is one word for one and many (N class): the verb agrees, i- for one, zi- for several.
+    "tickets.quantity_over_remaining_one": {
+        "en": "Sorry, only {count} ticket is left.",
+        "sw": "Samahani, imebaki tiketi {count} tu.",
     },
-    "tickets.quantity_over_max": {
-        "en": "Sorry, you can buy at most {max} tickets in one order.",
-        "sw": "Samahani, unaweza kununua tiketi {max} tu kwa oda moja.",
+    "tickets.quantity_over_remaining_other": {
+        "en": "Sorry, only {count} tickets are left.",
+        "sw": "Samahani, zimebaki tiketi {count} tu.",
+    },
+    "tickets.quantity_over_max_one": {
+        "en": "Sorry, you can buy at most {count} ticket in one order.",
+        "sw": "Samahani, unaweza kununua tiketi {count} tu kwa oda moja.",
+    },
+    "tickets.quantity_over_max_other": {
+        "en": "Sorry, you can buy at most {count} tickets in one order.",
+        "sw": "Samahani, unaweza kununua tiketi {count} tu kwa oda moja.",
     },
     # ---------------------------------------------------------------- holder
     "tickets.name_prompt": {
@@ -160,9 +170,13 @@ TEXTS: dict[str, dict[str, str]] = {
         "sw": "Tafadhali gusa Jaribu tena au Ghairi.",
     },
     # ---------------------------------------------------------------- sold out while holding
-    "tickets.sold_out_partial": {
-        "en": "Sorry, only {available} {type} tickets are left. Buy {available} for {total}?",
-        "sw": "Samahani, zimebaki tiketi {available} tu za {type}. Nunua {available} kwa {total}?",
+    "tickets.sold_out_partial_one": {
+        "en": "Sorry, only {count} {type} ticket is left. Buy it for {total}?",
+        "sw": "Samahani, imebaki tiketi {count} tu ya {type}. Inunue kwa {total}?",
+    },
+    "tickets.sold_out_partial_other": {
+        "en": "Sorry, only {count} {type} tickets are left. Buy {count} for {total}?",
+        "sw": "Samahani, zimebaki tiketi {count} tu za {type}. Nunua {count} kwa {total}?",
     },
     "tickets.button_buy": {"en": "Buy {n}", "sw": "Nunua {n}"},
     "tickets.invalid_partial": {
@@ -174,17 +188,17 @@ TEXTS: dict[str, dict[str, str]] = {
         "sw": "Samahani, tiketi za {type} zimeisha sasa hivi.",
     },
     "tickets.sold_out_type_final": {
-        "en": f"Sorry, {{type}} has just sold out and no other tickets are on sale. {_MENU_EN}",
-        "sw": f"Samahani, tiketi za {{type}} zimeisha sasa hivi na hakuna tiketi nyingine zinazouzwa. {_MENU_SW}",
+        "en": "Sorry, {type} has just sold out and no other tickets are on sale.",
+        "sw": "Samahani, tiketi za {type} zimeisha sasa hivi na hakuna tiketi nyingine zinazouzwa.",
     },
     # ---------------------------------------------------------------- leaving
     "tickets.cancelled": {
-        "en": f"Your ticket purchase is cancelled. {_MENU_EN}",
-        "sw": f"Ununuzi wako wa tiketi umeghairiwa. {_MENU_SW}",
+        "en": "Your ticket purchase is cancelled.",
+        "sw": "Ununuzi wako wa tiketi umeghairiwa.",
     },
     "tickets.too_many_failures": {
-        "en": f"Sorry, I couldn't understand that, so I've stopped the ticket purchase. {_MENU_EN}",
-        "sw": f"Samahani, sikuelewa, kwa hivyo nimesimamisha ununuzi wa tiketi. {_MENU_SW}",
+        "en": "Sorry, I couldn't understand that, so I've stopped the ticket purchase.",
+        "sw": "Samahani, sikuelewa, kwa hivyo nimesimamisha ununuzi wa tiketi.",
     },
     # ---------------------------------------------------------------- staff check-in
     "checkin.staff_only": {
