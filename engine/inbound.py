@@ -115,6 +115,7 @@ async def _take_effect(
         )
         if kind == "message":
             await store_inbound(turn, body)
+            await turn.begin()  # the message stays stored whatever happens to the turn's effects
         await handlers.route(kind, turn, body)
         await turn.finish()
     for work in turn.after_commit:  # only what committed: a crash before here leaves it to its timer

@@ -22,6 +22,9 @@ debits = Counter("chatnation_wallet_debits_total", "Wallet debits by action", ["
 wallet_low = Counter(
     "chatnation_wallet_low_total", "Debits that took a wallet below its low-balance threshold"
 )
+wallet_paused = Counter(
+    "chatnation_wallet_paused_total", "Pauses opened: an organisation's wallet could not pay its replies"
+)
 wallet_low_balance = Gauge("chatnation_wallet_below_threshold", "Wallets below their low-balance threshold")
 relayed = Counter("chatnation_relay_published_total", "Outbox rows published to the outbound queue")
 sends = Counter(

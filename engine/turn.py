@@ -7,24 +7,26 @@ debited and written to the outbox) and nothing else, all in the caller's transac
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
 
 from engine import metrics_worker as metrics
+from engine import wallet_pause
 from engine.logging import get_logger
+from engine.replies import write_outbound
 from engine.wallet import affordable, debit, price_of, signal_low_balance_once
 from engine.whatsapp.outbound import SendRequestInvalid, build_payload
 from state_machines.base import Buttons, Charge, Image, ListMenu, Reply, StartTimer, State, Text
+from state_machines.i18n import t
 
 log = get_logger(__name__)
 
 SERVICE_WINDOW = timedelta(hours=24)
-LOOP_WINDOW = timedelta(minutes=10)
-LOOP_LIMIT = 20  # the same reply this many times to one contact within LOOP_WINDOW is a bot loop
+SAVEPOINT = "turn_effects"  # where a contact's message ends and its effects begin
 
 
 @dataclass
@@ -75,6 +77,9 @@ class Turn:
     charges: list[Charge] = field(default_factory=list)  # made in finish(), after the replies
     wallet_headroom: int | None = None  # balance minus threshold at the start, unlocked; None: unknown
     loaded: dict[str, Any] = field(default_factory=dict)  # rows read once per event (handlers/context.py)
+    # A contact's message: where its effects begin (a savepoint after the message was stored), and what the
+    # turn started from, so that a turn whose replies cannot be paid is undone (``begin``, ``finish``).
+    _start: tuple[Contact, State] | None = field(default=None, repr=False)
 
     @property
     def language(self) -> str:
@@ -88,17 +93,67 @@ class Turn:
         last = self.conversation.last_user_message_at
         return last is not None and self.now - last < SERVICE_WINDOW
 
+    async def begin(self) -> None:
+        """The contact's message is stored: what follows (the machine's effects) can be undone as a whole."""
+        await self.conn.execute(
+            f"SAVEPOINT {SAVEPOINT}"
+        )  # the tenant transaction is begun by hand (engine/db)
+        self._start = (replace(self.contact), self.conversation.state)
+
     async def finish(self) -> int:
         """Persist the state, queue the replies and make the charges; returns how many replies were queued.
 
         Replies are paid at commit (sql/013) and charges come last: the wallet's row is the one every
-        transaction of the organisation shares, so it is locked for as short a time as possible."""
-        await self._save_state()
+        transaction of the organisation shares, so it is locked for as short a time as possible. Replies the
+        wallet cannot pay never let the conversation move past what the contact saw: a message's turn is
+        undone and answered with the paused notice; a payment's or timer's replies wait for a top-up
+        (engine/wallet_pause.py)."""
         price = price_of("outbound_reply", self.org.settings)
-        queued = await self._queue_replies(self._sendable(), price)
+        sendable = self._sendable()
+        paid = await affordable(self.conn, self.org.id, price, len(sendable), self.wallet_headroom)
+        if paid.crossed_low_threshold:
+            metrics.wallet_low.inc()
+        if paid.count < len(sendable):
+            metrics.replies_skipped.labels("wallet_empty").inc(len(sendable) - paid.count)
+            if self._start is not None:
+                return await self._unanswered(price, len(sendable))
+            await self._hold(sendable[paid.count :], price)
+            sendable = sendable[: paid.count]
+        await self._save_state()
+        queued = await self._queue_replies(sendable, price)
         for charge in self.charges:
             await self._charge(charge, keep=queued * price)  # what the replies take at commit stays
         return queued
+
+    async def _unanswered(self, price: int, not_sent: int) -> int:
+        """The wallet cannot pay this message's replies: undo the turn (its effects, state and timers), keep the
+        message and the contact's 24-hour window, and say once per pause that we cannot answer right now."""
+        assert self._start is not None
+        await self.conn.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
+        contact, state = self._start
+        self.contact, self.conversation.state = contact, state
+        self.replies, self.new_timers, self.charges, self.after_commit, self.loaded = [], [], [], [], {}
+        pause = await wallet_pause.record(
+            self.conn, self.org.id, not_sent=not_sent, unanswered=1, now=self.now
+        )
+        if pause.new:
+            await wallet_pause.opened(self.conn, self.org, pause)
+        await self._save_state()
+        if not await wallet_pause.first_notice(self.conn, self.org.id, pause.id, self.contact.id):
+            return 0
+        charged = self.org.settings.get("wallet_empty_notice") == "charged"
+        if charged and (await affordable(self.conn, self.org.id, price, 1, None)).count < 1:
+            return 0
+        notice = Text(t("wallet.paused_notice", self.language))
+        return 1 if await self._write_reply(notice, price if charged else 0) else 0
+
+    async def _hold(self, replies: list[Reply], price: int) -> None:
+        """Replies of a payment or a timer the wallet cannot pay: their effects stand, so the replies wait."""
+        jobs = [(self._send_job(r), reply_text(r)) for r in replies]
+        await wallet_pause.hold(self.conn, self.org.id, self.conversation.id, self.contact.id, jobs, price)
+        pause = await wallet_pause.record(self.conn, self.org.id, not_sent=0, unanswered=0, now=self.now)
+        if pause.new:
+            await wallet_pause.opened(self.conn, self.org, pause)
 
     def _sendable(self) -> list[Reply]:
         if self.trigger == "timer" and not self.contact.opted_in:
@@ -139,15 +194,9 @@ class Turn:
         )
 
     async def _queue_replies(self, replies: list[Reply], price: int) -> int:
-        paid = await affordable(self.conn, self.org.id, price, len(replies), self.wallet_headroom)
-        if paid.crossed_low_threshold:
-            metrics.wallet_low.inc()
-        if paid.count < len(replies):  # not sent, not written: nothing negative, nothing free
-            if await signal_low_balance_once(self.conn, self.org.id):
-                log.warning("wallet empty: paid replies paused until a top-up")
-            metrics.replies_skipped.labels("wallet_empty").inc(len(replies) - paid.count)
+        """Replies the wallet pays for (``finish`` counted them under its lock when near the end)."""
         written = 0
-        for reply in replies[: paid.count]:
+        for reply in replies:
             if await self._write_reply(reply, price):
                 written += 1
             else:
@@ -157,35 +206,18 @@ class Turn:
         return written
 
     async def _write_reply(self, reply: Reply, price: int) -> bool:
-        """The reply and its outbox row in one statement, unless the contact already got the same text
-        LOOP_LIMIT times within LOOP_WINDOW (a bot answering our bot). False when it was not written."""
-        content = reply_text(reply)
-        message_id = uuid4()  # chosen here, so that the send job can carry it in the same statement
-        job = {**self._send_job(reply), "message_id": str(message_id)}
-        return bool(
-            await self.conn.fetchval(
-                """WITH m AS (
-                   INSERT INTO messages (id, organization_id, conversation_id, contact_id, direction, type, content,
-                                         payload, wa_status, tokens_consumed, created_at)
-                   SELECT $1, $2, $3, $4, 'outbound', $5, $6, $7, 'queued', $8, $9
-                   WHERE (SELECT count(*) FROM messages WHERE contact_id = $4 AND direction = 'outbound'
-                            AND content = $6 AND created_at > $10) < $11
-                   RETURNING id)
-               INSERT INTO outbox (organization_id, message_id, contact_id, payload)
-               SELECT $2, id, $4, $7 FROM m RETURNING true""",
-                message_id,
-                self.org.id,
-                self.conversation.id,
-                self.contact.id,
-                job["type"],
-                content,
-                job,
-                price,
-                self.now,
-                self.now - LOOP_WINDOW,
-                LOOP_LIMIT - 1,
-            )
+        """The reply and its outbox row, unless it would be a bot loop (engine/replies.py)."""
+        written = await write_outbound(
+            self.conn,
+            organization_id=self.org.id,
+            conversation_id=self.conversation.id,
+            contact_id=self.contact.id,
+            job=self._send_job(reply),
+            content=reply_text(reply),
+            price=price,
+            now=self.now,
         )
+        return written is not None
 
     async def _charge(self, charge: Charge, keep: int) -> None:
         amount = price_of(charge.action, self.org.settings) * charge.quantity

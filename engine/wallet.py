@@ -5,10 +5,13 @@ concurrent debit waits on the wallet row instead of losing an update."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+
+from engine import wallet_pause
 
 # Documented defaults (docs/operations.md); an organisation overrides them in settings.prices.
 DEFAULT_PRICES: dict[str, int] = {
@@ -17,6 +20,7 @@ DEFAULT_PRICES: dict[str, int] = {
     "ticket_issued": 10,
     "ai_answer": 2,  # per answer, plus ai_tokens_per_token below for model usage
     "poll_vote": 0,
+    "ai_transcription": 1,  # a voice note turned into words
 }
 AI_TOKENS_PER_TOKEN = 1000  # one wallet token per 1,000 model tokens (rounded up)
 
@@ -153,6 +157,8 @@ async def credit(
         reference_id,
         metadata,
     )
+    # a paused organisation resumes: replies held for the top-up go out (engine/wallet_pause.py)
+    await wallet_pause.resume(conn, UUID(str(organization_id)), datetime.now(UTC))
     return int(row["balance"])
 
 

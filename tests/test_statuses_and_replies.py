@@ -11,7 +11,8 @@ import pytest
 
 from engine.db import tenant_tx
 from engine.inbound import apply_status, arrive
-from engine.turn import LOOP_LIMIT, Org, Turn
+from engine.replies import LOOP_LIMIT
+from engine.turn import Org, Turn
 from state_machines.base import Charge, Text
 
 
@@ -139,24 +140,35 @@ async def test_a_bot_loop_is_stopped(app_pool: asyncpg.Pool, make_org) -> None: 
     assert sent == LOOP_LIMIT - 1
 
 
-async def test_an_empty_wallet_stores_nothing_paid_and_signals_once(app_pool: asyncpg.Pool, make_org) -> None:  # type: ignore[no-untyped-def]
+async def test_replies_an_empty_wallet_cannot_pay_wait_for_the_top_up(
+    app_pool: asyncpg.Pool, make_org
+) -> None:  # type: ignore[no-untyped-def]
+    """A payment's or a timer's replies (turns without a savepoint): their effects stand, the replies are held,
+    one pause counts them, and the top-up sends them in order (engine/wallet_pause.py)."""
     org, new = await make_org("Empty", tokens=0)
-    for _ in range(3):
+    for n in range(3):
         async with tenant_tx(app_pool, org) as conn:
-            turn = await _turn(conn, org, new)
-            turn.replies.append(Text("hello"))
+            turn = await _turn(conn, org, new, trigger="payment")
+            turn.replies.append(Text(f"hello {n}"))
             assert await turn.finish() == 0
     async with tenant_tx(app_pool, org) as conn:
         assert await _outbox_count(conn) == 0
-        signalled = await conn.fetchval("SELECT low_balance_signalled_at FROM wallets")
-        assert signalled is not None
-        from engine.wallet import credit, signal_low_balance_once
+        assert await conn.fetchval("SELECT count(*) FROM wallet_pauses WHERE ended_at IS NULL") == 1
+        assert await conn.fetchval("SELECT count(*) FROM held_replies WHERE released_at IS NULL") == 3
+        from engine.wallet import credit
 
-        assert await signal_low_balance_once(conn, org) is False  # once, not per message
+        await credit(conn, org, 2)  # pays two of the three, in order; the pause stays open for the third
+        sent = await conn.fetch(
+            "SELECT content FROM messages WHERE direction = 'outbound' ORDER BY created_at, content"
+        )
+        assert [r["content"] for r in sent] == ["hello 0", "hello 1"]
+        assert await conn.fetchval("SELECT count(*) FROM wallet_pauses WHERE ended_at IS NULL") == 1
+    async with tenant_tx(app_pool, org) as conn:
         await credit(conn, org, 5)
-        assert (
-            await conn.fetchval("SELECT low_balance_signalled_at FROM wallets") is None
-        )  # a top-up resets it
+        assert await conn.fetchval("SELECT count(*) FROM held_replies WHERE released_at IS NULL") == 0
+        assert await conn.fetchval("SELECT count(*) FROM wallet_pauses WHERE ended_at IS NULL") == 0
+    balance, rows = await _ledger(app_pool, org)
+    assert balance == 4 and len(rows) == 3  # each held reply paid once, at its release
 
 
 async def _ledger(app_pool: asyncpg.Pool, org) -> tuple[int, list[tuple[int, int, int]]]:  # type: ignore[no-untyped-def]
@@ -187,12 +199,12 @@ async def test_replies_are_paid_at_commit_one_ledger_row_each(
     assert balance == 7 and rows == [(-1, 10, 9), (-1, 9, 8), (-1, 8, 7)]
 
 
-async def test_a_nearly_empty_wallet_pays_for_the_first_replies_only(
+async def test_a_nearly_empty_wallet_pays_for_the_first_replies_and_holds_the_rest(
     app_pool: asyncpg.Pool, make_org
 ) -> None:  # type: ignore[no-untyped-def]
     org, new = await make_org("Pay", tokens=2)
     async with tenant_tx(app_pool, org) as conn:
-        turn = await _turn(conn, org, new)
+        turn = await _turn(conn, org, new, trigger="timer")
         turn.wallet_headroom = 2 - 100  # the threshold is 100: the exact count under the lock
         turn.replies.extend([Text("one"), Text("two"), Text("three")])
         assert await turn.finish() == 2
@@ -202,6 +214,7 @@ async def test_a_nearly_empty_wallet_pays_for_the_first_replies_only(
                 "SELECT content FROM messages WHERE direction = 'outbound' ORDER BY content DESC"
             )
         ] == ["two", "one"]
+        assert [r["content"] for r in await conn.fetch("SELECT content FROM held_replies")] == ["three"]
     assert await _ledger(app_pool, org) == (0, [(-1, 2, 1), (-1, 1, 0)])
 
 

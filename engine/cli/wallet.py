@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 import typer
 
-from engine.cli.common import emit, pools, run, settings
+from engine.cli.common import console, emit, pools, run, settings
 
 app = typer.Typer(help="Token wallets: balance, top-up, ledger.", no_args_is_help=True)
 
@@ -26,12 +27,13 @@ async def resolve_org(pool: asyncpg.Pool, org: str) -> UUID:
 
 @app.command("balance")
 def balance(org: str, as_json: bool = typer.Option(False, "--json")) -> None:
-    """The wallet's balance and lifetime totals."""
+    """The wallet's balance and lifetime totals; when replies are paused, since when and what was not sent."""
     from engine.db import tenant_tx
+    from engine.wallet_pause import status
 
     s = settings()
 
-    async def body() -> list[dict[str, object]]:
+    async def body() -> list[dict[str, Any]]:
         async with pools(s) as (_, pool):
             org_id = await resolve_org(pool, org)
             async with tenant_tx(pool, org_id) as conn:
@@ -39,9 +41,28 @@ def balance(org: str, as_json: bool = typer.Option(False, "--json")) -> None:
                     """SELECT organization_id, balance, low_balance_threshold, lifetime_purchased, lifetime_consumed
                        FROM wallets"""
                 )
-                return [dict(row)] if row else []
+                if row is None:
+                    return []
+                pause = await status(conn)
+                return [{**dict(row), "paused": pause}]
 
-    emit(run(body), as_json=as_json)
+    rows = run(body)
+    if as_json:
+        emit(rows, as_json=True)
+        return
+    pause = rows[0].pop("paused") if rows else None
+    emit(rows, as_json=False)
+    if pause:
+        console.print(f"[yellow]{paused_line(pause)}[/yellow]", highlight=False)
+
+
+def paused_line(pause: dict[str, Any]) -> str:
+    """ "paused since …, N replies not sent" for people."""
+    return (
+        f"paused since {pause['started_at']:%Y-%m-%d %H:%M:%S %Z}, {pause['replies_not_sent']} replies not sent "
+        f"({pause['messages_unanswered']} messages answered only with the paused notice), "
+        f"{pause['waiting']} waiting for a top-up"
+    )
 
 
 @app.command("topup")
