@@ -62,6 +62,7 @@ async def answer_question(turn: Turn, effect: AnswerQuestion) -> KnowledgeAnswer
         effect.language,
         org_name=turn.org.name,
         max_distance=max_distance,
+        synonyms=turn.org.settings.get("knowledge_synonyms"),  # {"vip": ["premium", "gold"]}
     )
 
 

@@ -294,9 +294,15 @@ async def test_re_ingest_replaces_chunks_atomically(app_pool, make_org, ai, sim,
     org, _ = await make_org("Reingest")
     path = tmp_path / "guide.md"
     path.write_text(GUIDE)
-    await ingest(app_pool, org, "festival", [str(path)], ai)
+    (first,) = await ingest(app_pool, org, "festival", [str(path)], ai)
     old = await _snapshot(app_pool, org, "guide.md")
-    assert (await ingest(app_pool, org, "festival", [str(path)], ai))[0].status == "unchanged"
+    (again,) = await ingest(app_pool, org, "festival", [str(path)], ai)
+    # unchanged says so, with what is stored (not "0 chunks, not embedded")
+    assert (again.status, again.chunks, again.embedded) == (
+        "unchanged",
+        first.chunks,
+        True,
+    ) and first.chunks > 0
     path.write_text(GUIDE.replace("4 pm", "3 pm") + "\n## Toilets\nToilets are next to Gate C.\n")
     sim.add_faults([{"endpoint": "embeddings", "delay": 0.5}])  # keep the re-ingest open while we read
     seen: set[frozenset[str]] = set()

@@ -71,6 +71,12 @@ def add(
 
     rows = run(body)
     emit(rows, as_json=as_json, title=f"knowledge base {kb}")
+    unchanged = sum(1 for r in rows if r["status"] == "unchanged")
+    if unchanged and not as_json:
+        console.print(
+            f"{unchanged} document(s) unchanged since they were ingested: kept as they are "
+            "(their chunks and embeddings above); --force ingests them again"
+        )
     if any(r["status"] == "failed" for r in rows):
         raise typer.Exit(1)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 
@@ -60,6 +60,7 @@ async def answer(
     *,
     org_name: str = "",
     max_distance: float = MAX_DISTANCE,
+    synonyms: Mapping[str, Sequence[str]] | None = None,
 ) -> KnowledgeAnswer:
     """The answer from the passages retrieved for ``question`` (RLS: the connection's organisation only)."""
     started = time.monotonic()
@@ -69,7 +70,7 @@ async def answer(
             (embedding,) = await ai.embed([question], budget=ai.budget * EMBED_SHARE)
         except AIUnavailable as exc:
             log.warning("question not embedded; full-text search instead", error=str(exc))
-    passages = await retrieve(conn, question, embedding, max_distance=max_distance)
+    passages = await retrieve(conn, question, embedding, max_distance=max_distance, synonyms=synonyms)
     found = tuple(p.content for p in passages)
     if not passages:
         return KnowledgeAnswer("", found=False)

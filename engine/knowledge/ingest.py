@@ -95,7 +95,16 @@ async def ingest_one(
         doc_id, previous = await store.register_document(conn, org_id, kb_id, source.key, source.title)
         if previous == digest and not force:
             await store.set_status(conn, doc_id, "ready")
-            return IngestResult(ref, source.title, "unchanged")
+            stored = await conn.fetchrow(
+                """SELECT chunk_count, EXISTS (SELECT FROM embeddings WHERE document_id = $1)
+                          AND NOT EXISTS (SELECT FROM embeddings WHERE document_id = $1 AND embedding IS NULL)
+                          AS embedded
+                   FROM documents WHERE id = $1""",
+                doc_id,
+            )
+            return IngestResult(
+                ref, source.title, "unchanged", stored["chunk_count"] or 0, stored["embedded"]
+            )
     try:
         chunks, vectors = await _prepare(pool, org_id, doc_id, source, ai, reporter)
         async with tenant_tx(pool, org_id) as conn:

@@ -4,28 +4,24 @@ Runs in a tenant transaction: row-level security confines every read to the cont
 query embedding: the nearest chunks by cosine distance (HNSW, iterative scan so that the tenant filter cannot
 starve the index of candidates), kept when closer than ``max_distance``. Without one (no model, the model
 failed, or nothing close enough, e.g. chunks stored without embeddings): PostgreSQL full-text search over
-``content_tsv`` (any of the question's content words, prefix-matched), then trigram word similarity for typos.
+``content_tsv`` for candidates (any of the question's words, stems and synonyms, prefix-matched), ranked by
+``ranking.rank`` (headings, coverage, phrases, proximity), then trigram word similarity for typos.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import asyncpg
 
+from engine.knowledge import ranking
 from engine.knowledge.vectors import literal
 
 TOP_K = 4
 MAX_DISTANCE = 0.75  # cosine distance; text-embedding-3-small: related passages ~0.35-0.7, unrelated ~0.8+
 MIN_WORD_SIMILARITY = 0.6  # pg_trgm word_similarity of one question word, for the typo path
 EF_SEARCH = 100
-STOPWORDS = frozenset(
-    "a an the is are was were be been do does did of to in on at for and or but with by from as it its this that "
-    "i you we they what when where which who how why can could will would should there have has had not my your "
-    "our me us about any ni na ya wa za la kwa katika je nini gani lini wapi vipi kuna".split()
-)
 
 
 @dataclass(frozen=True)
@@ -85,14 +81,21 @@ async def by_vector(
 
 
 def search_terms(question: str) -> list[str]:
-    """The question's content words as tsquery prefix terms ("gates" -> "gate:*": no stemmer in 'simple')."""
-    words = [w for w in re.findall(r"[^\W_]+", question.casefold()) if w not in STOPWORDS and len(w) > 1]
-    stems = {w[:-1] if len(w) > 4 and w.endswith("s") else w for w in words}
-    return sorted(f"{w}:*" for w in stems)
+    """The question's full-text query terms: its words, their stems and synonyms, prefix-matched."""
+    return ranking.search_terms(ranking.concepts(question))
 
 
-async def by_text(conn: asyncpg.Connection, question: str, *, k: int = TOP_K) -> list[Passage]:
-    terms = search_terms(question)
+async def by_text(
+    conn: asyncpg.Connection,
+    question: str,
+    *,
+    k: int = TOP_K,
+    synonyms: Mapping[str, Sequence[str]] | None = None,
+) -> list[Passage]:
+    """Full-text candidates (any term of the question, stems and synonyms included), ranked by
+    ``ranking.rank``: headings, coverage, phrases and proximity; then trigram similarity for typos."""
+    concepts = ranking.concepts(question, synonyms)
+    terms = ranking.search_terms(concepts)
     if not terms:
         return []
     rows = await conn.fetch(
@@ -100,11 +103,13 @@ async def by_text(conn: asyncpg.Connection, question: str, *, k: int = TOP_K) ->
             {_FROM}, to_tsquery('simple', $1) q
             WHERE e.content_tsv @@ q ORDER BY rank DESC, e.chunk_index LIMIT $2""",
         " | ".join(terms),
-        k,
+        ranking.CANDIDATES,
     )
     if rows:
-        return [Passage(r["content"], r["title"] or "", r["heading"], float(r["rank"]), "fts") for r in rows]
-    typo_terms = [t[:-2] for t in terms if len(t) >= 6]  # words of 4+ letters: enough trigrams to compare
+        candidates = [Passage(r["content"], r["title"] or "", r["heading"], 0.0, "fts") for r in rows]
+        best = ranking.rank(concepts, [(p.heading, p.text) for p in candidates])
+        return [replace(candidates[s.index], score=s.score) for s in best[:k]]
+    typo_terms = [c.word for c in concepts if len(c.word) >= 4]  # enough trigrams to compare
     if not typo_terms:
         return []
     rows = await conn.fetch(
@@ -128,10 +133,11 @@ async def retrieve(
     *,
     k: int = TOP_K,
     max_distance: float = MAX_DISTANCE,
+    synonyms: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Passage]:
     """The best passages: by vector when there is an embedding and a close chunk, else by text."""
     if embedding is not None:
         found = await by_vector(conn, embedding, k=k, max_distance=max_distance)
         if found:
             return found
-    return await by_text(conn, question, k=k)
+    return await by_text(conn, question, k=k, synonyms=synonyms)
