@@ -16,13 +16,20 @@ Re-importing updates by natural key instead of duplicating:
 | staff | (event, phone) | name updated |
 
 Times: ISO timestamps (YAML's own), naive ones in ``organization.timezone`` (default Africa/Nairobi), or
-relative to the import: ``+30d``, ``+2h``, ``+15m``, ``-1d``.
+relative: ``+30d``, ``+2h``, ``+15m``, ``-1d``, counted from the item's first import (its ``created_at``), so that
+importing the same file again does not move an event.
+
+YAML 1.1 reads unquoted yes/no/on/off as booleans; the file is read with only true/false as booleans (YAML
+1.2), so ``text: Yes`` is the text "Yes" and ``allow_multiple: yes`` still means true. A text that is exactly
+true or false must be quoted, and the error says so. Every error of the file is reported at once, those
+inside survey questions too. ``organization.language`` does not replace the organisation's language unless
+asked (``import --set-language``): the import says it kept it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -33,7 +40,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from engine.db import tenant_tx
 from state_machines.formatting import DEFAULT_TIMEZONE
@@ -51,13 +67,24 @@ class ContentError(ValueError):
         self.errors = list(errors)
 
 
-def _moment(value: object) -> object:
-    """``+30d`` / ``-2h`` / ``+15m`` relative to now; anything else is left to pydantic."""
+def _relative(value: object) -> timedelta | None:
+    """``+30d`` / ``-2h`` / ``+15m`` as a time span; None for anything else."""
     if isinstance(value, str) and (found := _RELATIVE.match(value.strip())):
         sign, amount, unit = found.groups()
         delta = timedelta(**{_UNITS[unit]: int(amount)})
-        return datetime.now(UTC).replace(second=0, microsecond=0) + (delta if sign == "+" else -delta)
-    return value
+        return delta if sign == "+" else -delta
+    return None
+
+
+def _anchor(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def _moment(value: object) -> object:
+    """A relative time counted from now while the file is checked; ``_Timed.anchor_at`` moves it to the item's
+    first import when it is written. Anything else is left to pydantic."""
+    delta = _relative(value)
+    return _anchor(datetime.now(UTC)) + delta if delta is not None else value
 
 
 Moment = Annotated[datetime, BeforeValidator(_moment)]
@@ -80,6 +107,31 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class _Timed(_Strict):
+    """An item with times that may be relative (``+30d``): which ones, kept to count them from an anchor."""
+
+    _relative: dict[str, timedelta] = PrivateAttr(default_factory=dict)
+    _first_imported: datetime | None = PrivateAttr(default=None)
+
+    @property
+    def first_imported(self) -> datetime:
+        """When the item was first imported (now, for a new one); set when it is written."""
+        return self._first_imported or datetime.now(UTC)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_relative(cls, data: Any, handler: Any) -> Any:
+        model = handler(data)
+        if isinstance(data, dict):
+            model._relative = {k: d for k, v in data.items() if (d := _relative(v)) is not None}
+        return model
+
+    def anchor_at(self, anchor: datetime) -> None:
+        """Relative times counted from ``anchor`` (the item's first import) instead of from now."""
+        for name, delta in self._relative.items():
+            setattr(self, name, _anchor(anchor) + delta)
+
+
 class OrganizationSpec(_Strict):
     language: Literal["en", "sw"] | None = None
     timezone: str | None = None
@@ -88,6 +140,10 @@ class OrganizationSpec(_Strict):
     payment_timeout_seconds: Annotated[int, Field(ge=10)] | None = None
     survey_reminder_seconds: Annotated[int, Field(ge=1)] | None = None
     survey_abandon_seconds: Annotated[int, Field(ge=1)] | None = None
+    # Told on WhatsApp when the wallet cannot pay replies (engine/wallet_pause.py).
+    admin_phones: list[Annotated[str, BeforeValidator(_phone)]] | None = None
+    # The "we cannot answer right now" notice of a paused organisation: free (default) or charged.
+    wallet_empty_notice: Literal["free", "charged"] | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -103,7 +159,7 @@ class OrganizationSpec(_Strict):
         return self.model_dump(exclude_none=True)
 
 
-class SurveySpec(_Strict):
+class SurveySpec(_Timed):
     title: Name
     description: str | None = None
     status: Literal["draft", "active", "closed", "archived"] = "active"
@@ -114,7 +170,7 @@ class SurveySpec(_Strict):
     questions: list[Any]  # checked by state_machines.survey_format (errors re-pathed under the survey)
 
 
-class TicketTypeSpec(_Strict):
+class TicketTypeSpec(_Timed):
     name: Annotated[str, Field(min_length=1, max_length=100)]
     description: str | None = None
     price: Annotated[Decimal, Field(ge=0, max_digits=10, decimal_places=2)] = Decimal(0)
@@ -126,7 +182,7 @@ class TicketTypeSpec(_Strict):
     is_active: bool = True
 
 
-class EventSpec(_Strict):
+class EventSpec(_Timed):
     name: Name
     description: str | None = None
     starts_at: Moment
@@ -151,7 +207,7 @@ class PollOptionSpec(_Strict):
     text: Annotated[str, Field(min_length=1, max_length=255)]
 
 
-class PollSpec(_Strict):
+class PollSpec(_Timed):
     question: Annotated[str, Field(min_length=1)]
     options: Annotated[list[PollOptionSpec], Field(min_length=2)]
     allow_multiple: bool = False
@@ -195,6 +251,7 @@ class ImportSummary:
     created: dict[str, int] = field(default_factory=dict)
     updated: dict[str, int] = field(default_factory=dict)
     ids: dict[str, dict[str, str]] = field(default_factory=dict)  # kind -> natural key -> id
+    notes: list[str] = field(default_factory=list)  # what the import did not do, and why
 
     def count(self, kind: str, created: bool, key: str, row_id: UUID) -> None:
         bucket = self.created if created else self.updated
@@ -210,10 +267,27 @@ def _path(loc: Sequence[int | str]) -> str:
     return text or "(file)"
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML with YAML 1.2's booleans: true/false only; yes, no, on, off stay text ("Yes" as an option)."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def read_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader with fewer booleans
+
+
 def load_content(path: str | Path) -> Content:
     """Read and validate a content file; ``ContentError`` lists every problem."""
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        raw = read_yaml(Path(path).read_text(encoding="utf-8"))
     except OSError as err:
         raise ContentError([f"cannot read {path}: {err.strerror or err}"]) from None
     except yaml.YAMLError as err:
@@ -221,21 +295,36 @@ def load_content(path: str | Path) -> Content:
     return parse_content(raw if raw is not None else {})
 
 
+def _message(error: Mapping[str, Any]) -> str:
+    """pydantic's message, or what to do when YAML read a text as a yes/no value."""
+    if error["type"] == "string_type" and isinstance(error.get("input"), bool):
+        word = "true" if error["input"] else "false"
+        return f'YAML read {word} as a yes/no value where text is expected: put it in quotes ("{word}")'
+    return str(error["msg"])
+
+
 def parse_content(raw: Any) -> Content:
+    """Validate the whole file: the file's fields and every survey's questions, all errors at once."""
+    errors: list[str] = []
+    spec: ContentFile | None = None
     try:
         spec = ContentFile.model_validate(raw)
     except ValidationError as err:
-        raise ContentError([f"{_path(e['loc'])}: {e['msg']}" for e in err.errors()]) from None
-    errors = _cross_checks(spec)
+        errors += [f"{_path(e['loc'])}: {_message(e)}" for e in err.errors()]
+    raw_surveys = raw.get("surveys") if isinstance(raw, dict) else None
     questions = []
-    for i, survey in enumerate(spec.surveys):
+    for i, survey in enumerate(raw_surveys if isinstance(raw_surveys, list) else []):
+        if not isinstance(survey, dict) or "questions" not in survey:
+            continue  # reported above (not a mapping, or no questions)
         try:
-            questions.append(validate_questions(survey.questions))
+            questions.append(validate_questions(survey["questions"]))
         except (
             SurveyFormatError
         ) as err:  # its messages start with "questions[...]": put them under the survey
             errors += [f"surveys[{i}].{part}" for part in re.split(r"; (?=questions)", str(err))]
-    if errors:
+    if spec is not None:
+        errors = _cross_checks(spec) + errors
+    if errors or spec is None:
         raise ContentError(errors)
     _localise(spec)
     if errors := _time_order(spec):
@@ -298,15 +387,26 @@ def _time_order(spec: ContentFile) -> list[str]:
 # ---------------------------------------------------------------- writing
 
 
-async def import_content(pool: asyncpg.Pool, org_id: UUID, content: Content) -> ImportSummary:
-    """Write everything in one tenant transaction; a database refusal rolls all of it back."""
+async def import_content(
+    pool: asyncpg.Pool, org_id: UUID, content: Content, *, set_language: bool = False
+) -> ImportSummary:
+    """Write everything in one tenant transaction; a database refusal rolls all of it back. The file's
+    ``organization.language`` replaces the organisation's only with ``set_language`` (else a note says so)."""
     summary = ImportSummary()
     spec = content.spec
     try:
         async with tenant_tx(pool, org_id) as conn:
-            if not await conn.fetchval("SELECT 1 FROM organizations WHERE id = $1", org_id):
+            current = await conn.fetchrow("SELECT settings FROM organizations WHERE id = $1", org_id)
+            if current is None:
                 raise ContentError([f"organization: no organisation {org_id}"])
-            if settings := spec.organization.settings():
+            settings = spec.organization.settings()
+            language = (current["settings"] or {}).get("language")
+            if language and settings.get("language", language) != language and not set_language:
+                summary.notes.append(
+                    f"organization.language: kept the organisation's {language!r} (the file says "
+                    f"{settings.pop('language')!r}; import --set-language changes it)"
+                )
+            if settings:
                 await conn.execute(
                     "UPDATE organizations SET settings = COALESCE(settings, '{}') || $2 WHERE id = $1",
                     org_id,
@@ -327,13 +427,19 @@ async def import_content(pool: asyncpg.Pool, org_id: UUID, content: Content) -> 
     return summary
 
 
+async def _existing(conn: asyncpg.Connection, item: _Timed, sql: str, key: str) -> Any:
+    """The item's row by its natural key, locked; its relative times are counted from its first import."""
+    row = await conn.fetchrow(f"{sql} ORDER BY created_at LIMIT 1 FOR UPDATE", key)
+    item._first_imported = row["created_at"] if row else datetime.now(UTC)
+    item.anchor_at(item.first_imported)
+    return row["id"] if row else None
+
+
 async def _survey(
     conn: asyncpg.Connection, org_id: UUID, s: SurveySpec, questions: list[Question], summary: ImportSummary
 ) -> None:
+    sid = await _existing(conn, s, "SELECT id, created_at FROM surveys WHERE title = $1", s.title)
     values = (s.description, s.questions, s.settings, s.max_responses, s.starts_at, s.ends_at, s.status)
-    sid = await conn.fetchval(
-        "SELECT id FROM surveys WHERE title = $1 ORDER BY created_at LIMIT 1 FOR UPDATE", s.title
-    )
     created = sid is None
     if created:
         sid = await conn.fetchval(
@@ -390,6 +496,7 @@ async def _project_questions(
 async def _event(
     conn: asyncpg.Connection, org_id: UUID, e: EventSpec, org_zone: str | None, summary: ImportSummary
 ) -> UUID:
+    eid = await _existing(conn, e, "SELECT id, created_at FROM events WHERE name = $1", e.name)
     values = (
         e.description,
         e.starts_at,
@@ -398,9 +505,6 @@ async def _event(
         e.venue_name,
         e.venue_address,
         e.status,
-    )
-    eid = await conn.fetchval(
-        "SELECT id FROM events WHERE name = $1 ORDER BY created_at LIMIT 1 FOR UPDATE", e.name
     )
     created = eid is None
     if created:
@@ -424,7 +528,7 @@ async def _event(
         )
     summary.count("events", created, e.name, eid)
     for order, tt in enumerate(e.ticket_types):
-        await _ticket_type(conn, org_id, eid, order, tt, summary, e.name)
+        await _ticket_type(conn, org_id, eid, order, tt, summary, e.name, e.first_imported)
     await conn.execute(
         "UPDATE ticket_types SET is_active = false WHERE event_id = $1 AND NOT (name = ANY($2))",
         eid,
@@ -441,7 +545,9 @@ async def _ticket_type(
     tt: TicketTypeSpec,
     summary: ImportSummary,
     event_name: str,
+    event_created: datetime,
 ) -> None:
+    tt.anchor_at(event_created)  # a ticket type's relative times count from its event's first import
     values = (
         tt.description,
         tt.price,
@@ -483,9 +589,8 @@ async def _poll(
     conn: asyncpg.Connection, org_id: UUID, index: int, p: PollSpec, summary: ImportSummary
 ) -> None:
     options = [{"id": o.id, "text": o.text, "votes": 0} for o in p.options]
-    pid = await conn.fetchval(
-        "SELECT id FROM polls WHERE question = $1 ORDER BY created_at LIMIT 1 FOR UPDATE", p.question
-    )  # the lock keeps votes out while the options change
+    # the lock keeps votes out while the options change
+    pid = await _existing(conn, p, "SELECT id, created_at FROM polls WHERE question = $1", p.question)
     created = pid is None
     if created:
         pid = await conn.fetchval(

@@ -77,8 +77,22 @@ def summarise(q: Question, answers: Sequence[dict[str, Any]]) -> QuestionSummary
         numbers = [float(v) for v in values]
         s.stats = {"min": min(numbers), "mean": fmean(numbers), "max": max(numbers)}
     else:
-        s.values = [str(v) for v in values[:SHOWN_VALUES]]
+        s.values = [_shown(v) for v in values[:SHOWN_VALUES]]
     return s
+
+
+def _shown(value: Any) -> str:
+    """An answer as a person reads it: a photo by its media id, a location as coordinates and its name."""
+    if isinstance(value, dict) and "media_id" in value:
+        return f"photo {value['media_id']}" + (f" ({value['caption']})" if value.get("caption") else "")
+    if isinstance(value, dict) and "latitude" in value:
+        where = f"{value['latitude']:.5f},{value['longitude']:.5f}"
+        return where + (
+            f" ({value.get('name') or value.get('address')})"
+            if value.get("name") or value.get("address")
+            else ""
+        )
+    return str(value)
 
 
 async def _survey_row(conn: asyncpg.Connection, survey_id: UUID) -> asyncpg.Record:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -262,4 +263,107 @@ async def test_cli_imports_and_refuses_bad_files(make_org, app_pool, tmp_path: P
         "import", str(PROJECT_ROOT / "demo" / "content.yaml"), "--org", new.phone_number_id, "--json"
     )
     assert done.returncode == 0, done.stderr
-    assert {row["kind"]: row["created"] for row in yaml.safe_load(done.stdout)}["ticket_types"] == 2
+    result = json.loads(done.stdout)  # a mapping: kind -> name -> id, not one "Title=uuid, ..." string
+    assert result["created"]["ticket_types"] == 2
+    demo = yaml.safe_load((PROJECT_ROOT / "demo" / "content.yaml").read_text())
+    event = demo["events"][0]["name"]
+    assert uuid.UUID(result["ids"]["events"][event])
+    assert set(result["ids"]["ticket_types"]) == {
+        f"{event}/{t['name']}" for t in demo["events"][0]["ticket_types"]
+    }
+
+    listed = run_cli("content", "list", "--org", new.phone_number_id, "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {(r["kind"], r["name"]): r for r in json.loads(listed.stdout)}
+    assert rows[("event", event)]["id"] == result["ids"]["events"][event]
+    assert {kind for kind, _ in rows} == {"survey", "event", "poll"}
+    table = run_cli("content", "list", "--org", new.phone_number_id)
+    assert table.returncode == 0 and event in table.stdout
+
+
+YAML_BOOLEANS = """
+polls:
+  - question: Are you coming?
+    allow_multiple: no
+    options:
+      - {id: y, text: Yes}
+      - {id: n, text: No}
+      - {id: m, text: Maybe}
+surveys:
+  - title: Quick
+    questions:
+      - {id: q1, type: yes_no, text: Coming, branches: {no: end}}
+      - {id: q2, type: single_choice, text: How, options: [{id: on, text: On foot}, {id: off, text: By car}]}
+"""
+
+
+def test_yaml_yes_and_no_are_text_where_text_is_expected(tmp_path: Path) -> None:
+    path = tmp_path / "booleans.yaml"
+    path.write_text(YAML_BOOLEANS)
+    spec = load_content(path).spec
+    assert [o.text for o in spec.polls[0].options] == ["Yes", "No", "Maybe"]
+    assert spec.polls[0].allow_multiple is False  # a yes/no field still reads no as false
+    assert load_content(path).questions[0][0].branches == {"no": "end"}
+    assert [o.id for o in load_content(path).questions[0][1].options] == ["on", "off"]
+
+
+def test_true_and_false_where_text_is_expected_say_to_quote_them(tmp_path: Path) -> None:
+    path = tmp_path / "true.yaml"
+    path.write_text(
+        YAML_BOOLEANS.replace("text: Maybe", "text: true").replace("text: On foot", "text: false")
+    )
+    with pytest.raises(ContentError) as err:
+        load_content(path)
+    assert err.value.errors == [
+        'polls[0].options[2].text: YAML read true as a yes/no value where text is expected: put it in quotes ("true")',
+        "surveys[0].questions[1].options[0].text: YAML read false as a yes/no value where text is expected: "
+        'put it in quotes ("false")',
+    ]
+
+
+def test_errors_inside_questions_come_with_the_files_other_errors() -> None:
+    content = changed("polls[0].options", [])
+    content["surveys"][0]["questions"][2]["options"] = [{"id": "x", "text": "X"}]
+    content["events"][0]["ticket_types"][0]["price"] = -1
+    with pytest.raises(ContentError) as err:
+        parse_content(content)
+    assert [e.split(":")[0] for e in err.value.errors] == [
+        "events[0].ticket_types[0].price",
+        "polls[0].options",
+        "surveys[0].questions[2].options",
+    ]
+
+
+async def test_relative_dates_count_from_the_first_import(make_org, app_pool) -> None:  # type: ignore[no-untyped-def]
+    org, _ = await make_org("Anchor")
+    content = changed("events[0].starts_at", "+10d")
+    content["events"][0]["ends_at"] = "+11d"
+    content["events"][0]["ticket_types"][0]["sales_end_at"] = "+9d"
+    await import_content(app_pool, org, parse_content(content))
+    async with tenant_tx(app_pool, org) as conn:
+        first = await conn.fetchrow("SELECT starts_at, created_at FROM events")
+        sales_end = await conn.fetchval("SELECT sales_end_at FROM ticket_types WHERE name = 'VIP'")
+        # as if the first import had been two days ago
+        await conn.execute("UPDATE events SET created_at = created_at - interval '2 days'")
+    assert first["starts_at"] - first["created_at"].replace(second=0, microsecond=0) == timedelta(days=10)
+    await import_content(app_pool, org, parse_content(content))
+    async with tenant_tx(app_pool, org) as conn:
+        again = await conn.fetchval("SELECT starts_at FROM events")
+        sales_again = await conn.fetchval("SELECT sales_end_at FROM ticket_types WHERE name = 'VIP'")
+    assert again == first["starts_at"] - timedelta(days=2)  # from the first import, not from now
+    assert sales_again == sales_end - timedelta(days=2)
+
+
+async def test_the_files_language_does_not_silently_replace_the_organisations(make_org, app_pool) -> None:  # type: ignore[no-untyped-def]
+    org, _ = await make_org("Lang", language="sw")
+    content = changed("organization.language", "en")
+    kept = await import_content(app_pool, org, parse_content(content))
+    assert kept.notes == [
+        "organization.language: kept the organisation's 'sw' (the file says 'en'; import --set-language changes it)"
+    ]
+    async with tenant_tx(app_pool, org) as conn:
+        assert (await conn.fetchval("SELECT settings FROM organizations"))["language"] == "sw"
+    changed_language = await import_content(app_pool, org, parse_content(content), set_language=True)
+    assert changed_language.notes == []
+    async with tenant_tx(app_pool, org) as conn:
+        assert (await conn.fetchval("SELECT settings FROM organizations"))["language"] == "en"

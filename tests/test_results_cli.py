@@ -139,3 +139,23 @@ async def test_poll_results_checked_against_the_votes(make_org, app_pool) -> Non
 
 def test_unknown_id_is_refused(db_urls) -> None:  # type: ignore[no-untyped-def]
     assert run_cli("results", "poll", str(uuid.uuid4())).returncode == 2  # a usage error
+
+
+async def test_results_by_a_unique_title_or_question(make_org, app_pool) -> None:  # type: ignore[no-untyped-def]
+    org, survey_id, poll_id = await seeded(make_org, app_pool)
+    async with tenant_tx(app_pool, org) as conn:
+        title = await conn.fetchval("SELECT title FROM surveys WHERE id = $1", survey_id)
+        question = await conn.fetchval("SELECT question FROM polls WHERE id = $1", poll_id)
+        pnid = await conn.fetchval("SELECT whatsapp_phone_id FROM organizations")
+    # another organisation's survey of the same title: the title alone is ambiguous, --org decides
+    other, _, _ = await seeded(make_org, app_pool)
+    ambiguous = run_cli("results", "survey", title)
+    assert ambiguous.returncode == 2 and "give the id, or --org" in ambiguous.stderr
+    by_title = run_cli("results", "survey", title.upper(), "--org", pnid, "--json")
+    assert by_title.returncode == 0, by_title.stderr
+    assert json.loads(by_title.stdout)[0]["survey"]["completed"] == 2
+    by_question = run_cli("results", "poll", question, "--org", str(org), "--json")
+    assert by_question.returncode == 0 and json.loads(by_question.stdout)[0]["poll"]["voters"] == 3
+    missing = run_cli("results", "survey", "No such survey", "--org", pnid)
+    assert missing.returncode == 2 and "content list" in missing.stderr
+    assert other != org

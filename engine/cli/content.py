@@ -1,7 +1,9 @@
-"""`chatnation import FILE.yaml --org ORG` and `chatnation results survey|poll ID`."""
+"""`chatnation import FILE.yaml --org ORG`, `chatnation content list --org ORG` and
+`chatnation results survey|poll ID_OR_TITLE`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -13,6 +15,7 @@ from rich.table import Table
 from engine.cli.common import console, emit, pools, run, settings
 
 results_app = typer.Typer(help="Results of surveys and polls.", no_args_is_help=True)
+content_app = typer.Typer(help="An organisation's surveys, events and polls.", no_args_is_help=True)
 errors = Console(stderr=True)
 
 
@@ -21,7 +24,12 @@ def import_command(
         ..., help="The content file (format: engine/content_import.py, demo/content.yaml)"
     ),
     org: str = typer.Option(..., "--org", help="The organisation: id or WhatsApp phone_number_id"),
-    as_json: bool = typer.Option(False, "--json"),
+    set_language: bool = typer.Option(
+        False, "--set-language", help="Let the file's organization.language replace the organisation's"
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="A JSON object: created, updated, ids by kind and name"
+    ),
 ) -> None:
     """Import surveys, events with ticket types, polls and staff; a re-import updates by name."""
     from engine.cli.wallet import resolve_org
@@ -35,12 +43,26 @@ def import_command(
 
     async def body() -> Any:
         async with pools(s) as (_, pool):
-            return await import_content(pool, await resolve_org(pool, org), content)
+            org_id = await resolve_org(pool, org)
+            return await import_content(pool, org_id, content, set_language=set_language)
 
     try:
         summary = run(body)
     except ContentError as err:
         _fail(err.errors)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "created": summary.created,
+                    "updated": summary.updated,
+                    "ids": summary.ids,
+                    "notes": summary.notes,
+                },
+                indent=2,
+            )
+        )
+        return
     kinds = sorted(set(summary.created) | set(summary.updated))
     emit(
         [
@@ -52,9 +74,11 @@ def import_command(
             }
             for k in kinds
         ],
-        as_json=as_json,
+        as_json=False,
         title=f"imported {file}",
     )
+    for note in summary.notes:
+        errors.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
 
 
 def _fail(messages: list[str]) -> None:
@@ -63,40 +87,100 @@ def _fail(messages: list[str]) -> None:
     raise typer.Exit(1)
 
 
-async def _tenant_of(owner_url: str, table: str, item_id: UUID) -> UUID:
-    """Whose item this is: a cross-tenant lookup, so the owner's job; the reading itself runs confined."""
+# what names an item when no id is given: its natural key (the content import's)
+_NAMES = {"surveys": "title", "polls": "question", "events": "name"}
+
+
+async def _locate(owner_url: str, table: str, item: str, org: UUID | None) -> tuple[UUID, UUID]:
+    """(item id, organisation) of an id, or of a title (question, name) unique among the organisations
+    (within ``--org`` when given). A cross-tenant lookup, so the owner's job; the reading itself runs confined."""
     import asyncpg
 
+    try:
+        uid: UUID | None = UUID(item)
+    except ValueError:
+        uid = None
     conn = await asyncpg.connect(owner_url)
     try:
-        org_id = await conn.fetchval(f"SELECT organization_id FROM {table} WHERE id = $1", item_id)
+        if uid is not None:
+            rows = await conn.fetch(f"SELECT id, organization_id FROM {table} WHERE id = $1", uid)
+        else:
+            rows = await conn.fetch(
+                f"""SELECT id, organization_id FROM {table}
+                    WHERE lower({_NAMES[table]}) = lower($1) AND ($2::uuid IS NULL OR organization_id = $2)
+                    ORDER BY created_at""",
+                item.strip(),
+                org,
+            )
     finally:
         await conn.close()
-    if org_id is None:
-        raise typer.BadParameter(f"no {table[:-1]} {item_id}")
-    return org_id
+    kind = table[:-1]
+    if not rows:
+        raise typer.BadParameter(f"no {kind} {item!r}; `chatnation content list --org ORG` lists them")
+    if len(rows) > 1:
+        found = ", ".join(str(r["id"]) for r in rows)
+        raise typer.BadParameter(f"{len(rows)} {table} are called {item!r} ({found}): give the id, or --org")
+    return rows[0]["id"], rows[0]["organization_id"]
 
 
-def _read(table: str, item_id: str, reader: Any) -> Any:
+def _read(table: str, item: str, org: str | None, reader: Any) -> Any:
+    from engine.cli.wallet import resolve_org
     from engine.db import tenant_tx
 
-    try:
-        uid = UUID(item_id)
-    except ValueError:
-        raise typer.BadParameter(f"{item_id!r} is not an id") from None
     s = settings()
 
     async def body() -> Any:
         async with pools(s) as (urls, pool):
-            async with tenant_tx(pool, await _tenant_of(urls.owner, table, uid)) as conn:
+            org_id = await resolve_org(pool, org) if org else None
+            uid, tenant = await _locate(urls.owner, table, item, org_id)
+            async with tenant_tx(pool, tenant) as conn:
                 return await reader(conn, uid)
 
     return run(body)
 
 
+ORG_FILTER = typer.Option(None, "--org", help="The organisation (id or phone_number_id), to find a title in")
+
+
+@content_app.command("list")
+def list_content(
+    org: str = typer.Option(..., "--org", help="The organisation: id or WhatsApp phone_number_id"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Surveys, events and polls of an organisation with their ids, state and counts."""
+    from engine.cli.wallet import resolve_org
+    from engine.db import tenant_tx
+
+    s = settings()
+
+    async def body() -> list[dict[str, Any]]:
+        async with pools(s) as (_, pool):
+            org_id = await resolve_org(pool, org)
+            async with tenant_tx(pool, org_id) as conn:
+                rows = await conn.fetch(
+                    """SELECT 'survey' AS kind, title AS name, id, status,
+                              format('%s responses', response_count) AS counts, starts_at, ends_at, created_at
+                       FROM surveys
+                       UNION ALL
+                       SELECT 'event', e.name, e.id, e.status,
+                              format('%s sold', (SELECT COALESCE(sum(quantity_sold), 0) FROM ticket_types t
+                                                 WHERE t.event_id = e.id)),
+                              e.starts_at, e.ends_at, e.created_at
+                       FROM events e
+                       UNION ALL
+                       SELECT 'poll', question, id, status, format('%s voters', voter_count), NULL, ends_at, created_at
+                       FROM polls
+                       ORDER BY kind, created_at"""
+                )
+                return [{k: v for k, v in dict(r).items() if k != "created_at"} for r in rows]
+
+    emit(run(body), as_json=as_json, title=f"content of {org}")
+
+
 @results_app.command("survey")
 def survey(
-    survey_id: str = typer.Argument(..., metavar="ID"),
+    survey_id: str = typer.Argument(..., metavar="ID_OR_TITLE"),
+    org: str | None = ORG_FILTER,
     csv_file: Path | None = typer.Option(None, "--csv", help="Also write one row per response here"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -107,7 +191,7 @@ def survey(
         exported = await export_survey_csv(conn, uid, csv_file) if csv_file else None
         return await survey_results(conn, uid), exported
 
-    result, exported = _read("surveys", survey_id, read)
+    result, exported = _read("surveys", survey_id, org, read)
     if as_json:
         emit([result], as_json=True)
         return
@@ -130,12 +214,14 @@ def survey(
 
 @results_app.command("poll")
 def poll(
-    poll_id: str = typer.Argument(..., metavar="ID"), as_json: bool = typer.Option(False, "--json")
+    poll_id: str = typer.Argument(..., metavar="ID_OR_QUESTION"),
+    org: str | None = ORG_FILTER,
+    as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Tallies and percentages of voters; exit 1 when poll_options, poll_votes and polls.options disagree."""
     from engine.results import poll_results
 
-    result = _read("polls", poll_id, poll_results)
+    result = _read("polls", poll_id, org, poll_results)
     info = result["poll"]
     if as_json:
         emit([result], as_json=True)
