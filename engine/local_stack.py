@@ -18,6 +18,7 @@ from typing import Any
 from engine.settings import PROJECT_ROOT, Settings
 from simulators import ServerRunner
 from simulators.mpesa import MpesaSimulator
+from simulators.smtp import SmtpSimulator
 from simulators.whatsapp import SimulatedUser, WebhookPoster, WhatsAppSimulator
 
 
@@ -29,6 +30,7 @@ class LocalStack:
     statuses: tuple[str, ...] = ()  # status webhooks the simulator posts back for each accepted message
     whatsapp: WhatsAppSimulator = field(default_factory=lambda: WhatsAppSimulator(accept_any_token=True))
     mpesa: MpesaSimulator = field(default_factory=lambda: MpesaSimulator(callback_delay=0.2))
+    smtp: SmtpSimulator | None = field(default_factory=SmtpSimulator)  # None: tickets are not e-mailed
     settings: Settings | None = None
     poster: WebhookPoster | None = None
     _gateway: ServerRunner | None = None
@@ -42,6 +44,9 @@ class LocalStack:
 
         wa_url = await self.whatsapp.start()
         mpesa_url = await self.mpesa.start()
+        mail = {}
+        if self.smtp is not None:
+            mail = {"smtp_host": "127.0.0.1", "smtp_port": await self.smtp.start(), "smtp_security": "none"}
         gateway_settings = self.base.model_copy(update={"gateway_port": 0})
         self._gateway = ServerRunner(create_app(gateway_settings), lifespan="on")
         gateway_url = await self._gateway.start()
@@ -53,6 +58,7 @@ class LocalStack:
                 "send_rate_per_second": 1000.0,
                 "pair_rate_per_second": 1000.0,
                 "pair_rate_burst": 1000,
+                **mail,
             }
         )
         self.poster = WebhookPoster(f"{gateway_url}/webhook", self.base.whatsapp_app_secret)
@@ -93,6 +99,11 @@ class LocalStack:
             "SEND_RATE_PER_SECOND": "1000",
             "PAIR_RATE_PER_SECOND": "1000",
             "PAIR_RATE_BURST": "1000",
+            **(
+                {"SMTP_HOST": s.smtp_host, "SMTP_PORT": str(s.smtp_port), "SMTP_SECURITY": s.smtp_security}
+                if s.smtp_host
+                else {}
+            ),
             "BROKER_PREFIX": s.broker_prefix,
             "INBOUND_SHARDS": str(s.inbound_shards),
             "OUTBOUND_SHARDS": str(s.outbound_shards),
@@ -147,3 +158,5 @@ class LocalStack:
             await self._gateway.stop()
         await self.whatsapp.stop()
         await self.mpesa.stop()
+        if self.smtp is not None:
+            await self.smtp.stop()

@@ -1,7 +1,8 @@
 """The worker roles, wired: which queues each consumes and which loops it runs.
 
 - inbound: the inbound shards this process owns (see ``engine.shards``), plus the payments queue router.
-- relay: the outbox relay and the timer scanner (each active in one process at a time, the rest stand by).
+- relay: the outbox relay and the timer scanner (each active in one process at a time, the rest stand by), and
+  the tickets mailer when SMTP_HOST is set (every relay process; e-mails are claimed with SKIP LOCKED).
 - sender: the outbound shards this process owns.
 """
 
@@ -19,6 +20,7 @@ from engine import metrics_worker as metrics
 from engine.broker import ordering_of, outbound_ordering
 from engine.consumer import Limits, OrderedConsumer
 from engine.logging import get_logger
+from engine.mailer import mail_forever
 from engine.outbox import relay_forever
 from engine.queue_sampler import sample_forever
 from engine.runtime import Runtime
@@ -123,6 +125,7 @@ async def run_roles(rt: Runtime, roles: set[str], concurrency: int, stop: asynci
         tasks.append(asyncio.create_task(relay_forever(rt, stop)))
         tasks.append(asyncio.create_task(timers_forever(rt, stop)))
         tasks.append(asyncio.create_task(sample_forever(rt, stop)))
+        tasks.append(asyncio.create_task(mail_forever(rt, stop)))
         tasks.append(asyncio.create_task(_announce(rt, "relay", stop)))
     await asyncio.gather(*tasks)
 

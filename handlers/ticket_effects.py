@@ -14,6 +14,7 @@ from uuid import UUID
 
 import qrcode
 
+from engine import mailer
 from engine.logging import get_logger
 from engine.turn import Turn
 from handlers import payments
@@ -167,6 +168,10 @@ async def issue(turn: Turn, effect: IssueTickets) -> TicketsIssued:
             qr_png(code),
         )
         codes.append(code)
+    if effect.holder_email and mailer.enabled(turn.runtime.settings if turn.runtime else None):
+        await mailer.queue_tickets_email(
+            turn.conn, turn.org.id, effect.hold_id, effect.holder_email, turn.language
+        )
     return TicketsIssued(effect.hold_id, tuple(codes), event_name)
 
 

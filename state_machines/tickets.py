@@ -334,7 +334,9 @@ _CANCEL_BUTTON = [(ID_CANCEL, "tickets.button_cancel")]
 def _confirm_prompt(state: State, ctx: Context, error: str = "") -> Reply:
     d, lang = state.data, ctx.language
     body = t(
-        "tickets.confirm_prompt",
+        "tickets.confirm_prompt_no_email"
+        if ctx.data.get("email_tickets") is False
+        else "tickets.confirm_prompt",
         lang,
         event=d["event_name"],
         quantity=d["quantity"],
@@ -504,6 +506,9 @@ def _on_name(state: State, event: Inbound, ctx: Context) -> Step:
         name = " ".join(event.text.split())
     if not 2 <= len(name) <= 100 or not any(c.isalpha() for c in name):
         return _fail(state, ctx, "tickets.invalid_name")
+    if ctx.data.get("email_tickets") is False:  # nothing would send it: do not ask (ctx key: docs/tickets.md)
+        confirming = _at(state, CONFIRM, holder_name=name, holder_email=None)
+        return Step(confirming, (_confirm_prompt(confirming, ctx),))
     emailing = _at(state, HOLDER_EMAIL, holder_name=name)
     return Step(emailing, (_email_prompt(emailing, ctx),))
 

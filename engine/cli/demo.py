@@ -73,6 +73,7 @@ async def local_session(
                 f"[bold]PostgreSQL[/bold] ready ({f'migrated {len(applied)} file(s)' if applied else 'schema up to date'})"
                 f" · [bold]RabbitMQ[/bold] topology '{s.broker_prefix}' · [bold]simulators[/bold] "
                 f"WhatsApp {stack.whatsapp.base_url}, M-Pesa {stack.mpesa.base_url}"
+                + (f", SMTP 127.0.0.1:{stack.smtp.port}" if stack.smtp is not None else "")
             )
         org_id, pnid = await _organisation(pool, org, fresh)
         yield Session(s, stack, pool, org_id, pnid)
@@ -190,7 +191,14 @@ async def _script(session: Session) -> None:
             f"callback {request['outcome']} → gateway → worker"
         )
     user.bot(paid[1:])
+    if stack.smtp is not None:  # the tickets e-mail, through the SMTP simulator
+        (mail,) = await stack.smtp.wait_for("wanjiku@example.com")
+        attached = [part.get_filename() for part in mail.iter_attachments()]
+        note(
+            f'E-mail to {mail["To"]}: "{mail["Subject"]}" with {len(attached)} QR code(s) attached: {", ".join(attached)}'
+        )
     codes = await _ticket_codes(session)
+    await user.say(codes[0], expect=3)  # their own ticket code: My tickets, with the QR codes sent again
     await staff.say(f"CHECKIN {codes[0]}")
     await staff.say(f"CHECKIN {codes[0]}")
     await user.say("menu")

@@ -93,6 +93,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Please confirm your order:\n{event}\n{quantity} × {type}\nName: {name}\nEmail: {email}\n*Total: {total}*",
         "sw": "Tafadhali thibitisha oda yako:\n{event}\n{quantity} × {type}\nJina: {name}\nBarua pepe: {email}\n*Jumla: {total}*",
     },
+    "tickets.confirm_prompt_no_email": {
+        "en": "Please confirm your order:\n{event}\n{quantity} × {type}\nName: {name}\n*Total: {total}*",
+        "sw": "Tafadhali thibitisha oda yako:\n{event}\n{quantity} × {type}\nJina: {name}\n*Jumla: {total}*",
+    },
     "tickets.no_email": {"en": "(none)", "sw": "(hakuna)"},
     "tickets.button_confirm": {"en": "Confirm", "sw": "Thibitisha"},
     "tickets.button_cancel": {"en": "Cancel", "sw": "Ghairi"},
