@@ -69,10 +69,19 @@ def _retrying(budget: float, attempts: int) -> AsyncRetrying:
 class AI:
     """Embeddings and chat for the knowledge base. ``budget`` bounds a conversation's model calls in seconds."""
 
-    def __init__(self, client: AsyncOpenAI, *, chat_model: str, embedding_model: str, budget: float) -> None:
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        *,
+        chat_model: str,
+        embedding_model: str,
+        budget: float,
+        transcription_model: str = "gpt-4o-mini-transcribe",
+    ) -> None:
         self.client = client
         self.chat_model = chat_model
         self.embedding_model = embedding_model
+        self.transcription_model = transcription_model
         self.budget = budget
 
     async def _call(self, budget: float, attempts: int, fn: Any, **kwargs: Any) -> Any:
@@ -149,6 +158,29 @@ class AI:
             ),
         )
 
+    async def transcribe(
+        self, audio: bytes, mime_type: str, *, language: str | None = None, budget: float | None = None
+    ) -> str:
+        """The words of a voice note (OpenAI's audio transcriptions), within ``budget`` seconds."""
+        extension = {
+            "audio/ogg": "ogg",
+            "audio/mpeg": "mp3",
+            "audio/mp4": "m4a",
+            "audio/aac": "aac",
+            "audio/amr": "amr",
+        }
+        name = f"voice.{extension.get(mime_type.split(';')[0].strip(), 'ogg')}"
+        extra = {"language": language} if language in ("en", "sw") else {}
+        response = await self._call(
+            self.budget if budget is None else budget,
+            INTERACTIVE_ATTEMPTS,
+            self.client.audio.transcriptions.create,
+            model=self.transcription_model,
+            file=(name, audio, mime_type or "audio/ogg"),
+            **extra,
+        )
+        return str(getattr(response, "text", "") or "").strip()
+
     async def chat_json(
         self, messages: list[dict[str, str]], schema: dict[str, Any], *, budget: float, max_tokens: int = 100
     ) -> tuple[dict[str, Any], Completion]:
@@ -178,4 +210,5 @@ def create_ai(settings: Settings) -> AI | None:
         chat_model=settings.openai_chat_model,
         embedding_model=settings.openai_embedding_model,
         budget=settings.openai_timeout_seconds,
+        transcription_model=settings.openai_transcription_model,
     )

@@ -65,7 +65,18 @@ class Settings(BaseSettings):
     openai_base_url: AnyUrl | None = None
     openai_chat_model: str = "gpt-4o-mini"
     openai_embedding_model: str = "text-embedding-3-small"
+    openai_transcription_model: str = "gpt-4o-mini-transcribe"  # voice notes (audio/transcriptions)
     openai_timeout_seconds: float = Field(8.0, gt=0)
+
+    # E-mail (optional): the tickets a buyer asked for by e-mail, with their QR codes attached (engine/mailer.py).
+    # Unset SMTP_HOST: the ticket flow does not ask for an e-mail address.
+    smtp_host: str | None = None
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_from: str = "ChatNation Tickets <tickets@chatnation.local>"
+    smtp_timeout_seconds: float = Field(15.0, gt=0)
 
     # Processes
     gateway_host: str = "127.0.0.1"

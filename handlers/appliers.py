@@ -6,8 +6,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from engine.turn import Turn
-from handlers import common_effects, knowledge_effects, poll_effects, survey_effects, ticket_effects
-from state_machines import base, checkin, knowledge, my_tickets, poll, survey, tickets
+from handlers import (
+    common_effects,
+    knowledge_effects,
+    media_effects,
+    poll_effects,
+    survey_effects,
+    ticket_effects,
+)
+from state_machines import base, checkin, knowledge, media, my_tickets, poll, survey, tickets
 
 Applier = Callable[[Turn, Any], Awaitable[object | None]]
 
@@ -32,6 +39,7 @@ APPLIERS: dict[type[base.Effect], Applier] = {
     knowledge.ClassifyIntent: knowledge_effects.classify_intent,
     knowledge.AnswerQuestion: knowledge_effects.answer_question,
     knowledge.ChargeAnswer: knowledge_effects.charge_answer,
+    media.TranscribeVoiceNote: media_effects.transcribe_voice_note,
 }
 
 

@@ -13,6 +13,7 @@ from uuid import UUID
 
 import asyncpg
 
+from engine import mailer
 from engine.expiring import Expiring
 from engine.turn import Turn
 from state_machines import menu
@@ -39,6 +40,8 @@ async def load_context(turn: Turn, state: State, event: object) -> Context:
         },
     }
     data["offers"] = await offers(conn, org.id)  # any step may end at the menu (cached: cheap)
+    if turn.runtime is not None:  # the ticket flow asks for an e-mail address only when tickets are e-mailed
+        data["email_tickets"] = mailer.enabled(turn.runtime.settings)
     ids = state.data
     if ids.get("survey_id"):
         data["survey"] = await read_once(turn, "survey", ids["survey_id"], load_survey)

@@ -47,9 +47,16 @@ async def on_message(turn: Turn, body: dict[str, Any]) -> None:
     payload = body.get("payload") or {}
     kind, text, choice_id = inbound_to_event_fields(payload)
     media = inbound_media(payload)
-    await run(
-        turn, Inbound(text=text, choice_id=choice_id, kind=kind, media_id=media.media_id if media else None)
+    location = payload.get("location") if kind == "location" else None
+    event = Inbound(
+        text=text,
+        choice_id=choice_id,
+        kind="voice" if media and media.kind == "audio" and media.voice else kind,
+        media_id=media.media_id if media else None,
+        mime_type=media.mime_type if media else "",
+        place=location if isinstance(location, dict) else None,
     )
+    await run(turn, event)
 
 
 async def on_timer(turn: Turn, body: dict[str, Any]) -> None:

@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Coroutine
+from email import policy
+from email.parser import BytesParser
 from typing import Any, Literal
 
 import uvicorn
@@ -85,3 +87,18 @@ class SimulatorServer:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[bytes, str]]:
+    """``{field: (bytes, content type)}`` of a multipart/form-data body (stdlib parser, no extra dependency)."""
+    head = b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n"
+    message = BytesParser(policy=policy.HTTP).parsebytes(head + body)
+    if not message.is_multipart():
+        raise ValueError("not multipart")
+    fields = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if isinstance(name, str):
+            payload = part.get_payload(decode=True)
+            fields[name] = (payload if isinstance(payload, bytes) else b"", part.get_content_type())
+    return fields

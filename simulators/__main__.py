@@ -3,6 +3,7 @@
     python -m simulators whatsapp --port 8090 [--token PHONE_NUMBER_ID=TOKEN ...]
                                   [--gateway-url URL --statuses sent,delivered,read]
     python -m simulators mpesa --port 8091 [--callback-delay 0.2]
+    python -m simulators openai --port 8092 [--api-key sk-test]   (OPENAI_BASE_URL=http://127.0.0.1:8092/v1)
 
 Credentials default to the engine's settings (environment), so a dev stack agrees without flags.
 """
@@ -16,6 +17,7 @@ import signal
 
 from engine.settings import get_settings
 from simulators.mpesa import MpesaSimulator
+from simulators.openai_server import OpenAISimulator
 from simulators.whatsapp import WebhookPoster, WhatsAppSimulator
 
 
@@ -44,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     mp.add_argument("--shortcode", default=settings.mpesa_shortcode)
     mp.add_argument("--passkey", default=settings.mpesa_passkey)
     mp.add_argument("--callback-delay", type=float, default=0.2)
+    oa = sub.add_parser("openai", help="OpenAI-compatible simulator (embeddings, chat, transcriptions)")
+    oa.add_argument("--host", default="127.0.0.1")
+    oa.add_argument("--port", type=int, default=8092)
+    oa.add_argument("--api-key", default=settings.openai_api_key or "sk-test")
     return parser
 
 
@@ -59,9 +65,11 @@ def _whatsapp(args: argparse.Namespace) -> tuple[WhatsAppSimulator, WebhookPoste
 
 async def _serve(args: argparse.Namespace) -> None:
     poster = None
+    sim: WhatsAppSimulator | MpesaSimulator | OpenAISimulator
     if args.which == "whatsapp":
-        sim: WhatsAppSimulator | MpesaSimulator
         sim, poster = _whatsapp(args)
+    elif args.which == "openai":
+        sim = OpenAISimulator(api_key=args.api_key)
     else:
         sim = MpesaSimulator(
             args.consumer_key,
@@ -76,6 +84,8 @@ async def _serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     url = await sim.start(args.host, args.port)
     print(f"{args.which} simulator listening on {url}", flush=True)
+    if args.which == "openai":
+        print(f"set OPENAI_BASE_URL={url}/v1 OPENAI_API_KEY={args.api_key}", flush=True)
     try:
         await stop.wait()
     finally:

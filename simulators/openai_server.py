@@ -7,10 +7,12 @@
   answered by keyword matching over the options in the prompt; any other request is a question over numbered
   passages (``[1] ...``), answered by quoting the passage sentence(s) sharing most words with the question, or
   ``NOT_IN_KB`` when none does; Swahili is honoured minimally (a Swahili lead-in).
-- Both return ``usage`` token counts (words x 1.3) and require ``Authorization: Bearer <api_key>``.
+- ``POST /v1/audio/transcriptions`` (multipart ``file``, ``model``, ``language``): the words after a
+  ``TRANSCRIPT:`` marker in the file, else "" (nothing heard), with a duration ``usage``.
+- All require ``Authorization: Bearer <api_key>``; chat and embeddings report ``usage`` token counts (words x 1.3).
 
 Control: ``POST /_sim/faults`` ``[{"status": 429}, {"status": 500}, {"delay": 3.0}, ...]`` queued, one consumed per
-request (optional ``"endpoint": "chat" | "embeddings"``); ``GET|DELETE /_sim/faults``; ``GET /_sim/requests``.
+request (optional ``"endpoint": "chat" | "embeddings" | "transcriptions"``); ``GET|DELETE /_sim/faults``; ``GET /_sim/requests``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from simulators import ServerRunner
+from simulators import ServerRunner, parse_multipart
 
 DIMENSIONS = 1536
 NOT_IN_KB = "NOT_IN_KB"
@@ -107,6 +109,8 @@ class OpenAISimulator:
             routes=[
                 Route("/v1/embeddings", self._embeddings, methods=["POST"]),
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/audio/transcriptions", self._transcriptions, methods=["POST"]),
+                Route("/_sim/health", self._health, methods=["GET"]),
                 Route("/_sim/faults", self._faults_endpoint, methods=["GET", "POST", "DELETE"]),
                 Route("/_sim/requests", self._requests_endpoint, methods=["GET", "DELETE"]),
             ]
@@ -136,14 +140,12 @@ class OpenAISimulator:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or key != self.api_key:
             return None, _error(401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key")
-        for i, fault in enumerate(self.faults):
-            if fault.get("endpoint") in (None, endpoint):
-                del self.faults[i]
-                if fault.get("delay"):
-                    await asyncio.sleep(float(fault["delay"]))
-                if fault.get("status"):
-                    return None, _fault_response(int(fault["status"]))
-                break
+        fault = self._next_fault(endpoint)
+        if fault is not None:
+            if fault.get("delay"):
+                await asyncio.sleep(float(fault["delay"]))
+            if fault.get("status"):
+                return None, _fault_response(int(fault["status"]))
         try:
             body = json.loads(await request.body())
         except ValueError:
@@ -214,7 +216,45 @@ class OpenAISimulator:
             }
         )
 
+    async def _transcriptions(self, request: Request) -> Response:
+        """Multipart ``file`` and ``model`` (and ``language``): the words are those after a ``TRANSCRIPT:``
+        marker in the file (tests make such voice notes), else nothing was heard ("")."""
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or key != self.api_key:
+            return _error(401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key")
+        fault = self._next_fault("transcriptions")
+        if fault is not None:
+            if fault.get("delay"):
+                await asyncio.sleep(float(fault["delay"]))
+            if fault.get("status"):
+                return _fault_response(int(fault["status"]))
+        try:
+            fields = parse_multipart(request.headers.get("content-type", ""), await request.body())
+        except ValueError:
+            fields = {}
+        if "file" not in fields or not fields.get("model", (b"",))[0]:
+            return _error(400, "file and model are required (multipart/form-data)", "invalid_request_error")
+        data = fields["file"][0]
+        model = fields["model"][0].decode()
+        language = fields.get("language", (b"",))[0].decode()
+        self.requests.append(
+            {"endpoint": "transcriptions", "body": {"model": model, "language": language, "bytes": len(data)}}
+        )
+        marker = data.find(b"TRANSCRIPT:")
+        text = data[marker + len(b"TRANSCRIPT:") :].decode("utf-8", "replace").strip() if marker >= 0 else ""
+        seconds = max(1, len(data) // 4000)
+        return JSONResponse({"text": text, "usage": {"type": "duration", "seconds": seconds}})
+
+    def _next_fault(self, endpoint: str) -> dict[str, Any] | None:
+        for i, fault in enumerate(self.faults):
+            if fault.get("endpoint") in (None, endpoint):
+                return self.faults.pop(i)
+        return None
+
     # ------------------------------------------------------------ control endpoints
+
+    async def _health(self, request: Request) -> Response:
+        return JSONResponse({"ok": True})
 
     async def _faults_endpoint(self, request: Request) -> Response:
         if request.method == "POST":

@@ -27,8 +27,6 @@ import uuid
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from email import policy
-from email.parser import BytesParser
 from typing import Any
 
 import httpx
@@ -38,7 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from engine.whatsapp.outbound import MarkRead, SendRequestInvalid, validate_send_request
-from simulators import SimulatorServer
+from simulators import SimulatorServer, parse_multipart
 
 _DEFAULT_CODES = {400: 100, 401: 190, 403: 200, 404: 100, 429: 130429}
 
@@ -75,21 +73,6 @@ def _fault_response(fault: dict[str, Any]) -> JSONResponse:
     transient = True if status >= 500 or status == 429 else None
     body = error_body(code, message, subcode=fault.get("subcode"), is_transient=transient)
     return JSONResponse(body, status_code=status)
-
-
-def _parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[bytes, str]]:
-    """``{field: (bytes, content type)}`` of a multipart/form-data body (stdlib parser, no extra dependency)."""
-    head = b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n"
-    message = BytesParser(policy=policy.HTTP).parsebytes(head + body)
-    if not message.is_multipart():
-        raise ValueError("not multipart")
-    fields = {}
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if isinstance(name, str):
-            payload = part.get_payload(decode=True)
-            fields[name] = (payload if isinstance(payload, bytes) else b"", part.get_content_type())
-    return fields
 
 
 class WhatsAppSimulator(SimulatorServer):
@@ -299,7 +282,7 @@ class WhatsAppSimulator(SimulatorServer):
         if (faulted := await self._apply_fault("media", None)) is not None:
             return faulted
         try:
-            fields = _parse_multipart(request.headers.get("content-type", ""), await request.body())
+            fields = parse_multipart(request.headers.get("content-type", ""), await request.body())
         except ValueError:
             fields = {}
         if "file" not in fields or fields.get("messaging_product", (b"",))[0] != b"whatsapp":
@@ -697,6 +680,23 @@ class SimulatedUser:
         env = build_media_envelope(
             self.phone_number_id, self.display_phone, self.wa_id, self.name, kind, media, msg_id
         )
+        return Posted(msg_id, await self.poster.post(env))
+
+    async def react(self, wamid: str, emoji: str = "👍") -> Posted:
+        """A reaction to a message the business sent (``emoji`` "" removes it)."""
+        return await self._send_kind("reaction", {"message_id": wamid, "emoji": emoji})
+
+    async def share_location(
+        self, latitude: float, longitude: float, name: str | None = None, address: str | None = None
+    ) -> Posted:
+        place: dict[str, Any] = {"latitude": latitude, "longitude": longitude}
+        place |= {k: v for k, v in (("name", name), ("address", address)) if v}
+        return await self._send_kind("location", place)
+
+    async def _send_kind(self, kind: str, body: dict[str, Any]) -> Posted:
+        msg_id = new_message_id()
+        message = _message(self.wa_id, kind, body, msg_id, None)
+        env = _message_envelope(self.phone_number_id, self.display_phone, self.wa_id, self.name, message)
         return Posted(msg_id, await self.poster.post(env))
 
     async def acknowledge(

@@ -86,6 +86,8 @@ class Inbound:
     choice_id: str | None = None
     kind: str = "text"  # the WhatsApp message type: text, interactive, button, image, location, ...
     media_id: str | None = None
+    mime_type: str = ""  # the media's, as the webhook gives it
+    place: Mapping[str, Any] | None = None  # a shared location: latitude, longitude, name, address
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from state_machines import checkin, knowledge, menu, my_tickets, poll, survey, tickets
+from state_machines import checkin, knowledge, media, menu, my_tickets, poll, survey, tickets
 from state_machines.base import (
     Context,
     Inbound,
@@ -55,13 +55,19 @@ class ModuleSteps:
     # leave the flow; progress the module saved (e.g. a survey response) stays resumable. Both may refuse
     # by returning a non-idle state (e.g. a paid order being issued); the module's replies say why.
     reprompt: Callable[[State, Context], tuple[Reply, ...]] = _nothing  # HELP / language: ask again
+    # Whether the current step takes a message without words as its answer (a survey's photo question).
+    takes_media: Callable[[State, Inbound, Context], bool] = lambda state, event, ctx: False
     # Timer kinds the module checks for staleness itself (e.g. by the hold they name) instead of by version.
     own_timers: frozenset[str] = frozenset()
 
 
 MODULES: dict[str, ModuleSteps] = {
     "survey": ModuleSteps(
-        step=survey.step, start=survey.start, cancel=survey.cancel, reprompt=survey.reprompt
+        step=survey.step,
+        start=survey.start,
+        cancel=survey.cancel,
+        reprompt=survey.reprompt,
+        takes_media=survey.takes_media,
     ),
     # Leaving a ticket purchase releases its hold: tickets held for someone browsing the menu are lost sales.
     "tickets": ModuleSteps(
@@ -140,6 +146,8 @@ def step(state: State, event: object, ctx: Context) -> Step:
 def _route(state: State, event: object, ctx: Context) -> Step:
     if not isinstance(event, Inbound):
         return _background(state, event, ctx)
+    if media.silent(event):  # a reaction, an edit, a deletion: nothing to say, nothing charged
+        return Step(state)
     kw = keyword(event)
     if not ctx.opted_in:
         if kw is Keyword.START:
@@ -158,6 +166,8 @@ def _background(state: State, event: object, ctx: Context) -> Step:
     owner = EVENT_OWNERS.get(type(event))
     if owner is not None:
         return MODULES[owner].step(state, event, ctx)
+    if isinstance(event, media.VoiceNoteNotTranscribed):
+        return media.not_transcribed(state, ctx, _reprompt(state, ctx) if state.module else ())
     if state.module is None:
         return Step(state)
     module = MODULES[state.module]
@@ -186,6 +196,15 @@ def _inbound(state: State, event: Inbound, kw: Keyword | None, ctx: Context) -> 
         return _leave_then(state, ctx, lambda: _start_item(*tapped, ctx))
     if tapped:  # an old menu's item that no longer exists
         return _leave_then(state, ctx, lambda: menu.back_to_menu(ctx, t("menu.gone", ctx.language)))
+    if (words := media.transcribe(event, state, ctx)) is not None:  # a voice note: its words, if we can
+        return words
+    if media.needs_words(event) and not (
+        state.module and MODULES[state.module].takes_media(state, event, ctx)
+    ):
+        # a sticker, a photo without a caption: one short line outside a flow, not a failed answer inside one
+        if state.module is None:
+            return Step(state, media.outside_flow(ctx))
+        return Step(state, media.inside_flow(ctx, _reprompt(state, ctx)))
     if state.module is None and (code := my_tickets.wants(event)) is not None:
         return my_tickets.ask(code, state)
     if state.module is None:

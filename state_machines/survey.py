@@ -37,6 +37,7 @@ from state_machines.i18n import t, tn
 from state_machines.menu import back_to_menu, find_offer
 from state_machines.survey_format import (
     CHOICE_KINDS,
+    MEDIA_KINDS,
     Kind,
     Question,
     SurveyFormatError,
@@ -50,11 +51,11 @@ SKIP_ID = "_skip"  # cannot clash with an option id (those start with a letter o
 SKIP_WORDS = frozenset({"skip", "ruka"})
 YES_WORDS = frozenset({"y", "yes", "yeah", "yep", "ndiyo", "ndio", "eeh"})
 NO_WORDS = frozenset({"n", "no", "nope", "hapana", "la"})
-TEXT_KINDS = frozenset({"text", "interactive", "button"})  # WhatsApp message types that carry words
 REMINDER, ABANDON = "survey_reminder", "survey_abandon"
 DEFAULT_REMINDER_SECONDS = 3600
 DEFAULT_ABANDON_SECONDS = 86400
 NOTICE_ABANDONED = "survey_abandoned"
+MEDIA_HINTS = {Kind.IMAGE: "survey.image_hint", Kind.LOCATION: "survey.location_hint"}
 
 # ---------------------------------------------------------------- effects and the engine's follow-up events
 
@@ -182,6 +183,14 @@ def step(state: State, event: Event | SurveyResponseReady | SurveyRefused, ctx: 
     return Step(state)
 
 
+def takes_media(state: State, event: Inbound, ctx: Context) -> bool:
+    """The question being asked wants a message without words (a photo, a location): this one is its answer,
+    or the question says what it wants."""
+    survey = _current(state, ctx) if state.step == "question" else None
+    q = survey.question(state.data.get("question_id")) if survey else None
+    return q is not None and q.type in MEDIA_KINDS
+
+
 def reprompt(state: State, ctx: Context) -> tuple[Reply, ...]:
     """The current question again (after HELP or a language switch); progress and timers unchanged."""
     survey = _current(state, ctx)
@@ -306,6 +315,8 @@ def _render(survey: Survey, state: State, lang: str, error: str = "") -> Reply:
     lines.append(f"{progress(survey, q.id, position, lang)} {q.label(lang)}")
     if q.type == Kind.MULTIPLE_CHOICE:
         lines.append(t("survey.multi_hint", lang))
+    if q.type in MEDIA_HINTS:
+        lines.append(t(MEDIA_HINTS[q.type], lang))
     if not q.required:
         lines.append(t("survey.optional_hint", lang))
     body = "\n".join(lines)
@@ -341,7 +352,7 @@ def parse_answer(q: Question, event: Inbound, lang: str) -> Parsed:
 
 def _text(q: Question, event: Inbound, lang: str) -> Parsed:
     text = event.text.strip()
-    if event.kind not in TEXT_KINDS or not text:
+    if not text:  # words typed, said in a voice note, or a photo's caption
         return None, t("survey.invalid_text", lang)
     if len(text) > q.max_length:
         return None, t("survey.invalid_text_too_long", lang, max=q.max_length)
@@ -444,6 +455,24 @@ def _date(q: Question, event: Inbound, lang: str) -> Parsed:
     return None, t("survey.invalid_date", lang)
 
 
+def _image(q: Question, event: Inbound, lang: str) -> Parsed:
+    if event.kind != "image" or not event.media_id:
+        return None, t("survey.invalid_image", lang)
+    return {"media_id": event.media_id, "mime_type": event.mime_type, "caption": event.text.strip()}, None
+
+
+def _location(q: Question, event: Inbound, lang: str) -> Parsed:
+    place = event.place or {}
+    try:
+        latitude, longitude = float(place["latitude"]), float(place["longitude"])
+    except (KeyError, TypeError, ValueError):
+        return None, t("survey.invalid_location", lang)
+    if event.kind != "location" or not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
+        return None, t("survey.invalid_location", lang)
+    extra = {k: str(place[k]) for k in ("name", "address") if place.get(k)}
+    return {"latitude": latitude, "longitude": longitude, **extra}, None
+
+
 _PARSERS: dict[Kind, Callable[[Question, Inbound, str], Parsed]] = {
     Kind.TEXT: _text,
     Kind.NUMBER: _number,
@@ -454,4 +483,6 @@ _PARSERS: dict[Kind, Callable[[Question, Inbound, str], Parsed]] = {
     Kind.EMAIL: _email,
     Kind.PHONE: _phone,
     Kind.DATE: _date,
+    Kind.IMAGE: _image,
+    Kind.LOCATION: _location,
 }

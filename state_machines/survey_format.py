@@ -40,10 +40,13 @@ class Kind(StrEnum):
     EMAIL = "email"
     PHONE = "phone"
     DATE = "date"
+    IMAGE = "image"  # a photo: stored as {"media_id", "mime_type", "caption"}
+    LOCATION = "location"  # a shared location: stored as {"latitude", "longitude", "name", "address"}
 
 
 CHOICE_KINDS = frozenset({Kind.SINGLE_CHOICE, Kind.MULTIPLE_CHOICE})
 BRANCHING_KINDS = CHOICE_KINDS | {Kind.YES_NO, Kind.RATING}
+MEDIA_KINDS = {Kind.IMAGE: "image", Kind.LOCATION: "location"}  # question type -> the message type it takes
 
 
 class SurveyFormatError(ValueError):
@@ -119,6 +122,12 @@ def validate_questions(raw: Any) -> list[Question]:
 
 def _describe(error: Mapping[str, Any]) -> str:
     path = "questions" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
+    if isinstance(error.get("input"), bool) and error["type"] in ("string_type", "dict_type"):
+        # YAML and JSON read an unquoted true/false as a yes/no value: say what to write instead
+        word = "true" if error["input"] else "false"
+        return (
+            f'{path}: YAML read {word} as a yes/no value where text is expected: put it in quotes ("{word}")'
+        )
     return f"{path}: {error['msg']}"
 
 

@@ -221,9 +221,10 @@ def test_an_unknown_message_at_the_menu_says_so_and_shows_the_menu() -> None:
     assert menu_of(reply) == MENU_IDS
 
 
-def test_a_message_without_text_at_the_menu_still_shows_the_menu() -> None:
-    (reply,) = go(IDLE, Inbound(text="", kind="location")).replies
-    assert reply.body.startswith("Sorry, I didn't understand that.\n\n") and menu_of(reply) == MENU_IDS
+def test_a_message_without_text_at_the_menu_gets_one_short_line_not_the_menu() -> None:
+    result = go(IDLE, Inbound(text="", kind="location"))
+    assert result.replies == (Text("I can read text: reply with a number or tap a button."),)
+    assert result.state == IDLE and result.effects == ()
 
 
 @pytest.mark.parametrize("event", [say("Feedback", "survey:s1"), say("1"), say("  feedBACK ")])

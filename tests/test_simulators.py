@@ -566,7 +566,7 @@ async def test_unknown_outcome_is_refused(mpesa: MpesaSimulator, http: httpx.Asy
 # ---------------------------------------------------------------- command line
 
 
-@pytest.mark.parametrize("which", ["whatsapp", "mpesa"])
+@pytest.mark.parametrize("which", ["whatsapp", "mpesa", "openai"])
 async def test_command_line_runner_serves_and_stops_on_sigterm(which: str, http: httpx.AsyncClient) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = await asyncio.create_subprocess_exec(

@@ -121,6 +121,22 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Please reply with a date as DD/MM/YYYY, e.g. 25/12/2024.",
         "sw": "Tafadhali jibu kwa tarehe kama DD/MM/YYYY, mfano 25/12/2024.",
     },
+    "survey.image_hint": {
+        "en": "(send a photo)",
+        "sw": "(tuma picha)",
+    },
+    "survey.location_hint": {
+        "en": "(share a location: tap 📎, then Location)",
+        "sw": "(tuma mahali: gusa 📎, kisha Mahali)",
+    },
+    "survey.invalid_image": {
+        "en": "Please send a photo.",
+        "sw": "Tafadhali tuma picha.",
+    },
+    "survey.invalid_location": {
+        "en": "Please share a location: tap 📎, then Location.",
+        "sw": "Tafadhali tuma mahali: gusa 📎, kisha Mahali.",
+    },
     "survey.invalid_text": {
         "en": "Please reply with a text message.",
         "sw": "Tafadhali jibu kwa ujumbe wa maandishi.",
