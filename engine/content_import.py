@@ -14,6 +14,10 @@ Re-importing updates by natural key instead of duplicating:
 | ticket type | (event, name) | fields replaced, sold and held kept; a type no longer in the file is deactivated |
 | poll | question | fields replaced; option texts updated, votes kept; an option no longer in the file is deleted, refused if it has votes |
 | staff | (event, phone) | name updated |
+| hypecard | name | canvas, texts and offers replaced, layers rewritten; cards made from it kept |
+
+HypeCard templates (``hypecards:``, format in engine/hypecards/spec.py) and ``organization.logo`` name pictures
+by paths relative to the YAML file; they are stored with the template (``hypecard_assets``).
 
 Times: ISO timestamps (YAML's own), naive ones in ``organization.timezone`` (default Africa/Nairobi), or
 relative to the import: ``+30d``, ``+2h``, ``+15m``, ``-1d``.
@@ -21,6 +25,7 @@ relative to the import: ``+30d``, ``+2h``, ``+15m``, ``-1d``.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +41,8 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from engine.db import tenant_tx
+from engine.hypecards.spec import TemplateError, TemplateSpec, parse_template, read_picture
+from engine.hypecards.store import save_logo, save_template
 from state_machines.formatting import DEFAULT_TIMEZONE
 from state_machines.survey_format import Question, SurveyFormatError, validate_questions
 
@@ -88,6 +95,7 @@ class OrganizationSpec(_Strict):
     payment_timeout_seconds: Annotated[int, Field(ge=10)] | None = None
     survey_reminder_seconds: Annotated[int, Field(ge=1)] | None = None
     survey_abandon_seconds: Annotated[int, Field(ge=1)] | None = None
+    logo: str | None = None  # a picture file, relative to the YAML file: `source: logo` in HypeCards
 
     @field_validator("timezone")
     @classmethod
@@ -100,7 +108,7 @@ class OrganizationSpec(_Strict):
         return v
 
     def settings(self) -> dict[str, Any]:
-        return self.model_dump(exclude_none=True)
+        return self.model_dump(exclude_none=True, exclude={"logo"})
 
 
 class SurveySpec(_Strict):
@@ -180,14 +188,17 @@ class ContentFile(_Strict):
     events: list[EventSpec] = Field(default_factory=list)
     polls: list[PollSpec] = Field(default_factory=list)
     staff: list[StaffSpec] = Field(default_factory=list)
+    hypecards: list[dict[str, Any]] = Field(default_factory=list)  # checked by engine.hypecards.spec
 
 
 @dataclass
 class Content:
-    """A validated file, times made aware and survey questions parsed."""
+    """A validated file, times made aware, survey questions parsed, HypeCard templates and pictures read."""
 
     spec: ContentFile
     questions: list[list[Question]] = field(default_factory=list)  # per survey, in file order
+    hypecards: list[tuple[TemplateSpec, dict[str, bytes]]] = field(default_factory=list)
+    logo: tuple[str, bytes] | None = None  # (SHA-256, bytes)
 
 
 @dataclass
@@ -218,15 +229,17 @@ def load_content(path: str | Path) -> Content:
         raise ContentError([f"cannot read {path}: {err.strerror or err}"]) from None
     except yaml.YAMLError as err:
         raise ContentError([f"not valid YAML: {err}"]) from None
-    return parse_content(raw if raw is not None else {})
+    return parse_content(raw if raw is not None else {}, Path(path).resolve().parent)
 
 
-def parse_content(raw: Any) -> Content:
+def parse_content(raw: Any, base_dir: Path | None = None) -> Content:
+    """``base_dir``: where pictures named in the file are read from (the file's folder; default: here)."""
     try:
         spec = ContentFile.model_validate(raw)
     except ValidationError as err:
         raise ContentError([f"{_path(e['loc'])}: {e['msg']}" for e in err.errors()]) from None
     errors = _cross_checks(spec)
+    hypecards, logo = _hypecards(spec, base_dir or Path.cwd(), errors)
     questions = []
     for i, survey in enumerate(spec.surveys):
         try:
@@ -240,7 +253,38 @@ def parse_content(raw: Any) -> Content:
     _localise(spec)
     if errors := _time_order(spec):
         raise ContentError(errors)
-    return Content(spec, questions)
+    return Content(spec, questions, hypecards, logo)
+
+
+def _hypecards(
+    spec: ContentFile, base_dir: Path, errors: list[str]
+) -> tuple[list[tuple[TemplateSpec, dict[str, bytes]]], tuple[str, bytes] | None]:
+    parsed: dict[int, tuple[TemplateSpec, dict[str, bytes]]] = {}
+    for i, raw in enumerate(spec.hypecards):
+        try:
+            parsed[i] = parse_template(raw, f"hypecards[{i}]", base_dir)
+        except TemplateError as err:
+            errors += err.errors
+    errors += _duplicates([t.name for t, _ in parsed.values()], "hypecards", "name")
+    events, polls = {e.name for e in spec.events}, {p.question for p in spec.polls}
+    for i, (t, _) in parsed.items():
+        if t.event is not None and t.event not in events:
+            errors.append(f"hypecards[{i}].event: no event named {t.event!r} in this file")
+        if t.poll is not None and t.poll not in polls:
+            errors.append(f"hypecards[{i}].poll: no poll asking {t.poll!r} in this file")
+    templates = list(parsed.values())
+    logo = None
+    if spec.organization.logo is not None:
+        path = base_dir / spec.organization.logo
+        try:
+            data = path.read_bytes()
+            read_picture(data, f"organization.logo ({spec.organization.logo})")
+            logo = (hashlib.sha256(data).hexdigest(), data)
+        except OSError as err:
+            errors.append(f"organization.logo: cannot read {spec.organization.logo}: {err.strerror or err}")
+        except TemplateError as err:
+            errors += err.errors
+    return templates, logo
 
 
 def _duplicates(values: Sequence[str], where: str, what: str) -> list[str]:
@@ -320,8 +364,17 @@ async def import_content(pool: asyncpg.Pool, org_id: UUID, content: Content) -> 
             }
             for i, poll in enumerate(spec.polls):
                 await _poll(conn, org_id, i, poll, summary)
+            poll_ids = summary.ids.get("polls", {})
             for s in spec.staff:
                 await _staff(conn, org_id, event_ids[s.event], s, summary)
+            if content.logo is not None:
+                await save_logo(conn, org_id, *content.logo)
+            for template, pictures in content.hypecards:
+                ids = (event_ids.get(template.event or ""), poll_ids.get(template.poll or ""))
+                template_id, created = await save_template(
+                    conn, org_id, template, pictures, *(UUID(str(i)) if i else None for i in ids)
+                )
+                summary.count("hypecards", created, template.name, template_id)
     except asyncpg.PostgresError as err:
         raise ContentError([f"the database refused the import: {err}"]) from None
     return summary
