@@ -6,8 +6,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from engine.turn import Turn
-from handlers import common_effects, knowledge_effects, poll_effects, survey_effects, ticket_effects
-from state_machines import base, checkin, knowledge, poll, survey, tickets
+from handlers import (
+    common_effects,
+    hypecard_effects,
+    knowledge_effects,
+    poll_effects,
+    survey_effects,
+    ticket_effects,
+)
+from state_machines import base, checkin, hypecard, knowledge, poll, survey, tickets
 
 Applier = Callable[[Turn, Any], Awaitable[object | None]]
 
@@ -31,6 +38,11 @@ APPLIERS: dict[type[base.Effect], Applier] = {
     knowledge.ClassifyIntent: knowledge_effects.classify_intent,
     knowledge.AnswerQuestion: knowledge_effects.answer_question,
     knowledge.ChargeAnswer: knowledge_effects.charge_answer,
+    hypecard.RequestCard: hypecard_effects.request,
+    hypecard.RequeueCard: hypecard_effects.requeue,
+    hypecard.GiveUpCard: hypecard_effects.give_up,
+    hypecard.MarkCardSent: hypecard_effects.mark_sent,
+    hypecard.CountReferral: hypecard_effects.count_referral,
 }
 
 

@@ -75,6 +75,16 @@ class ChatDriver:
         await self.user.say(text)
         return await self.settle(expect)
 
+    async def send_photo(
+        self, data: bytes, mime_type: str = "image/jpeg", expect: int = 1
+    ) -> list[dict[str, Any]]:
+        """Send a photo: its bytes go to the simulator's media store, its id in the image webhook."""
+        import hashlib
+
+        media_id = self.whatsapp.add_media(data, mime_type)
+        await self.user.send_media("image", media_id, mime_type, hashlib.sha256(data).hexdigest())
+        return await self.settle(expect)
+
     async def tap(self, title: str, expect: int = 1) -> list[dict[str, Any]]:
         """Tap the button or list row titled ``title`` in the latest interactive reply."""
         for message in reversed(self.whatsapp.messages(to=self.user.wa_id)):

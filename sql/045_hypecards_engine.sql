@@ -80,3 +80,17 @@ CREATE TABLE hypecard_referrals (
     PRIMARY KEY (organization_id, code, contact_id)
 );
 SELECT tenant_table('hypecard_referrals');
+
+-- tokens_consumed is what the ledger took for the card: written by the ledger row itself, so the two never
+-- disagree (an empty wallet makes no row, and the card says 0).
+CREATE FUNCTION hypecard_tokens_from_ledger() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE generated_cards SET tokens_consumed = tokens_consumed - NEW.amount
+    WHERE id = NEW.reference_id AND organization_id = NEW.organization_id;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER trg_hypecard_tokens AFTER INSERT ON token_transactions
+    FOR EACH ROW WHEN (NEW.module = 'hypecard' AND NEW.type = 'debit' AND NEW.reference_id IS NOT NULL)
+    EXECUTE FUNCTION hypecard_tokens_from_ledger();

@@ -38,6 +38,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from state_machines.hypecard import is_number
+
 BUILTINS = {
     "contact_name": "the contact's WhatsApp name",
     "org_name": "the organisation's name",
@@ -123,21 +125,13 @@ class Variable(_Strict):
             raise ValueError(
                 "an image variable has no default (its layer is left out when no picture is given)"
             )
-        if self.type == "number" and self.default is not None and not _is_number(self.default):
+        if self.type == "number" and self.default is not None and not is_number(self.default):
             raise ValueError(f"default {self.default!r} is not a number")
         if self.default is not None and len(self.default) > self.max_length:
             raise ValueError(f"default is longer than max_length {self.max_length}")
         if self.required and self.ask is None and self.default is None and self.type != "image":
             raise ValueError("a required variable needs `ask` (the bot asks for it) or a `default`")
         return self
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text.replace(",", ""))
-    except ValueError:
-        return False
-    return True
 
 
 class Gradient(_Strict):

@@ -224,3 +224,44 @@ async def list_templates(conn: asyncpg.Connection) -> list[dict[str, Any]]:
            GROUP BY t.id, e.name, p.question ORDER BY t.created_at"""
     )
     return [dict(r) for r in rows]
+
+
+MEDIA_REUSE = "29 days"  # WhatsApp keeps uploaded media for 30 days
+
+
+@dataclass(frozen=True)
+class CardImage:
+    input_hash: str
+    data: bytes
+    mime_type: str
+    media_id: str | None  # still held by WhatsApp for this number: send it without uploading again
+
+    @property
+    def extension(self) -> str:
+        return "png" if self.mime_type == "image/png" else "jpg"
+
+
+async def card_image(conn: asyncpg.Connection, card_id: UUID, phone_number_id: str) -> CardImage | None:
+    row = await conn.fetchrow(
+        f"""SELECT i.input_hash, i.data, i.mime_type,
+                   CASE WHEN i.media_phone_number_id = $2 AND i.media_uploaded_at > now() - interval '{MEDIA_REUSE}'
+                        THEN i.media_id END AS media_id
+            FROM generated_cards c JOIN hypecard_images i ON i.input_hash = c.input_hash WHERE c.id = $1""",
+        card_id,
+        phone_number_id,
+    )
+    if row is None:
+        return None
+    return CardImage(row["input_hash"], bytes(row["data"]), row["mime_type"], row["media_id"])
+
+
+async def remember_upload(
+    conn: asyncpg.Connection, input_hash: str, phone_number_id: str, media_id: str
+) -> None:
+    await conn.execute(
+        """UPDATE hypecard_images SET media_id = $3, media_phone_number_id = $2, media_uploaded_at = now()
+           WHERE input_hash = $1""",
+        input_hash,
+        phone_number_id,
+        media_id,
+    )
