@@ -114,10 +114,14 @@ class Renderer:
     """Renders cards; keeps each template's pre-drawn base (the first ``BASES`` templates it met, by use)."""
 
     BASES = 32
+    TEXTS = 256
 
     def __init__(self, fonts: Fonts) -> None:
         self.fonts = fonts
         self._bases: OrderedDict[str, Image.Image] = OrderedDict()
+        self._texts: OrderedDict[tuple[TextLayer, str], tuple[Image.Image, Image.Image] | None] = (
+            OrderedDict()
+        )
 
     def render(self, spec: TemplateSpec, inputs: CardInputs) -> Rendered:
         digest = input_hash(spec, inputs, self.fonts)
@@ -143,7 +147,15 @@ class Renderer:
 
     def _layer(self, canvas: Image.Image, layer: Any, inputs: CardInputs) -> None:
         if isinstance(layer, TextLayer):
-            _text(canvas, layer, fill(layer.text, inputs.values), self.fonts)
+            text = re.sub(r"[ \t]+", " ", fill(layer.text, inputs.values)).strip()
+            key = (layer, text)
+            drawn = self._texts.get(key)
+            if drawn is None:  # the event's name or date on every card of a template: set once
+                drawn = self._texts[key] = _text(layer, text, self.fonts)
+                while len(self._texts) > self.TEXTS:
+                    self._texts.popitem(last=False)
+            if drawn is not None:
+                canvas.paste(drawn[0], layer.box[:2], drawn[1])
         elif isinstance(layer, ImageLayer):
             data = (
                 inputs.assets.get(layer.asset or "")
@@ -401,11 +413,16 @@ class _Setter:
         f = self.layer.font
         self.font = self.fonts.text(f.weight, f.italic, self.size)
         self.emoji_width = self.fonts.emoji_advance(self.size)
+        self._widths: dict[str, float] = {}  # wrapping measures the same runs again and again
+
+    def run_width(self, run: str) -> float:
+        found = self._widths.get(run)
+        if found is None:
+            found = self._widths[run] = self.font.getlength(run)
+        return found
 
     def width(self, text: str) -> float:
-        return sum(
-            self.emoji_width if is_emoji else self.font.getlength(run) for run, is_emoji in pieces(text)
-        )
+        return sum(self.emoji_width if is_emoji else self.run_width(run) for run, is_emoji in pieces(text))
 
     def lines(self, text: str, width: int) -> list[str]:
         """Greedy word wrap; a word longer than the line is broken between characters."""
@@ -488,11 +505,11 @@ def _clip(setter: _Setter, line: str, w: int, force: bool = False) -> str:
     return body.rstrip() + ELLIPSIS
 
 
-def _text(canvas: Image.Image, layer: TextLayer, text: str, fonts: Fonts) -> None:
-    text = re.sub(r"[ \t]+", " ", text).strip()
+def _text(layer: TextLayer, text: str, fonts: Fonts) -> tuple[Image.Image, Image.Image] | None:
+    """The text set in its box: (colours, coverage) to paste at the box's corner; None for no text."""
     if not text:
-        return
-    x, y, w, h = layer.box
+        return None
+    _, _, w, h = layer.box
     setter, lines = _layout(fonts, layer, text)
     overlay = Image.new("RGBA", (w, h), (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
@@ -511,5 +528,5 @@ def _text(canvas: Image.Image, layer: TextLayer, text: str, fonts: Fonts) -> Non
                 pen += setter.emoji_width
             else:
                 draw.text((pen, baseline), run, font=setter.font, fill=colour, anchor="ls")
-                pen += setter.font.getlength(run)
-    canvas.paste(overlay.convert("RGB"), (x, y), overlay.getchannel("A"))
+                pen += setter.run_width(run)
+    return overlay.convert("RGB"), overlay.getchannel("A")
