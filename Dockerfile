@@ -9,6 +9,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONPATH=/app
 
 WORKDIR /app
+# The colour emoji font HypeCards draw with (SIL OFL 1.1); the text font comes with the Python dependencies.
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends fonts-noto-color-emoji \
+    && rm -rf /var/lib/apt/lists/*
 # Dependencies first, so that a source change does not reinstall them.
 COPY pyproject.toml README.md ./
 RUN mkdir -p engine handlers state_machines simulators \

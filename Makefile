@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint faults bench broker db-stop clean help
+.PHONY: demo test test-fast lint faults bench broker fonts db-stop clean help
 
 help:
 	@echo "make demo    - the main job on the embedded defaults (PostgreSQL, RabbitMQ, simulators)"
@@ -21,7 +21,10 @@ $(STAMP): pyproject.toml
 broker:
 	@bash scripts/ensure_rabbitmq.sh
 
-demo: $(STAMP) broker
+fonts:
+	@bash scripts/ensure_fonts.sh
+
+demo: $(STAMP) broker fonts
 	$(BIN)/chatnation demo
 
 lint: $(STAMP)
@@ -29,13 +32,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: $(STAMP) broker lint
+test: $(STAMP) broker fonts lint
 	$(BIN)/python -m pytest -q -m "not slow"
 
 faults: $(STAMP) broker
 	$(BIN)/python -m pytest -q tests/faults -m slow
 
-bench: $(STAMP) broker
+bench: $(STAMP) broker fonts
 	$(BIN)/python bench/run_all.py
 
 db-stop: $(STAMP)

@@ -1,4 +1,4 @@
-"""ChatNation worker: ``python worker.py --role inbound|relay|sender|all [--concurrency N] [--processes N]``.
+"""ChatNation worker: ``python worker.py --role inbound|relay|sender|cards|all [--concurrency N] [--processes N]``.
 
 settings -> runtime (pools, broker, HTTP clients) -> roles consume -> route -> one transaction -> ack.
 SIGTERM: stop taking work, finish what runs (or leave it unacked for redelivery), close within the grace.
@@ -25,7 +25,8 @@ ROLES = {
     "inbound": {"inbound"},
     "relay": {"relay"},
     "sender": {"sender"},
-    "all": {"inbound", "relay", "sender"},
+    "cards": {"cards"},
+    "all": {"inbound", "relay", "sender", "cards"},
 }
 cli = typer.Typer(add_completion=False)
 
@@ -85,7 +86,7 @@ def _child(role: str, concurrency: int, metrics_port: int) -> None:
 
 @cli.command()
 def main(
-    role: str = typer.Option("all", help="inbound | relay | sender | all"),
+    role: str = typer.Option("all", help="inbound | relay | sender | cards | all"),
     concurrency: int = typer.Option(
         32, min=1, help="Events handled at once per process (different contacts)"
     ),

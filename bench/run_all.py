@@ -1,6 +1,6 @@
 """Every benchmark in one go (``make bench``): the end-to-end benchmark with its baselines at rising rates
 (bench/e2e.py), the 10-minute run that shows worker memory over time, the gateway alone (bench/gateway.py),
-then retrieval (bench/retrieval.py). Each prints its tables; results land in bench/results/. The whole run
+then retrieval (bench/retrieval.py) and HypeCards (bench/hypecards.py). Each prints its tables; results land in bench/results/. The whole run
 took 19 minutes on this project's 2-core machine (docs/benchmarks.md).
 
     python bench/run_all.py [--quick]    # --quick: short runs to check that everything works
@@ -22,11 +22,13 @@ FULL = [
     ("e2e.py", ["--rate", "100", "--duration", "600", "--no-baselines"]),  # worker memory over 10 minutes
     ("gateway.py", []),
     ("retrieval.py", []),
+    ("hypecards.py", []),
 ]
 QUICK = [
     ("e2e.py", ["--rate", "100", "--duration", "10", "--baseline-seconds", "3"]),
     ("gateway.py", ["--requests", "500", "--levels", "1,32"]),
     ("retrieval.py", []),
+    ("hypecards.py", ["--renders", "30", "--cards", "30"]),
 ]
 
 

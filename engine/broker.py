@@ -6,6 +6,7 @@ Topology, for prefix ``p``:
   contact's events are handled by one consumer at a time, in order, however many workers run.
 - ``p.outbound`` (direct) -> ``p.outbound.NNN``: replies, sharded the same way so they never overtake.
 - ``p.payments`` (direct) -> ``p.payments``: M-Pesa callbacks, routed to the contact's inbound shard by a worker.
+- ``p.cards`` (direct) -> ``p.cards``: HypeCards to render (the cards role), any number of consumers.
 - ``p.dlx`` (fanout) -> ``p.parking``: poison messages, dead-lettered by the broker after ``delivery_limit``
   deliveries (a message that crashes its worker) or parked by a worker with the error in its headers.
 """
@@ -54,6 +55,14 @@ class Topology:
         return f"{self.prefix}.payments"
 
     @property
+    def cards_exchange(self) -> str:
+        return f"{self.prefix}.cards"
+
+    @property
+    def cards_queue(self) -> str:
+        return f"{self.prefix}.cards"
+
+    @property
     def dead_letter_exchange(self) -> str:
         return f"{self.prefix}.dlx"
 
@@ -78,7 +87,13 @@ class Topology:
         return [self.outbound_queue(i) for i in range(self.outbound_shards)]
 
     def all_queues(self) -> list[str]:
-        return [*self.inbound_queues(), self.payments_queue, *self.outbound_queues(), self.parking_queue]
+        return [
+            *self.inbound_queues(),
+            self.payments_queue,
+            *self.outbound_queues(),
+            self.cards_queue,
+            self.parking_queue,
+        ]
 
     def inbound_route(self, contact_key: str) -> str:
         return str(shard_of(contact_key, self.inbound_shards))
@@ -121,6 +136,13 @@ class Topology:
             self.payments_queue, durable=True, arguments=self._work_queue_args(False)
         )
         await payments.bind(payments_x, routing_key="mpesa")
+        cards_x = await channel.declare_exchange(
+            self.cards_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        cards = await channel.declare_queue(
+            self.cards_queue, durable=True, arguments=self._work_queue_args(False)
+        )
+        await cards.bind(cards_x, routing_key="card")
 
     async def delete(self, channel: AbstractChannel) -> None:
         """Remove everything (tests use a prefix of their own and clean up)."""
@@ -130,6 +152,7 @@ class Topology:
             self.inbound_exchange,
             self.outbound_exchange,
             self.payments_exchange,
+            self.cards_exchange,
             self.dead_letter_exchange,
         ):
             await channel.exchange_delete(name)

@@ -64,6 +64,8 @@ def queue_kind(topology: Topology, name: str) -> str:
         return "parking"
     if name == topology.payments_queue:
         return "payments"
+    if name == topology.cards_queue:
+        return "cards"
     return "inbound" if name.startswith(f"{topology.inbound_exchange}.") else "outbound"
 
 

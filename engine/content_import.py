@@ -14,6 +14,10 @@ Re-importing updates by natural key instead of duplicating:
 | ticket type | (event, name) | fields replaced, sold and held kept; a type no longer in the file is deactivated |
 | poll | question | fields replaced; option texts updated, votes kept; an option no longer in the file is deleted, refused if it has votes |
 | staff | (event, phone) | name updated |
+| hypecard | name | canvas, texts and offers replaced, layers rewritten; cards made from it kept |
+
+HypeCard templates (``hypecards:``, format in engine/hypecards/spec.py) and ``organization.logo`` name pictures
+by paths relative to the YAML file; they are stored with the template (``hypecard_assets``).
 
 Times: ISO timestamps (YAML's own), naive ones in ``organization.timezone`` (default Africa/Nairobi), or
 relative: ``+30d``, ``+2h``, ``+15m``, ``-1d``, counted from the item's first import (its ``created_at``), so that
@@ -28,6 +32,7 @@ asked (``import --set-language``): the import says it kept it.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +57,8 @@ from pydantic import (
 )
 
 from engine.db import tenant_tx
+from engine.hypecards.spec import TemplateError, TemplateSpec, parse_template, read_picture
+from engine.hypecards.store import save_logo, save_template
 from state_machines.formatting import DEFAULT_TIMEZONE
 from state_machines.survey_format import Question, SurveyFormatError, validate_questions
 
@@ -144,6 +151,7 @@ class OrganizationSpec(_Strict):
     admin_phones: list[Annotated[str, BeforeValidator(_phone)]] | None = None
     # The "we cannot answer right now" notice of a paused organisation: free (default) or charged.
     wallet_empty_notice: Literal["free", "charged"] | None = None
+    logo: str | None = None  # a picture file, relative to the YAML file: `source: logo` in HypeCards
 
     @field_validator("timezone")
     @classmethod
@@ -156,7 +164,7 @@ class OrganizationSpec(_Strict):
         return v
 
     def settings(self) -> dict[str, Any]:
-        return self.model_dump(exclude_none=True)
+        return self.model_dump(exclude_none=True, exclude={"logo"})
 
 
 class SurveySpec(_Timed):
@@ -236,14 +244,17 @@ class ContentFile(_Strict):
     events: list[EventSpec] = Field(default_factory=list)
     polls: list[PollSpec] = Field(default_factory=list)
     staff: list[StaffSpec] = Field(default_factory=list)
+    hypecards: list[dict[str, Any]] = Field(default_factory=list)  # checked by engine.hypecards.spec
 
 
 @dataclass
 class Content:
-    """A validated file, times made aware and survey questions parsed."""
+    """A validated file, times made aware, survey questions parsed, HypeCard templates and pictures read."""
 
     spec: ContentFile
     questions: list[list[Question]] = field(default_factory=list)  # per survey, in file order
+    hypecards: list[tuple[TemplateSpec, dict[str, bytes]]] = field(default_factory=list)
+    logo: tuple[str, bytes] | None = None  # (SHA-256, bytes)
 
 
 @dataclass
@@ -292,7 +303,7 @@ def load_content(path: str | Path) -> Content:
         raise ContentError([f"cannot read {path}: {err.strerror or err}"]) from None
     except yaml.YAMLError as err:
         raise ContentError([f"not valid YAML: {err}"]) from None
-    return parse_content(raw if raw is not None else {})
+    return parse_content(raw if raw is not None else {}, Path(path).resolve().parent)
 
 
 def _message(error: Mapping[str, Any]) -> str:
@@ -303,14 +314,20 @@ def _message(error: Mapping[str, Any]) -> str:
     return str(error["msg"])
 
 
-def parse_content(raw: Any) -> Content:
-    """Validate the whole file: the file's fields and every survey's questions, all errors at once."""
+def parse_content(raw: Any, base_dir: Path | None = None) -> Content:
+    """Validate the whole file: the file's fields and every survey's questions, all errors at once.
+    ``base_dir``: where pictures named in the file are read from (the file's folder; default: here)."""
     errors: list[str] = []
     spec: ContentFile | None = None
     try:
         spec = ContentFile.model_validate(raw)
     except ValidationError as err:
         errors += [f"{_path(e['loc'])}: {_message(e)}" for e in err.errors()]
+    hypecards: list[tuple[TemplateSpec, dict[str, bytes]]] = []
+    logo = None
+    if spec is not None:
+        errors += _cross_checks(spec)
+        hypecards, logo = _hypecards(spec, base_dir or Path.cwd(), errors)
     raw_surveys = raw.get("surveys") if isinstance(raw, dict) else None
     questions = []
     for i, survey in enumerate(raw_surveys if isinstance(raw_surveys, list) else []):
@@ -322,14 +339,43 @@ def parse_content(raw: Any) -> Content:
             SurveyFormatError
         ) as err:  # its messages start with "questions[...]": put them under the survey
             errors += [f"surveys[{i}].{part}" for part in re.split(r"; (?=questions)", str(err))]
-    if spec is not None:
-        errors = _cross_checks(spec) + errors
     if errors or spec is None:
         raise ContentError(errors)
     _localise(spec)
     if errors := _time_order(spec):
         raise ContentError(errors)
-    return Content(spec, questions)
+    return Content(spec, questions, hypecards, logo)
+
+
+def _hypecards(
+    spec: ContentFile, base_dir: Path, errors: list[str]
+) -> tuple[list[tuple[TemplateSpec, dict[str, bytes]]], tuple[str, bytes] | None]:
+    parsed: dict[int, tuple[TemplateSpec, dict[str, bytes]]] = {}
+    for i, raw in enumerate(spec.hypecards):
+        try:
+            parsed[i] = parse_template(raw, f"hypecards[{i}]", base_dir)
+        except TemplateError as err:
+            errors += err.errors
+    errors += _duplicates([t.name for t, _ in parsed.values()], "hypecards", "name")
+    events, polls = {e.name for e in spec.events}, {p.question for p in spec.polls}
+    for i, (t, _) in parsed.items():
+        if t.event is not None and t.event not in events:
+            errors.append(f"hypecards[{i}].event: no event named {t.event!r} in this file")
+        if t.poll is not None and t.poll not in polls:
+            errors.append(f"hypecards[{i}].poll: no poll asking {t.poll!r} in this file")
+    templates = list(parsed.values())
+    logo = None
+    if spec.organization.logo is not None:
+        path = base_dir / spec.organization.logo
+        try:
+            data = path.read_bytes()
+            read_picture(data, f"organization.logo ({spec.organization.logo})")
+            logo = (hashlib.sha256(data).hexdigest(), data)
+        except OSError as err:
+            errors.append(f"organization.logo: cannot read {spec.organization.logo}: {err.strerror or err}")
+        except TemplateError as err:
+            errors += err.errors
+    return templates, logo
 
 
 def _duplicates(values: Sequence[str], where: str, what: str) -> list[str]:
@@ -420,8 +466,17 @@ async def import_content(
             }
             for i, poll in enumerate(spec.polls):
                 await _poll(conn, org_id, i, poll, summary)
+            poll_ids = summary.ids.get("polls", {})
             for s in spec.staff:
                 await _staff(conn, org_id, event_ids[s.event], s, summary)
+            if content.logo is not None:
+                await save_logo(conn, org_id, *content.logo)
+            for template, pictures in content.hypecards:
+                ids = (event_ids.get(template.event or ""), poll_ids.get(template.poll or ""))
+                template_id, created = await save_template(
+                    conn, org_id, template, pictures, *(UUID(str(i)) if i else None for i in ids)
+                )
+                summary.count("hypecards", created, template.name, template_id)
     except asyncpg.PostgresError as err:
         raise ContentError([f"the database refused the import: {err}"]) from None
     return summary

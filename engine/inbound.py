@@ -1,7 +1,8 @@
 """The inbound role: one queued event -> one PostgreSQL transaction, tenant-scoped by RLS -> ack.
 
 Kinds: ``message`` (a user wrote), ``status`` (sent/delivered/read/failed of our reply), ``payment`` (an
-M-Pesa result routed here so that it runs in the contact's order), ``timer`` (a due conversation timer).
+M-Pesa result routed here so that it runs in the contact's order), ``timer`` (a due conversation timer),
+``card`` (the cards role rendered a HypeCard, or could not).
 Every kind that takes effect records its external id in ``processed_events`` in the same transaction, so
 a redelivery or a second webhook has no effect at all.
 """
@@ -77,7 +78,9 @@ async def _dispatch(rt: Runtime, kind: str, body: dict[str, Any]) -> str:
         raise Park(f"unknown phone_number_id {body.get('phone_number_id')!r}")
     if kind == "status":
         return await _status(rt, org_id, body)
-    source = {"message": "wa_message", "payment": "mpesa_callback", "timer": "timer"}.get(kind)
+    source = {"message": "wa_message", "payment": "mpesa_callback", "timer": "timer", "card": "hypecard"}.get(
+        kind
+    )
     if source is None:
         raise Park(f"unknown event kind {kind!r}")
     org = await rt.orgs.get(org_id)  # before the transaction's connection: a cache miss takes one of its own

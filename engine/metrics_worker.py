@@ -38,3 +38,11 @@ send_seconds = Histogram(
 queue_depth = Gauge("chatnation_queue_messages", "Messages in a queue, by state", ["queue", "state"])
 queue_consumers = Gauge("chatnation_queue_consumers", "Consumers of a queue", ["queue"])
 in_flight = Gauge("chatnation_worker_in_flight", "Events received and not yet acked", ["role"])
+cards = Counter(
+    "chatnation_hypecards_total", "HypeCards made by the cards role: rendered or a cache hit", ["how"]
+)
+card_render_seconds = Histogram(
+    "chatnation_hypecard_render_seconds",
+    "Time to render one HypeCard (the render thread)",
+    buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)

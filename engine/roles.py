@@ -4,6 +4,7 @@
 - relay: the outbox relay and the timer scanner (each active in one process at a time, the rest stand by), and
   the tickets mailer when SMTP_HOST is set (every relay process; e-mails are claimed with SKIP LOCKED).
 - sender: the outbound shards this process owns.
+- cards: HypeCards to render (``engine/hypecards/cards_role.py``), any number of processes.
 """
 
 from __future__ import annotations
@@ -121,6 +122,9 @@ async def run_roles(rt: Runtime, roles: set[str], concurrency: int, stop: asynci
             Limits(concurrency, per_tenant=max(1, concurrency // 2)),
         )
         tasks.append(asyncio.create_task(_coordinate(rt, sharded_out, rt.topology.outbound_shards, stop)))
+    if "cards" in roles:
+        tasks.append(asyncio.create_task(_cards(rt, stop)))
+        tasks.append(asyncio.create_task(_announce(rt, "cards", stop)))
     if "relay" in roles:
         tasks.append(asyncio.create_task(relay_forever(rt, stop)))
         tasks.append(asyncio.create_task(timers_forever(rt, stop)))
@@ -148,20 +152,43 @@ async def _announce(rt: Runtime, role: str, stop: asyncio.Event) -> None:
 
 async def _payments(rt: Runtime, stop: asyncio.Event) -> None:
     """M-Pesa callbacks: any number of routers; each callback is re-published into its contact's shard."""
+    await work_queue(rt, rt.topology.payments_queue, lambda m: route_callback(rt, m), "mpesa", 20, stop)
+
+
+async def _cards(rt: Runtime, stop: asyncio.Event) -> None:
+    from engine.hypecards.cards_role import CardMaker
+
+    maker = CardMaker(rt)
+    try:
+        concurrency = rt.settings.hypecard_concurrency
+        await work_queue(rt, rt.topology.cards_queue, maker.handle, "cards", concurrency, stop)
+    finally:
+        maker.close()
+
+
+async def work_queue(
+    rt: Runtime,
+    queue_name: str,
+    handler: Callable[[AbstractIncomingMessage], Awaitable[None]],
+    tenant: str,
+    concurrency: int,
+    stop: asyncio.Event,
+) -> None:
+    """A queue any number of processes share (no order between messages), until ``stop``; poison is parked."""
     channel = await rt.connection.channel()
-    await channel.set_qos(prefetch_count=20)
+    await channel.set_qos(prefetch_count=concurrency)
 
     async def park(message: AbstractIncomingMessage, error: str) -> None:
-        await park_message(rt, message, error, rt.topology.payments_queue)
+        await park_message(rt, message, error, queue_name)
 
     consumer = OrderedConsumer(
-        handler=lambda m: route_callback(rt, m),
-        key_of=lambda m: (str(m.message_id), "mpesa"),
+        handler=handler,
+        key_of=lambda m: (str(m.message_id), tenant),
         park=park,
-        limits=Limits(20, 20),
+        limits=Limits(concurrency, concurrency),
         attempts=rt.settings.handler_attempts,
     )
-    queue = await channel.get_queue(rt.topology.payments_queue)
+    queue = await channel.get_queue(queue_name)
     await queue.consume(consumer.on_message)
     await stop.wait()
     await consumer.stop(rt.settings.shutdown_grace_seconds)

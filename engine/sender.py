@@ -31,6 +31,7 @@ from tenacity import (
 from engine import metrics_worker as metrics
 from engine.consumer import INFRASTRUCTURE_ERRORS, Park
 from engine.db import tenant_tx
+from engine.hypecards.store import card_image, remember_upload
 from engine.inbound import advance_status
 from engine.logging import get_logger
 from engine.runtime import Runtime
@@ -143,12 +144,15 @@ class Sender:
         return str(result.wamid)
 
     async def _image_request(self, job: dict[str, Any], token: str) -> dict[str, Any]:
-        """Images we generate (ticket QR codes) are uploaded first, then sent by media id."""
+        """Images we generate (ticket QR codes, HypeCards) are uploaded first, then sent by media id."""
         ref, caption = job["image"]["ref"], job["image"].get("caption", "")
         kind, _, key = ref.partition(":")
+        org_id, pnid = UUID(job["organization_id"]), job["phone_number_id"]
+        if kind == "card":
+            return await self._card_request(job, token, org_id, UUID(key), caption)
         if kind != "qr":
             raise Park(f"unknown image reference {ref!r}")
-        async with tenant_tx(self.rt.app_pool, UUID(job["organization_id"])) as conn:
+        async with tenant_tx(self.rt.app_pool, org_id) as conn:
             png = await conn.fetchval(
                 """SELECT i.image FROM ticket_images i JOIN tickets t ON t.id = i.ticket_id
                    WHERE t.ticket_code = $1""",
@@ -156,10 +160,26 @@ class Sender:
             )
         if png is None:
             raise Park(f"no image stored for {ref!r}")
-        media_id = await self.client.upload_media(
-            job["phone_number_id"], token, png, "image/png", f"{key}.png"
-        )
+        media_id = await self.client.upload_media(pnid, token, png, "image/png", f"{key}.png")
         return build_payload(Image(ref=ref, caption=caption), job["to"], image_id=media_id)
+
+    async def _card_request(
+        self, job: dict[str, Any], token: str, org_id: UUID, card_id: UUID, caption: str
+    ) -> dict[str, Any]:
+        """A HypeCard: its stored image, uploaded unless WhatsApp still holds it from an earlier send."""
+        pnid = job["phone_number_id"]
+        async with tenant_tx(self.rt.app_pool, org_id) as conn:
+            image = await card_image(conn, card_id, pnid)
+        if image is None:
+            raise Park(f"no image stored for card {card_id}")
+        media_id = image.media_id
+        if media_id is None:
+            media_id = await self.client.upload_media(
+                pnid, token, image.data, image.mime_type, f"hypecard.{image.extension}"
+            )
+            async with tenant_tx(self.rt.app_pool, org_id) as conn:
+                await remember_upload(conn, image.input_hash, pnid, media_id)
+        return build_payload(Image(ref=f"card:{card_id}", caption=caption), job["to"], image_id=media_id)
 
     async def _failed(self, job: dict[str, Any], org_id: UUID, message_id: UUID, err: ApiError) -> None:
         if err.action == "token_expired":

@@ -77,6 +77,16 @@ class Settings(BaseSettings):
     smtp_security: Literal["starttls", "tls", "none"] = "starttls"
     smtp_from: str = "ChatNation Tickets <tickets@chatnation.local>"
     smtp_timeout_seconds: float = Field(15.0, gt=0)
+    # HypeCards (docs/hypecards.md): the colour emoji font (Debian's fonts-noto-color-emoji), the cards role
+    hypecard_emoji_font: Path = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
+    hypecard_slow_seconds: int = Field(
+        20, ge=1
+    )  # a card not there by then: the user is told, the job re-queued
+    hypecard_give_up_seconds: int = Field(600, ge=10)  # still not rendered: the user is told it failed
+    hypecard_render_nice: int = Field(10, ge=0, le=19)  # the cards role yields the CPU to conversations
+    hypecard_concurrency: int = Field(
+        4, ge=1, le=64
+    )  # cards one process works on at once (downloads, uploads)
 
     # Processes
     gateway_host: str = "127.0.0.1"

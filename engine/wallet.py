@@ -21,6 +21,7 @@ DEFAULT_PRICES: dict[str, int] = {
     "ai_answer": 2,  # per answer, plus ai_tokens_per_token below for model usage
     "poll_vote": 0,
     "ai_transcription": 1,  # a voice note turned into words
+    "hypecard_generated": 5,  # per card delivered (the image message and the share line are replies as well)
 }
 AI_TOKENS_PER_TOKEN = 1000  # one wallet token per 1,000 model tokens (rounded up)
 

@@ -17,6 +17,7 @@ def _routes() -> dict[str, Handler]:
         "message": conversation.on_message,
         "timer": conversation.on_timer,
         "payment": conversation.on_payment,
+        "card": conversation.on_card,
     }
 
 

@@ -8,13 +8,14 @@ from typing import Any
 from engine.turn import Turn
 from handlers import (
     common_effects,
+    hypecard_effects,
     knowledge_effects,
     media_effects,
     poll_effects,
     survey_effects,
     ticket_effects,
 )
-from state_machines import base, checkin, knowledge, media, my_tickets, poll, survey, tickets
+from state_machines import base, checkin, hypecard, knowledge, media, my_tickets, poll, survey, tickets
 
 Applier = Callable[[Turn, Any], Awaitable[object | None]]
 
@@ -40,6 +41,11 @@ APPLIERS: dict[type[base.Effect], Applier] = {
     knowledge.AnswerQuestion: knowledge_effects.answer_question,
     knowledge.ChargeAnswer: knowledge_effects.charge_answer,
     media.TranscribeVoiceNote: media_effects.transcribe_voice_note,
+    hypecard.RequestCard: hypecard_effects.request,
+    hypecard.RequeueCard: hypecard_effects.requeue,
+    hypecard.GiveUpCard: hypecard_effects.give_up,
+    hypecard.MarkCardSent: hypecard_effects.mark_sent,
+    hypecard.CountReferral: hypecard_effects.count_referral,
 }
 
 

@@ -1,6 +1,6 @@
 """What a step may know (``Context``), loaded in the event's transaction.
 
-``offers`` (the menu: active surveys, events on sale with their ticket types, open polls) and the door staff's
+``offers`` (the menu: active surveys, events on sale with their ticket types, open polls, HypeCards) and the door staff's
 phones are cached per organisation for a few seconds: the hot path reads them for every message. The item the conversation is
 in (``survey`` / ``event`` / ``poll``) is always read fresh, because availability decides sales.
 """
@@ -39,6 +39,9 @@ async def load_context(turn: Turn, state: State, event: object) -> Context:
             if k in org.settings
         },
     }
+    if turn.runtime is not None:  # the engine's settings (the slow-card notice)
+        data["hypecard_slow_seconds"] = turn.runtime.settings.hypecard_slow_seconds
+        data["hypecard_give_up_seconds"] = turn.runtime.settings.hypecard_give_up_seconds
     data["offers"] = await offers(conn, org.id)  # any step may end at the menu (cached: cheap)
     if turn.runtime is not None:  # the ticket flow asks for an e-mail address only when tickets are e-mailed
         data["email_tickets"] = mailer.enabled(turn.runtime.settings)
@@ -92,7 +95,9 @@ async def _tapped_elsewhere(turn: Turn, event: Inbound, on_offer: dict[str, Any]
         UUID(item_id)
     except ValueError:
         return None
-    loader = {"survey": load_survey, "event": load_event, "poll": load_poll}[kind]
+    loader = {"survey": load_survey, "event": load_event, "poll": load_poll}.get(kind)
+    if loader is None:  # a HypeCard's module says itself when it is gone
+        return None
     item = await loader(turn.conn, item_id)
     return {**item, "kind": kind} if item else None
 
@@ -118,6 +123,15 @@ async def offers(conn: asyncpg.Connection, org_id: UUID) -> dict[str, Any]:
                 """SELECT * FROM events WHERE status = 'published' AND ends_at > now() ORDER BY starts_at LIMIT 10"""
             )
         ]
+        cards = [
+            _card(r)
+            for r in await conn.fetch(
+                """SELECT t.id, t.name, t.title, t.event_id, t.poll_id, t.in_menu, t.variables FROM hypecard_templates t
+                   WHERE t.is_active AND (t.event_id IS NULL OR EXISTS (
+                       SELECT FROM events e WHERE e.id = t.event_id AND e.status = 'published' AND e.ends_at > now()))
+                   ORDER BY t.created_at LIMIT 10"""
+            )
+        ]
         polls = [
             _poll(r)
             for r in await conn.fetch(
@@ -125,7 +139,7 @@ async def offers(conn: asyncpg.Connection, org_id: UUID) -> dict[str, Any]:
                ORDER BY created_at LIMIT 10"""
             )
         ]
-        return {"surveys": surveys, "events": events, "polls": polls}
+        return {"surveys": surveys, "events": events, "polls": polls, "cards": cards}
 
     return await _offers.get(org_id, load)
 
@@ -191,6 +205,19 @@ async def _event(conn: asyncpg.Connection, r: asyncpg.Record) -> dict[str, Any]:
         "status": r["status"],
         "timezone": r["timezone"],
         "ticket_types": [{**dict(t), "id": str(t["id"])} for t in types],
+    }
+
+
+def _card(r: asyncpg.Record) -> dict[str, Any]:
+    """A HypeCard template as the conversation sees it: what to ask, where it is offered."""
+    return {
+        "id": str(r["id"]),
+        "name": r["name"],
+        "title": r["title"] or {},
+        "event_id": str(r["event_id"]) if r["event_id"] else None,
+        "poll_id": str(r["poll_id"]) if r["poll_id"] else None,
+        "in_menu": r["in_menu"],
+        "asked": [v for v in r["variables"] or [] if v.get("ask")],
     }
 
 

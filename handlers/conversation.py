@@ -14,6 +14,7 @@ from handlers.appliers import apply
 from handlers.context import load_context
 from state_machines import conversation
 from state_machines.base import Inbound, PaymentResult, TimerFired
+from state_machines.hypecard import CardFailed, CardReady
 from state_machines.tickets import PaymentRequested, PaymentRequestFailed
 
 log = get_logger(__name__)
@@ -68,6 +69,24 @@ async def on_timer(turn: Turn, body: dict[str, Any]) -> None:
 
 async def on_payment(turn: Turn, body: dict[str, Any]) -> None:
     await run(turn, payment_event(body))
+
+
+async def on_card(turn: Turn, body: dict[str, Any]) -> None:
+    """The cards role's word on a card: rendered (``ready``) or not drawable (``failed``)."""
+    await run(turn, card_event(body))
+
+
+def card_event(body: dict[str, Any]) -> object:
+    if body.get("type") == "ready":
+        return CardReady(
+            card_id=body["card_id"],
+            template_id=body["template_id"],
+            values=body.get("values") or {},
+            caption=body.get("caption") or {},
+            share=body.get("share") or {},
+            photo_failed=bool(body.get("photo_failed")),
+        )
+    return CardFailed(body["card_id"], str(body.get("reason") or ""))
 
 
 def payment_event(body: dict[str, Any]) -> object:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +74,14 @@ class ChatDriver:
 
     async def say(self, text: str, expect: int = 1) -> list[dict[str, Any]]:
         await self.user.say(text)
+        return await self.settle(expect)
+
+    async def send_photo(
+        self, data: bytes, mime_type: str = "image/jpeg", expect: int = 1
+    ) -> list[dict[str, Any]]:
+        """Send a photo: its bytes go to the simulator's media store, its id in the image webhook."""
+        media_id = self.whatsapp.add_media(data, mime_type)
+        await self.user.send_media("image", media_id, mime_type, hashlib.sha256(data).hexdigest())
         return await self.settle(expect)
 
     async def tap(self, title: str, expect: int = 1) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from state_machines import checkin, knowledge, media, menu, my_tickets, poll, survey, tickets
+from state_machines import checkin, hypecard, knowledge, media, menu, my_tickets, poll, survey, tickets
 from state_machines.base import (
     Context,
     Inbound,
@@ -82,6 +82,14 @@ MODULES: dict[str, ModuleSteps] = {
     "checkin": ModuleSteps(step=checkin.step),  # stateless: staff codes at any step, see _inbound
     "knowledge": ModuleSteps(step=knowledge.step),  # idle free text; settles within the message's turn
     "my_tickets": ModuleSteps(step=my_tickets.step),  # stateless: a contact's own tickets, see _inbound
+    "hypecard": ModuleSteps(
+        step=hypecard.step,
+        start=hypecard.start,
+        cancel=hypecard.cancel,
+        reprompt=hypecard.reprompt,
+        own_timers=frozenset({hypecard.SLOW_TIMER}),
+        takes_media=lambda state, event, ctx: state.step == hypecard.ASK,  # the photo, or what it wants
+    ),
 }
 # Follow-up events go to the module that owns them whatever the state (check-in is stateless; a payment
 # callback must reach the ticket flow); timers and other events go to the module the conversation is in.
@@ -100,8 +108,20 @@ EVENT_OWNERS: dict[type, str] = {
     knowledge.IntentClassified: "knowledge",
     knowledge.KnowledgeAnswer: "knowledge",
     my_tickets.MyTickets: "my_tickets",
+    hypecard.CardQueued: "hypecard",
+    hypecard.CardRefused: "hypecard",
+    hypecard.CardReady: "hypecard",
+    hypecard.CardFailed: "hypecard",
+    hypecard.ReferralCounted: "hypecard",
 }
-ITEM_MODULES = {"survey": "survey", "event": "tickets", "poll": "poll"}  # menu item kind -> module
+# Timers that name what they are about (a card) go to their module whatever the conversation does meanwhile.
+TIMER_OWNERS: dict[str, str] = {hypecard.SLOW_TIMER: "hypecard"}
+ITEM_MODULES = {
+    "survey": "survey",
+    "event": "tickets",
+    "poll": "poll",
+    "card": "hypecard",
+}  # item kind -> module
 NOTICES: dict[str, Callable[[Mapping[str, Any], str], str]] = {
     survey.NOTICE_ABANDONED: survey.abandoned_notice,
 }
@@ -164,10 +184,13 @@ def _background(state: State, event: object, ctx: Context) -> Step:
     """Follow-up events go to their owner; timers to the current module, if current, and silent when the
     contact opted out (a timer must never start a conversation; its effects, e.g. releasing a hold, stay)."""
     owner = EVENT_OWNERS.get(type(event))
-    if owner is not None:
-        return MODULES[owner].step(state, event, ctx)
+    if owner is not None:  # a ticket purchase or a vote may be followed by the offer of a HypeCard
+        return hypecard.with_offer(state, event, MODULES[owner].step(state, event, ctx), ctx)
     if isinstance(event, media.VoiceNoteNotTranscribed):
         return media.not_transcribed(state, ctx, _reprompt(state, ctx) if state.module else ())
+    if isinstance(event, TimerFired) and event.kind in TIMER_OWNERS:
+        result = MODULES[TIMER_OWNERS[event.kind]].step(state, event, ctx)
+        return result if ctx.opted_in else replace(result, replies=())
     if state.module is None:
         return Step(state)
     module = MODULES[state.module]
@@ -205,6 +228,8 @@ def _inbound(state: State, event: Inbound, kw: Keyword | None, ctx: Context) -> 
         if state.module is None:
             return Step(state, media.outside_flow(ctx))
         return Step(state, media.inside_flow(ctx, _reprompt(state, ctx)))
+    if state.module is None and (code := hypecard.referral_code(event.text)) is not None:
+        return hypecard.referred(code, ctx)  # someone came through a card's QR code or link
     if state.module is None and (code := my_tickets.wants(event)) is not None:
         return my_tickets.ask(code, state)
     if state.module is None:

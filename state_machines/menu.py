@@ -1,7 +1,9 @@
-"""The organisation's menu of offers: active surveys, events on sale, open polls.
+"""The organisation's menu of offers: active surveys, events on sale, open polls, HypeCards.
 
-Reads ``ctx.data["offers"]`` = {"surveys": [...], "events": [...], "polls": [...]} (missing = nothing on offer).
-Menu item ids are ``survey:<id>``, ``event:<id>`` and ``poll:<id>``.
+Reads ``ctx.data["offers"]`` = {"surveys": [...], "events": [...], "polls": [...], "cards": [...]} (missing =
+nothing on offer). Menu item ids are ``survey:<id>``, ``event:<id>``, ``poll:<id>`` and ``card:<id>``; every
+active HypeCard template can be started by its id (offered after a purchase or a vote), those with
+``in_menu`` are listed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from state_machines.choices import Option, match, offer
 from state_machines.i18n import t
 
 # item kind -> the key of its list in ctx.data["offers"]
-OFFER_LISTS = {"survey": "surveys", "event": "events", "poll": "polls"}
+OFFER_LISTS = {"survey": "surveys", "event": "events", "poll": "polls", "card": "cards"}
 DISPLAY_ZONE = ZoneInfo("Africa/Nairobi")
 
 
@@ -54,8 +56,8 @@ def is_full(survey: Mapping[str, Any]) -> bool:
 
 
 def items(ctx: Context, exclude: Collection[str] = ()) -> list[Option]:
-    """Every offer as a menu option, surveys first, then events, then polls; ``exclude``: item ids to leave out
-    (the survey just completed, the event that is not on sale)."""
+    """Every offer as a menu option, surveys first, then events, polls, HypeCards; ``exclude``: item ids to
+    leave out (the survey just completed, the event that is not on sale)."""
     options = [
         Option(f"survey:{s['id']}", str(s.get("title") or ""), str(s.get("description") or ""))
         for s in offers_of(ctx, "survey")
@@ -65,7 +67,17 @@ def items(ctx: Context, exclude: Collection[str] = ()) -> list[Option]:
         where = " · ".join(x for x in (_when(e.get("starts_at")), str(e.get("venue_name") or "")) if x)
         options.append(Option(f"event:{e['id']}", str(e.get("name") or ""), where))
     options += [Option(f"poll:{p['id']}", str(p.get("question") or "")) for p in offers_of(ctx, "poll")]
+    options += [
+        Option(f"card:{c['id']}", _title(c, ctx.language), "HypeCard")
+        for c in offers_of(ctx, "card")
+        if c.get("in_menu")
+    ]
     return [o for o in options if o.id not in exclude]
+
+
+def _title(card: Mapping[str, Any], lang: str) -> str:
+    titles = card.get("title") or {}
+    return str(titles.get(lang) or titles.get("en") or card.get("name") or "")
 
 
 def menu_replies(ctx: Context, lead: str = "", exclude: Collection[str] = ()) -> tuple[Reply, ...]:

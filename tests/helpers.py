@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -40,4 +43,19 @@ def context(now: datetime, **fields: Any) -> Context:
     """A state machine's Context for a unit test: one contact, in English, unless ``fields`` say otherwise."""
     return Context(
         **{"now": now, "language": "en", "contact_id": "c1", "contact_phone": "254700000001", **fields}
+    )
+
+
+def run_cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    """``chatnation ARGS`` as a person runs it: a subprocess, warnings-only logs, a wide terminal."""
+    from engine.settings import PROJECT_ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "LOG_LEVEL": "warning", "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
+        timeout=timeout,
     )

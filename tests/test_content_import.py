@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +15,7 @@ import yaml
 from engine.content_import import ContentError, import_content, load_content, parse_content
 from engine.db import tenant_tx
 from engine.settings import PROJECT_ROOT
+from tests.helpers import run_cli
 
 BASE: dict[str, Any] = {
     "organization": {"timezone": "Africa/Nairobi", "prices": {"survey_completed": 3}},
@@ -233,18 +231,6 @@ async def test_a_refused_import_writes_nothing(make_org, app_pool) -> None:  # t
             await conn.fetchval("SELECT description FROM surveys") is None
         )  # the survey came first: rolled back
         assert await conn.fetchval("SELECT count(*) FROM poll_options") == 2
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "LOG_LEVEL": "warning", "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "engine.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=PROJECT_ROOT,
-        timeout=60,
-    )
 
 
 async def test_cli_imports_and_refuses_bad_files(make_org, app_pool, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

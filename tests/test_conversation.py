@@ -557,6 +557,14 @@ def test_codes_from_other_contacts_are_ordinary_messages() -> None:
 
 
 def test_every_module_has_a_route() -> None:
-    assert set(conversation.MODULES) == {"survey", "tickets", "poll", "checkin", "knowledge", "my_tickets"}
+    assert set(conversation.MODULES) == {
+        "survey",
+        "tickets",
+        "poll",
+        "checkin",
+        "knowledge",
+        "hypecard",
+        "my_tickets",
+    }
     assert set(conversation.ITEM_MODULES.values()) <= set(conversation.MODULES)
     assert all(conversation.MODULES[m].start for m in conversation.ITEM_MODULES.values())

@@ -13,7 +13,7 @@ from engine.content_import import import_content, parse_content
 from engine.db import tenant_tx
 from engine.results import summarise
 from state_machines.survey_format import validate_questions
-from tests.test_content_import import run_cli
+from tests.helpers import run_cli
 
 QUESTIONS = [
     {"id": "like", "type": "yes_no", "text": "Did you like it?"},

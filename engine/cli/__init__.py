@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from engine.cli import chat, content, db, demo, kb, orgs, parked, queues, wallet, workers
+from engine.cli import chat, content, db, demo, hypecard, kb, orgs, parked, queues, wallet, workers
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="ChatNation conversation engine.")
 app.add_typer(db.app, name="db")
@@ -20,3 +20,4 @@ app.command("import")(content.import_command)
 app.add_typer(content.results_app, name="results")
 app.add_typer(content.content_app, name="content")
 app.command("chat")(chat.chat)
+app.add_typer(hypecard.app, name="hypecard")

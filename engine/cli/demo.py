@@ -3,7 +3,8 @@
 Starts (or joins) the embedded PostgreSQL, migrates, checks the broker, starts the WhatsApp and M-Pesa
 simulators, the gateway and the workers in this process, creates a demo organisation with the content of
 demo/content.yaml, and plays a scripted WhatsApp conversation through every module: the survey (with a
-branch), a paid ticket purchase with M-Pesa, a staff check-in, the poll, STOP and START. Then the wallet's
+branch), a paid ticket purchase with M-Pesa, Wanjiku's HypeCard (her photo downloaded, the card rendered,
+uploaded and sent; a friend who scans it), a staff check-in, the poll, STOP and START. Then the wallet's
 ledger and a summary. ``local_session`` is shared with ``chatnation chat``.
 """
 
@@ -27,7 +28,9 @@ from engine.migrate import MigrationEdited
 from engine.settings import PROJECT_ROOT, Settings, get_settings
 
 DEMO_CONTENT = PROJECT_ROOT / "demo" / "content.yaml"
+DEMO_PHOTO = PROJECT_ROOT / "demo" / "pictures" / "wanjiku.jpg"
 USER_PHONE, USER_NAME = "254712345678", "Wanjiku"
+FRIEND_PHONE = "254722000333"
 STAFF_PHONE = "254700000001"  # Gate A in demo/content.yaml
 
 
@@ -103,6 +106,7 @@ async def _organisation(pool: asyncpg.Pool, org: str | None, fresh: bool) -> tup
                 slug=f"kilele-fm-{tag}",
                 phone_number_id=pnid,
                 access_token="demo-token",
+                display_phone="254700000000",  # the number a HypeCard's QR code opens
                 tokens=1000,
                 type="radio",
             ),
@@ -183,7 +187,7 @@ async def _script(session: Session) -> None:
     await user.say("Wanjiku Kamau")
     await user.say("wanjiku@example.com")
     user.said("[tap] Confirm")
-    paid = await user.driver.tap("Confirm", expect=4)  # the PIN prompt, then 2 tickets and the receipt
+    paid = await user.driver.tap("Confirm", expect=5)  # the PIN prompt, 2 tickets, the receipt, a HypeCard
     user.bot(paid[:1])
     for request in stack.mpesa.requests:
         note(
@@ -197,15 +201,59 @@ async def _script(session: Session) -> None:
         note(
             f'E-mail to {mail["To"]}: "{mail["Subject"]}" with {len(attached)} QR code(s) attached: {", ".join(attached)}'
         )
+    await _hypecard(session, user)
     codes = await _ticket_codes(session)
     await user.say(codes[0], expect=3)  # their own ticket code: My tickets, with the QR codes sent again
     await staff.say(f"CHECKIN {codes[0]}")
     await staff.say(f"CHECKIN {codes[0]}")
     await user.say("menu")
     await user.tap("Best act of the night?")
-    await user.tap("Sauti Sol")
+    await user.tap("Sauti Sol", expect=2)  # the results, and the voter's HypeCard on offer
     await user.say("STOP")
     await user.say("START", expect=2)
+
+
+async def _hypecard(session: Session, user: Narrator) -> None:
+    """Wanjiku's card: her name, her photo (downloaded by the cards role with the organisation's token), the
+    card rendered, uploaded and sent as an image; then a friend who scans its QR code comes to the chat."""
+    from simulators.chat import ChatDriver
+
+    stack = session.stack
+    await user.tap("Get my HypeCard")
+    await user.say("Wanjiku Kamau")
+    user.said("[photo] wanjiku.jpg")
+    started = time.monotonic()
+    got = await user.driver.send_photo(
+        DEMO_PHOTO.read_bytes(), expect=3
+    )  # "making", the card, the share line
+    user.bot(got)
+    card = next((m["payload"] for m in got if m["payload"]["type"] == "image"), None)
+    if card is None:
+        raise RuntimeError("Wanjiku's HypeCard did not arrive")
+    uploaded = stack.whatsapp.media[card["image"]["id"]]
+    saved = session.settings.data_dir / "demo" / "wanjiku-hypecard.jpg"
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_bytes(uploaded["data"])
+    note(
+        f"cards role: photo downloaded through GET /{{media_id}} and its URL, card rendered and stored; sender: "
+        f"POST /media ({len(uploaded['data']):,} bytes) then the image message, {time.monotonic() - started:.1f}s "
+        f"after the photo. The card is saved at {saved}"
+    )
+    code = await _card_code(session)
+    friend = Narrator(
+        ChatDriver(stack.whatsapp, stack.user(session.phone_number_id, FRIEND_PHONE, "Achieng")),
+        "Achieng",
+        "yellow",
+    )
+    await friend.say(f"Hi Kilele FM! Wanjiku Kamau sent me a Jazz Night card ({code})", expect=3)
+    note("the card's code counted: a view and a share on Wanjiku's card")
+
+
+async def _card_code(session: Session) -> str:
+    from engine.db import tenant_tx
+
+    async with tenant_tx(session.pool, session.org_id) as conn:
+        return str(await conn.fetchval("SELECT code FROM generated_cards ORDER BY created_at DESC LIMIT 1"))
 
 
 async def _ticket_codes(session: Session) -> list[str]:
@@ -239,6 +287,9 @@ async def _report(session: Session) -> None:
                       (SELECT count(*) FROM tickets) AS "tickets sold",
                       (SELECT count(*) FROM tickets WHERE status = 'used') AS "tickets checked in",
                       (SELECT count(*) FROM survey_responses WHERE status = 'completed') AS "survey responses",
+                      (SELECT count(*) FROM generated_cards WHERE status = 'sent') AS "HypeCards sent",
+                      (SELECT sum(view_count) || ' / ' || sum(share_count) FROM generated_cards)
+                          AS "HypeCard views / shares",
                       (SELECT string_agg(text || ': ' || votes, ', ' ORDER BY sort_order) FROM poll_options)
                           AS "poll tallies",
                       (SELECT balance FROM wallets) AS "wallet balance"
