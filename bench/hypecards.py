@@ -144,6 +144,9 @@ async def burst_bench(cards: int) -> dict[str, Any]:
     settings = base.model_copy(
         update={"database_url": url, "broker_prefix": f"bcards{uuid.uuid4().hex[:6]}", "log_level": "warning"}
     )
+    from engine.logging import configure_logging
+
+    configure_logging(settings)
     await migrate(url, settings.app_db_role, settings.app_db_password)
     stack = LocalStack(settings, concurrency=64)
     await stack.start(in_process_workers=False)
@@ -164,46 +167,59 @@ async def burst_bench(cards: int) -> dict[str, Any]:
             stack.spawn_worker(role)
         wa = stack.whatsapp
         users = [stack.user("bench-cards", f"2547{i:08d}", f"User {i}") for i in range(cards)]
-        probe = stack.user("bench-cards", "254799999999", "Probe")
+        # Probe contacts: a fresh one every 15 probes (the same menu 20 times in 10 minutes is a bot loop, stopped).
+        probes = [stack.user("bench-cards", f"2547999{i:05d}", f"Probe {i}") for i in range(400)]
 
         async def until(predicate: Any, timeout: float) -> None:
             deadline = time.monotonic() + timeout
             while not predicate():
                 if time.monotonic() > deadline:
-                    raise TimeoutError("the engine did not get there in time")
+                    raise TimeoutError(
+                        f"the engine did not get there in time ({len(wa.recorded)} sent in all)"
+                    )
                 await asyncio.sleep(0.05)
 
         gate = asyncio.Semaphore(50)
 
-        async def each(coros: list[Any]) -> None:
-            async def run(c: Any) -> None:
-                async with gate:
-                    await c
+        async def each(calls: list[Any]) -> None:
+            """Post each webhook; a 503 (the broker did not confirm in time) is posted again, as Meta does."""
 
-            await asyncio.gather(*(run(c) for c in coros))
+            async def run(call: Any) -> None:
+                async with gate:
+                    for attempt in range(20):
+                        posted = await call()
+                        if posted.response.status_code == 200:
+                            return
+                        await asyncio.sleep(min(0.2 * 2**attempt, 5))
+                    raise RuntimeError(f"webhook refused: {posted.response.status_code}")
+
+            await asyncio.gather(*(run(c) for c in calls))
 
         def count(user: Any) -> int:
             return len(wa.messages(to=user.wa_id))
 
         started = time.monotonic()
-        await each([u.say("hi") for u in users])
+        await each([lambda u=u: u.say("hi") for u in users])
         await until(lambda: all(count(u) >= 1 for u in users), 300)
         item = f"card:{await _template_id(pool, org_id)}"
-        await each([u.tap_button(item, "My Jazz Night card") for u in users])
+        await each([lambda u=u: u.tap_button(item, "My Jazz Night card") for u in users])
         await until(lambda: all(count(u) >= 2 for u in users), 300)
-        await each([u.say(f"Wanjiku Kamau {i}") for i, u in enumerate(users)])
+        await each([lambda i=i, u=u: u.say(f"Wanjiku Kamau {i}") for i, u in enumerate(users)])
         await until(lambda: all(count(u) >= 3 for u in users), 300)
         prepared = time.monotonic() - started
         print(f"\n{cards} users at the photo question in {prepared:.0f} s", flush=True)
 
-        async def probe_latencies(seconds: float) -> list[float]:
-            found = []
+        probed = iter(range(10**6))
+
+        async def probe_latencies(seconds: float, found: list[float] | None = None) -> list[float]:
+            found = [] if found is None else found
             end = time.monotonic() + seconds
             while time.monotonic() < end:
+                probe = probes[next(probed) // 15]
                 before = count(probe)
                 sent = time.monotonic()
-                await probe.say("hi")
-                await until(lambda before=before: count(probe) > before, 60)  # type: ignore[misc]
+                await each([lambda probe=probe: probe.say("hi")])
+                await until(lambda p=probe, before=before: count(p) > before, 60)  # type: ignore[misc]
                 found.append((time.monotonic() - sent) * 1000)
                 await asyncio.sleep(0.2)
             return found
@@ -214,22 +230,22 @@ async def burst_bench(cards: int) -> dict[str, Any]:
         media = [wa.add_media(photo, "image/jpeg") for _ in users]
         sent_at: dict[str, float] = {}
 
-        async def send(user: Any, media_id: str) -> None:
-            sent_at[user.wa_id] = time.time()  # the simulator records arrivals in wall-clock time
-            await user.send_media("image", media_id, "image/jpeg", sha)
+        async def send(user: Any, media_id: str) -> Any:
+            sent_at.setdefault(user.wa_id, time.time())  # the simulator records arrivals in wall-clock time
+            return await user.send_media("image", media_id, "image/jpeg", sha)
 
         def cards_in() -> list[dict[str, Any]]:
             return [m for m in wa.recorded if m["type"] == "image" and m["to"] in sent_at]
 
         burst_start = time.monotonic()
-        probing = asyncio.create_task(probe_latencies(3600))
-        await each([send(u, m) for u, m in zip(users, media, strict=True)])
+        busy: list[float] = []
+        probing = asyncio.create_task(probe_latencies(3600, busy))
+        await each([lambda u=u, m=m: send(u, m) for u, m in zip(users, media, strict=True)])
         posted = time.monotonic() - burst_start
         await until(lambda: len(cards_in()) >= cards, 1800)
         elapsed = time.monotonic() - burst_start
         probing.cancel()
-        during = await asyncio.gather(probing, return_exceptions=True)
-        busy = [] if isinstance(during[0], BaseException) else during[0]
+        await asyncio.gather(probing, return_exceptions=True)
         latencies = [(m["received_at"] - sent_at[m["to"]]) * 1000 for m in cards_in()]
         async with tenant_tx(pool, org_id) as conn:
             statuses = dict(await conn.fetch("SELECT status, count(*) FROM generated_cards GROUP BY status"))

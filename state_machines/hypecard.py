@@ -6,7 +6,8 @@ Then: each variable with a question, in order (a text, a number, or a photo the 
 may be skipped when optional) -> ``RequestCard`` (the engine records the card and queues it to the cards role:
 rendering runs outside this transaction) -> ``CardQueued`` -> step ``making`` -> ``CardReady`` (from the cards
 role, through the contact's shard): the image with its caption, the share line, the charge. A slow card is
-announced once and its job queued again at each ``SLOW_TIMER``; after ``hypecard_give_up_seconds`` it is given up.
+announced and its job queued again once, at the first ``SLOW_TIMER``; after ``hypecard_give_up_seconds`` it is
+given up.
 A message carrying a card's code (``HC-XXXXXX``, prefilled by the card's QR link) counts a view and a share.
 
 Reads ``ctx.data["offers"]["cards"]``: ``[{id, name, title{en,sw}, event_id, poll_id, in_menu, asked:[{name, type,
@@ -311,16 +312,20 @@ def _queued(state: State, event: CardQueued, ctx: Context) -> Step:
 
 
 def _slow(state: State, event: TimerFired, ctx: Context) -> Step:
-    """The card is not there yet: say so once; queue its job again; past the give-up time, give up. The timer
-    names its card, so it stays current whatever the conversation did meanwhile (a pending card is served)."""
+    """The card is not there yet. The first time: say so, and queue its job again (a job lost between the
+    commit and its publish is made up for; only once, since a long queue of cards is no lost job and copies
+    would lengthen it). Past the give-up time: give up. The timer names its card, so it stays current whatever
+    the conversation did meanwhile (a pending card is still served)."""
     card_id = str(event.data.get("card_id"))
     round_ = int(event.data.get("round", 1))
     slow, rounds = _timing(ctx)
     if round_ >= rounds:
         return Step(state, (), (GiveUpCard(card_id),))
-    waiting = state.module == MODULE and state.step == MAKING and state.data.get("card_id") == card_id
-    replies = (Text(t("hypecard.still_making", ctx.language)),) if waiting and round_ == 1 else ()
     again = StartTimer(SLOW_TIMER, slow, {"card_id": card_id, "round": round_ + 1})
+    if round_ > 1:
+        return Step(state, (), (again,))
+    waiting = state.module == MODULE and state.step == MAKING and state.data.get("card_id") == card_id
+    replies = (Text(t("hypecard.still_making", ctx.language)),) if waiting else ()
     return Step(state, replies, (RequeueCard(card_id), again))
 
 

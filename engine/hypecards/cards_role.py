@@ -83,8 +83,8 @@ class CardMaker:
             card = await conn.fetchrow("SELECT * FROM generated_cards WHERE id = $1", card_id)
             if card is None:
                 raise Park(f"no card {card_id}")
-            if card["status"] == "failed":
-                return  # given up (or undrawable): the user was told
+            if card["status"] in ("failed", "sent"):
+                return  # given up or undrawable (the user was told), or delivered: a copy of its job
             stored = await store.load_template(conn, card["template_id"])
             if stored is None:
                 raise Park(f"card {card_id}: its template is gone")

@@ -41,11 +41,14 @@ from engine.hypecards.spec import (
     rgba,
 )
 
-RENDERER_VERSION = 1  # bump when a change alters the pixels of an unchanged template
+RENDERER_VERSION = 2  # bump when a change alters the pixels of an unchanged template
 MAX_IMAGE_BYTES = 5 * 1024 * 1024  # WhatsApp's limit for images
 JPEG_QUALITY = 90
 PHOTO_MAX_PIXELS = 40_000_000  # a contact's photo larger than this is refused (decompression bombs)
 QR_MIN_MODULE_PX = 3
+# Pictures are mostly made smaller (a phone's photo into its circle); Pillow's bilinear filter widens with the
+# reduction (antialiased): as good as bicubic to the eye at these ratios, and 40% cheaper (docs/benchmarks.md).
+SCALING = Image.Resampling.BILINEAR
 ORIENTATION = 0x0112  # the EXIF tag phones set instead of rotating the pixels
 ELLIPSIS = "…"
 
@@ -261,10 +264,10 @@ def _decode(data: bytes, target: tuple[int, int]) -> Image.Image:
 
 def _fit(im: Image.Image, size: tuple[int, int], how: str) -> Image.Image:
     if how == "stretch":
-        return im.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
+        return im.resize(size, SCALING, reducing_gap=2.0)
     if how == "cover":
-        return ImageOps.fit(im, size, Image.Resampling.BICUBIC, centering=(0.5, 0.4))  # faces sit high
-    contained = ImageOps.contain(im, size, Image.Resampling.BICUBIC).convert("RGBA")
+        return ImageOps.fit(im, size, SCALING, centering=(0.5, 0.4))  # faces sit high
+    contained = ImageOps.contain(im, size, SCALING).convert("RGBA")
     out = Image.new("RGBA", size, (0, 0, 0, 0))
     out.paste(contained, ((size[0] - contained.width) // 2, (size[1] - contained.height) // 2))
     return out
