@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import httpx  # noqa: E402
+
 from bench.common import RESULTS, create_database, drop_database, percentile  # noqa: E402
 
 DEMO = ROOT / "demo" / "content.yaml"
@@ -187,11 +189,13 @@ async def burst_bench(cards: int) -> dict[str, Any]:
             async def run(call: Any) -> None:
                 async with gate:
                     for attempt in range(20):
-                        posted = await call()
-                        if posted.response.status_code == 200:
-                            return
+                        try:
+                            if (await call()).response.status_code == 200:
+                                return
+                        except httpx.HTTPError:  # the gateway dropped the connection: try again
+                            pass
                         await asyncio.sleep(min(0.2 * 2**attempt, 5))
-                    raise RuntimeError(f"webhook refused: {posted.response.status_code}")
+                    raise RuntimeError("webhook refused 20 times")
 
             await asyncio.gather(*(run(c) for c in calls))
 
