@@ -3,20 +3,39 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Exact versions with hashes: requirements-dev.lock (the runtime and the test tools) for this venv and CI,
+# requirements.lock (the runtime alone) for the image. `make lock` writes both from pyproject.toml.
+LOCK := requirements-dev.lock
+COMPILE := $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --quiet
 
-.PHONY: demo test test-fast lint faults bench broker fonts db-stop clean help
+.PHONY: demo test test-fast lint faults bench broker fonts db-stop clean help lock lock-upgrade
 
 help:
 	@echo "make demo    - the main job on the embedded defaults (PostgreSQL, RabbitMQ, simulators)"
 	@echo "make test    - lint + the whole test suite (real PostgreSQL and RabbitMQ)"
 	@echo "make faults  - the long fault-injection suite"
 	@echo "make bench   - benchmarks (prints tables, writes bench/results/)"
+	@echo "make lock    - refresh the lock files after a change of dependencies in pyproject.toml"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@$(BIN)/python -m pip check >/dev/null || { $(BIN)/python -m pip check; \
+	  echo "$(LOCK) lacks a dependency pyproject.toml names: run 'make lock' and commit the lock files" >&2; exit 1; }
 	@touch $(STAMP)
+
+# Keeps every pinned version that still fits pyproject.toml (adding a dependency moves nothing else);
+# lock-upgrade takes the newest versions the ranges allow.
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
+	$(COMPILE) $(UPGRADE) --extra test -o requirements-dev.lock
+	$(COMPILE) $(UPGRADE) -c requirements-dev.lock -o requirements.lock
+
+lock-upgrade:
+	$(MAKE) lock UPGRADE=--upgrade
 
 broker:
 	@bash scripts/ensure_rabbitmq.sh

@@ -12,14 +12,17 @@ from pathlib import Path
 
 import asyncpg
 
-from engine.settings import PROJECT_ROOT
+from engine.resources import resource_dir
 
-SQL_DIR = PROJECT_ROOT / "sql"
 _LOCK_KEY = 0x43484154  # "CHAT": one migration runner at a time per database
 
 
 class MigrationEdited(RuntimeError):
     """An already applied migration file no longer matches what was applied."""
+
+
+class MigrationsMissing(RuntimeError):
+    """No migration files where they should be: applying nothing would leave an empty database behind."""
 
 
 @dataclass(frozen=True)
@@ -32,17 +35,25 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
-def load_migrations(directory: Path = SQL_DIR) -> list[Migration]:
-    return [Migration(p.name, p.read_text()) for p in sorted(directory.glob("*.sql"))]
+def load_migrations(directory: Path | None = None) -> list[Migration]:
+    """The migrations in ``directory`` (default: the ones shipped with the engine), in order; never none."""
+    directory = directory or resource_dir("sql")
+    found = [Migration(p.name, p.read_text()) for p in sorted(directory.glob("*.sql"))]
+    if not found:
+        raise MigrationsMissing(f"no migrations (*.sql) in {directory}")
+    return found
 
 
-async def migrate(owner_url: str, app_role: str, app_password: str, directory: Path = SQL_DIR) -> list[str]:
+async def migrate(
+    owner_url: str, app_role: str, app_password: str, directory: Path | None = None
+) -> list[str]:
     """Apply pending migrations; returns the names applied now."""
+    migrations = load_migrations(directory)  # before connecting: a broken install fails the same everywhere
     conn = await asyncpg.connect(owner_url)
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
         try:
-            applied = await _apply_pending(conn, load_migrations(directory))
+            applied = await _apply_pending(conn, migrations)
             await _ensure_app_role(conn, app_role, app_password)
             return applied
         finally:

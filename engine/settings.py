@@ -10,7 +10,20 @@ from typing import Literal
 from pydantic import AnyUrl, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from engine.resources import CHECKOUT, PACKAGE_DIR
+
+# The source checkout when running from one; installed, the folder that holds the package (site-packages).
+PROJECT_ROOT = CHECKOUT or PACKAGE_DIR.parent
+
+
+def default_data_dir() -> Path:
+    """A checkout keeps its embedded database in .data/ beside the code; an installed package in the user's data
+    directory (never inside site-packages)."""
+    if CHECKOUT is not None:
+        return CHECKOUT / ".data"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("chatnation", appauthor=False))
 
 
 class Settings(BaseSettings):
@@ -25,7 +38,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     app_db_role: str = "chatnation_app"
     app_db_password: str = "chatnation_app"
-    data_dir: Path = PROJECT_ROOT / ".data"
+    data_dir: Path = Field(default_factory=default_data_dir)
     db_pool_size: int = Field(10, ge=1, le=200)
 
     # RabbitMQ

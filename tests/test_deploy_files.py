@@ -92,17 +92,28 @@ def test_compose_dependencies_exist_and_wait_for_health(compose) -> None:  # typ
                 assert services[target].get("restart") == "no"
 
 
+def console_scripts() -> set[str]:
+    import tomllib
+
+    return set(tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["scripts"])
+
+
+def check_command(command: list[str]) -> None:
+    """A command of the image: one of the package's console scripts (a worker with a real role), or a module."""
+    assert command[0] in console_scripts() or command[:2] == ["python", "-m"], command
+    if command[0] == "chatnation-worker":
+        assert command[command.index("--role") + 1] in ROLES
+    if command[0] == "chatnation":
+        assert command[1] in {"migrate"}, command
+
+
 def test_compose_app_services_use_real_settings_and_commands(compose) -> None:  # type: ignore[no-untyped-def]
     for name, service in compose["services"].items():
         if not ours(service):
             continue
         unknown = set(service.get("environment") or {}) - SETTINGS
         assert not unknown, f"{name} sets variables engine/settings.py does not read: {unknown}"
-        command = service["command"]
-        if "worker.py" in command:
-            assert command[command.index("--role") + 1] in ROLES
-        else:
-            assert command[:2] in (["python", "webhook_gateway.py"], ["python", "-m"]), command
+        check_command(service["command"])
 
 
 def test_compose_mounts_exist(compose) -> None:  # type: ignore[no-untyped-def]
@@ -113,13 +124,27 @@ def test_compose_mounts_exist(compose) -> None:  # type: ignore[no-untyped-def]
                 assert (PROJECT_ROOT / source).exists(), f"{name} mounts missing {source}"
 
 
-def test_dockerfile_builds_from_python_slim_and_installs_the_project() -> None:
+def test_dockerfile_installs_the_locked_dependencies_and_the_wheel() -> None:
     text = (PROJECT_ROOT / "Dockerfile").read_text()
     assert text.startswith("#") and "FROM python:3.11-slim" in text
-    assert re.search(r"pip install( --no-deps)? \.", text)
-    for copied in re.findall(r"^COPY (.+) \S+$", text, re.M):
+    assert "pip install --require-hashes -r /tmp/requirements.lock" in text
+    assert re.search(r"pip wheel --no-deps --wheel-dir /dist \.", text)
+    assert "PYTHONPATH" not in text  # the image runs the installed package, not a copy of the sources
+    for copied in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.M):
         for path in shlex.split(copied):
             assert (PROJECT_ROOT / path).exists(), path
+    check_command(json.loads(re.findall(r"^CMD (.+)$", text, re.M)[-1]))
+
+
+def test_dockerignore_keeps_local_state_and_build_output_out_of_the_context() -> None:
+    ignored = (PROJECT_ROOT / ".dockerignore").read_text().split()
+    assert {".venv", ".data", ".git", "build", "*.egg-info", "**/__pycache__"} <= set(ignored)
+    copied = {
+        p
+        for line in re.findall(r"^COPY (?!--from)(.+) \S+$", (PROJECT_ROOT / "Dockerfile").read_text(), re.M)
+        for p in shlex.split(line)
+    }
+    assert not copied & set(ignored), "the Dockerfile copies something .dockerignore leaves out"
 
 
 # -------------------------------------------------------------------------------------------- kubernetes
@@ -169,6 +194,7 @@ def test_k8s_deployments_probe_named_ports_and_read_existing_config(manifests) -
         spec = deployment["spec"]
         assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
         for container in spec["template"]["spec"]["containers"]:
+            check_command(container["command"])
             ports = {p["name"] for p in container["ports"]}
             for probe in ("readinessProbe", "livenessProbe"):
                 assert container[probe]["httpGet"]["port"] in ports, f"{name} {probe}"

@@ -21,3 +21,8 @@ app.add_typer(content.results_app, name="results")
 app.add_typer(content.content_app, name="content")
 app.command("chat")(chat.chat)
 app.add_typer(hypecard.app, name="hypecard")
+
+
+def main() -> None:
+    """The console script: ``chatnation ...``."""
+    app()

@@ -1,3 +1,3 @@
-from engine.cli import app
+from engine.cli import main
 
-app()
+main()

@@ -25,10 +25,11 @@ from rich.markup import escape
 
 from engine.cli.common import console, emit
 from engine.migrate import MigrationEdited
-from engine.settings import PROJECT_ROOT, Settings, get_settings
+from engine.resources import resource_dir
+from engine.settings import Settings, get_settings
 
-DEMO_CONTENT = PROJECT_ROOT / "demo" / "content.yaml"
-DEMO_PHOTO = PROJECT_ROOT / "demo" / "pictures" / "wanjiku.jpg"
+DEMO_FILE = "content.yaml"  # in demo/ (installed: engine/demo)
+DEMO_PHOTO = "pictures/wanjiku.jpg"  # in demo/ too
 USER_PHONE, USER_NAME = "254712345678", "Wanjiku"
 FRIEND_PHONE = "254722000333"
 STAFF_PHONE = "254700000001"  # Gate A in demo/content.yaml
@@ -111,7 +112,9 @@ async def _organisation(pool: asyncpg.Pool, org: str | None, fresh: bool) -> tup
                 type="radio",
             ),
         )
-    await import_content(pool, org_id, load_content(DEMO_CONTENT))  # by natural key: a re-run updates
+    await import_content(
+        pool, org_id, load_content(resource_dir("demo") / DEMO_FILE)
+    )  # by natural key: a re-run updates
     return org_id, pnid
 
 
@@ -224,7 +227,7 @@ async def _hypecard(session: Session, user: Narrator) -> None:
     user.said("[photo] wanjiku.jpg")
     started = time.monotonic()
     got = await user.driver.send_photo(
-        DEMO_PHOTO.read_bytes(), expect=3
+        (resource_dir("demo") / DEMO_PHOTO).read_bytes(), expect=3
     )  # "making", the card, the share line
     user.bot(got)
     card = next((m["payload"] for m in got if m["payload"]["type"] == "image"), None)
@@ -305,7 +308,7 @@ async def _run() -> None:
     async with local_session() as session:
         console.print(
             f"[bold]Organisation[/bold] Kilele FM ({session.phone_number_id}), content from "
-            f"{DEMO_CONTENT.relative_to(PROJECT_ROOT)}"
+            f"{resource_dir('demo') / DEMO_FILE}"
         )
         await _script(session)
         await _report(session)
