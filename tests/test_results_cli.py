@@ -138,7 +138,10 @@ async def test_poll_results_checked_against_the_votes(make_org, app_pool) -> Non
 
 
 def test_unknown_id_is_refused(db_urls) -> None:  # type: ignore[no-untyped-def]
-    assert run_cli("results", "poll", str(uuid.uuid4())).returncode == 2  # a usage error
+    unknown = uuid.uuid4()
+    done = run_cli("results", "poll", str(unknown))
+    assert done.returncode == 1 and done.stderr.startswith(f"error: not found: no poll '{unknown}'")
+    assert len(done.stderr.splitlines()) == 1
 
 
 async def test_results_by_a_unique_title_or_question(make_org, app_pool) -> None:  # type: ignore[no-untyped-def]
@@ -157,5 +160,5 @@ async def test_results_by_a_unique_title_or_question(make_org, app_pool) -> None
     by_question = run_cli("results", "poll", question, "--org", str(org), "--json")
     assert by_question.returncode == 0 and json.loads(by_question.stdout)[0]["poll"]["voters"] == 3
     missing = run_cli("results", "survey", "No such survey", "--org", pnid)
-    assert missing.returncode == 2 and "content list" in missing.stderr
+    assert missing.returncode == 1 and "content list" in missing.stderr
     assert other != org

@@ -24,5 +24,7 @@ app.add_typer(hypecard.app, name="hypecard")
 
 
 def main() -> None:
-    """The console script: ``chatnation ...``."""
-    app()
+    """The console script: ``chatnation ...``; expected failures print one line (engine/cli/errors.py)."""
+    from engine.cli.errors import main_guard
+
+    main_guard(app)

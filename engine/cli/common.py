@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -23,6 +24,10 @@ console = Console()
 def settings() -> Settings:
     s = get_settings()
     configure_logging(s)
+    # A command reports a broker it cannot reach in one line of its own (engine/cli/errors.py), not the
+    # client library's connection errors besides.
+    for library in ("aiormq", "aio_pika"):
+        logging.getLogger(library).setLevel(logging.CRITICAL)
     return s
 
 

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.cli.common import console, emit, pools, run, settings
+from engine.cli.errors import NotFound
 
 results_app = typer.Typer(help="Results of surveys and polls.", no_args_is_help=True)
 content_app = typer.Typer(help="An organisation's surveys, events and polls.", no_args_is_help=True)
@@ -116,7 +117,7 @@ async def _locate(owner_url: str, table: str, item: str, org: UUID | None) -> tu
         await conn.close()
     kind = table[:-1]
     if not rows:
-        raise typer.BadParameter(f"no {kind} {item!r}; `chatnation content list --org ORG` lists them")
+        raise NotFound(f"no {kind} {item!r}; `chatnation content list --org ORG` lists them")
     if len(rows) > 1:
         found = ", ".join(str(r["id"]) for r in rows)
         raise typer.BadParameter(f"{len(rows)} {table} are called {item!r} ({found}): give the id, or --org")

@@ -20,11 +20,10 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-import typer
 from rich.markup import escape
 
 from engine.cli.common import console, emit
-from engine.migrate import MigrationEdited
+from engine.cli.errors import NotFound
 from engine.resources import resource_dir
 from engine.settings import Settings, get_settings
 
@@ -94,7 +93,7 @@ async def _organisation(pool: asyncpg.Pool, org: str | None, fresh: bool) -> tup
     if org is not None:
         org_id = await pool.fetchval("SELECT org_by_phone_number_id($1)", org)
         if org_id is None:
-            raise typer.BadParameter(f"no organisation with phone_number_id {org!r}")
+            raise NotFound(f"no organisation with phone_number_id {org!r}")
         return org_id, org
     tag = uuid.uuid4().hex[:6] if fresh else "chat"
     pnid = f"demo-{tag}"
@@ -317,11 +316,4 @@ async def _run() -> None:
 
 def demo() -> None:
     """Run the engine end to end on the embedded defaults and narrate a scripted WhatsApp conversation."""
-    try:
-        asyncio.run(_run())
-    except ConnectionError as err:
-        console.print(f"[red]cannot reach a service:[/red] {err}")
-        raise typer.Exit(1) from None
-    except MigrationEdited as err:
-        console.print(f"[red]refused:[/red] {err}")
-        raise typer.Exit(1) from None
+    asyncio.run(_run())  # a service down or an edited migration: one line (engine/cli/errors.py)

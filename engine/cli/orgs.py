@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from engine.cli.common import emit, pools, run, settings
+from engine.cli.errors import Duplicate, NotFound
 
 app = typer.Typer(help="Organisations (tenants) and their WhatsApp numbers.", no_args_is_help=True)
 
@@ -20,23 +21,34 @@ def create(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Register an organisation with its WhatsApp number, token and a funded wallet."""
-    from engine.orgs import NewOrganization, create_organization
+    import asyncpg
+
+    from engine.orgs import NewOrganization, create_organization, slugify
 
     s = settings()
+    taken = {  # the unique constraints an organisation's row has, and what the operator gave for each
+        "uq_organizations_whatsapp_phone": f"phone_number_id {phone_number_id!r}",
+        "organizations_slug_key": f"slug {slug or slugify(name)!r}",
+    }
 
     async def body() -> str:
         async with pools(s) as (_, pool):
-            org_id = await create_organization(
-                pool,
-                NewOrganization(
-                    name=name,
-                    phone_number_id=phone_number_id,
-                    access_token=access_token,
-                    slug=slug,
-                    tokens=tokens,
-                    language=language,
-                ),
-            )
+            try:
+                org_id = await create_organization(
+                    pool,
+                    NewOrganization(
+                        name=name,
+                        phone_number_id=phone_number_id,
+                        access_token=access_token,
+                        slug=slug,
+                        tokens=tokens,
+                        language=language,
+                    ),
+                )
+            except asyncpg.UniqueViolationError as err:
+                if err.constraint_name not in taken:
+                    raise
+                raise Duplicate(f"an organisation with {taken[err.constraint_name]}") from None
             return str(org_id)
 
     emit(
@@ -89,5 +101,5 @@ def show(
 
     rows = run(body)
     if not rows:
-        raise typer.BadParameter(f"no organisation {org!r}")
+        raise NotFound(f"no organisation {org!r}")
     emit(rows, as_json=as_json)

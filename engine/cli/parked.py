@@ -17,6 +17,7 @@ import typer
 from engine.broker import Topology, connect
 from engine.broker_admin import ParkedMessage, ParkingLot
 from engine.cli.common import console, emit, run, settings
+from engine.cli.errors import NotFound
 
 app = typer.Typer(help="Parked (dead-lettered) messages: list, show, replay, purge.", no_args_is_help=True)
 T = TypeVar("T")
@@ -62,8 +63,7 @@ def show(
     """One parked message in full: error, headers and body."""
     found = [p for p in _with_lot(lambda lot: lot.peek(100_000)) if p.id == message_id]
     if not found:
-        console.print(f"no parked message with id {message_id!r}")
-        raise typer.Exit(1)
+        raise NotFound(f"no parked message with id {message_id!r}")
     docs = [{**p.summary(), "headers": p.headers, "body": _body_text(p)} for p in found]
     if as_json:
         print(json.dumps(docs, default=str, indent=2))

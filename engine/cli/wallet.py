@@ -9,6 +9,7 @@ import asyncpg
 import typer
 
 from engine.cli.common import console, emit, pools, run, settings
+from engine.cli.errors import NotFound
 
 app = typer.Typer(help="Token wallets: balance, top-up, ledger.", no_args_is_help=True)
 
@@ -21,7 +22,7 @@ async def resolve_org(pool: asyncpg.Pool, org: str) -> UUID:
         pass
     org_id = await pool.fetchval("SELECT org_by_phone_number_id($1)", org)
     if org_id is None:
-        raise typer.BadParameter(f"no organisation with id or phone_number_id {org!r}")
+        raise NotFound(f"no organisation with id or phone_number_id {org!r}")
     return org_id
 
 
