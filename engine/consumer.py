@@ -21,6 +21,7 @@ from typing import Any
 import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from structlog.contextvars import bind_contextvars, clear_contextvars, get_contextvars
 
 from engine.logging import get_logger
 
@@ -94,6 +95,7 @@ class OrderedConsumer:
         limits: Limits,
         attempts: int,
         on_outcome: Callable[[str, float], None] | None = None,
+        role: str = "",
     ) -> None:
         self._handler = handler
         self._key_of = key_of
@@ -101,6 +103,7 @@ class OrderedConsumer:
         self._limits = limits
         self._attempts = attempts
         self._on_outcome = on_outcome or (lambda outcome, seconds: None)
+        self._role = role
         self._lanes: dict[str, _Lane] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -148,6 +151,17 @@ class OrderedConsumer:
                 self._lanes.pop(key, None)
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
+        # Every line logged while this message runs names it and the role; the handler binds the rest (its
+        # kind, organisation, contact) with bind_contextvars, and all of it is dropped when the message is done.
+        saved = get_contextvars()
+        bind_contextvars(role=self._role, message_id=message.message_id)
+        try:
+            await self._process_bound(message)
+        finally:
+            clear_contextvars()
+            bind_contextvars(**saved)
+
+    async def _process_bound(self, message: AbstractIncomingMessage) -> None:
         started = time.perf_counter()
         failures = 0
         outage = 0
@@ -157,34 +171,25 @@ class OrderedConsumer:
                 outcome = "processed"
                 break
             except Park as err:
+                log.warning("message parked: it can never succeed", reason=str(err))
                 await self._park(message, f"{type(err).__name__}: {err}")
                 outcome = "parked"
                 break
             except INFRASTRUCTURE_ERRORS as err:
                 outage += 1
                 delay = min(30.0, 0.2 * 2 ** min(outage, 8))
-                log.warning(
-                    "infrastructure error; retrying",
-                    error=repr(err),
-                    delay=delay,
-                    message_id=message.message_id,
-                )
+                log.warning("infrastructure error; retrying", error=repr(err), delay=delay)
                 await asyncio.sleep(delay)
             except RETRYABLE_DB_ERRORS:
                 await asyncio.sleep(0.05)
             except Exception as err:  # a handler bug or bad data: bounded retries, then park
                 failures += 1
                 if failures >= self._attempts:
-                    log.error("handler failed; parking", message_id=message.message_id, error=repr(err))
+                    log.error("handler failed; parking", error=repr(err))
                     await self._park(message, "".join(traceback.format_exception_only(err)).strip()[:2000])
                     outcome = "parked"
                     break
-                log.warning(
-                    "handler failed; retrying",
-                    message_id=message.message_id,
-                    error=repr(err),
-                    attempt=failures,
-                )
+                log.warning("handler failed; retrying", error=repr(err), attempt=failures)
                 await asyncio.sleep(0.2 * 2**failures)
         await self._ack(message)
         self.processed += 1

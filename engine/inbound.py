@@ -18,13 +18,14 @@ from uuid import UUID
 
 import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
+from structlog.contextvars import bind_contextvars
 
 import handlers
 from engine import metrics_worker as metrics
 from engine.broker import inbound_ordering, ordering_of
 from engine.consumer import Park
 from engine.db import tenant_transaction
-from engine.logging import get_logger
+from engine.logging import get_logger, masked
 from engine.runtime import Runtime
 from engine.turn import Contact, Conversation, Org, Turn
 from engine.whatsapp.webhook import inbound_to_event_fields
@@ -59,8 +60,14 @@ def key_of(message: AbstractIncomingMessage) -> tuple[str, str]:
 async def handle(rt: Runtime, message: AbstractIncomingMessage) -> None:
     body = decode(message)
     kind = body["kind"]
+    # for the lines logged while it runs (the consumer unbinds them); organization_id once known (_dispatch)
+    bind_contextvars(kind=kind, contact=masked(body.get("wa_id")), organization_id=None)
     with metrics.processing_seconds.labels(kind).time():
-        outcome = await _dispatch(rt, kind, body)
+        try:
+            outcome = await _dispatch(rt, kind, body)
+        except Park:
+            metrics.events.labels(kind, "parked").inc()
+            raise
     metrics.events.labels(kind, outcome).inc()
 
 
@@ -76,6 +83,7 @@ async def _dispatch(rt: Runtime, kind: str, body: dict[str, Any]) -> str:
     org_id = await rt.orgs.for_phone_number(str(body.get("phone_number_id")))
     if org_id is None:
         raise Park(f"unknown phone_number_id {body.get('phone_number_id')!r}")
+    bind_contextvars(organization_id=str(org_id))
     if kind == "status":
         return await _status(rt, org_id, body)
     source = {"message": "wa_message", "payment": "mpesa_callback", "timer": "timer", "card": "hypecard"}.get(
@@ -103,7 +111,7 @@ async def _take_effect(
             metrics.duplicates.labels(source).inc()
             return "duplicate"
         if arrival.contact is None or arrival.conversation is None:
-            log.warning("event for an unknown contact", kind=kind, wa_id=body.get("wa_id"))
+            log.warning("event for an unknown contact")
             return "ignored"
         turn = Turn(
             conn=conn,

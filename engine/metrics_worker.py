@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+# No *_created series: they double the exposition and nothing here reads them (engine/metrics.py, the gateway's).
+disable_created_metrics()
 
 events = Counter(
     "chatnation_worker_events_total", "Queued events handled, by kind and outcome", ["kind", "outcome"]
@@ -37,6 +40,13 @@ send_seconds = Histogram(
 )
 queue_depth = Gauge("chatnation_queue_messages", "Messages in a queue, by state", ["queue", "state"])
 queue_consumers = Gauge("chatnation_queue_consumers", "Consumers of a queue", ["queue"])
+outbox_backlog = Gauge("chatnation_outbox_backlog", "Outbox rows committed and not yet relayed")
+outbox_oldest_seconds = Gauge(
+    "chatnation_outbox_oldest_seconds", "How long the oldest outbox row not yet relayed has waited"
+)
+sampler_active = Gauge(
+    "chatnation_queue_sampler_active", "1 in the one process that samples queues, outbox and wallets"
+)
 in_flight = Gauge("chatnation_worker_in_flight", "Events received and not yet acked", ["role"])
 cards = Counter(
     "chatnation_hypecards_total", "HypeCards made by the cards role: rendered or a cache hit", ["how"]

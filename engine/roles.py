@@ -62,6 +62,7 @@ class ShardedConsumers:
             limits=self.limits,
             attempts=self.rt.settings.handler_attempts,
             on_outcome=self._outcome,
+            role=self.role,
         )
         queue = await channel.get_queue(
             queue_name
@@ -128,9 +129,10 @@ async def run_roles(rt: Runtime, roles: set[str], concurrency: int, stop: asynci
     if "relay" in roles:
         tasks.append(asyncio.create_task(relay_forever(rt, stop)))
         tasks.append(asyncio.create_task(timers_forever(rt, stop)))
-        tasks.append(asyncio.create_task(sample_forever(rt, stop)))
         tasks.append(asyncio.create_task(mail_forever(rt, stop)))
         tasks.append(asyncio.create_task(_announce(rt, "relay", stop)))
+    # every process offers to sample (one does at a time), so the figures outlive any one role
+    tasks.append(asyncio.create_task(sample_forever(rt, stop)))
     await asyncio.gather(*tasks)
 
 
@@ -187,6 +189,7 @@ async def work_queue(
         park=park,
         limits=Limits(concurrency, concurrency),
         attempts=rt.settings.handler_attempts,
+        role="inbound",  # the payments router runs in the inbound role
     )
     queue = await channel.get_queue(queue_name)
     await queue.consume(consumer.on_message)

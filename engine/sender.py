@@ -20,6 +20,7 @@ from uuid import UUID
 import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
 from aiolimiter import AsyncLimiter
+from structlog.contextvars import bind_contextvars
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -33,7 +34,7 @@ from engine.consumer import INFRASTRUCTURE_ERRORS, Park
 from engine.db import tenant_tx
 from engine.hypecards.store import card_image, remember_upload
 from engine.inbound import advance_status
-from engine.logging import get_logger
+from engine.logging import get_logger, masked
 from engine.runtime import Runtime
 from engine.whatsapp.client import CloudApiClient
 from engine.whatsapp.outbound import ApiError, build_payload
@@ -75,6 +76,10 @@ class Sender:
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
         job = json.loads(message.body)
+        # for the lines logged while it runs (the consumer unbinds them)
+        bind_contextvars(
+            kind="send", organization_id=job.get("organization_id"), contact=masked(job.get("to"))
+        )
         org_id, message_id = UUID(job["organization_id"]), UUID(job["message_id"])
         if self._paused.get(job["organization_id"], 0) > time.monotonic():
             raise Park(
@@ -131,13 +136,7 @@ class Sender:
                     result = await self.client.send(job["phone_number_id"], token, request)
                 except ApiError as err:
                     metrics.sends.labels(err.action, str(err.code)).inc()
-                    log.warning(
-                        "send failed",
-                        code=err.code,
-                        http_status=err.http_status,
-                        action=err.action,
-                        message_id=job["message_id"],
-                    )
+                    log.warning("send failed", code=err.code, http_status=err.http_status, action=err.action)
                     raise
                 finally:
                     metrics.send_seconds.observe(time.perf_counter() - started)
@@ -186,7 +185,6 @@ class Sender:
             self._paused[job["organization_id"]] = time.monotonic() + TOKEN_PAUSE_SECONDS
             log.error(
                 "ALERT: WhatsApp access token expired or invalid; sends paused",
-                organization_id=str(org_id),
                 phone_number_id=job["phone_number_id"],
             )
             raise Park(f"access token rejected (code {err.code}): {err.message}")
@@ -196,7 +194,7 @@ class Sender:
             await advance_status(
                 conn, message_id, "failed", error_code=err.code, error_title=err.message[:500]
             )
-        log.info("reply failed permanently", code=err.code, message_id=str(message_id))
+        log.info("reply failed permanently", code=err.code)
 
     def _limiter(self, phone_number_id: str) -> AsyncLimiter:
         if phone_number_id not in self._numbers:

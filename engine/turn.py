@@ -203,7 +203,17 @@ class Turn:
                 log.error("bot loop stopped: the same reply to one contact too often")
                 metrics.replies_skipped.labels("bot_loop").inc()
         metrics.replies_queued.inc(written)
+        if written and price > 0:  # each reply is one debit, made by the commit-time trigger (sql/013)
+            self.count_debits("outbound_reply", written)
         return written
+
+    def count_debits(self, action: str, debits: int = 1) -> None:
+        """Count debits once the transaction that makes them has committed (a rolled back one made none)."""
+
+        async def count() -> None:
+            metrics.debits.labels(action).inc(debits)
+
+        self.after_commit.append(count)
 
     async def _write_reply(self, reply: Reply, price: int) -> bool:
         """The reply and its outbox row, unless it would be a bot loop (engine/replies.py)."""
@@ -253,7 +263,7 @@ class Turn:
             keep=keep,
         )
         if result.ok:
-            metrics.debits.labels(action).inc()
+            self.count_debits(action)
             if result.crossed_low_threshold:
                 metrics.wallet_low.inc()
         elif await signal_low_balance_once(self.conn, self.org.id):

@@ -32,7 +32,15 @@ def create_app(ready: Callable[[], Awaitable[bool]]) -> Starlette:
 
 async def serve(app: Starlette, host: str, port: int, stop: asyncio.Event) -> None:
     server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            log_config=None,  # uvicorn's lines go through ours (engine/logging.py), JSON in production
+        )
     )
     server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]  # the worker owns signals
     task = asyncio.create_task(server.serve())

@@ -240,6 +240,11 @@ async def test_migrate_org_create_and_a_message_round_trip_from_the_wheel(
         finally:
             await poster.aclose()
         assert replies[0]["phone_number_id"] == pnid
+        for port in (gateway_port, metrics_port):  # uvicorn's own warning must come out as JSON too
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"NOT HTTP\r\n\r\n")
+            await writer.drain()
+            writer.close()
     finally:
         await whatsapp.stop()
         for proc in processes:
@@ -251,8 +256,8 @@ async def test_migrate_org_create_and_a_message_round_trip_from_the_wheel(
             assert proc.returncode in (0, -signal.SIGTERM), stderr[-3000:]
             lines = [line for line in stderr.splitlines() if line.strip()]
             assert lines, "the process logged nothing"
-            for line in lines:  # LOG_FORMAT=json: every line of the process, uvicorn's included
-                json.loads(line)
+            records = [json.loads(line) for line in lines]  # LOG_FORMAT=json: every line of the process
+            assert any(r.get("logger") == "uvicorn.error" for r in records), stderr[-3000:]
 
 
 def test_finding_no_migrations_is_an_error(tmp_path: Path) -> None:
