@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 
 from engine.gateway_app import create_app as _create_app
 from engine.logging import configure_logging, get_logger
+from engine.metrics import start_metrics_server
 from engine.settings import Settings, get_settings
 
 
@@ -24,8 +25,14 @@ def main() -> None:
     configure_logging(settings)
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "auto"
     get_logger("gateway").info(
-        "gateway_starting", host=settings.gateway_host, port=settings.gateway_port, loop=loop
+        "gateway_starting",
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        metrics=f"{settings.metrics_host}:{settings.gateway_metrics_port}",
+        loop=loop,
     )
+    if settings.gateway_metrics_port:  # apart from the webhook port, which faces the internet
+        start_metrics_server(settings.gateway_metrics_port, settings.metrics_host)
     uvicorn.run(
         create_app(settings),
         host=settings.gateway_host,

@@ -11,6 +11,8 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -104,11 +106,30 @@ def main(
     supervise(role, concurrency, processes, port)
 
 
+@dataclass
+class RestartBackoff:
+    """When to restart a child that died: at once after a good run, then ever longer while it keeps dying soon
+    after starting (a bad setting, a port taken), so that a crash loop does not spin the machine."""
+
+    first: float = 0.5
+    most: float = 60.0
+    healthy_after: float = 60.0  # a child that lived this long starts the sequence again
+    failures: int = 0
+
+    def delay(self, lived: float) -> float:
+        self.failures = 0 if lived >= self.healthy_after else self.failures + 1
+        return 0.0 if self.failures == 0 else min(self.most, self.first * 2 ** (self.failures - 1))
+
+
 def supervise(role: str, concurrency: int, processes: int, port: int) -> None:
-    """N children; a child that dies is restarted; SIGTERM is passed on and waited for."""
+    """N children; a child that dies is restarted (backing off while it keeps dying); SIGTERM is passed on and
+    waited for."""
     ctx = multiprocessing.get_context("spawn")
     log = get_logger("supervisor")
     children = {i: ctx.Process(target=_child, args=(role, concurrency, port + i)) for i in range(processes)}
+    started = dict.fromkeys(children, time.monotonic())
+    backoff = {i: RestartBackoff() for i in children}
+    restart_at: dict[int, float] = {}
     for child in children.values():
         child.start()
     stopping = False
@@ -124,11 +145,21 @@ def supervise(role: str, concurrency: int, processes: int, port: int) -> None:
     signal.signal(signal.SIGINT, forward)
     while True:
         for i, child in list(children.items()):
-            child.join(timeout=0.5)
-            if not child.is_alive() and not stopping:
-                log.warning("worker process died; restarting", index=i, exitcode=child.exitcode)
+            child.join(timeout=0.5 / processes)
+            if child.is_alive() or stopping:
+                continue
+            now = time.monotonic()
+            if i not in restart_at:
+                delay = backoff[i].delay(now - started[i])
+                restart_at[i] = now + delay
+                log.warning(
+                    "worker process died; restarting", index=i, exitcode=child.exitcode, in_seconds=delay
+                )
+            if now >= restart_at[i]:
+                del restart_at[i]
                 children[i] = ctx.Process(target=_child, args=(role, concurrency, port + i))
                 children[i].start()
+                started[i] = now
         if stopping and not any(c.is_alive() for c in children.values()):
             break
     sys.exit(0)

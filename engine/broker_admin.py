@@ -8,7 +8,9 @@ channel: what is not acked goes back to the head of the parking queue when the c
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -114,8 +116,58 @@ class ManagementApi:
         found = {q["name"]: q for q in response.json()}
         return [_from_management(name, found.get(name)) for name in names]
 
+    async def put_policy(self, name: str, pattern: str, definition: dict[str, Any], apply_to: str) -> None:
+        response = await self._client.put(
+            f"/api/policies/{self._vhost}/{quote(name, safe='')}",
+            json={"pattern": pattern, "definition": definition, "apply-to": apply_to, "priority": 0},
+        )
+        response.raise_for_status()
+
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def server_version(connection: AbstractConnection) -> tuple[int, ...]:
+    """The broker's version, as it announced itself when the connection opened ((0,) when unknown)."""
+    try:
+        announced = connection.transport.connection.server_properties.get("version")  # type: ignore[union-attr]
+    except AttributeError:
+        return (0,)
+    text = announced.decode() if isinstance(announced, bytes) else str(announced or "")
+    return tuple(int(n) for n in re.findall(r"\d+", text)[:3]) or (0,)
+
+
+def parking_policy(topology: Topology) -> tuple[str, str, dict[str, Any]]:
+    """(name, pattern, definition) of the policy that lifts RabbitMQ 4's default delivery limit (20) on the
+    parking queue, where every browse returns messages: there it would drop parked messages after ~20 reads."""
+    return (
+        f"{topology.prefix}.parking-unlimited",
+        f"^{re.escape(topology.parking_queue)}$",
+        {"delivery-limit": -1},
+    )
+
+
+async def ensure_parking_unlimited(
+    settings: Settings, connection: AbstractConnection, topology: Topology
+) -> bool:
+    """On RabbitMQ 4 and later, set ``parking_policy`` through the management API (True when it is in force).
+    Earlier versions have no default limit (and read -1 as "drop on the first return"): nothing to do there."""
+    if server_version(connection) < (4, 0):
+        return True
+    api = ManagementApi(management_url(settings), vhost_of(settings))
+    try:
+        name, pattern, definition = parking_policy(topology)
+        await api.put_policy(name, pattern, definition, "queues")
+        return True
+    except httpx.HTTPError as err:
+        log.warning(
+            "could not lift RabbitMQ 4's delivery limit on the parking queue: parked messages may be dropped "
+            "after about 20 reads; set the policy by hand (docs/operations.md, Parked messages)",
+            error=repr(err),
+        )
+        return False
+    finally:
+        await api.aclose()
 
 
 def _from_management(name: str, q: dict[str, Any] | None) -> QueueStats:
@@ -309,6 +361,60 @@ def replay_headers(parked: ParkedMessage) -> dict[str, Any]:
     return headers
 
 
+class _Taken:
+    """Messages taken from the parking queue on one channel of its own, streamed (prefetch) rather than fetched
+    one round trip each. What is not acked goes back at the end, in its order, with basic.nack(requeue): RabbitMQ 4.3 and later count no delivery attempt for that (x-delivery-count
+    stays as it was; basic.reject would count one), earlier
+    versions count one, which the parking queue's unlimited delivery limit makes harmless
+    (``ensure_parking_unlimited``); the attempts shown come from the worker's and the broker's own records."""
+
+    def __init__(self, channel: AbstractChannel, queue: aio_pika.abc.AbstractQueue, timeout: float) -> None:
+        self.channel, self.queue, self.timeout = channel, queue, timeout
+        self.count = queue.declaration_result.message_count or 0
+        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._unacked: dict[int, AbstractIncomingMessage] = {}
+        self._consumer: str | None = None
+        self._batch_left = 0
+
+    async def next(self, batch: int) -> AbstractIncomingMessage | None:
+        """The next message, in queue order. They come in batches of ``batch`` to a consumer of their own: the
+        taken ones stay unacked on this channel, so each new consumer gets the ones after them."""
+        if self._batch_left == 0 and self._inbox.empty():
+            await self._cancel()
+            batch = max(1, min(batch, 1000))
+            await self.channel.set_qos(prefetch_count=batch)
+            self._consumer = await self.queue.consume(self._inbox.put, no_ack=False)
+            self._batch_left = batch
+        try:
+            message = await asyncio.wait_for(self._inbox.get(), timeout=self.timeout)
+        except TimeoutError:  # fewer than counted (another reader took some)
+            return None
+        self._batch_left = max(0, self._batch_left - 1)
+        self._unacked[message.delivery_tag or 0] = message
+        return message
+
+    async def _cancel(self) -> None:
+        if self._consumer is not None:
+            await self.queue.cancel(self._consumer)
+            self._consumer = None
+            await asyncio.sleep(0)  # deliveries that came before the cancel's answer
+            while not self._inbox.empty():
+                message = self._inbox.get_nowait()
+                self._unacked[message.delivery_tag or 0] = message
+
+    async def ack(self, message: AbstractIncomingMessage) -> None:
+        await message.ack()
+        self._unacked.pop(message.delivery_tag or 0, None)
+
+    async def give_back(self) -> None:
+        await self._cancel()
+        # One nack each, oldest first: a quorum queue serves returned messages first, in the order they came
+        # back, so the queue's order is kept (one multiple nack returns them grouped by consumer instead).
+        for tag in sorted(self._unacked):
+            await self._unacked[tag].nack(requeue=True)
+        self._unacked.clear()
+
+
 class ParkingLot:
     """Reads, replays and purges the parking queue of one topology."""
 
@@ -316,42 +422,57 @@ class ParkingLot:
         self.connection = connection
         self.topology = topology
         self.publish_timeout = publish_timeout
+        self.read = 0  # messages taken from the queue by this lot (the find of one message stops early)
 
     @asynccontextmanager
-    async def _session(self) -> AsyncIterator[tuple[AbstractChannel, aio_pika.abc.AbstractQueue, int]]:
-        """A channel of its own: closing it returns every message taken and not acked, at the queue's head."""
+    async def _session(self) -> AsyncIterator[_Taken]:
         channel = await self.connection.channel()
         try:
             queue = await channel.declare_queue(self.topology.parking_queue, passive=True)
-            yield channel, queue, queue.declaration_result.message_count or 0
+            taken = _Taken(channel, queue, self.publish_timeout)
+            try:
+                yield taken
+            finally:
+                if not channel.is_closed:
+                    await taken.give_back()
         finally:
             if not channel.is_closed:
                 await channel.close()
 
-    async def _take(
-        self, queue: aio_pika.abc.AbstractQueue
-    ) -> tuple[AbstractIncomingMessage, ParkedMessage] | None:
-        message = await queue.get(no_ack=False, fail=False, timeout=self.publish_timeout)
-        if message is None:
-            return None
-        return message, describe_parked(
+    def _describe(self, message: AbstractIncomingMessage) -> ParkedMessage:
+        self.read += 1
+        return describe_parked(
             message.message_id, dict(message.headers or {}), message.body, self.topology.delivery_limit
         )
 
-    async def peek(self, limit: int = 1000) -> list[ParkedMessage]:
-        """Up to ``limit`` parked messages from the head, left in place."""
+    async def browse(self, limit: int = 1000, *, until: str | None = None) -> list[ParkedMessage]:
+        """Up to ``limit`` parked messages from the head, left in place; with ``until``, stop at the first
+        message of that id (the ones before it are read, none after)."""
         found: list[ParkedMessage] = []
-        async with self._session() as (_, queue, count):
-            for _ in range(min(limit, count)):
-                taken = await self._take(queue)
-                if taken is None:
+        async with self._session() as taken:
+            wanted = min(limit, taken.count)
+            prefetch = 50 if until is not None else wanted
+            while len(found) < wanted:
+                message = await taken.next(prefetch)
+                if message is None:
                     break
-                found.append(taken[1])
+                found.append(self._describe(message))
+                if until is not None and found[-1].id == until:
+                    break
         return found
 
+    async def peek(self, limit: int = 1000) -> list[ParkedMessage]:
+        """Up to ``limit`` parked messages from the head, left in place."""
+        return await self.browse(limit)
+
+    async def find(self, message_id: str) -> ParkedMessage | None:
+        """The first parked message with this id, reading the queue only up to it."""
+        found = await self.browse(100_000_000, until=message_id)
+        return found[-1] if found and found[-1].id == message_id else None
+
     async def count(self) -> int:
-        async with self._session() as (_, _queue, count):
-            return count
+        async with self._session() as taken:
+            return taken.count
 
     async def replay(
         self, ids: set[str] | None
@@ -363,14 +484,13 @@ class ParkingLot:
         failed: list[tuple[ParkedMessage, str]] = []
         publish_channel: AbstractChannel | None = None
         try:
-            async with self._session() as (_, queue, count):
-                for _ in range(
-                    count
-                ):  # messages parked again meanwhile queue up behind these: not seen twice
-                    taken = await self._take(queue)
-                    if taken is None:
+            async with self._session() as taken:
+                # messages parked again meanwhile queue up behind these: not seen twice
+                for _ in range(taken.count):
+                    message = await taken.next(200)
+                    if message is None:
                         break
-                    message, parked = taken
+                    parked = self._describe(message)
                     if ids is not None and parked.id not in ids:
                         continue
                     if publish_channel is None or publish_channel.is_closed:
@@ -384,8 +504,10 @@ class ParkingLot:
                     except (aio_pika.exceptions.AMQPError, TimeoutError) as err:
                         failed.append((parked, repr(err)))
                         continue
-                    await message.ack()
+                    await taken.ack(message)
                     replayed.append(parked)
+                    if ids is not None and {p.id for p in replayed} >= ids:
+                        break  # all found: the rest of the queue is not read
         finally:
             if publish_channel is not None and not publish_channel.is_closed:
                 await publish_channel.close()
@@ -401,6 +523,6 @@ class ParkingLot:
         )
 
     async def purge(self) -> int:
-        async with self._session() as (_, queue, _count):
-            result = await queue.purge()
+        async with self._session() as taken:
+            result = await taken.queue.purge()
             return int(result.message_count or 0)

@@ -12,8 +12,12 @@ V = TypeVar("V")
 
 
 class Expiring(Generic[K, V]):
-    def __init__(self, seconds: float) -> None:
+    """At most ``max_entries`` entries: past that, the expired ones go, then the least recently loaded, so that a
+    flood of distinct keys (numbers, contacts) cannot grow a process's memory without end."""
+
+    def __init__(self, seconds: float, max_entries: int = 100_000) -> None:
         self.seconds = seconds
+        self.max_entries = max_entries
         self._entries: dict[K, tuple[float, V]] = {}
 
     async def get(
@@ -25,8 +29,22 @@ class Expiring(Generic[K, V]):
         if hit is not None and now < hit[0]:
             return hit[1]
         value = await load()
+        self._entries.pop(key, None)  # re-inserted at the end: the dict's order is the loading order
         self._entries[key] = (now + (seconds(value) if seconds else self.seconds), value)
+        if len(self._entries) > self.max_entries:
+            self._shrink(now)
         return value
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _shrink(self, now: float) -> None:
+        for key in [k for k, (until, _) in self._entries.items() if until <= now]:
+            del self._entries[key]
+        excess = len(self._entries) - self.max_entries
+        if excess > 0:  # drop a tenth more than needed, so that the scan above is not made on every insert
+            for key in list(self._entries)[: excess + self.max_entries // 10]:
+                del self._entries[key]
 
     def clear(self) -> None:
         self._entries.clear()

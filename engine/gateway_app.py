@@ -353,9 +353,6 @@ class Gateway:
             return PlainTextResponse("ready")
         return PlainTextResponse("broker not connected", 503)
 
-    async def metrics(self, request: Request) -> Response:
-        return metrics.metrics_response()
-
 
 def _text(body: str, status: int, *, close: bool = False) -> Response:
     # An unread request body cannot be skipped safely on a kept-alive connection: close it instead.
@@ -377,7 +374,6 @@ def create_app(settings: Settings) -> Starlette:
         Route("/payments/mpesa/callback", gateway.mpesa_callback, methods=["POST"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/readyz", gateway.readyz, methods=["GET"]),
-        Route("/metrics", gateway.metrics, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.gateway = gateway

@@ -1,5 +1,5 @@
-"""Prometheus metrics: one default registry per process, exposed by a route (gateway) or a small HTTP server
-(workers and other non-HTTP processes).
+"""Prometheus metrics: one default registry per process, exposed by a small HTTP server of its own: the
+gateway's on GATEWAY_METRICS_PORT (apart from the public webhook port), the workers' on METRICS_PORT.
 
 Each process defines its own metrics in its own section or module, prefixed ``chatnation_<process>_``.
 """
@@ -17,7 +17,6 @@ from prometheus_client import (
     generate_latest,
     start_http_server,
 )
-from starlette.responses import Response
 
 # The *_created gauges double the exposition and no dashboard here uses them.
 disable_created_metrics()
@@ -26,12 +25,6 @@ disable_created_metrics()
 def exposition() -> tuple[bytes, str]:
     """The text exposition of every metric of this process, and its content type."""
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
-
-
-def metrics_response() -> Response:
-    """A Starlette response for ``GET /metrics``."""
-    body, content_type = exposition()
-    return Response(body, media_type=content_type)
 
 
 def start_metrics_server(port: int, addr: str = "0.0.0.0") -> None:

@@ -12,6 +12,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from engine.ai import AI, create_ai
 from engine.broker import Publisher, Topology, connect, inbound_ordering, ordering_headers
+from engine.broker_admin import ensure_parking_unlimited
 from engine.db import DatabaseUrls, create_pool, database_urls
 from engine.mpesa import DarajaClient, PaymentProvider
 from engine.orgs import OrgDirectory
@@ -47,6 +48,7 @@ class Runtime:
         channel = await connection.channel()
         await topology.declare(channel)
         await channel.close()
+        await ensure_parking_unlimited(settings, connection, topology)
         publisher = await Publisher.open(connection, settings.publish_timeout_seconds)
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(10.0, connect=3.0),

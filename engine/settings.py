@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     gateway_port: int = Field(8080, ge=0, le=65535)
     metrics_port: int = Field(9100, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"  # workers' /metrics, /healthz, /readyz; 0.0.0.0 in containers
+    # The gateway's /metrics, on METRICS_HOST: never on the public webhook port (0: not served)
+    gateway_metrics_port: int = Field(9101, ge=0, le=65535)
     shutdown_grace_seconds: float = Field(20.0, gt=0)
 
     @field_validator("database_url")

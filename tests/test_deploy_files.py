@@ -159,8 +159,15 @@ def manifests() -> list[dict[str, Any]]:
     return docs
 
 
+def name_of(doc: dict[str, Any]) -> str:
+    return str(doc["metadata"].get("name") or doc["metadata"]["generateName"])
+
+
 def by_kind(manifests: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
-    return {d["metadata"]["name"]: d for d in manifests if d["kind"] == kind}
+    return {name_of(d): d for d in manifests if d["kind"] == kind}
+
+
+NOT_APPLIED = {"kustomization.yaml", "secret.example.yaml", "migrate-job.yaml"}  # see kustomization.yaml
 
 
 def test_k8s_manifests_are_objects_in_the_namespace(manifests) -> None:  # type: ignore[no-untyped-def]
@@ -175,13 +182,27 @@ def test_k8s_manifests_are_objects_in_the_namespace(manifests) -> None:  # type:
         "PodDisruptionBudget",
     } <= kinds
     for doc in manifests:
-        assert doc["apiVersion"] and doc["kind"] and doc["metadata"]["name"]
+        assert doc["apiVersion"] and doc["kind"] and name_of(doc)
         if doc["kind"] != "Namespace":
-            assert doc["metadata"]["namespace"] == "chatnation", doc["metadata"]["name"]
+            assert doc["metadata"]["namespace"] == "chatnation", name_of(doc)
     listed = yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())["resources"]
     assert sorted(listed) == sorted(
-        p.name for p in (DEPLOY / "k8s").glob("*.yaml") if p.name != "kustomization.yaml"
+        p.name for p in (DEPLOY / "k8s").glob("*.yaml") if p.name not in NOT_APPLIED
     )
+
+
+def test_k8s_apply_never_overwrites_the_secret_nor_the_replicas_keda_sets_and_can_be_repeated() -> None:
+    listed = yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())["resources"]
+    applied = [d for name in listed for d in yaml.safe_load_all((DEPLOY / "k8s" / name).read_text()) if d]
+    assert not [d for d in applied if d["kind"] == "Secret"], "the example Secret would replace the real one"
+    scaled = {d["spec"]["scaleTargetRef"]["name"] for d in applied if d["kind"] == "ScaledObject"}
+    for deployment in (d for d in applied if d["kind"] == "Deployment"):
+        if deployment["metadata"]["name"] in scaled:
+            assert "replicas" not in deployment["spec"], "each apply would reset the count KEDA chose"
+    assert not [d for d in applied if d["kind"] == "Job"], "a Job's pod template cannot be applied again"
+    [job] = yaml.safe_load_all((DEPLOY / "k8s" / "migrate-job.yaml").read_text())
+    assert job["kind"] == "Job" and "name" not in job["metadata"] and job["metadata"]["generateName"]
+    check_command(job["spec"]["template"]["spec"]["containers"][0]["command"])
 
 
 def test_k8s_deployments_probe_named_ports_and_read_existing_config(manifests) -> None:  # type: ignore[no-untyped-def]

@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import AnyUrl
 
 from engine.broker import Topology, shard_of
+from engine.metrics import exposition
 from engine.settings import Settings
 from engine.whatsapp.webhook import parse_envelope, split_envelope
 from tests.helpers import shared_dir
@@ -400,9 +401,9 @@ async def test_signature_failures_are_counted(client: httpx.AsyncClient, queues:
     def failures(text: str) -> float:
         return metric_value(text, "chatnation_gateway_signature_failures_total")
 
-    before = failures((await client.get("/metrics")).text)
+    before = failures(exposition()[0].decode())
     await client.post("/webhook", content=b"{}", headers={"X-Hub-Signature-256": "sha256=00"})
-    assert failures((await client.get("/metrics")).text) == before + 1
+    assert failures(exposition()[0].decode()) == before + 1
 
 
 # ---------------------------------------------------------------- broker unavailable
@@ -578,7 +579,8 @@ async def test_health_readiness_and_metrics(
     assert (await client.get("/healthz")).status_code == 200
     assert (await client.get("/readyz")).status_code == 200
     await post_signed(client, text_envelope([("254700000012", "wamid.M", "x")]), settings.whatsapp_app_secret)
-    text = (await client.get("/metrics")).text
+    assert (await client.get("/metrics")).status_code == 404  # not on the public port (GATEWAY_METRICS_PORT)
+    text = exposition()[0].decode()
     assert (
         metric_value(text, "chatnation_gateway_requests_total", {"route": "webhook", "outcome": "accepted"})
         >= 1

@@ -187,7 +187,7 @@ async def test_migrate_org_create_and_a_message_round_trip_from_the_wheel(
     tag = uuid.uuid4().hex[:8]
     whatsapp = WhatsAppSimulator(accept_any_token=True)
     wa_url = await whatsapp.start()
-    gateway_port, metrics_port = free_port(), free_port()
+    gateway_port, metrics_port, gateway_metrics_port = free_port(), free_port(), free_port()
     env = {
         **installed.env,
         "DATABASE_URL": database,
@@ -195,6 +195,7 @@ async def test_migrate_org_create_and_a_message_round_trip_from_the_wheel(
         "WHATSAPP_API_BASE_URL": wa_url,
         "GATEWAY_PORT": str(gateway_port),
         "METRICS_PORT": str(metrics_port),
+        "GATEWAY_METRICS_PORT": str(gateway_metrics_port),
     }
     run = Installed(installed.root, installed.bin, installed.wheel, env)
     try:
@@ -230,6 +231,10 @@ async def test_migrate_org_create_and_a_message_round_trip_from_the_wheel(
                 return True
 
             await wait_until(ready, timeout=60, interval=0.2)
+            # the gateway's metrics are on their own port, not on the one that faces the internet
+            assert (await client.get(f"http://127.0.0.1:{gateway_port}/metrics")).status_code == 404
+            exposed = await client.get(f"http://127.0.0.1:{gateway_metrics_port}/metrics")
+            assert "chatnation_gateway_requests_total" in exposed.text
         secret = env.get("WHATSAPP_APP_SECRET", "dev-app-secret")
         poster = WebhookPoster(f"http://127.0.0.1:{gateway_port}/webhook", secret)
         user = phone()

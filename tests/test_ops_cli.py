@@ -19,6 +19,7 @@ from engine.broker import Publisher, Topology
 from engine.broker_admin import ManagementApi, ParkingLot, describe_parked, management_url, vhost_of
 from engine.db import tenant_tx
 from engine.local_stack import LocalStack
+from engine.metrics import exposition
 from engine.settings import PROJECT_ROOT
 from tests.helpers import phone, wait_until
 
@@ -359,9 +360,7 @@ async def test_workers_and_metrics_of_a_running_worker_and_the_gateway(  # type:
                 )
 
             text = await wait_until(worker_metrics, timeout=20)
-            gateway_text = (
-                await http.get(stack.poster.gateway_url.removesuffix("/webhook") + "/metrics")
-            ).text
+            gateway_text = exposition()[0].decode()  # the in-process gateway's registry
     finally:
         await stack.stop()
     assert value_of(text, "chatnation_worker_events_total", kind="message", outcome="processed") >= 1

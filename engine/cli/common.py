@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from engine.db import DatabaseUrls, create_pool, database_urls
@@ -52,15 +53,57 @@ async def pools(
         await pool.close()
 
 
-def emit(rows: Sequence[dict[str, Any]], *, as_json: bool, title: str | None = None) -> None:
-    """Rows as a table for people, or JSON for scripts."""
+def is_identifier(column: str) -> bool:
+    """Columns an operator copies into the next command: never shortened."""
+    return column in ("id", "phone_number_id", "routing_key", "original_queue") or column.endswith("_id")
+
+
+def emit(
+    rows: Sequence[dict[str, Any]], *, as_json: bool, title: str | None = None, empty: str | None = None
+) -> None:
+    """Rows as a table for people, or JSON for scripts. Identifiers are printed whole however narrow the
+    terminal (the other columns fold onto more lines); no rows print ``empty`` instead of a bare header."""
     if as_json:
         print(json.dumps(list(rows), default=str, indent=2))
         return
+    if not rows:
+        console.print(empty or (f"{title}: none" if title else "nothing to show"), highlight=False)
+        return
+    columns = list(rows[0].keys())
+    cells = [[str(row[c]) if row[c] is not None else "" for c in columns] for row in rows]
+    widest = [max(len(column), *(len(r[i]) for r in cells)) for i, column in enumerate(columns)]
+    needed = sum(w if is_identifier(c) else min(w, 12) for c, w in zip(columns, widest, strict=True))
+    if needed + 3 * len(columns) + 1 > console.width:  # too narrow for a row per line: a block per row
+        _emit_blocks(columns, cells, title)
+        return
     table = Table(title=title)
-    columns = list(rows[0].keys()) if rows else []
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(str(row[c]) if row[c] is not None else "" for c in columns))
+    for column, width in zip(columns, widest, strict=True):
+        if is_identifier(column):
+            table.add_column(column, no_wrap=True, min_width=width)
+        else:
+            table.add_column(column, overflow="fold", min_width=min(width, 12))
+    for row_cells in cells:
+        table.add_row(*row_cells)
     console.print(table)
+
+
+def _emit_blocks(columns: list[str], cells: list[list[str]], title: str | None) -> None:
+    if title:
+        console.rule(title)
+    label = max(len(c) for c in columns) + 2
+    for n, row_cells in enumerate(cells):
+        if n:
+            console.print()
+        for column, value in zip(columns, row_cells, strict=True):
+            if is_identifier(
+                column
+            ):  # one line, whatever the width: the terminal wraps it, a copy gets it whole
+                console.print(
+                    f"[bold]{column.ljust(label)}[/bold]{escape(value)}", soft_wrap=True, highlight=False
+                )
+                continue
+            line = Table.grid()
+            line.add_column(style="bold", no_wrap=True, width=label)
+            line.add_column(overflow="fold")
+            line.add_row(column, value)
+            console.print(line, highlight=False)

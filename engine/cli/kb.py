@@ -99,7 +99,8 @@ def list_(
             async with tenant_tx(pool, org_id) as conn:
                 return await (store.documents(conn) if documents else store.knowledge_bases(conn))
 
-    emit(run(body), as_json=as_json, title="documents" if documents else "knowledge bases")
+    what = "documents" if documents else "knowledge bases"
+    emit(run(body), as_json=as_json, title=what, empty=f"no {what}")
 
 
 @app.command("ask")

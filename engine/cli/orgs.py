@@ -80,7 +80,7 @@ def list_(as_json: bool = typer.Option(False, "--json")) -> None:
         async with pools(s) as (urls, _):
             return await _all_orgs(urls.owner)
 
-    emit(run(body), as_json=as_json, title="organisations")
+    emit(run(body), as_json=as_json, title="organisations", empty="no organisations")
 
 
 @app.command("show")

@@ -53,7 +53,7 @@ def list_parked(
     rows = [p.summary() for p in parked]
     if not as_json:
         rows = [{**r, "error": (r["error"] or "")[:80]} for r in rows]
-    emit(rows, as_json=as_json, title=f"{len(rows)} parked message(s)")
+    emit(rows, as_json=as_json, title=f"{len(rows)} parked message(s)", empty="no parked messages")
 
 
 @app.command("show")
@@ -61,9 +61,10 @@ def show(
     message_id: str = typer.Argument(..., metavar="ID"), as_json: bool = typer.Option(False, "--json")
 ) -> None:
     """One parked message in full: error, headers and body."""
-    found = [p for p in _with_lot(lambda lot: lot.peek(100_000)) if p.id == message_id]
-    if not found:
+    parked = _with_lot(lambda lot: lot.find(message_id))  # reads the queue up to it, not beyond
+    if parked is None:
         raise NotFound(f"no parked message with id {message_id!r}")
+    found = [parked]
     docs = [{**p.summary(), "headers": p.headers, "body": _body_text(p)} for p in found]
     if as_json:
         print(json.dumps(docs, default=str, indent=2))

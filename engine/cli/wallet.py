@@ -105,4 +105,4 @@ def ledger(
                 )
                 return [dict(r) for r in rows]
 
-    emit(run(body), as_json=as_json, title=f"ledger of {org}")
+    emit(run(body), as_json=as_json, title=f"ledger of {org}", empty=f"no ledger rows for {org}")

@@ -46,4 +46,4 @@ def workers(
     if not as_json:
         hidden = {"worker_id", "started_at", "heartbeat_at"} | (set() if include_stale else {"live"})
         rows = [{k: v for k, v in r.items() if k not in hidden} for r in rows]
-    emit(rows, as_json=as_json, title=f"{len(rows)} worker process role(s)")
+    emit(rows, as_json=as_json, title=f"{len(rows)} worker process role(s)", empty="no live worker processes")
