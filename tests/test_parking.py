@@ -89,10 +89,9 @@ async def test_one_message_is_found_without_reading_the_rest(
     assert lot.read == 11  # the ten before it, and it
     assert await lot.find("no-such-id") is None
     after = [p.id for p in await lot.peek(300)]
-    # all still there; RabbitMQ returns what was read to the back of the queue, so the order is a rotation of
-    # the original (docs/operations.md, Parked messages)
-    start = after.index(ids[0])
-    assert after[start:] + after[:start] == ids
+    # all still there, each once; RabbitMQ puts what was read back at the end of the queue, so the order changes
+    # (docs/operations.md, Parked messages)
+    assert sorted(after) == sorted(ids)
 
 
 async def test_replaying_one_message_leaves_the_others_in_order(
