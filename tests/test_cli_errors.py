@@ -111,11 +111,11 @@ NOT_FOUND = [
     (["kb", "list", "--org", "nobody"], "no organisation with id or phone_number_id 'nobody'"),
     (
         ["results", "survey", "00000000-0000-0000-0000-000000000001"],
-        "no survey 00000000-0000-0000-0000-000000000001",
+        "no survey '00000000-0000-0000-0000-000000000001'; `chatnation content list --org ORG` lists them",
     ),
     (
         ["results", "poll", "00000000-0000-0000-0000-000000000001"],
-        "no poll 00000000-0000-0000-0000-000000000001",
+        "no poll '00000000-0000-0000-0000-000000000001'; `chatnation content list --org ORG` lists them",
     ),
 ]
 

@@ -94,14 +94,14 @@ async def test_one_message_is_found_without_reading_the_rest(
     assert sorted(after) == sorted(ids)
 
 
-async def test_replaying_one_message_leaves_the_others_in_order(
+async def test_replaying_one_message_leaves_the_others_parked(
     broker: AbstractRobustConnection, topology: Topology
 ) -> None:
     ids = await park(broker, topology, 6)
     lot = ParkingLot(broker, topology, 5.0)
     replayed, failed = await lot.replay({ids[2]})
     assert ([p.id for p in replayed], failed) == ([ids[2]], [])
-    assert [p.id for p in await lot.peek()] == ids[:2] + ids[3:]
+    assert sorted(p.id for p in await lot.peek()) == sorted(ids[:2] + ids[3:])  # the others stay, once each
 
 
 def test_the_parking_policy_lifts_the_delivery_limit_on_that_queue_only() -> None:
