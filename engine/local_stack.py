@@ -129,7 +129,9 @@ class LocalStack:
             env=self.worker_env(),
             cwd=PROJECT_ROOT,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            # Inherited, not a pipe: nobody reads a pipe here, and a worker that logs more than the pipe holds
+            # (64 KiB) would block in its next log call, heartbeats included, and lose its shards.
+            stderr=None,
         )
         self.processes.append(proc)
         return proc

@@ -40,7 +40,11 @@ class ServerRunner:
         except OSError:
             sock.close()
             raise
-        config = uvicorn.Config(self._app, log_level="warning", lifespan=self._lifespan, access_log=False)
+        # Keep-alive longer than any client's pool expiry (httpx: 5 s), so the client always closes an idle
+        # connection first; with equal timeouts a request can go out on a connection the server is closing.
+        config = uvicorn.Config(
+            self._app, log_level="warning", lifespan=self._lifespan, access_log=False, timeout_keep_alive=30
+        )
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:

@@ -588,7 +588,8 @@ class WebhookPoster:
         self.gateway_url = gateway_url
         self.app_secret = app_secret
         self.escape_slashes = escape_slashes
-        self._client = client or httpx.AsyncClient(timeout=10)
+        # Idle connections expire before a server's keep-alive (uvicorn: 5 s) can close them under a request.
+        self._client = client or httpx.AsyncClient(timeout=10, limits=httpx.Limits(keepalive_expiry=2.0))
         self._owns_client = client is None
 
     async def post(self, envelope: dict[str, Any], *, signature: str | None = None) -> httpx.Response:
