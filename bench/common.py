@@ -324,7 +324,7 @@ class RssMeter:
             except psutil.Error:
                 continue
 
-    def summary(self) -> dict[str, dict[str, float]]:
+    def summary(self) -> dict[str, dict[str, Any]]:
         mib = 1024 * 1024
         return {
             name: {
@@ -418,7 +418,7 @@ def _simulator_app(port: int) -> Any:
         rows = [[m["to"], m["wamid"], m["received_at"], m["phone_number_id"]] for m in sim.recorded[after:]]
         return Response(json.dumps(rows), media_type="application/json")
 
-    sim.app.router.routes.append(Route("/_bench/recorded", recorded, methods=["GET"]))
+    sim.app.router.routes.append(Route("/_bench/recorded", recorded, methods=["GET"]))  # type: ignore[attr-defined]  # a Starlette app
     return sim
 
 

@@ -96,7 +96,7 @@ def render_bench(renders: int) -> dict[str, Any]:
     runs = [one(i) for i in range(1, renders + 1)]
     plain = [one(i, with_photo=False) for i in range(1, renders // 3 + 1)]
     walls, cpus = [r[0] for r in runs], [r[1] for r in runs]
-    result = {
+    result: dict[str, Any] = {
         "cards": renders,
         "first_card_ms": round(first[0], 1),
         "wall_ms": {

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from state_machines.base import Context
+from state_machines.base import Button, Buttons, Context, Image, Reply
 
 
 def shared_dir() -> Path:
@@ -59,3 +59,22 @@ def run_cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]
         cwd=PROJECT_ROOT,
         timeout=timeout,
     )
+
+
+def body_of(reply: Reply) -> str:
+    """The text of a reply that has one; an image (whose caption is not its body) fails the test."""
+    assert not isinstance(reply, Image), f"expected a reply with a body, got {reply!r}"
+    return reply.body
+
+
+def buttons_of(reply: Reply) -> tuple[Button, ...]:
+    """The buttons of a reply that must be a buttons message."""
+    assert isinstance(reply, Buttons), f"expected buttons, got {reply!r}"
+    return reply.buttons
+
+
+def rgb(image: Any, xy: tuple[int, int]) -> tuple[int, ...]:
+    """One pixel of an RGB(A) Pillow image as a tuple (getpixel's type also admits single-band values)."""
+    pixel = image.getpixel(xy)
+    assert isinstance(pixel, tuple), f"not a multi-band pixel: {pixel!r}"
+    return pixel

@@ -60,7 +60,7 @@ def changed(path: str, value: Any) -> dict[str, Any]:
     """BASE with one field set, the path given like the error messages name it (a.b[0].c)."""
     content = copy.deepcopy(BASE)
     keys = [int(k) if k.isdigit() else k for k in path.replace("[", ".").replace("]", "").split(".")]
-    target = content
+    target: Any = content
     for key in keys[:-1]:
         target = target[key]
     if value is KeyError:

@@ -36,7 +36,7 @@ from state_machines.survey import (
     SaveSurveyAnswer,
     SurveyResponseReady,
 )
-from tests.helpers import context
+from tests.helpers import body_of, buttons_of, context
 
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -217,7 +217,7 @@ def test_free_text_at_the_menu_goes_to_the_knowledge_module() -> None:
 def test_an_unknown_message_at_the_menu_says_so_and_shows_the_menu() -> None:
     asked = go(IDLE, say("what is this"))
     (reply,) = go(asked.state, KnowledgeAnswer("", found=False)).replies
-    assert reply.body.startswith("Sorry, I don't know the answer to that.\n\n")
+    assert body_of(reply).startswith("Sorry, I don't know the answer to that.\n\n")
     assert menu_of(reply) == MENU_IDS
 
 
@@ -237,13 +237,13 @@ def test_choosing_a_survey_starts_it(event: Inbound) -> None:
 def test_choosing_an_event_starts_the_ticket_purchase() -> None:
     result = go(IDLE, say("2"))
     assert (result.state.module, result.state.step) == ("tickets", "choose_type")
-    assert "Jazz Night" in result.replies[0].body
+    assert "Jazz Night" in body_of(result.replies[0])
 
 
 def test_choosing_a_poll_asks_it() -> None:
     result = go(IDLE, say("Best snack?", "poll:p1"))
     assert result.state == replace(POLL_VOTE, version=6)
-    assert result.replies[0].body == "Best snack?"
+    assert body_of(result.replies[0]) == "Best snack?"
 
 
 def test_a_menu_item_tapped_inside_a_flow_leaves_it_and_starts_the_item() -> None:
@@ -286,8 +286,8 @@ def test_help_at_any_step_explains_and_asks_again(name: str, prompt: str, word: 
     state = STEPS[name]
     result = go(state, say(word))
     assert result.state == state and result.effects == ()
-    assert result.replies[0].body.startswith("You can send these words at any time:")
-    assert result.replies[1].body.startswith(prompt)
+    assert body_of(result.replies[0]).startswith("You can send these words at any time:")
+    assert body_of(result.replies[1]).startswith(prompt)
 
 
 @pytest.mark.parametrize("name", STEPS)
@@ -313,7 +313,7 @@ def test_cancel_at_any_step_leaves_the_flow(name: str, said: str, effects: tuple
     result = go(STEPS[name], say(word))
     assert result.state.module is None and result.effects == effects
     (reply,) = result.replies  # what was left said on top of the menu: one message, no "send MENU" before it
-    assert reply.body.startswith(f"{said}\n\nWelcome to Org!") and menu_of(reply) == MENU_IDS
+    assert body_of(reply).startswith(f"{said}\n\nWelcome to Org!") and menu_of(reply) == MENU_IDS
 
 
 @pytest.mark.parametrize(
@@ -332,15 +332,15 @@ def test_switching_to_swahili_at_any_step_asks_again_in_swahili(name: str, promp
     result = go(state, say(word))
     assert result.state == state and result.effects == (SetLanguage("sw"),)
     assert result.replies[0] == Text("Sawa, nitaandika kwa Kiswahili.")
-    assert result.replies[1].body.startswith(prompt)
+    assert body_of(result.replies[1]).startswith(prompt)
 
 
 def test_switching_to_english_mid_survey() -> None:
     result = go(survey_at("again", 2), say("english"), make_ctx("sw"))
     assert result.effects == (SetLanguage("en"),)
     assert result.replies[0] == Text("OK, I will write in English.")
-    assert result.replies[1].body == "(2/3) Would you come again?"
-    assert [b.title for b in result.replies[1].buttons] == ["Yes", "No"]
+    assert body_of(result.replies[1]) == "(2/3) Would you come again?"
+    assert [b.title for b in buttons_of(result.replies[1])] == ["Yes", "No"]
 
 
 def test_a_tapped_choice_is_never_a_keyword() -> None:
@@ -445,14 +445,14 @@ def test_after_abandon_the_next_message_first_hears_why() -> None:
 def test_three_unusable_answers_offer_the_menu_and_keep_the_response() -> None:
     state = survey_at("again", 2)
     first = go(state, say("perhaps"))
-    assert first.replies[0].body == "Please reply YES or NO.\n\n(2/3) Would you come again?"
+    assert body_of(first.replies[0]) == "Please reply YES or NO.\n\n(2/3) Would you come again?"
     assert first.state.data["failures"] == 1
     second = go(first.state, say("hmm"))
     assert second.state.data["failures"] == 2
     third = go(second.state, say("what"))
     assert third.state == State(version=8)
     (reply,) = third.replies
-    assert reply.body.startswith("Let's go back to the menu. Your progress is saved")
+    assert body_of(reply).startswith("Let's go back to the menu. Your progress is saved")
     assert menu_of(reply) == MENU_IDS
     assert not any(isinstance(e, AbandonSurveyResponse) for e in third.effects)
 
@@ -489,7 +489,7 @@ def test_a_survey_from_the_menu_to_the_end_with_a_pause() -> None:
     again = go(paused.state, say("Feedback", "survey:s1"), ctx)
     resumed = go(again.state, SurveyResponseReady("s1", "r1", {"kids": 2}, "again"), ctx)
     assert resumed.replies[0] == Text("Welcome back to *Feedback*. Let's continue where you left off.")
-    assert resumed.replies[1].body == "(2/3) Would you come again?"
+    assert body_of(resumed.replies[1]) == "(2/3) Would you come again?"
     yes = go(resumed.state, say("Yes", "yes"), ctx)
     done = go(yes.state, say("skip"), ctx)
     assert done.state.module is None
@@ -504,7 +504,7 @@ def test_a_poll_vote_with_its_follow_up() -> None:
     cast = go(POLL_VOTE, say(" samosa "))
     assert cast.effects == (CastVote("p1", ("o1",)),)
     recorded = go(cast.state, VoteRecorded("p1", {"o1": 3, "o2": 1}, 4))
-    assert "Samosa: 3 (75%)\nMandazi: 1 (25%)\n\nWelcome to Org!" in recorded.replies[0].body
+    assert "Samosa: 3 (75%)\nMandazi: 1 (25%)\n\nWelcome to Org!" in body_of(recorded.replies[0])
     assert recorded.state == State(version=cast.state.version + 1)
 
 

@@ -15,7 +15,7 @@ from state_machines.base import Buttons, Image, Inbound, ListMenu, State, Text
 from state_machines.my_tickets import FindMyTickets, MyTickets, OwnedTicket
 from state_machines.survey import BeginSurveyResponse, SurveyRefused, SurveyResponseReady
 from state_machines.survey_format import remaining_range, validate_questions
-from tests.helpers import context
+from tests.helpers import body_of, context
 
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 POLL = {
@@ -64,14 +64,16 @@ def ids(reply: Any) -> list[str]:
 def test_a_refused_survey_says_why_on_top_of_the_menu_without_it(event: Any, lead: str) -> None:
     starting = State("survey", "starting", {"survey_id": "s1"})
     (reply,) = conversation.step(starting, event, ctx(survey=SURVEY)).replies
-    assert reply.body.startswith(lead + "\n\nWelcome to Org!") and ids(reply) == ["survey:s2", "poll:p1"]
+    assert body_of(reply).startswith(lead + "\n\nWelcome to Org!") and ids(reply) == ["survey:s2", "poll:p1"]
 
 
 def test_a_completed_survey_thanks_on_top_of_the_menu_without_it() -> None:
     asking = State("survey", "question", {"survey_id": "s1", "response_id": "r1", "question_id": "q1"})
     result = conversation.step(asking, Inbound("yes"), ctx(survey=SURVEY))
     (reply,) = result.replies
-    assert reply.body.startswith("Thank you for completing *Feedback*!\n\n") and "survey:s1" not in ids(reply)
+    assert body_of(reply).startswith("Thank you for completing *Feedback*!\n\n") and "survey:s1" not in ids(
+        reply
+    )
 
 
 def test_a_full_survey_leaves_the_menu() -> None:
@@ -94,7 +96,7 @@ def test_a_closed_poll_tapped_from_an_old_menu_says_so_with_its_results() -> Non
     c = ctx({"surveys": [SURVEY]}, tapped=closed)  # the engine loads an old menu's item for its module
     result = conversation.step(State(), Inbound("Best snack?", "poll:p1"), c)
     (reply,) = result.replies
-    assert reply.body.startswith(
+    assert body_of(reply).startswith(
         "Sorry, this poll has closed.\n\nFinal results (3 votes):\nSamosa: 2 (67%)\nMandazi: 1 (33%)\n\n"
     )
     assert ids(reply) == ["survey:s1"] and result.state.module is None
@@ -103,7 +105,7 @@ def test_a_closed_poll_tapped_from_an_old_menu_says_so_with_its_results() -> Non
 def test_a_closed_poll_with_private_results_only_says_it_closed() -> None:
     closed = {**POLL, "status": "closed", "show_results": False, "kind": "poll"}
     (reply,) = conversation.step(State(), Inbound("Best snack?", "poll:p1"), ctx({}, tapped=closed)).replies
-    assert reply.body.startswith("Sorry, this poll has closed.\n\nThere is nothing on offer")
+    assert body_of(reply).startswith("Sorry, this poll has closed.\n\nThere is nothing on offer")
 
 
 @pytest.mark.parametrize("item", ["poll:p9", "survey:s9", "event:e9"])
@@ -113,7 +115,8 @@ def test_an_old_menus_item_that_is_gone_says_so_instead_of_not_understood(item: 
         result = conversation.step(state, Inbound("Old", item), ctx(survey=SURVEY))
         (reply,) = result.replies
         assert (
-            reply.body.startswith("Sorry, that is no longer available.\n\n") and result.state.module is None
+            body_of(reply).startswith("Sorry, that is no longer available.\n\n")
+            and result.state.module is None
         )
 
 
@@ -137,7 +140,7 @@ def test_leaving_says_so_once_with_the_menu_and_no_send_menu_before_it(
     state: State, word: str, lead: str
 ) -> None:
     (reply,) = conversation.step(state, Inbound(word), ctx(poll=POLL)).replies
-    assert reply.body.startswith(lead + "\n\nWelcome to Org!") and "Send MENU" not in reply.body
+    assert body_of(reply).startswith(lead + "\n\nWelcome to Org!") and "Send MENU" not in body_of(reply)
 
 
 def test_a_long_lead_goes_before_the_menu_in_its_own_message() -> None:
@@ -184,13 +187,15 @@ def test_progress_says_at_most_while_branching_can_still_shorten_the_way() -> No
         State("survey", "starting", {"survey_id": "b"}), SurveyResponseReady("b", "r1"), c
     )
     intro, first = ready.replies
-    assert "Up to 4 questions" in intro.body and first.body.startswith("(1 of at most 4) Been before?")
+    assert "Up to 4 questions" in body_of(intro) and body_of(first).startswith(
+        "(1 of at most 4) Been before?"
+    )
     second = conversation.step(ready.state, Inbound("yes"), c)
-    assert second.replies[0].body.startswith("(2 of at most 4) How was it?")
+    assert body_of(second.replies[0]).startswith("(2 of at most 4) How was it?")
     third = conversation.step(second.state, Inbound("5"), c)
-    assert third.replies[0].body.startswith("(3 of at most 4) Again?")
+    assert body_of(third.replies[0]).startswith("(3 of at most 4) Again?")
     last = conversation.step(third.state, Inbound("skip"), c)
-    assert last.replies[0].body == "(4/4) Why not?"  # no branch ahead: the exact total
+    assert body_of(last.replies[0]) == "(4/4) Why not?"  # no branch ahead: the exact total
 
 
 def test_straight_surveys_keep_the_plain_count() -> None:
@@ -226,7 +231,10 @@ def test_a_two_button_question_asks_for_a_tap_and_offers_the_buttons_again() -> 
 def test_a_swahili_two_button_poll_asks_for_a_tap() -> None:
     c = replace(ctx(poll=POLL), language="sw")
     (reply,) = conversation.step(State("poll", "vote", {"poll_id": "p1"}), Inbound("chai"), c).replies
-    assert reply.body == "Tafadhali gusa mojawapo ya vitufe.\n\nBest snack?" and ids(reply) == ["o1", "o2"]
+    assert body_of(reply) == "Tafadhali gusa mojawapo ya vitufe.\n\nBest snack?" and ids(reply) == [
+        "o1",
+        "o2",
+    ]
 
 
 # ---------------------------------------------------------------- a contact's own tickets
@@ -270,7 +278,7 @@ def test_my_tickets_lists_upcoming_events_and_sends_the_qr_codes_again() -> None
     found = MyTickets("TKT-AAAAAA", (owned("TKT-AAAAAA"), owned("TKT-BBBBBB"), owned("TKT-CCCCCC", "used")))
     result = conversation.step(State(), found, ctx())
     summary, *images = result.replies
-    assert summary.body.splitlines()[:2] == [
+    assert body_of(summary).splitlines()[:2] == [
         "🎟 Your 3 tickets for upcoming events:",
         "• Jazz Night, 14/03/2025 18:00: 3 × Regular (1 used)",
     ]
@@ -282,16 +290,18 @@ def test_someone_elses_code_is_not_shown_and_their_own_tickets_are() -> None:
     (summary, image) = conversation.step(
         State(), MyTickets("TKT-ZZZZZZ", (owned("TKT-AAAAAA"),)), ctx()
     ).replies
-    assert summary.body.startswith("I couldn't find a ticket TKT-ZZZZZZ among your tickets.\n\n🎟 Your ticket")
+    assert body_of(summary).startswith(
+        "I couldn't find a ticket TKT-ZZZZZZ among your tickets.\n\n🎟 Your ticket"
+    )
     assert image == Image("qr:TKT-AAAAAA", "🎟 Jazz Night\nAmina\nTKT-AAAAAA")
 
 
 def test_no_tickets_at_all_offers_the_menu() -> None:
     (reply,) = conversation.step(State(), MyTickets(None, ()), ctx()).replies
-    assert reply.body.startswith("You have no tickets for upcoming events.\n\nWelcome to Org!")
+    assert body_of(reply).startswith("You have no tickets for upcoming events.\n\nWelcome to Org!")
 
 
 def test_my_tickets_in_swahili() -> None:
     c = replace(ctx(), language="sw")
     summary, _ = conversation.step(State(), MyTickets(None, (owned("TKT-AAAAAA"),)), c).replies
-    assert summary.body.startswith("🎟 Tiketi yako ya tukio lijalo:")
+    assert body_of(summary).startswith("🎟 Tiketi yako ya tukio lijalo:")

@@ -37,7 +37,7 @@ from state_machines.hypecard import (
 from state_machines.i18n import t
 from state_machines.poll import VoteRecorded
 from state_machines.tickets import TicketsIssued
-from tests.helpers import context
+from tests.helpers import body_of, context
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 NAME = {"name": "name", "type": "text", "max_length": 20, "ask": {"en": "Your name?", "sw": "Jina lako?"}}
@@ -203,7 +203,7 @@ def test_waiting_for_the_card_and_cancelling_a_question() -> None:
     assert busy.state == making and busy.replies == (Text(t("hypecard.busy", "en")),)
     cancelled = conversation.step(asking(), say("cancel"), ctx())
     # said on top of the menu (issue 20: one message, the next step)
-    assert cancelled.state.module is None and cancelled.replies[0].body.startswith(
+    assert cancelled.state.module is None and body_of(cancelled.replies[0]).startswith(
         t("hypecard.cancelled", "en")
     )
 

@@ -42,6 +42,7 @@ async def test_demo_templates_round_trip_through_the_database(make_org, app_pool
             )
             assert [r["kind"] for r in kinds] == [layer.type for layer in spec.layers]
             logo = await store.logo(conn)
+            assert logo is not None
             assert logo == content.logo[1]  # type: ignore[index]
             values = card_values(spec, {"name": "Wanjiku"}, {"code": "HC-ABC123", "event_name": "Jazz"})
             from_file = renderer.render(spec, CardInputs(values, {"logo": logo}, pictures, "254700000000"))

@@ -19,7 +19,7 @@ from state_machines.knowledge import (
     clip,
     keyword_item,
 )
-from tests.helpers import context
+from tests.helpers import body_of, context
 
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 OFFERS = {
@@ -118,7 +118,7 @@ def test_menu_numbers_and_titles_still_choose_before_free_text() -> None:
     by_title = conversation.step(
         State(), Inbound("jazz night"), ctx()
     )  # the ticket flow answers (none on sale)
-    assert by_title.effects == () and "Jazz Night" in by_title.replies[0].body
+    assert by_title.effects == () and "Jazz Night" in body_of(by_title.replies[0])
 
 
 @pytest.mark.parametrize(
@@ -158,7 +158,7 @@ def test_unknown_intent_says_sorry_with_the_menu() -> None:
         State("knowledge", "classifying", {"question": "asdf"}), IntentClassified("unknown"), ctx()
     )
     assert result.state == State() and result.effects == ()
-    assert result.replies[0].body.startswith("Sorry, I didn't understand that.")
+    assert body_of(result.replies[0]).startswith("Sorry, I didn't understand that.")
 
 
 def test_a_model_answer_is_sent_and_charged() -> None:
@@ -179,12 +179,15 @@ def test_a_passage_answer_without_a_model_is_free_and_says_where_it_comes_from(
     )
     result = knowledge.step(ASKING, answer, ctx(language))
     (reply,) = result.replies
-    assert reply.body.startswith(f"{lead}\n\n*Gates*\nGates open at 4 pm.") and result.effects == ()
+    assert body_of(reply).startswith(f"{lead}\n\n*Gates*\nGates open at 4 pm.") and result.effects == ()
 
 
 def test_not_found_says_so_with_the_menu_and_charges_only_a_model_call() -> None:
     nothing = knowledge.step(ASKING, KnowledgeAnswer("", False), ctx("sw"))
-    assert nothing.replies[0].body.startswith("Samahani, sijui jibu la swali hilo.") and nothing.effects == ()
+    assert (
+        body_of(nothing.replies[0]).startswith("Samahani, sijui jibu la swali hilo.")
+        and nothing.effects == ()
+    )
     said_not_in_kb = knowledge.step(ASKING, KnowledgeAnswer("", False, ("x",), USAGE), ctx())
     assert said_not_in_kb.effects == (ChargeAnswer(USAGE),) and said_not_in_kb.state == State()
 
@@ -192,7 +195,7 @@ def test_not_found_says_so_with_the_menu_and_charges_only_a_model_call() -> None
 def test_answers_are_whatsapp_sized() -> None:
     long = "Gates open at 4 pm. " * 60
     (reply,) = knowledge.step(ASKING, KnowledgeAnswer(long, True, (), USAGE), ctx()).replies
-    assert len(reply.body) <= knowledge.ANSWER_MAX and reply.body.endswith("4 pm.")
+    assert len(body_of(reply)) <= knowledge.ANSWER_MAX and body_of(reply).endswith("4 pm.")
     assert clip("word " * 200, 50).endswith("…") and len(clip("word " * 200, 50)) <= 50
 
 

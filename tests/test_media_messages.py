@@ -19,7 +19,7 @@ from state_machines import conversation
 from state_machines.base import Inbound, State, Step, Text
 from state_machines.media import VOICE_TEXT, TranscribeVoiceNote, VoiceNoteNotTranscribed
 from state_machines.survey import SaveSurveyAnswer
-from tests.helpers import context, phone
+from tests.helpers import body_of, buttons_of, context, phone
 
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 SURVEY = {
@@ -87,8 +87,8 @@ def test_media_in_a_poll_offers_the_options_again() -> None:
     state = State("poll", "vote", {"poll_id": "p1"}, 3)
     result = conversation.step(state, STICKER, ctx())
     (reply,) = result.replies
-    assert reply.body == "Please tap a button or reply with a number.\n\nBest snack?"
-    assert [b.id for b in reply.buttons] == ["a", "b"] and result.state == state
+    assert body_of(reply) == "Please tap a button or reply with a number.\n\nBest snack?"
+    assert [b.id for b in buttons_of(reply)] == ["a", "b"] and result.state == state
 
 
 def test_a_photo_question_takes_the_photo_and_a_location_question_the_location() -> None:
@@ -96,15 +96,15 @@ def test_a_photo_question_takes_the_photo_and_a_location_question_the_location()
     assert photo.effects[0] == SaveSurveyAnswer(
         "r1", "photo", {"media_id": "m-ph", "mime_type": "image/jpeg", "caption": ""}, "where"
     )
-    assert photo.replies[0].body.startswith("(3/4) Where are you?\n(share a location")
+    assert body_of(photo.replies[0]).startswith("(3/4) Where are you?\n(share a location")
     place = conversation.step(at("where", 3), PLACE, ctx())
     assert place.effects[0] == SaveSurveyAnswer(
         "r1", "where", {"latitude": -1.2864, "longitude": 36.8172, "name": "KICC"}, "ok"
     )
     words = conversation.step(at("photo", 2), Inbound("here it is"), ctx())
-    assert words.replies[0].body.startswith("Please send a photo.") and words.state.data["failures"] == 1
+    assert body_of(words.replies[0]).startswith("Please send a photo.") and words.state.data["failures"] == 1
     wrong = conversation.step(at("where", 3), PHOTO, ctx())  # a photo where a location is asked
-    assert wrong.replies[0].body.startswith("Please share a location: tap 📎, then Location.")
+    assert body_of(wrong.replies[0]).startswith("Please share a location: tap 📎, then Location.")
 
 
 def test_a_voice_note_asks_the_engine_for_its_words_and_they_are_handled_as_typed() -> None:
@@ -121,7 +121,7 @@ def test_a_voice_note_that_cannot_be_transcribed_gets_the_polite_line() -> None:
         State(version=3), (Text("Sorry, I can't listen to voice notes. Please type your message."),)
     )
     asking = conversation.step(at("name", 1), VoiceNoteNotTranscribed("failed"), ctx())
-    assert [r.body for r in asking.replies] == [
+    assert [body_of(r) for r in asking.replies] == [
         "Sorry, I can't listen to voice notes. Please type your message.",
         "(1/4) Your name?",
     ]

@@ -10,7 +10,7 @@ import pytest
 from state_machines import menu
 from state_machines.base import Buttons, Context, Inbound, ListMenu, Text
 from state_machines.choices import Option
-from tests.helpers import context
+from tests.helpers import buttons_of, context
 
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 OFFERS = {
@@ -84,7 +84,7 @@ def test_the_menu_is_a_list_with_a_lead() -> None:
 
 def test_few_short_offers_are_buttons() -> None:
     (reply,) = menu.menu_replies(make_ctx({"polls": OFFERS["polls"]}, org=""))
-    assert reply == Buttons("What would you like to do? Choose an option.", reply.buttons) and [
+    assert reply == Buttons("What would you like to do? Choose an option.", buttons_of(reply)) and [
         b.id for b in reply.buttons
     ] == ["poll:p1"]
 
@@ -124,6 +124,7 @@ def test_choose(event: Inbound, chosen: tuple[str, str] | None) -> None:
 
 
 def test_find_offer() -> None:
-    assert menu.find_offer(make_ctx(), "event", "e2")["name"] == "Harambee"
+    found = menu.find_offer(make_ctx(), "event", "e2")
+    assert found is not None and found["name"] == "Harambee"
     assert menu.find_offer(make_ctx(), "event", "s1") is None
     assert menu.find_offer(make_ctx(None), "poll", "p1") is None

@@ -363,18 +363,18 @@ async def test_workers_and_metrics_of_a_running_worker_and_the_gateway(  # type:
             gateway_text = exposition()[0].decode()  # the in-process gateway's registry
     finally:
         await stack.stop()
-    assert value_of(text, "chatnation_worker_events_total", kind="message", outcome="processed") >= 1
-    assert value_of(text, "chatnation_worker_processing_seconds_count", kind="message") >= 1
-    assert value_of(text, "chatnation_sender_results_total") >= 1
-    assert value_of(text, "chatnation_relay_published_total") >= 1
+    assert (value_of(text, "chatnation_worker_events_total", kind="message", outcome="processed") or 0) >= 1
+    assert (value_of(text, "chatnation_worker_processing_seconds_count", kind="message") or 0) >= 1
+    assert (value_of(text, "chatnation_sender_results_total") or 0) >= 1
+    assert (value_of(text, "chatnation_relay_published_total") or 0) >= 1
     assert (
         value_of(text, "chatnation_queue_messages", queue=topology.inbound_queue(0), state="ready")
         is not None
     )
     assert (
-        value_of(gateway_text, "chatnation_gateway_requests_total", route="webhook", outcome="accepted") >= 1
-    )
-    assert value_of(gateway_text, "chatnation_gateway_publish_seconds_count") >= 1
+        value_of(gateway_text, "chatnation_gateway_requests_total", route="webhook", outcome="accepted") or 0
+    ) >= 1
+    assert (value_of(gateway_text, "chatnation_gateway_publish_seconds_count") or 0) >= 1
 
 
 async def _ready(http: httpx.AsyncClient, url: str) -> bool:

@@ -57,6 +57,7 @@ async def everyone_says_hi(
 async def parked(stack: LocalStack, broker, wanted: Callable[[AbstractIncomingMessage], bool]):  # type: ignore[no-untyped-def]
     """The first message in the parking queue that ``wanted`` picks, taken off it (others are put back)."""
     channel = await broker.channel()
+    assert stack.settings is not None
     parking = await channel.get_queue(f"{stack.settings.broker_prefix}.parking")
 
     async def find():  # type: ignore[no-untyped-def]
@@ -101,6 +102,7 @@ async def test_same_webhook_three_times_one_reply_one_debit(stack: LocalStack, m
     envelope = build_text_envelope(
         new.phone_number_id, "254700000000", wa_id, "Otieno", "hi", "wamid.DUP" + wa_id
     )
+    assert stack.poster is not None
     for _ in range(3):
         assert (await stack.poster.post(envelope)).status_code == 200
     await stack.whatsapp.wait_for_messages(1, to=wa_id)
@@ -172,6 +174,7 @@ async def test_expired_token_parks_the_send_and_pauses_the_organisation(
     await user.say("hi")
     message = await parked(stack, broker, lambda m: user.wa_id.encode() in m.body)
     assert "190" in message.headers["x-error"]
+    assert stack.settings is not None
     assert message.headers["x-original-queue"].startswith(f"{stack.settings.broker_prefix}.outbound.")
     assert stack.whatsapp.messages(to=user.wa_id) == []
 

@@ -12,7 +12,7 @@ from state_machines import poll
 from state_machines.base import Buttons, Context, Inbound, ListMenu, State, Step, Text
 from state_machines.i18n import t
 from state_machines.poll import CastVote, VoteRecorded, VoteRejected
-from tests.helpers import context
+from tests.helpers import body_of, buttons_of, context
 
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -106,8 +106,8 @@ def test_a_closed_poll_says_so_with_its_public_results_then_the_menu(changes: di
     expected = (
         text or "Sorry, this poll has closed.\n\nFinal results (1 vote):\nSamosa: 3 (300%)\nMandazi: 1 (100%)"
     )
-    assert result.state == State() and reply.body.startswith(expected + "\n\nWhat would you like to do?")
-    assert [b.id for b in reply.buttons] == ["poll:p2"]  # the menu, without the closed poll
+    assert result.state == State() and body_of(reply).startswith(expected + "\n\nWhat would you like to do?")
+    assert [b.id for b in buttons_of(reply)] == ["poll:p2"]  # the menu, without the closed poll
 
 
 def test_a_closed_poll_tapped_from_an_old_menu_is_found_through_the_tap() -> None:
@@ -116,12 +116,12 @@ def test_a_closed_poll_tapped_from_an_old_menu_is_found_through_the_tap() -> Non
         data={"offers": {"polls": [MULTI]}, "tapped": {**SINGLE, "kind": "poll", "status": "closed"}},
     )
     (reply,) = poll.start("p1", State(), ctx).replies
-    assert reply.body.startswith(CLOSED_WITH_RESULTS)
+    assert body_of(reply).startswith(CLOSED_WITH_RESULTS)
 
 
 def test_start_of_an_unknown_poll() -> None:
     result = poll.start("p9", State(), make_ctx())
-    assert result.state == State() and result.replies[0].body.startswith(
+    assert result.state == State() and body_of(result.replies[0]).startswith(
         "Sorry, this poll is no longer available."
     )
 
@@ -193,13 +193,13 @@ def test_an_unusable_vote_reprompts_with_the_options(poll_def: dict, event: Inbo
     result = poll.step(voting(poll_def["id"], failures=1), event, make_ctx(poll_def))
     assert result.state == State("poll", "vote", {"poll_id": poll_def["id"], "failures": 2})
     (reply,) = result.replies
-    assert reply.body == error and result.effects == ()
+    assert body_of(reply) == error and result.effects == ()
 
 
 def test_a_vote_after_the_end_is_not_cast() -> None:
     result = poll.step(voting(), say("1"), make_ctx(SINGLE, now=NOW + timedelta(days=2)))
     assert result.state == State() and result.effects == ()
-    assert result.replies[0].body.startswith(CLOSED_WITH_RESULTS)
+    assert body_of(result.replies[0]).startswith(CLOSED_WITH_RESULTS)
 
 
 def test_results_with_percentages() -> None:
@@ -207,30 +207,30 @@ def test_results_with_percentages() -> None:
     result = poll.step(State("poll", "casting", {"poll_id": "p1"}), recorded, make_ctx(SINGLE))
     assert result.state == State()
     (reply,) = result.replies  # the results on top of the menu: the next step
-    assert reply.body.startswith(
+    assert body_of(reply).startswith(
         "Thank you for voting!\n\nResults so far (8 votes):\nSamosa: 5 (63%)\nMandazi: 2 (25%)\nChapati: 1 (13%)\n\n"
     )
     one = poll.step(
         State("poll", "casting", {"poll_id": "p1"}), VoteRecorded("p1", {"o1": 1}, 1), make_ctx(SINGLE)
     )
-    assert "Results so far (1 vote):" in one.replies[0].body
+    assert "Results so far (1 vote):" in body_of(one.replies[0])
 
 
 def test_a_changed_vote_says_so() -> None:
     recorded = VoteRecorded("p1", {"o2": 1}, total=1, changed=True)
     (reply,) = poll.step(State("poll", "casting", {"poll_id": "p1"}), recorded, make_ctx(SINGLE)).replies
-    assert reply.body.startswith("Your vote has been changed.\n\n")
-    assert "Samosa: 0 (0%)" in reply.body and "Mandazi: 1 (100%)" in reply.body
+    assert body_of(reply).startswith("Your vote has been changed.\n\n")
+    assert "Samosa: 0 (0%)" in body_of(reply) and "Mandazi: 1 (100%)" in body_of(reply)
 
 
 def test_without_show_results_only_thanks() -> None:
     recorded = VoteRecorded("p2", {"monday": 9}, total=9)
     result = poll.step(State("poll", "casting", {"poll_id": "p2"}), recorded, make_ctx(MULTI))
-    assert result.replies[0].body.startswith("Thank you for voting!\n\nWhat would you like to do?")
+    assert body_of(result.replies[0]).startswith("Thank you for voting!\n\nWhat would you like to do?")
     changed = poll.step(
         State("poll", "casting", {"poll_id": "p2"}), replace(recorded, changed=True), make_ctx(MULTI, "sw")
     )
-    assert changed.replies[0].body.startswith("Kura yako imebadilishwa.\n\nUngependa kufanya nini?")
+    assert body_of(changed.replies[0]).startswith("Kura yako imebadilishwa.\n\nUngependa kufanya nini?")
 
 
 @pytest.mark.parametrize(
@@ -241,7 +241,7 @@ def test_rejected_votes(reason: str, text: str) -> None:
     result = poll.step(
         State("poll", "casting", {"poll_id": "p1"}), VoteRejected("p1", reason), make_ctx(SINGLE)
     )
-    assert result.state == State() and result.replies[0].body.startswith(text + "\n\n")
+    assert result.state == State() and body_of(result.replies[0]).startswith(text + "\n\n")
 
 
 def test_swahili_results() -> None:
@@ -249,11 +249,11 @@ def test_swahili_results() -> None:
     (reply,) = poll.step(
         State("poll", "casting", {"poll_id": "p1"}), recorded, make_ctx(SINGLE, "sw")
     ).replies
-    assert reply.body.splitlines()[:3] == ["Asante kwa kupiga kura!", "", "Matokeo hadi sasa (kura 0):"]
+    assert body_of(reply).splitlines()[:3] == ["Asante kwa kupiga kura!", "", "Matokeo hadi sasa (kura 0):"]
 
 
 def test_reprompt_and_cancel() -> None:
-    assert poll.reprompt(voting(), make_ctx(SINGLE))[0].body == "Best snack?"
+    assert body_of(poll.reprompt(voting(), make_ctx(SINGLE))[0]) == "Best snack?"
     assert poll.reprompt(State("poll", "casting", {"poll_id": "p1"}), make_ctx(SINGLE)) == ()
     assert poll.cancel(voting(), make_ctx(SINGLE)) == Step(State())
 

@@ -125,7 +125,8 @@ async def test_accepted_message_is_answered_and_recorded(
     body = response.json()
     assert body["messaging_product"] == "whatsapp" and body["contacts"] == [{"input": USER, "wa_id": USER}]
     wamid = body["messages"][0]["id"]
-    assert wamid.startswith("wamid.SIM") and parse_response(200, body).wamid == wamid
+    sent = parse_response(200, body)
+    assert wamid.startswith("wamid.SIM") and not isinstance(sent, ApiError) and sent.wamid == wamid
     (recorded,) = (await http.get(f"{wa.base_url}/_sim/messages", params={"to": USER})).json()
     assert (recorded["wamid"], recorded["to"], recorded["phone_number_id"]) == (wamid, USER, PNID)
     assert recorded["payload"] == _text() and before <= recorded["received_at"] <= time.time()

@@ -31,7 +31,7 @@ from state_machines.survey import (
     parse_answer,
 )
 from state_machines.survey_format import validate_questions
-from tests.helpers import context
+from tests.helpers import body_of, buttons_of, context
 
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -124,7 +124,7 @@ def test_start_of_an_unavailable_survey_says_so(offers: dict) -> None:
     result = survey.start("s1", State(), replace(make_ctx(), data={"offers": offers}))
     assert result.state == State() and result.effects == ()
     (reply,) = result.replies  # the way on: the menu, without that survey
-    assert reply.body.startswith("Sorry, this survey is not available.\n\n")
+    assert body_of(reply).startswith("Sorry, this survey is not available.\n\n")
 
 
 def test_ready_for_a_new_response_introduces_and_asks_the_first_question() -> None:
@@ -197,7 +197,7 @@ def test_ready_with_every_answer_given_completes_at_once() -> None:
     )
     assert result.state == State()
     assert result.effects == (CompleteSurvey("s1", "r1"), Charge("survey_completed", "surveys", "r1"))
-    assert result.replies[-1].body.startswith("Thank you for completing *Visitor survey*!\n\n")
+    assert body_of(result.replies[-1]).startswith("Thank you for completing *Visitor survey*!\n\n")
 
 
 @pytest.mark.parametrize(
@@ -266,7 +266,7 @@ def test_full_survey_through_the_yes_branch() -> None:
     assert all(s.effects[-2:] == TIMERS for s in steps[:-1])
     assert final == State()
     assert steps[-1].effects[-2:] == (CompleteSurvey("s1", "r1"), Charge("survey_completed", "surveys", "r1"))
-    assert steps[-1].replies[0].body.startswith("Thank you for completing *Visitor survey*!")
+    assert body_of(steps[-1].replies[0]).startswith("Thank you for completing *Visitor survey*!")
 
 
 def test_the_no_branch_asks_how_they_heard_and_skips_the_rating() -> None:
@@ -286,7 +286,7 @@ def test_the_no_branch_asks_how_they_heard_and_skips_the_rating() -> None:
 def test_the_question_reply_fits_the_kind() -> None:
     ctx = make_ctx()
     yes_no = survey.reprompt(at("visited", 3), ctx)[0]
-    assert yes_no == Buttons("(3/9) Have you visited before?", yes_no.buttons)
+    assert yes_no == Buttons("(3/9) Have you visited before?", buttons_of(yes_no))
     assert [(b.id, b.title) for b in yes_no.buttons] == [("yes", "Yes"), ("no", "No")]
     rating = survey.reprompt(at("rating", 4), ctx)[0]
     assert isinstance(rating, ListMenu) and [r.id for r in rating.rows] == ["1", "2", "3", "4", "5"]
@@ -294,21 +294,22 @@ def test_the_question_reply_fits_the_kind() -> None:
     assert isinstance(heard, ListMenu) and [r.id for r in heard.rows] == ["radio", "tv", "friend", "_skip"]
     assert heard.body == "(4/9) How did you hear about us?\n(optional: send SKIP to skip)"
     topics = survey.reprompt(at("topics", 5), ctx)[0]
-    assert "You can choose several: reply with their numbers, e.g. 1, 3" in topics.body
+    assert "You can choose several: reply with their numbers, e.g. 1, 3" in body_of(topics)
     assert survey.reprompt(at("email", 6), ctx) == (Text("(6/9) Your email?\n(optional: send SKIP to skip)"),)
 
 
 def test_swahili_questions_choices_and_errors() -> None:
     ctx = make_ctx("sw")
     question = survey.reprompt(at("visited", 3), ctx)[0]
-    assert question.body == "(3/9) Umewahi kutembelea?"
-    assert [b.title for b in question.buttons] == ["Ndiyo", "Hapana"]
+    assert body_of(question) == "(3/9) Umewahi kutembelea?"
+    assert [b.title for b in buttons_of(question)] == ["Ndiyo", "Hapana"]
     assert survey.reprompt(at("name", 1), ctx) == (Text("(1/9) Jina lako ni nani?"),)
     result = survey.step(at("age", 2), say("kumi"), ctx)
     assert result.replies == (
         Text("Tafadhali jibu kwa nambari kamili kati ya 18 na 120.\n\n(2/9) How old are you?"),
     )
-    assert survey.step(at("visited", 3), say("Ndiyo", "yes"), ctx).effects[0].value is True
+    saved = survey.step(at("visited", 3), say("Ndiyo", "yes"), ctx).effects[0]
+    assert isinstance(saved, survey.SaveSurveyAnswer) and saved.value is True
 
 
 # ---------------------------------------------------------------- answers of every kind
@@ -492,6 +493,8 @@ def test_cancel_abandons_the_response() -> None:
 def test_a_survey_that_disappeared_mid_way() -> None:
     ctx = replace(make_ctx(), data={"offers": {}})
     gone = survey.step(at("age", 2), say("30"), ctx)
-    assert gone.state == State() and gone.replies[0].body.startswith("Sorry, this survey is not available.")
+    assert gone.state == State() and body_of(gone.replies[0]).startswith(
+        "Sorry, this survey is not available."
+    )
     assert survey.step(at("age", 2), TimerFired("survey_reminder", 7), ctx) == Step(State())
     assert survey.reprompt(at("age", 2), ctx) == ()

@@ -15,7 +15,7 @@ from simulators.chat import ChatDriver
 from state_machines import tickets as tk
 from state_machines.base import Inbound, State
 from state_machines.i18n import t
-from tests.helpers import context, phone, wait_until
+from tests.helpers import body_of, context, phone, wait_until
 
 EVENT = {
     "name": "Gospel Sunday",
@@ -129,7 +129,7 @@ def test_without_email_the_flow_does_not_ask_for_an_address() -> None:
     step = tk.step(step.state, Inbound("Amina Wanjiru"), ctx)
     assert step.state.step == "confirm" and step.state.data["holder_email"] is None
     (prompt,) = step.replies
-    assert "Email" not in prompt.body and prompt.body.startswith("Please confirm your order:")
+    assert "Email" not in body_of(prompt) and body_of(prompt).startswith("Please confirm your order:")
     asking = tk.step(
         tk.step(tk.start("e1", State(), ctx_with(ctx)).state, Inbound("Community"), ctx_with(ctx)).state,
         Inbound("Amina Wanjiru"),

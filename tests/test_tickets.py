@@ -125,7 +125,7 @@ def to_menu(text: str, version: int = 7) -> tk.Step:
 
 
 def texts(step) -> list[str]:
-    return [getattr(r, "body", None) or getattr(r, "caption", "") for r in step.replies]
+    return [str(getattr(r, "body", None) or getattr(r, "caption", "")) for r in step.replies]
 
 
 def type_menu_body(lang="en", sold="Student", prefix=""):

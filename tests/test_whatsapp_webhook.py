@@ -97,16 +97,20 @@ def test_messages_get_their_typed_model(name: str, model: type) -> None:
 
 def test_typed_fields_are_readable() -> None:
     message = parse_envelope(_load("list_reply_05.json")).entry[0].changes[0].value.messages[0]
-    assert message.interactive.list_reply.id == "priority_express"
-    assert message.interactive.list_reply.description == "Next Day to 2 Days"
+    assert isinstance(message, wh.InteractiveMessage) and message.interactive is not None
+    chosen = message.interactive.list_reply
+    assert chosen is not None
+    assert chosen.id == "priority_express"
+    assert chosen.description == "Next Day to 2 Days"
     audio = parse_envelope(_load("voice_02.json")).entry[0].changes[0].value.messages[0]
+    assert isinstance(audio, wh.AudioMessage)
     assert audio.audio.voice is True
     unsupported = parse_envelope(_load("unsupported_05.json")).entry[0].changes[0].value.messages[0]
     assert unsupported.errors[0].code == 131051
     status = parse_envelope(_load("status_failed_02.json")).entry[0].changes[0].value.statuses[0]
     assert (status.status, status.errors[0].code) == ("failed", 130472)
     sent = parse_envelope(_load("status_sent_03.json")).entry[0].changes[0].value.statuses[0]
-    assert sent.biz_opaque_callback_data == "some data" and sent.pricing["category"] == "service"
+    assert sent.biz_opaque_callback_data == "some data" and (sent.pricing or {})["category"] == "service"
 
 
 def _with_message(message: dict[str, Any]) -> dict[str, Any]:
