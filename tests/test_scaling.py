@@ -21,10 +21,11 @@ import pytest
 from engine.broker import Topology
 from engine.db import tenant_tx
 from engine.local_stack import LocalStack
+from engine.shards import HEARTBEAT_SECONDS
 from simulators.whatsapp import SimulatedUser
 from tests.helpers import wait_until
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(240)
 
 
 def contacts_on_shards(topology: Topology, shards: list[int]) -> list[str]:
@@ -105,29 +106,50 @@ async def _has_live(owner_pool: asyncpg.Pool, n: int) -> bool:
 async def test_scaling_from_one_to_four_processes_keeps_order_and_loses_nothing(  # type: ignore[no-untyped-def]
     stack: LocalStack, settings, make_org, app_pool, owner_pool
 ) -> None:
-    count, pace = 100, 0.1
+    pace, after = 0.1, 30
     org, new = await make_org("Scale", tokens=10_000)
     phones = contacts_on_shards(Topology.from_settings(settings), [0, 1, 2, 3])
     await start_inbound(stack, owner_pool, 1)
+    scaled = asyncio.Event()
 
     async def scale_up() -> None:
         for live in (2, 3, 4):
             await asyncio.sleep(2.0)
             await start_inbound(stack, owner_pool, live)
+        await asyncio.sleep(2 * HEARTBEAT_SECONDS)  # every process has seen all four and taken its shards
+        scaled.set()
 
-    await asyncio.gather(
-        *(stream(stack.user(new.phone_number_id, p), count, pace) for p in phones), scale_up()
-    )
+    async def until_scaled(user: SimulatedUser) -> int:
+        """m001, m002, ... through every step of the scaling (however slowly processes start on a busy
+        machine), then ``after`` more once all four own shards. Returns how many were sent."""
+        sent = 0
+
+        async def say_next() -> None:
+            nonlocal sent
+            sent += 1
+            assert (await user.say(f"m{sent:03d}")).response.status_code == 200
+            await asyncio.sleep(pace)
+
+        while not scaled.is_set():
+            await say_next()
+        for _ in range(after):
+            await say_next()
+        return sent
+
+    scaling = asyncio.create_task(scale_up())
+    sent = await asyncio.gather(*(until_scaled(stack.user(new.phone_number_id, p)) for p in phones))
+    await scaling
+    counts = dict(zip(phones, sent, strict=True))
 
     async def all_stored():  # type: ignore[no-untyped-def]
         texts = await stored_texts(app_pool, org)
-        return texts if sum(map(len, texts.values())) >= count * len(phones) else None
+        return texts if sum(map(len, texts.values())) >= sum(counts.values()) else None
 
     await wait_until(all_stored, timeout=30)
     await asyncio.sleep(1.0)  # a late duplicate would show now
     texts = await stored_texts(app_pool, org)
     for p in phones:
-        assert texts[p] == expected_texts(count), f"contact {p}: lost, doubled or reordered messages"
+        assert texts[p] == expected_texts(counts[p]), f"contact {p}: lost, doubled or reordered messages"
     workers = await wait_until(lambda: _busy(owner_pool), timeout=10)
     assert len(workers) >= 3, f"the work was not spread over the processes: {workers}"
 
