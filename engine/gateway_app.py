@@ -157,6 +157,8 @@ def part_body(part: InboundPart, received_at: float) -> dict[str, Any]:
         "timestamp": part.timestamp,
         "payload": part.payload,
         "received_at": received_at,
+        # a change without a conversation (template updates ...): which business account it is about
+        **({"business_account_id": part.business_account_id} if part.kind in ("other", "error") else {}),
     }
 
 

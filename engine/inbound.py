@@ -27,6 +27,7 @@ from engine.consumer import Park
 from engine.db import tenant_transaction
 from engine.logging import get_logger, masked
 from engine.runtime import Runtime
+from engine.templates import TEMPLATE_FIELDS, apply_template_webhook
 from engine.turn import Contact, Conversation, Org, Turn
 from engine.whatsapp.webhook import inbound_to_event_fields
 from state_machines.base import State
@@ -72,6 +73,8 @@ async def handle(rt: Runtime, message: AbstractIncomingMessage) -> None:
 
 
 async def _dispatch(rt: Runtime, kind: str, body: dict[str, Any]) -> str:
+    if kind == "other" and body.get("field") in TEMPLATE_FIELDS:
+        return await apply_template_webhook(rt.app_pool, body)
     if kind in ("error", "other"):
         log.info(
             "webhook part without a conversation effect",

@@ -29,6 +29,7 @@ class NewOrganization:
     language: str = "en"
     type: str | None = None
     settings: dict[str, Any] | None = None
+    business_account_id: str | None = None  # the WhatsApp Business Account (its message templates)
 
 
 def slugify(name: str) -> str:
@@ -44,8 +45,9 @@ async def create_organization(pool: asyncpg.Pool, new: NewOrganization) -> UUID:
     settings = {"language": new.language, **(new.settings or {})}
     async with tenant_tx(pool, org_id) as conn:
         await conn.execute(
-            """INSERT INTO organizations (id, name, slug, type, phone, whatsapp_phone_id, whatsapp_access_token, settings)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+            """INSERT INTO organizations (id, name, slug, type, phone, whatsapp_phone_id, whatsapp_access_token, settings,
+                                         whatsapp_business_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
             org_id,
             new.name,
             new.slug or slugify(new.name),
@@ -54,11 +56,39 @@ async def create_organization(pool: asyncpg.Pool, new: NewOrganization) -> UUID:
             new.phone_number_id,
             new.access_token,
             settings,
+            new.business_account_id,
         )
         await conn.execute("INSERT INTO wallets (organization_id) VALUES ($1)", org_id)
         if new.tokens > 0:
             await credit(conn, org_id, new.tokens, type_="purchase", action="opening_balance")
     return org_id
+
+
+async def update_organization(
+    pool: asyncpg.Pool,
+    org_id: UUID,
+    *,
+    business_account_id: str | None = None,
+    access_token: str | None = None,
+    settings: dict[str, Any] | None = None,
+) -> bool:
+    """Change what is given (None: unchanged); ``settings`` keys are merged into the organisation's settings
+    (a None value removes the key). False when there is no such organisation."""
+    drop = [k for k, v in (settings or {}).items() if v is None]
+    merge = {k: v for k, v in (settings or {}).items() if v is not None}
+    async with tenant_tx(pool, org_id) as conn:
+        result = await conn.execute(
+            """UPDATE organizations SET whatsapp_business_id = COALESCE($2, whatsapp_business_id),
+                      whatsapp_access_token = COALESCE($3, whatsapp_access_token),
+                      settings = (COALESCE(settings, '{}'::jsonb) - $5::text[]) || $4::jsonb
+               WHERE id = $1""",
+            org_id,
+            business_account_id,
+            access_token,
+            merge,
+            drop,
+        )
+    return result != "UPDATE 0"
 
 
 class OrgDirectory:

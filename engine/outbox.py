@@ -1,7 +1,8 @@
 """The outbox relay: publishes committed replies to the outbound queue, in id order, then marks them.
 
 One relay is active at a time (a PostgreSQL advisory lock; others wait as stand-bys), so rows leave in the
-order they were committed per contact. It polls the partial index of unrelayed rows every few milliseconds.
+order they were committed per contact and lane. It polls the partial index of unrelayed rows every few
+milliseconds, replies first, then a batch of bulk rows (broadcasts, programmes, reminders).
 A crash between publishing and marking re-publishes; the sender drops a reply that WhatsApp already accepted.
 """
 
@@ -22,6 +23,9 @@ from engine.runtime import Runtime
 log = get_logger(__name__)
 RELAY_LOCK = 0x52454C41  # "RELA"
 BATCH = 500
+BULK_BATCH = (
+    200  # bulk rows per round after the replies: a reply waits at most one of these behind a broadcast
+)
 POLL_SECONDS = 0.01  # polled, not woken by NOTIFY: sql/015 says why
 
 
@@ -42,15 +46,21 @@ async def _relay_while_leader(rt: Runtime, stop: asyncio.Event) -> None:
             return
         log.info("outbox relay active")
         while not stop.is_set():
-            if await relay_batch(rt, conn) < BATCH:
+            replies = await relay_batch(rt, conn, "reply", BATCH)
+            bulk = await relay_batch(rt, conn, "bulk", BULK_BATCH)
+            if replies < BATCH and bulk < BULK_BATCH:
                 await _sleep(stop, POLL_SECONDS)
     finally:
         await conn.close()  # also releases the advisory lock
 
 
-async def relay_batch(rt: Runtime, conn: asyncpg.Connection) -> int:
+async def relay_batch(rt: Runtime, conn: asyncpg.Connection, lane: str = "reply", limit: int = BATCH) -> int:
+    """Up to ``limit`` unrelayed rows of one lane, in id order. Replies go first each round, then a smaller batch
+    of bulk rows (sql/025): a broadcast's thousands of rows never keep a chatting person's reply waiting."""
     rows = await conn.fetch(
-        "SELECT id, payload FROM outbox WHERE relayed_at IS NULL ORDER BY id LIMIT $1", BATCH
+        "SELECT id, payload FROM outbox WHERE relayed_at IS NULL AND lane = $1 ORDER BY id LIMIT $2",
+        lane,
+        limit,
     )
     if not rows:
         return 0

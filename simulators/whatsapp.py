@@ -11,7 +11,13 @@ Control endpoints (for tests in another process):
   GET /_sim/health.
 Media as the Cloud API serves it: GET /{version}/{media_id} -> {url, mime_type, sha256, file_size, id} with the
 number's token, then GET url with the same token; the URL expires after ``media_url_seconds`` (5 minutes).
-Fault endpoints: "messages", "media" (upload), "media_info", "media_download".
+Fault endpoints: "messages", "media" (upload), "media_info", "media_download", "templates".
+Templates: GET /{version}/{waba_id}/message_templates?limit=&after= serves ``templates[waba_id]`` page by page
+(``paging.cursors.after``, ``paging.next`` while more remain), with any known token; POST /_sim/templates
+{waba_id: [template, ...]} replaces an account's templates. Once any are registered, template sends are
+checked as Meta checks them: unknown name or language 132001, PAUSED 132015, DISABLED 132016, not APPROVED
+132001, a body parameter count that does not match 132000. ``template_status_envelope`` and
+``template_quality_envelope`` build the template webhooks (``post_template_status`` also applies the change).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import re
 import time
 import uuid
 from collections import deque
@@ -93,6 +100,8 @@ class WhatsAppSimulator(SimulatorServer):
         self._changed = asyncio.Event()
         self._status_poster: WebhookPoster | None = None
         self._auto_statuses: tuple[str, ...] = ()
+        self.templates: dict[str, list[dict[str, Any]]] = {}  # per business account id
+        self.template_pages: list[dict[str, Any]] = []  # each page served: waba id, after, count
         super().__init__(Starlette(routes=self._routes()))
 
     def _routes(self) -> list[Route]:
@@ -105,6 +114,8 @@ class WhatsAppSimulator(SimulatorServer):
             Route("/_sim/media", self._media_add_endpoint, methods=["POST"]),
             Route("/_sim/media/{media_id}", self._media_download, methods=["GET"]),
             Route("/_sim/download/{media_id}", self._media_url_download, methods=["GET"]),
+            Route("/_sim/templates", self._templates_endpoint, methods=["GET", "POST"]),
+            Route("/{version}/{waba_id}/message_templates", self._list_templates, methods=["GET"]),
             Route("/{version}/{phone_number_id}/messages", self._send, methods=["POST"]),
             Route("/{version}/{phone_number_id}/media", self._upload, methods=["POST"]),
             Route("/{version}/{media_id}", self._media_info, methods=["GET"]),
@@ -158,6 +169,41 @@ class WhatsAppSimulator(SimulatorServer):
                 f"{len(self.messages(to))} of {count} messages to {to or 'anyone'} after {timeout}s"
             ) from None
 
+    def set_templates(self, waba_id: str, templates: Iterable[dict[str, Any]]) -> None:
+        """The business account's templates, as Meta lists them (id, name, language, status, category,
+        components, quality_score); an id is made up for each that has none."""
+        self.templates[waba_id] = [{"id": str(uuid.uuid4().int)[:15], **dict(t)} for t in templates]
+
+    def find_template(self, name: str, language: str) -> dict[str, Any] | None:
+        for templates in self.templates.values():
+            for t in templates:
+                if t.get("name") == name and t.get("language") == language:
+                    return t
+        return None
+
+    async def post_template_status(
+        self, poster: WebhookPoster, waba_id: str, name: str, language: str, event: str, reason: str = "NONE"
+    ) -> httpx.Response:
+        """Change a template's status here and tell the engine as Meta does (the status update webhook)."""
+        template = self.find_template(name, language)
+        if template is not None and event in ("APPROVED", "REJECTED", "PAUSED", "DISABLED", "PENDING"):
+            template["status"] = event
+        template_id = template["id"] if template else "0"
+        return await poster.post(
+            template_status_envelope(waba_id, template_id, name, language, event, reason)
+        )
+
+    async def post_template_quality(
+        self, poster: WebhookPoster, waba_id: str, name: str, language: str, new: str, previous: str = "GREEN"
+    ) -> httpx.Response:
+        template = self.find_template(name, language)
+        if template is not None:
+            template["quality_score"] = {"score": new}
+        template_id = template["id"] if template else "0"
+        return await poster.post(
+            template_quality_envelope(waba_id, template_id, name, language, new, previous)
+        )
+
     def report_statuses(
         self, poster: WebhookPoster | None, statuses: Iterable[str] = ("sent", "delivered", "read")
     ) -> None:
@@ -185,6 +231,8 @@ class WhatsAppSimulator(SimulatorServer):
             validated = validate_send_request(body)
         except SendRequestInvalid as exc:
             return JSONResponse(error_body(exc.code, exc.message, details=exc.message), status_code=400)
+        if (refused := self._template_refused(body)) is not None:
+            return refused
         if isinstance(validated, MarkRead):
             self.reads.append(
                 {
@@ -202,6 +250,84 @@ class WhatsAppSimulator(SimulatorServer):
                 "messages": [{"id": wamid}],
             }
         )
+
+    def _template_refused(self, body: dict[str, Any]) -> Response | None:
+        """Template sends as Meta checks them, once the simulator knows any templates."""
+        if body.get("type") != "template" or not self.templates:
+            return None
+        sent = body.get("template") or {}
+        name, language = sent.get("name"), (sent.get("language") or {}).get("code")
+        template = self.find_template(str(name), str(language))
+        status = (template or {}).get("status")
+        if template is None or status not in ("APPROVED", "PAUSED", "DISABLED"):
+            details = f"template name ({name}) does not exist in {language}"
+            return JSONResponse(
+                error_body(
+                    132001, "(#132001) Template name does not exist in the translation", details=details
+                ),
+                status_code=404,
+            )
+        if status in ("PAUSED", "DISABLED"):
+            code = 132015 if status == "PAUSED" else 132016
+            message = f"(#{code}) Template is {status.lower()}"
+            return JSONResponse(error_body(code, message, details=message), status_code=400)
+        wanted = sum(
+            len(set(re.findall(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}", str(c.get("text") or ""))))
+            for c in template.get("components") or []
+            if str(c.get("type", "")).upper() == "BODY"
+        )
+        given = sum(
+            len(c.get("parameters") or [])
+            for c in sent.get("components") or []
+            if str(c.get("type", "")).lower() == "body"
+        )
+        if wanted != given:
+            message = "(#132000) Number of parameters does not match the expected number of params"
+            details = f"body: number of localizable_params ({given}) does not match the expected number of params ({wanted})"
+            return JSONResponse(error_body(132000, message, details=details), status_code=400)
+        return None
+
+    async def _list_templates(self, request: Request) -> Response:
+        waba_id = request.path_params["waba_id"]
+        if (denied := self._check_any_token(request)) is not None:
+            return denied
+        if (faulted := await self._apply_fault("templates", None)) is not None:
+            return faulted
+        if waba_id not in self.templates:
+            return _unknown_media(waba_id)  # the same "object does not exist" answer Meta gives
+        try:
+            limit = max(1, min(int(request.query_params.get("limit", "25")), 1000))
+            start = int(base64.b64decode(request.query_params.get("after", "")).decode() or 0)
+        except ValueError:
+            return JSONResponse(error_body(100, "(#100) Invalid parameter"), status_code=400)
+        templates = self.templates[waba_id]
+        page = templates[start : start + limit]
+        self.template_pages.append({"waba_id": waba_id, "start": start, "count": len(page)})
+        cursors = {
+            "before": base64.b64encode(str(start).encode()).decode(),
+            "after": base64.b64encode(str(start + len(page)).encode()).decode(),
+        }
+        paging: dict[str, Any] = {"cursors": cursors}
+        if start + len(page) < len(templates):
+            paging["next"] = str(request.url.include_query_params(after=cursors["after"]))
+        return JSONResponse({"data": page, "paging": paging})
+
+    def _check_any_token(self, request: Request) -> Response | None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return JSONResponse(error_body(190, "Invalid OAuth access token"), status_code=401)
+        if self.accept_any_token or any(hmac.compare_digest(token, t) for t in self.tokens.values()):
+            return None
+        return JSONResponse(error_body(190, "Error validating access token", subcode=463), status_code=401)
+
+    async def _templates_endpoint(self, request: Request) -> Response:
+        if request.method == "POST":
+            body = await request.json()
+            if not isinstance(body, dict) or not all(isinstance(v, list) for v in body.values()):
+                return JSONResponse({"error": "expected {waba_id: [template, ...]}"}, status_code=400)
+            for waba_id, templates in body.items():
+                self.set_templates(waba_id, templates)
+        return JSONResponse(self.templates)
 
     def _check_token(self, request: Request, phone_number_id: str) -> Response | None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -571,6 +697,41 @@ def build_status_envelope(
     return {
         "object": "whatsapp_business_account",
         "entry": [{"id": "SIMWABA", "changes": [{"field": "messages", "value": value}]}],
+    }
+
+
+def template_status_envelope(
+    waba_id: str, template_id: str, name: str, language: str, event: str, reason: str = "NONE"
+) -> dict[str, Any]:
+    """A ``message_template_status_update`` webhook: ``event`` APPROVED, REJECTED, PAUSED, DISABLED, ..."""
+    value = {
+        "event": event,
+        "message_template_id": int(template_id) if str(template_id).isdigit() else template_id,
+        "message_template_name": name,
+        "message_template_language": language,
+        "reason": reason,
+    }
+    return _template_envelope(waba_id, "message_template_status_update", value)
+
+
+def template_quality_envelope(
+    waba_id: str, template_id: str, name: str, language: str, new: str, previous: str = "GREEN"
+) -> dict[str, Any]:
+    """A ``message_template_quality_update`` webhook: the template's new quality score."""
+    value = {
+        "previous_quality_score": previous,
+        "new_quality_score": new,
+        "message_template_id": int(template_id) if str(template_id).isdigit() else template_id,
+        "message_template_name": name,
+        "message_template_language": language,
+    }
+    return _template_envelope(waba_id, "message_template_quality_update", value)
+
+
+def _template_envelope(waba_id: str, field: str, value: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": waba_id, "time": int(time.time()), "changes": [{"field": field, "value": value}]}],
     }
 
 

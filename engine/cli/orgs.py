@@ -18,6 +18,9 @@ def create(
     tokens: int = typer.Option(1000, min=0, help="Opening wallet balance"),
     slug: str | None = typer.Option(None),
     language: str = typer.Option("en", help="Default language of its bot: en or sw"),
+    business_account_id: str | None = typer.Option(
+        None, "--business-account-id", help="Its WhatsApp Business Account id (WABA: message templates)"
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Register an organisation with its WhatsApp number, token and a funded wallet."""
@@ -43,6 +46,7 @@ def create(
                         slug=slug,
                         tokens=tokens,
                         language=language,
+                        business_account_id=business_account_id,
                     ),
                 )
             except asyncpg.UniqueViolationError as err:
@@ -63,7 +67,8 @@ async def _all_orgs(owner_url: str) -> list[dict[str, object]]:
     conn = await asyncpg.connect(owner_url)  # listing every tenant is an owner's job, not a tenant's
     try:
         rows = await conn.fetch(
-            """SELECT o.id, o.name, o.slug, o.whatsapp_phone_id AS phone_number_id, o.status, w.balance
+            """SELECT o.id, o.name, o.slug, o.whatsapp_phone_id AS phone_number_id,
+                      o.whatsapp_business_id AS business_account_id, o.status, w.balance
                FROM organizations o LEFT JOIN wallets w ON w.organization_id = o.id ORDER BY o.created_at"""
         )
         return [dict(r) for r in rows]
@@ -103,3 +108,58 @@ def show(
     if not rows:
         raise NotFound(f"no organisation {org!r}")
     emit(rows, as_json=as_json)
+
+
+@app.command("update")
+def update(
+    org: str = typer.Argument(..., help="id or phone_number_id"),
+    business_account_id: str | None = typer.Option(
+        None, "--business-account-id", help="Its WhatsApp Business Account id (WABA: message templates)"
+    ),
+    access_token: str | None = typer.Option(None, help="A new Cloud API access token"),
+    send_rate: float | None = typer.Option(
+        None, "--send-rate", min=1, max=1000, help="Messages per second its number may send (Meta's tier)"
+    ),
+    messaging_limit: str | None = typer.Option(
+        None,
+        "--messaging-limit",
+        help="Unique users reached outside the window per 24 h: 250, 2000, 10000, 100000 or unlimited",
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Change an organisation's business account, token, send rate or messaging limit."""
+    from engine.cli.wallet import resolve_org
+    from engine.orgs import update_organization
+
+    changes: dict[str, object] = {}
+    if send_rate is not None:
+        changes["send_rate_per_second"] = send_rate
+    if messaging_limit is not None:
+        from engine.messaging_limit import parse_limit
+
+        try:
+            changes["messaging_limit"] = parse_limit(messaging_limit)
+        except ValueError as err:
+            raise typer.BadParameter(str(err), param_hint="--messaging-limit") from None
+    s = settings()
+
+    async def body() -> str:
+        async with pools(s) as (_, pool):
+            org_id = await resolve_org(pool, org)
+            if not await update_organization(
+                pool,
+                org_id,
+                business_account_id=business_account_id,
+                access_token=access_token,
+                settings=changes,
+            ):
+                raise NotFound(f"no organisation {org!r}")
+            return str(org_id)
+
+    org_id = run(body)
+    shown = {k: v for k, v in changes.items()}
+    if business_account_id is not None:
+        shown["business_account_id"] = business_account_id
+    if access_token is not None:
+        shown["access_token"] = "(changed)"
+    emit([{"id": org_id, **shown}], as_json=as_json)

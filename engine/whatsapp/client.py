@@ -16,6 +16,7 @@ from engine.whatsapp.media import MediaClient
 from engine.whatsapp.outbound import ApiError, SendResult, parse_response
 
 TIMEOUT = aiohttp.ClientTimeout(total=10.0, connect=3.0)
+TEMPLATE_FIELDS = "id,name,status,category,language,components,quality_score,parameter_format,rejected_reason"
 
 
 def new_session() -> aiohttp.ClientSession:
@@ -46,6 +47,26 @@ class CloudApiClient:
         self, phone_number_id: str, token: str, data: bytes, mime_type: str, filename: str = "image.png"
     ) -> str:
         return await self.media.upload(phone_number_id, token, data, mime_type, filename)
+
+    async def list_templates(
+        self, waba_id: str, token: str, *, after: str | None = None, limit: int = 100
+    ) -> dict[str, Any]:
+        """One page of a business account's message templates: ``{"data": [...], "paging": {...}}``
+        (``GET /{waba_id}/message_templates``, paginated by ``paging.cursors.after``)."""
+        url = f"{self._base}/{self._version}/{waba_id}/message_templates"
+        params = {"fields": TEMPLATE_FIELDS, "limit": str(limit)} | ({"after": after} if after else {})
+        try:
+            async with self._session.get(
+                url, headers={"Authorization": f"Bearer {token}"}, params=params
+            ) as response:
+                status, body = response.status, _json(await response.text())
+        except (TimeoutError, aiohttp.ClientError) as err:
+            raise ApiError(
+                code=0, subcode=None, message=f"{type(err).__name__}: {err}", http_status=0
+            ) from err
+        if status != 200 or not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise ApiError.from_body(body, status)
+        return body
 
     async def _call(self, url: str, token: str, **kwargs: Any) -> tuple[int, Any]:
         try:

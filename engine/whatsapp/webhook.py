@@ -392,6 +392,7 @@ class InboundPart:
     payload: dict[str, Any]
     timestamp: int | None
     user_id: str | None = None  # business-scoped user id, when Meta sends one
+    business_account_id: str = ""  # the entry's id: the WhatsApp Business Account (template webhooks need it)
 
 
 def split_envelope(env: WebhookEnvelope) -> list[InboundPart]:
@@ -400,15 +401,16 @@ def split_envelope(env: WebhookEnvelope) -> list[InboundPart]:
     parts: list[InboundPart] = []
     for entry, raw_entry in zip(env.entry, raw["entry"], strict=True):
         for change, raw_change in zip(entry.changes, raw_entry["changes"], strict=True):
-            parts.extend(_split_change(change, raw_change))
+            parts.extend(_split_change(change, raw_change, entry.id))
     return parts
 
 
-def _split_change(change: Change, raw_change: dict[str, Any]) -> Iterator[InboundPart]:
+def _split_change(change: Change, raw_change: dict[str, Any], entry_id: str) -> Iterator[InboundPart]:
     value, raw_value = change.value, raw_change["value"]
     meta = value.metadata or Metadata()
     common = {
         "field": change.field,
+        "business_account_id": entry_id,
         "phone_number_id": meta.phone_number_id,
         "display_phone_number": meta.display_phone_number,
     }
