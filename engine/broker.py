@@ -5,6 +5,8 @@ Topology, for prefix ``p``:
 - ``p.inbound`` (direct) -> quorum queues ``p.inbound.NNN``: one per shard, single-active-consumer, so a
   contact's events are handled by one consumer at a time, in order, however many workers run.
 - ``p.outbound`` (direct) -> ``p.outbound.NNN``: replies, sharded the same way so they never overtake.
+- ``p.bulk`` (direct) -> ``p.bulk.NNN``: what the engine sends first (broadcasts, programmes, reminders), sharded
+  like the replies and consumed by the same sender processes, which serve replies first (engine/pacing.py).
 - ``p.payments`` (direct) -> ``p.payments``: M-Pesa callbacks, routed to the contact's inbound shard by a worker.
 - ``p.cards`` (direct) -> ``p.cards``: HypeCards to render (the cards role), any number of consumers.
 - ``p.dlx`` (fanout) -> ``p.parking``: poison messages, dead-lettered by the broker after ``delivery_limit``
@@ -51,6 +53,10 @@ class Topology:
         return f"{self.prefix}.outbound"
 
     @property
+    def bulk_exchange(self) -> str:
+        return f"{self.prefix}.bulk"
+
+    @property
     def payments_exchange(self) -> str:
         return f"{self.prefix}.payments"
 
@@ -80,6 +86,12 @@ class Topology:
     def outbound_queue(self, shard: int) -> str:
         return f"{self.prefix}.outbound.{shard:03d}"
 
+    def bulk_queue(self, shard: int) -> str:
+        return f"{self.prefix}.bulk.{shard:03d}"
+
+    def bulk_queues(self) -> list[str]:
+        return [self.bulk_queue(i) for i in range(self.outbound_shards)]
+
     def inbound_queues(self) -> list[str]:
         return [self.inbound_queue(i) for i in range(self.inbound_shards)]
 
@@ -91,6 +103,7 @@ class Topology:
             *self.inbound_queues(),
             self.payments_queue,
             *self.outbound_queues(),
+            *self.bulk_queues(),
             self.cards_queue,
             self.parking_queue,
         ]
@@ -122,6 +135,7 @@ class Topology:
         for exchange_name, queues in (
             (self.inbound_exchange, self.inbound_queues()),
             (self.outbound_exchange, self.outbound_queues()),
+            (self.bulk_exchange, self.bulk_queues()),
         ):
             exchange = await channel.declare_exchange(
                 exchange_name, aio_pika.ExchangeType.DIRECT, durable=True
@@ -151,6 +165,7 @@ class Topology:
         for name in (
             self.inbound_exchange,
             self.outbound_exchange,
+            self.bulk_exchange,
             self.payments_exchange,
             self.cards_exchange,
             self.dead_letter_exchange,

@@ -70,19 +70,28 @@ async def relay_batch(rt: Runtime, conn: asyncpg.Connection, lane: str = "reply"
         if not isinstance(payload, dict) or not {"contact_key", "message_id"} <= payload.keys():
             await _park(rt, row["id"], payload)  # not a send job: kept for a person, never blocks the rest
             continue
-        by_shard[rt.topology.outbound_route(payload["contact_key"])].append(payload)
+        by_shard[rt.topology.outbound_route(payload["contact_key"])].append({**payload, "lane": lane})
+
+    exchange = rt.topology.bulk_exchange if lane == "bulk" else rt.topology.outbound_exchange
 
     async def publish(route: str, jobs: list[dict[str, Any]]) -> None:
         for job in jobs:  # one contact's replies stay in order: sequential within a shard
             await rt.publisher.publish(
-                rt.topology.outbound_exchange,
+                exchange,
                 route,
                 job,
                 message_id=job["message_id"],
                 headers=ordering_headers(*outbound_ordering(job)),
             )
 
-    await asyncio.gather(*(publish(route, jobs) for route, jobs in by_shard.items()))
+    if lane == "bulk":  # mostly one row per contact: each contact's in order, contacts at once (fewer waits)
+        by_contact: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        for route, jobs in by_shard.items():
+            for job in jobs:
+                by_contact[(route, job["contact_key"])].append(job)
+        await asyncio.gather(*(publish(route, jobs) for (route, _), jobs in by_contact.items()))
+    else:
+        await asyncio.gather(*(publish(route, jobs) for route, jobs in by_shard.items()))
     await conn.execute(
         "UPDATE outbox SET relayed_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
     )

@@ -3,7 +3,8 @@
 - inbound: the inbound shards this process owns (see ``engine.shards``), plus the payments queue router.
 - relay: the outbox relay and the timer scanner (each active in one process at a time, the rest stand by), and
   the tickets mailer when SMTP_HOST is set (every relay process; e-mails are claimed with SKIP LOCKED).
-- sender: the outbound shards this process owns.
+- sender: the outbound shards this process owns: for each, its replies queue and its bulk queue (two consumers,
+  so bulk never holds a reply's place; engine/pacing.py serves replies first within the number's rate).
 - cards: HypeCards to render (``engine/hypecards/cards_role.py``), any number of processes.
 """
 
@@ -86,6 +87,29 @@ class ShardedConsumers:
         metrics.in_flight.labels(self.role).set(self.stats()[0])
 
 
+@dataclass
+class LaneConsumers:
+    """A sender's shard is two queues, replies and bulk, taken and given up together."""
+
+    replies: ShardedConsumers
+    bulk: ShardedConsumers
+
+    @property
+    def role(self) -> str:
+        return self.replies.role
+
+    async def start_shard(self, shard: int) -> None:
+        await self.replies.start_shard(shard)
+        await self.bulk.start_shard(shard)
+
+    async def stop_shard(self, shard: int) -> None:
+        await asyncio.gather(self.replies.stop_shard(shard), self.bulk.stop_shard(shard))
+
+    def stats(self) -> tuple[int, int]:
+        (a, b), (c, d) = self.replies.stats(), self.bulk.stats()
+        return a + c, b + d
+
+
 async def park_message(rt: Runtime, message: AbstractIncomingMessage, error: str, queue: str) -> None:
     """Poison message: to the parking queue with the error attached (confirmed); the caller then acks it."""
     headers = dict(message.headers or {})
@@ -113,16 +137,21 @@ async def run_roles(rt: Runtime, roles: set[str], concurrency: int, stop: asynci
         tasks.append(asyncio.create_task(_coordinate(rt, sharded, rt.topology.inbound_shards, stop)))
         tasks.append(asyncio.create_task(_payments(rt, stop)))
     if "sender" in roles:
-        sender = Sender(rt, rate_share=1.0)
-        sharded_out = ShardedConsumers(
-            rt,
-            "sender",
-            rt.topology.outbound_queue,
-            sender.handle,
-            _outbound_key,
-            Limits(concurrency, per_tenant=max(1, concurrency // 2)),
+        sender = Sender(rt)
+
+        def lane_limits() -> (
+            Limits
+        ):  # one set per lane: bulk waiting for its slots never holds a reply's place
+            return Limits(concurrency, per_tenant=max(1, concurrency // 2))
+
+        replies = ShardedConsumers(
+            rt, "sender", rt.topology.outbound_queue, sender.handle, _outbound_key, lane_limits()
         )
-        tasks.append(asyncio.create_task(_coordinate(rt, sharded_out, rt.topology.outbound_shards, stop)))
+        bulk = ShardedConsumers(
+            rt, "sender", rt.topology.bulk_queue, sender.handle, _outbound_key, lane_limits()
+        )
+        both = LaneConsumers(replies, bulk)
+        tasks.append(asyncio.create_task(_coordinate(rt, both, rt.topology.outbound_shards, stop)))
     if "cards" in roles:
         tasks.append(asyncio.create_task(_cards(rt, stop)))
         tasks.append(asyncio.create_task(_announce(rt, "cards", stop)))
@@ -136,7 +165,9 @@ async def run_roles(rt: Runtime, roles: set[str], concurrency: int, stop: asynci
     await asyncio.gather(*tasks)
 
 
-async def _coordinate(rt: Runtime, sharded: ShardedConsumers, shards: int, stop: asyncio.Event) -> None:
+async def _coordinate(
+    rt: Runtime, sharded: ShardedConsumers | LaneConsumers, shards: int, stop: asyncio.Event
+) -> None:
     coordinator = ShardCoordinator(
         rt.urls.owner, sharded.role, shards, sharded.start_shard, sharded.stop_shard, sharded.stats
     )

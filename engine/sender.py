@@ -1,9 +1,13 @@
 """The sender role: outbound jobs -> WhatsApp Cloud API, at most once per reply.
 
-Per job: drop it when the reply already has a WhatsApp id (a relay re-publish or a redelivery); wait for
-the phone number's rate limit and the recipient's pair limit; send, retrying transient errors with
-exponential backoff and jitter; record the id. Permanent errors mark the reply failed with the code;
-an expired token (190) pauses the organisation's sends and parks them for replay once it is fixed.
+Per job: drop it when the reply already has a WhatsApp id (a relay re-publish or a redelivery); hold a template
+that became PAUSED or DISABLED (parked with the reason, for replay once it is approved again); wait for the
+recipient's pair limit and, for each attempt, for a slot of the number's throughput (engine/pacing.py: one
+authority in PostgreSQL across every sender process, replies before bulk); send, retrying transient errors with
+exponential backoff and jitter; record the id. Meta's throughput error (130429) holds the number's slots for
+every process a moment; the pair rate (131056) backs off 4^n seconds; 131049 (a user's marketing limit) is not
+retried (``templates.marketing_deferred_until`` says when to try that user again). Permanent errors mark the
+reply failed with the code; an expired token (190) pauses the organisation's sends and parks them for replay.
 The check and the record are one database round trip each (``reply_unsent`` and ``record_reply_sent``,
 sql/016): this role's CPU went mostly to round trips.
 """
@@ -32,16 +36,21 @@ from tenacity import (
 from engine import metrics_worker as metrics
 from engine.consumer import INFRASTRUCTURE_ERRORS, Park
 from engine.db import tenant_tx
+from engine.expiring import Expiring
 from engine.hypecards.store import card_image, remember_upload
 from engine.inbound import advance_status
 from engine.logging import get_logger, masked
+from engine.pacing import Pacer, rate_of
 from engine.runtime import Runtime
+from engine.templates import TEMPLATE_HELD_CODES, hold_reason, mark_held
 from engine.whatsapp.client import CloudApiClient
 from engine.whatsapp.outbound import ApiError, build_payload
 from state_machines.base import Image
 
 log = get_logger(__name__)
 PAIR_LIMIT_CODE = 131056
+THROUGHPUT_CODE = 130429
+THROUGHPUT_HOLD_SECONDS = 1.0  # 130429: no process sends from that number for this long
 TOKEN_PAUSE_SECONDS = 300
 
 
@@ -61,15 +70,13 @@ def _wait(retry_state: Any) -> float:
 
 
 class Sender:
-    def __init__(
-        self, rt: Runtime, rate_share: float = 1.0, attempts: int = 6, max_seconds: float = 120
-    ) -> None:
+    def __init__(self, rt: Runtime, attempts: int = 6, max_seconds: float = 120) -> None:
         self.rt = rt
         self.client = CloudApiClient(
             rt.whatsapp_http, str(rt.settings.whatsapp_api_base_url), rt.settings.whatsapp_api_version
         )
-        self.rate_share = rate_share  # this process's share of each number's rate (its share of the shards)
-        self._numbers: dict[str, AsyncLimiter] = {}
+        self.pacer = Pacer(rt.app_pool)
+        self._holds: Expiring[tuple[str, str, str], str | None] = Expiring(2.0)
         self._pairs: OrderedDict[str, AsyncLimiter] = OrderedDict()
         self._paused: dict[str, float] = {}
         self._stop = stop_after_attempt(attempts) | stop_after_delay(max_seconds)
@@ -89,7 +96,8 @@ class Sender:
         if token is None:
             metrics.sends.labels("duplicate_dropped", "").inc()
             return
-        await self._limiter(job["phone_number_id"]).acquire()
+        if job.get("type") == "template":
+            await self._check_template(org_id, job)
         await self._pair(job["to"]).acquire()
         try:
             wamid = await self._send_with_retries(job, token)
@@ -125,21 +133,46 @@ class Sender:
             return None
         return org.access_token
 
+    async def _check_template(self, org_id: UUID, job: dict[str, Any]) -> None:
+        """A template that became PAUSED or DISABLED since the send was queued: held (parked) with the reason."""
+        template = (job.get("request") or {}).get("template") or {}
+        name, language = str(template.get("name")), str((template.get("language") or {}).get("code"))
+
+        async def load() -> str | None:
+            async with tenant_tx(self.rt.app_pool, org_id) as conn:
+                return await hold_reason(conn, org_id, name, language)
+
+        reason = await self._holds.get((str(org_id), name, language), load)
+        if reason is not None:
+            metrics.sends.labels("held", "").inc()
+            raise Park(f"held: {reason}; replay it once the template is APPROVED again")
+
+    async def _rate(self, org_id: UUID) -> float:
+        org = await self.rt.orgs.get(org_id)
+        return rate_of(org.settings, self.rt.settings.send_rate_per_second)
+
     async def _send_with_retries(self, job: dict[str, Any], token: str) -> str:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_transient), wait=_wait, stop=self._stop, reraise=True
         ):
             with attempt:
+                request = job.get("request") or await self._image_request(job, token)
+                org_id, number = UUID(job["organization_id"]), job["phone_number_id"]
+                rate = await self._rate(org_id)
+                lane = "bulk" if job.get("lane") == "bulk" else "reply"
+                slot = await self.pacer.wait(org_id, number, rate, lane)  # every attempt takes its own slot
                 started = time.perf_counter()
                 try:
-                    request = job.get("request") or await self._image_request(job, token)
-                    result = await self.client.send(job["phone_number_id"], token, request)
+                    result = await self.client.send(number, token, request)
                 except ApiError as err:
                     metrics.sends.labels(err.action, str(err.code)).inc()
                     log.warning("send failed", code=err.code, http_status=err.http_status, action=err.action)
+                    if err.code == THROUGHPUT_CODE:
+                        await self.pacer.hold(org_id, number, THROUGHPUT_HOLD_SECONDS)
                     raise
                 finally:
                     metrics.send_seconds.observe(time.perf_counter() - started)
+                    await self.pacer.sent(org_id, number, rate, slot)
         return str(result.wamid)
 
     async def _image_request(self, job: dict[str, Any], token: str) -> dict[str, Any]:
@@ -190,17 +223,15 @@ class Sender:
             raise Park(f"access token rejected (code {err.code}): {err.message}")
         if err.action == "retry":
             raise err  # retries exhausted: the consumer retries later, then parks with the error
+        if err.code in TEMPLATE_HELD_CODES and job.get("type") == "template":
+            reason = await mark_held(self.rt.app_pool, org_id, job["request"], err.code, err.message)
+            self._holds.clear()
+            raise Park(f"held: {reason}; replay it once the template is APPROVED again")
         async with tenant_tx(self.rt.app_pool, org_id) as conn:
             await advance_status(
                 conn, message_id, "failed", error_code=err.code, error_title=err.message[:500]
             )
         log.info("reply failed permanently", code=err.code)
-
-    def _limiter(self, phone_number_id: str) -> AsyncLimiter:
-        if phone_number_id not in self._numbers:
-            rate = max(1.0, self.rt.settings.send_rate_per_second * self.rate_share)
-            self._numbers[phone_number_id] = AsyncLimiter(rate, 1.0)
-        return self._numbers[phone_number_id]
 
     def _pair(self, to: str) -> AsyncLimiter:
         limiter = self._pairs.pop(to, None)

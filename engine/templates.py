@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
@@ -33,6 +33,10 @@ TEMPLATE_FIELDS = frozenset({STATUS_FIELD, QUALITY_FIELD})
 # Webhook events that are not a status of their own: REINSTATED means approved again; FLAGGED warns that the
 # quality fell (the template can still be sent, and is paused if it does not recover).
 _EVENT_STATUS = {"REINSTATED": "APPROVED", "FLAGGED": None}
+# What the Cloud API answers a send of a template that is paused or disabled: the status it tells of.
+TEMPLATE_HELD_CODES = {132015: "PAUSED", 132016: "DISABLED"}
+MARKETING_LIMIT_CODE = 131049  # a user's marketing limit: try that user again later, in growing steps
+MARKETING_RETRY_FIRST = timedelta(hours=24)
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 _BODY_TYPES = frozenset({"text", "currency", "date_time"})
 _MEDIA_FORMATS = {"IMAGE": "image", "VIDEO": "video", "DOCUMENT": "document", "LOCATION": "location"}
@@ -347,6 +351,52 @@ async def hold_reason(conn: asyncpg.Connection, org_id: UUID, name: str, languag
         return None  # unknown here: Meta decides (a template never synced is not ours to hold)
     why = f": {row['status_reason']}" if row["status_reason"] else ""
     return f"template {name!r} ({language}) is {row['status']}{why}"
+
+
+async def mark_held(
+    pool: asyncpg.Pool, org_id: UUID, request: dict[str, Any], code: int, message: str
+) -> str:
+    """The Cloud API refused a send because the template is paused or disabled: record that status (the
+    webhook saying so may still be on its way) and return the reason the send is held with."""
+    template = request.get("template") or {}
+    name, language = str(template.get("name")), str((template.get("language") or {}).get("code"))
+    status = TEMPLATE_HELD_CODES[code]
+    async with tenant_tx(pool, org_id) as conn:
+        await conn.execute(
+            """UPDATE message_templates SET status = $4, status_reason = $5
+               WHERE organization_id = $1 AND name = $2 AND language = $3 AND status <> $4""",
+            org_id,
+            name,
+            language,
+            status,
+            f"the Cloud API answered {code}: {message}"[:1000],
+        )
+    return f"template {name!r} ({language}) is {status} (the Cloud API answered {code})"
+
+
+async def marketing_deferred_until(
+    conn: asyncpg.Connection, org_id: UUID, contact_id: UUID
+) -> datetime | None:
+    """When a marketing template may be tried again for a contact whose last ones failed with 131049 (the
+    user's marketing limit), as Meta asks: not at once, then in growing steps (24 h, 48 h, 96 h ... after the
+    last failure, by the number of such failures in a row). None: no such failure since the last success."""
+    rows = await conn.fetch(
+        """SELECT error_code, COALESCE(failed_at, created_at) AS at FROM messages
+           WHERE organization_id = $1 AND contact_id = $2 AND direction = 'outbound' AND type = 'template'
+             AND wa_status IS NOT NULL AND wa_status <> 'queued'
+           ORDER BY created_at DESC LIMIT 8""",
+        org_id,
+        contact_id,
+    )
+    streak = 0
+    for row in rows:
+        if row["error_code"] != MARKETING_LIMIT_CODE:
+            break
+        streak += 1
+    if not streak:
+        return None
+    at: datetime = rows[0]["at"]
+    return at + MARKETING_RETRY_FIRST * 2 ** (streak - 1)
 
 
 # ---------------------------------------------------------------- syncing from the Cloud API

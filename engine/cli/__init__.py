@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import typer
 
-from engine.cli import chat, content, db, demo, hypecard, kb, orgs, parked, queues, templates, wallet, workers
+from engine.cli import (
+    chat,
+    contacts,
+    content,
+    db,
+    demo,
+    hypecard,
+    kb,
+    orgs,
+    parked,
+    queues,
+    templates,
+    wallet,
+    workers,
+)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="ChatNation conversation engine.")
 app.add_typer(db.app, name="db")
@@ -22,6 +36,7 @@ app.add_typer(content.content_app, name="content")
 app.command("chat")(chat.chat)
 app.add_typer(hypecard.app, name="hypecard")
 app.add_typer(templates.app, name="templates")
+app.add_typer(contacts.app, name="contacts")
 
 
 def main() -> None:

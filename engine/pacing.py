@@ -1,0 +1,163 @@
+"""Send pacing: one authority per business number, in PostgreSQL, shared by every sender process and both lanes.
+
+A number's throughput (80 messages/s by default, ``send_rate_per_second`` in the organisation's settings up to
+1,000) is a row in ``send_pacing``: the next free slot. ``take_send_slots`` (sql/026) hands out evenly spaced
+slots, so no second ever holds more sends than the rate, however many processes ask. Slots are spaced a little
+wider than 1/rate (``MARGIN``): a send that leaves up to ``MARGIN`` seconds late still keeps every second
+within the limit, and a send that would leave later than ``LATE`` takes a fresh slot instead.
+
+A send whose answer comes back later than its slot plus that margin may have arrived that late; it is reported
+(``report_late_send``), and the number's later slots move so that the send one rate after it still leaves more
+than a second after it: the limit holds whatever the delays, and costs a round trip only when they happen.
+Slot times are the database's clock, turned into this host's with an offset measured on the fastest round trips
+(as NTP does), so a process that reads an answer late does not shift its slots onto another's.
+
+Replies go first: a reply takes the next slot however far ahead it is; bulk takes only slots due within
+``BULK_HORIZON`` from now, so a broadcast never books the time a chatting person's reply needs (a reply waits
+at most that long behind bulk). In a process, the jobs waiting on one number and lane share one round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from engine.logging import get_logger
+
+log = get_logger(__name__)
+MARGIN = 0.04  # slots 4% wider than 1/rate: up to 40 ms of lateness absorbed without a second over the limit
+LATE = 0.02  # a send this late past its slot takes a new one (lateness plus transit stays within MARGIN)
+BULK_HORIZON = 0.05  # bulk books at most this far ahead
+MAX_BATCH = 100
+MAX_RATE = 1000.0
+
+
+def rate_of(org_settings: dict[str, Any] | None, default: float) -> float:
+    """The number's configured throughput (messages per second), within Meta's tiers' bounds."""
+    configured = (org_settings or {}).get("send_rate_per_second")
+    try:
+        rate = float(configured) if configured is not None else default
+    except (TypeError, ValueError):
+        rate = default
+    return max(0.1, min(rate, MAX_RATE))
+
+
+@dataclass
+class _Lane:
+    waiting: deque[asyncio.Future[float]] = field(default_factory=deque)
+    taker: asyncio.Task[None] | None = None
+
+
+@dataclass
+class _Clock:
+    """The database's clock minus this host's, from the round trip with the least delay in the last minute."""
+
+    offset: float = 0.0
+    best_rtt: float = math.inf
+    measured_at: float = -math.inf
+
+    def observe(self, db_now: float, sent: float, received: float) -> None:
+        rtt = received - sent
+        if rtt <= self.best_rtt or received - self.measured_at > 60.0:
+            self.offset, self.best_rtt, self.measured_at = db_now - (sent + received) / 2, rtt, received
+
+
+class Pacer:
+    """Slots for the numbers this process sends from. ``slot = await pacer.wait(org, number, rate, lane)``
+    returns when the send may leave; ``await pacer.sent(org, number, rate, slot)`` once its answer is back."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self._lanes: dict[tuple[str, str], _Lane] = {}
+        self._clock = _Clock()
+        self.late_retakes = 0
+        self.late_reports = 0
+
+    async def wait(self, org_id: UUID, number: str, rate: float, lane: str) -> float:
+        interval = (1.0 + MARGIN) / rate
+        while True:
+            at = await self._slot(org_id, number, interval, lane)  # this host's time.time() of the slot
+            delay = at - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if time.time() - at <= LATE:
+                return at
+            self.late_retakes += 1  # too late for its slot: sending now could crowd the next second
+
+    async def sent(self, org_id: UUID, number: str, rate: float, slot: float) -> None:
+        """The send's answer is back: if it took longer than the margin, the send may have arrived that late,
+        and the slots a second after it move (one round trip, only then)."""
+        answered = time.time()
+        if answered - slot <= MARGIN:
+            return
+        self.late_reports += 1
+        offset = self._clock.offset
+        moved = await self.pool.fetchval(
+            """SELECT report_late_send($1, $2, to_timestamp($3), to_timestamp($4), $5, $6)""",
+            org_id,
+            number,
+            slot + offset,
+            answered + offset,
+            (1.0 + MARGIN) / rate,
+            max(1, math.floor(rate)),
+        )
+        if moved is not None and moved < 0:
+            log.warning("a send answered too late to keep its second within the rate", number=number)
+
+    async def hold(self, org_id: UUID, number: str, seconds: float) -> None:
+        """No slot for anyone before ``seconds`` from now (Meta said the throughput was reached)."""
+        await self.pool.execute("SELECT hold_send_slots($1, $2, $3)", org_id, number, seconds)
+
+    async def _slot(self, org_id: UUID, number: str, interval: float, lane: str) -> float:
+        key = (number, lane)
+        state = self._lanes.setdefault(key, _Lane())
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        state.waiting.append(future)
+        if state.taker is None or state.taker.done():
+            state.taker = asyncio.create_task(self._take(org_id, number, interval, lane, state))
+        return await future
+
+    async def _take(self, org_id: UUID, number: str, interval: float, lane: str, state: _Lane) -> None:
+        """Slots for everyone waiting on this number and lane, one round trip per batch."""
+        horizon = None if lane == "reply" else BULK_HORIZON
+        try:
+            while state.waiting:
+                while state.waiting and state.waiting[0].done():  # cancelled waiters need no slot
+                    state.waiting.popleft()
+                if not state.waiting:
+                    return
+                wanted = min(len(state.waiting), MAX_BATCH)
+                asked = time.time()
+                row = await self.pool.fetchrow(
+                    "SELECT * FROM take_send_slots($1, $2, $3, $4, $5)",
+                    org_id,
+                    number,
+                    wanted,
+                    interval,
+                    horizon,
+                )
+                self._clock.observe(row["now_at"].timestamp(), asked, time.time())
+                first = row["first_at"].timestamp() - self._clock.offset  # on this host's clock
+                if row["granted"] == 0:  # bulk, and the next slots are booked: wait until they come in range
+                    await asyncio.sleep(max(0.001, first - time.time() - BULK_HORIZON))
+                    continue
+                for k in range(row["granted"]):
+                    while state.waiting and state.waiting[0].done():
+                        state.waiting.popleft()
+                    if not state.waiting:
+                        break  # a slot nobody waits for any more: a gap in the sending, never an excess
+                    state.waiting.popleft().set_result(first + k * interval)
+        except BaseException as err:
+            for future in state.waiting:
+                if not future.done():
+                    future.set_exception(err if isinstance(err, Exception) else asyncio.CancelledError())
+            state.waiting.clear()
+            if not isinstance(err, Exception):
+                raise
