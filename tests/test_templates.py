@@ -25,7 +25,7 @@ from simulators import ServerRunner  # noqa: F401  (the simulators' base, starte
 from simulators.whatsapp import WhatsAppSimulator
 from tests.helpers import phone, run_cli, wait_until
 
-BODY2 = {"type": "BODY", "text": "Hello {{1}}, doors open at {{2}}."}
+BODY2: dict[str, Any] = {"type": "BODY", "text": "Hello {{1}}, doors open at {{2}}."}
 TEMPLATES: list[dict[str, Any]] = [
     {
         "name": "show_reminder",
@@ -86,7 +86,8 @@ TEMPLATES: list[dict[str, Any]] = [
         "status": "DISABLED",
         "components": [{"type": "BODY", "text": "y"}],
     },
-] + [
+]
+TEMPLATES += [
     {
         "name": f"filler_{i:02d}",
         "language": "en",
