@@ -134,10 +134,54 @@ def _one_line(err: ValidationError) -> str:
     return f"configuration error: {name}: {first['msg']}"
 
 
+# The secrets production requires (docs/operations.md, "Secrets production requires"): each must be set, and not
+# to what the repository ships (the development default, anyone can read it) nor the example Secret's placeholder.
+_PRODUCTION_SECRETS = (
+    "whatsapp_app_secret",  # signs every webhook: with the default, anyone can post messages for any tenant
+    "whatsapp_verify_token",
+    "app_db_password",
+    "mpesa_consumer_key",
+    "mpesa_consumer_secret",
+    "mpesa_passkey",
+    "mpesa_callback_token",  # the only proof that a Daraja callback comes from Daraja
+)
+_PLACEHOLDER = "change-me"  # deploy/k8s/secret.example.yaml
+
+
+def production_problems(s: Settings) -> list[str]:
+    """What production refuses in ``s``: each required secret unset or still at its development default, by
+    variable name (empty outside production, so development and tests run with no settings at all)."""
+    if s.environment != "production":
+        return []
+    problems = []
+    for name in _PRODUCTION_SECRETS:
+        value = getattr(s, name)
+        default = Settings.model_fields[name].default
+        if not value:
+            problems.append(f"{name.upper()} is unset")
+        elif value == default:
+            problems.append(f"{name.upper()} has its development default")
+        elif value.lower().startswith(_PLACEHOLDER):
+            problems.append(f"{name.upper()} has the example's placeholder")
+    broker = s.rabbitmq_url
+    if broker == Settings.model_fields["rabbitmq_url"].default or broker.password in ("guest", None):
+        problems.append("RABBITMQ_URL has the development login (guest) or none")
+    elif broker.password and broker.password.lower().startswith(_PLACEHOLDER):
+        problems.append("RABBITMQ_URL has the example's placeholder password")
+    return problems
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    """The settings every entry point (worker, gateway, simulators, commands) starts from; production refuses
+    development secrets here, in one line."""
     try:
-        return Settings()
+        s = Settings()
     except ValidationError as err:
         print(_one_line(err), file=sys.stderr)
         raise SettingsError(2) from None
+    problems = production_problems(s)
+    if problems:
+        print(f"configuration error: ENVIRONMENT=production refuses: {'; '.join(problems)}", file=sys.stderr)
+        raise SettingsError(2)
+    return s
