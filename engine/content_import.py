@@ -15,6 +15,7 @@ Re-importing updates by natural key instead of duplicating:
 | poll | question | fields replaced; option texts updated, votes kept; an option no longer in the file is deleted, refused if it has votes |
 | staff | (event, phone) | name updated |
 | hypecard | name | canvas, texts and offers replaced, layers rewritten; cards made from it kept |
+| venue, booth, session, exhibitor | name; (venue, number); (event, key); (event, name) | engine/event_content.py, docs/events.md |
 
 HypeCard templates (``hypecards:``, format in engine/hypecards/spec.py) and ``organization.logo`` name pictures
 by paths relative to the YAML file; they are stored with the template (``hypecard_assets``).
@@ -56,6 +57,7 @@ from pydantic import (
     model_validator,
 )
 
+from engine import event_content
 from engine.db import tenant_tx
 from engine.hypecards.spec import TemplateError, TemplateSpec, parse_template, read_picture
 from engine.hypecards.store import save_logo, save_template
@@ -190,7 +192,7 @@ class TicketTypeSpec(_Timed):
     is_active: bool = True
 
 
-class EventSpec(_Timed):
+class EventSpec(_Timed, event_content.EventParts):  # venue, agenda, exhibitors: engine/event_content.py
     name: Name
     description: str | None = None
     starts_at: Moment
@@ -245,6 +247,7 @@ class ContentFile(_Strict):
     polls: list[PollSpec] = Field(default_factory=list)
     staff: list[StaffSpec] = Field(default_factory=list)
     hypecards: list[dict[str, Any]] = Field(default_factory=list)  # checked by engine.hypecards.spec
+    venues: list[event_content.VenueSpec] = Field(default_factory=list)
 
 
 @dataclass
@@ -400,6 +403,7 @@ def _cross_checks(spec: ContentFile) -> list[str]:
         for i, s in enumerate(spec.staff)
         if s.event not in names
     ]
+    errors += event_content.cross_checks(spec.events, spec.venues)
     return errors
 
 
@@ -423,11 +427,12 @@ def _time_order(spec: ContentFile) -> list[str]:
         for i, e in enumerate(spec.events)
         for j, t in enumerate(e.ticket_types)
     ]
+    zone = spec.organization.timezone or DEFAULT_TIMEZONE
     return [
         f"{where}: ends before it starts ({start.isoformat()} .. {end.isoformat()})"
         for where, start, end in pairs
         if start is not None and end is not None and end < start
-    ]
+    ] + event_content.time_order(spec.events, lambda e: e.timezone or zone)
 
 
 # ---------------------------------------------------------------- writing
@@ -460,10 +465,13 @@ async def import_content(
                 )
             for survey, questions in zip(spec.surveys, content.questions, strict=True):
                 await _survey(conn, org_id, survey, questions, summary)
+            venue_ids = await event_content.write_venues(conn, org_id, spec.venues, summary)
             event_ids = {
                 e.name: await _event(conn, org_id, e, spec.organization.timezone, summary)
                 for e in spec.events
             }
+            for e in spec.events:
+                await event_content.write_event_parts(conn, org_id, event_ids[e.name], e, venue_ids, summary)
             for i, poll in enumerate(spec.polls):
                 await _poll(conn, org_id, i, poll, summary)
             poll_ids = summary.ids.get("polls", {})

@@ -20,7 +20,18 @@ from engine.logging import get_logger
 from engine.replies import write_outbound
 from engine.wallet import affordable, debit, price_of, signal_low_balance_once
 from engine.whatsapp.outbound import SendRequestInvalid, build_payload
-from state_machines.base import Buttons, Charge, Image, ListMenu, Reply, StartTimer, State, Text
+from state_machines.base import (
+    IMAGE_LINK,
+    Buttons,
+    Charge,
+    Document,
+    Image,
+    ListMenu,
+    Reply,
+    StartTimer,
+    State,
+    Text,
+)
 from state_machines.i18n import t
 
 log = get_logger(__name__)
@@ -276,10 +287,11 @@ class Turn:
             "to": self.contact.phone,
             "contact_key": self.contact_key,
         }
-        if isinstance(reply, Image):
+        link = reply.ref.removeprefix(IMAGE_LINK) if isinstance(reply, Image) else None
+        if isinstance(reply, Image) and link == reply.ref:  # one we render and upload (a QR code, a card)
             return {**job, "type": "image", "image": {"ref": reply.ref, "caption": reply.caption}}
         try:
-            request = build_payload(reply, self.contact.phone)
+            request = build_payload(reply, self.contact.phone, image_link=link)
         except SendRequestInvalid as err:  # a reply over a limit is a bug: fall back to its plain text
             log.error("reply breaks a WhatsApp limit; sent as text", error=str(err))
             request = build_payload(Text(reply_text(reply)[:4096]), self.contact.phone)
@@ -292,4 +304,6 @@ def reply_text(reply: Reply) -> str:
             return body
         case Image(ref=ref, caption=caption):
             return caption or ref
+        case Document(link=link, filename=filename, caption=caption):
+            return caption or filename or link
     return ""

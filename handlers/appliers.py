@@ -7,6 +7,7 @@ from typing import Any
 
 from engine.turn import Turn
 from handlers import (
+    agenda_effects,
     common_effects,
     hypecard_effects,
     knowledge_effects,
@@ -15,7 +16,18 @@ from handlers import (
     survey_effects,
     ticket_effects,
 )
-from state_machines import base, checkin, hypecard, knowledge, media, my_tickets, poll, survey, tickets
+from state_machines import (
+    agenda,
+    base,
+    checkin,
+    hypecard,
+    knowledge,
+    media,
+    my_tickets,
+    poll,
+    survey,
+    tickets,
+)
 
 Applier = Callable[[Turn, Any], Awaitable[object | None]]
 
@@ -46,6 +58,10 @@ APPLIERS: dict[type[base.Effect], Applier] = {
     hypecard.GiveUpCard: hypecard_effects.give_up,
     hypecard.MarkCardSent: hypecard_effects.mark_sent,
     hypecard.CountReferral: hypecard_effects.count_referral,
+    agenda.LoadAgenda: agenda_effects.load,
+    agenda.RemindSession: agenda_effects.remind,
+    agenda.CancelReminder: agenda_effects.cancel,
+    agenda.ReminderSent: agenda_effects.sent,
 }
 
 

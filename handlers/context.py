@@ -197,9 +197,13 @@ async def _event(conn: asyncpg.Connection, r: asyncpg.Record) -> dict[str, Any]:
            FROM ticket_types WHERE event_id = $1 ORDER BY sort_order, price""",
         r["id"],
     )
+    sessions = await conn.fetchval(
+        "SELECT count(*) FROM sessions WHERE event_id = $1 AND status = 'scheduled'", r["id"]
+    )
     return {
         "id": str(r["id"]),
         "name": r["name"],
+        "sessions": sessions,  # an agenda: the menu offers it (state_machines/agenda.py)
         "starts_at": r["starts_at"],
         "venue_name": r["venue_name"],
         "status": r["status"],

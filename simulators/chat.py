@@ -18,6 +18,9 @@ def render(payload: dict[str, Any]) -> str:
     if kind == "image":
         image = payload["image"]
         return f"[image] {image.get('caption', '')}".strip()
+    if kind == "document":
+        document = payload["document"]
+        return f"[document] {document.get('filename') or document.get('link', '')}".strip()
     if kind == "interactive":
         inter = payload["interactive"]
         lines = [inter["body"]["text"]]

@@ -71,7 +71,18 @@ class Image:
     caption: str = ""
 
 
-Reply = Text | Buttons | ListMenu | Image
+@dataclass(frozen=True)
+class Document:
+    """A document WhatsApp fetches from ``link`` (an exhibitor's brochure), shown as ``filename``."""
+
+    link: str
+    filename: str = ""
+    caption: str = ""
+
+
+IMAGE_LINK = "link:"  # an Image whose ref is ``link:<https URL>`` is sent by link, not rendered and uploaded
+
+Reply = Text | Buttons | ListMenu | Image | Document
 
 # ---------------------------------------------------------------- events (what happened)
 

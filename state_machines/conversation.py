@@ -16,7 +16,18 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from state_machines import checkin, hypecard, knowledge, media, menu, my_tickets, poll, survey, tickets
+from state_machines import (
+    agenda,
+    checkin,
+    hypecard,
+    knowledge,
+    media,
+    menu,
+    my_tickets,
+    poll,
+    survey,
+    tickets,
+)
 from state_machines.base import (
     Context,
     Inbound,
@@ -90,6 +101,7 @@ MODULES: dict[str, ModuleSteps] = {
         own_timers=frozenset({hypecard.SLOW_TIMER}),
         takes_media=lambda state, event, ctx: state.step == hypecard.ASK,  # the photo, or what it wants
     ),
+    "agenda": ModuleSteps(step=agenda.step, start=agenda.start),  # stateless: rows name what they open
 }
 # Follow-up events go to the module that owns them whatever the state (check-in is stateless; a payment
 # callback must reach the ticket flow); timers and other events go to the module the conversation is in.
@@ -113,14 +125,20 @@ EVENT_OWNERS: dict[type, str] = {
     hypecard.CardReady: "hypecard",
     hypecard.CardFailed: "hypecard",
     hypecard.ReferralCounted: "hypecard",
+    agenda.AgendaLoaded: "agenda",
 }
 # Timers that name what they are about (a card) go to their module whatever the conversation does meanwhile.
-TIMER_OWNERS: dict[str, str] = {hypecard.SLOW_TIMER: "hypecard"}
+TIMER_OWNERS: dict[str, str] = {
+    hypecard.SLOW_TIMER: "hypecard",
+    agenda.REMINDER_TIMER: "agenda",  # a session's reminder and its moves, whatever the conversation does
+    agenda.CHANGED_TIMER: "agenda",
+}
 ITEM_MODULES = {
     "survey": "survey",
     "event": "tickets",
     "poll": "poll",
     "card": "hypecard",
+    "agenda": "agenda",
 }  # item kind -> module
 NOTICES: dict[str, Callable[[Mapping[str, Any], str], str]] = {
     survey.NOTICE_ABANDONED: survey.abandoned_notice,
@@ -213,6 +231,8 @@ def _inbound(state: State, event: Inbound, kw: Keyword | None, ctx: Context) -> 
         return _keyword(kw, state, ctx)
     if ctx.is_staff and checkin.looks_like_checkin(event.text):  # staff only: never hijack answers
         return MODULES["checkin"].step(state, event, ctx)
+    if agenda.wants(event) and (event.choice_id is not None or state.module is None):
+        return MODULES["agenda"].step(state, event, ctx)  # an agenda row at any step; AGENDA at the menu
     tapped = menu.parse_item_id(event.choice_id or "")
     # A menu item tapped at any step; one from an old menu too, whose module says why it is not on offer.
     if tapped and menu.find_offer(ctx, *tapped) is not None:

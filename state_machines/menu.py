@@ -18,7 +18,7 @@ from state_machines.choices import Option, match, offer
 from state_machines.i18n import t
 
 # item kind -> the key of its list in ctx.data["offers"]
-OFFER_LISTS = {"survey": "surveys", "event": "events", "poll": "polls", "card": "cards"}
+OFFER_LISTS = {"survey": "surveys", "event": "events", "poll": "polls", "card": "cards", "agenda": "events"}
 DISPLAY_ZONE = ZoneInfo("Africa/Nairobi")
 
 
@@ -66,6 +66,9 @@ def items(ctx: Context, exclude: Collection[str] = ()) -> list[Option]:
     for e in offers_of(ctx, "event"):
         where = " · ".join(x for x in (_when(e.get("starts_at")), str(e.get("venue_name") or "")) if x)
         options.append(Option(f"event:{e['id']}", str(e.get("name") or ""), where))
+        if e.get("sessions"):  # an event with an agenda: state_machines/agenda.py
+            name = t("agenda.menu_item", ctx.language, event=e.get("name") or "")
+            options.append(Option(f"agenda:{e['id']}", name, where))
     options += [Option(f"poll:{p['id']}", str(p.get("question") or "")) for p in offers_of(ctx, "poll")]
     options += [
         Option(f"card:{c['id']}", _title(c, ctx.language), "HypeCard")

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from state_machines.base import Button, Buttons, Context, Image, Reply
+from state_machines.base import Button, Buttons, Context, Document, Image, Reply
 
 
 def shared_dir() -> Path:
@@ -63,7 +63,7 @@ def run_cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]
 
 def body_of(reply: Reply) -> str:
     """The text of a reply that has one; an image (whose caption is not its body) fails the test."""
-    assert not isinstance(reply, Image), f"expected a reply with a body, got {reply!r}"
+    assert not isinstance(reply, (Image, Document)), f"expected a reply with a body, got {reply!r}"
     return reply.body
 
 

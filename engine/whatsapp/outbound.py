@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from state_machines.base import Buttons, Image, ListMenu, Reply, Text
+from state_machines.base import Buttons, Document, Image, ListMenu, Reply, Text
 
 INVALID_PARAMETER = 100  # Cloud API code for a malformed request
 
@@ -346,6 +346,13 @@ def _body_of(reply: Reply, *, image_link: str | None, image_id: str | None) -> d
             if caption:
                 media["caption"] = caption
             return {"type": "image", "image": media}
+        case Document(link=link, filename=filename, caption=caption):
+            document: dict[str, Any] = {"link": link}
+            if filename:
+                document["filename"] = filename
+            if caption:
+                document["caption"] = caption
+            return {"type": "document", "document": document}
     raise TypeError(f"not a reply: {reply!r}")
 
 
