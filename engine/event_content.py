@@ -39,6 +39,8 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from engine import registrations
+
 if TYPE_CHECKING:  # engine.content_import imports this module
     from engine.content_import import ImportSummary
 
@@ -170,9 +172,16 @@ class ExhibitorSpec(_Part):
     staff: list[ExhibitorStaffSpec] = Field(default_factory=list)
 
 
+class RsvpSpec(_Part):
+    """Places without a ticket (state_machines/rsvp.py): ``capacity`` of them (none: no limit), then a waiting list."""
+
+    capacity: Annotated[int, Field(ge=0)] | None = None
+
+
 class EventParts(_Part):
     """Fields of ``events[]`` beside its tickets (mixed into content_import.EventSpec)."""
 
+    rsvp: RsvpSpec | None = None
     venue: Name | None = None  # a venues[].name of this file
     reminder_minutes: Annotated[int, Field(ge=1, le=1440)] | None = None
     speakers: list[SpeakerSpec] = Field(default_factory=list)
@@ -295,11 +304,15 @@ async def write_event_parts(
 ) -> None:
     """The event's venue, reminder lead time and agenda (after the event row is written)."""
     zone = await conn.fetchval(
-        """UPDATE events SET venue_id = $2, reminder_minutes = $3 WHERE id = $1 RETURNING timezone""",
+        """UPDATE events SET venue_id = $2, reminder_minutes = $3, rsvp = $4, rsvp_capacity = $5 WHERE id = $1
+           RETURNING timezone""",
         event_id,
         venue_ids.get(e.venue) if e.venue else None,
         e.reminder_minutes,
+        e.rsvp is not None,
+        e.rsvp.capacity if e.rsvp else None,
     )
+    await _promote(conn, org_id, event_id, None)  # more places than before: the waiting list moves up
     speakers = {s.key: s for s in e.speakers}
     kept: list[str] = []
     for order, s in enumerate(e.sessions):
@@ -389,6 +402,11 @@ async def _exhibitor(
         xid,
         [m.phone for m in x.staff],
     )
+    await conn.executemany(  # exhibitor staff take part in the event
+        """INSERT INTO participants (organization_id, event_id, name, phone, role) VALUES ($1, $2, $3, $4, 'exhibitor')
+           ON CONFLICT (event_id, phone, role) DO UPDATE SET name = EXCLUDED.name""",
+        [(org_id, event_id, m.name, m.phone) for m in x.staff],
+    )
     if venue_id is not None:
         await conn.execute("UPDATE booth_locations SET exhibitor_id = NULL WHERE exhibitor_id = $1", xid)
         await conn.execute(
@@ -440,6 +458,8 @@ async def _session(
         elif s.status == "scheduled" and old["starts_at"] != start:
             await session_changed(conn, org_id, sid, "moved", old["starts_at"])
     summary.count("sessions", old is None, f"{event_name}/{s.natural_key}", sid)
+    if s.capacity is not None:
+        await _promote(conn, org_id, event_id, sid)
     await conn.execute("DELETE FROM speakers WHERE session_id = $1", sid)
     await conn.executemany(
         """INSERT INTO speakers (organization_id, session_id, key, name, title, company, bio, photo_url, sort_order)
@@ -449,6 +469,12 @@ async def _session(
             for n, p in enumerate(speakers[k] for k in s.speakers)
         ],
     )
+
+
+async def _promote(conn: asyncpg.Connection, org_id: UUID, event_id: UUID, session_id: UUID | None) -> None:
+    target = await registrations.lock_target(conn, event_id, session_id)
+    if target is not None and target.open:
+        await registrations.promote(conn, org_id, target)
 
 
 async def session_changed(

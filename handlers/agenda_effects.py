@@ -48,19 +48,25 @@ async def load(turn: Turn, effect: LoadAgenda) -> AgendaLoaded:
     return AgendaLoaded(effect.tap, agenda, effect.timer)
 
 
-async def current_event(conn: asyncpg.Connection) -> UUID | None:
-    """The published event with an agenda that ends first among those not over."""
+async def current_event(conn: asyncpg.Connection, *, with_exhibitors: bool = False) -> UUID | None:
+    """The first published event not over that has an agenda (or, ``with_exhibitors``, exhibitors)."""
     id_: UUID | None = await conn.fetchval(
         """SELECT e.id FROM events e WHERE e.status = 'published' AND e.ends_at > now()
-             AND EXISTS (SELECT FROM sessions s WHERE s.event_id = e.id)
-           ORDER BY e.starts_at LIMIT 1"""
+             AND (EXISTS (SELECT FROM sessions s WHERE s.event_id = e.id)
+                  OR $1 AND EXISTS (SELECT FROM exhibitors x WHERE x.event_id = e.id))
+           ORDER BY e.starts_at LIMIT 1""",
+        with_exhibitors,
     )
     return id_
 
 
 async def agenda_of(conn: asyncpg.Connection, event_id: UUID, contact_id: UUID) -> dict[str, Any]:
     event = await conn.fetchrow(
-        "SELECT id, name, timezone, reminder_minutes FROM events WHERE id = $1", event_id
+        """SELECT e.id, e.name, e.timezone, e.reminder_minutes, e.rsvp,
+                  (SELECT count(*) FROM exhibitors x WHERE x.event_id = e.id AND x.status = 'approved') AS exhibitors,
+                  e.venue_id IS NOT NULL AS venue
+           FROM events e WHERE e.id = $1""",
+        event_id,
     )
     if event is None:
         return {}

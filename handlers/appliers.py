@@ -9,24 +9,30 @@ from engine.turn import Turn
 from handlers import (
     agenda_effects,
     common_effects,
+    exhibitor_effects,
     hypecard_effects,
     knowledge_effects,
     media_effects,
     poll_effects,
+    rsvp_effects,
     survey_effects,
     ticket_effects,
+    venue_effects,
 )
 from state_machines import (
     agenda,
     base,
     checkin,
+    exhibitors,
     hypecard,
     knowledge,
     media,
     my_tickets,
     poll,
+    rsvp,
     survey,
     tickets,
+    venue,
 )
 
 Applier = Callable[[Turn, Any], Awaitable[object | None]]
@@ -62,6 +68,12 @@ APPLIERS: dict[type[base.Effect], Applier] = {
     agenda.RemindSession: agenda_effects.remind,
     agenda.CancelReminder: agenda_effects.cancel,
     agenda.ReminderSent: agenda_effects.sent,
+    exhibitors.LoadExhibitor: exhibitor_effects.load,
+    exhibitors.SaveLead: exhibitor_effects.save_lead,
+    exhibitors.MarkFollowedUp: exhibitor_effects.mark_followed_up,
+    rsvp.Register: rsvp_effects.register,
+    rsvp.CancelRegistration: rsvp_effects.cancel,
+    venue.FindPlace: venue_effects.find,
 }
 
 

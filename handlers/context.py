@@ -197,13 +197,18 @@ async def _event(conn: asyncpg.Connection, r: asyncpg.Record) -> dict[str, Any]:
            FROM ticket_types WHERE event_id = $1 ORDER BY sort_order, price""",
         r["id"],
     )
-    sessions = await conn.fetchval(
-        "SELECT count(*) FROM sessions WHERE event_id = $1 AND status = 'scheduled'", r["id"]
+    guide = await conn.fetchrow(
+        """SELECT (SELECT count(*) FROM sessions WHERE event_id = $1 AND status = 'scheduled') AS sessions,
+                  (SELECT count(*) FROM exhibitors WHERE event_id = $1 AND status = 'approved') AS exhibitors""",
+        r["id"],
     )
     return {
         "id": str(r["id"]),
         "name": r["name"],
-        "sessions": sessions,  # an agenda: the menu offers it (state_machines/agenda.py)
+        # an agenda, exhibitors, RSVP: the menu offers the event's guide (state_machines/agenda.py)
+        "sessions": guide["sessions"],
+        "exhibitors": guide["exhibitors"],
+        "rsvp": r["rsvp"],
         "starts_at": r["starts_at"],
         "venue_name": r["venue_name"],
         "status": r["status"],

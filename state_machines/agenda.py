@@ -196,14 +196,24 @@ def _home(ctx: Context) -> tuple[Reply, ...]:
     lang, eid = ctx.language, _eid(ctx)
     if not _event(ctx):
         return (Text(t("agenda.none", lang)),)
-    options = [
-        Option(f"{PREFIX}now:{eid}", t("agenda.row_now", lang)),
-        Option(f"{PREFIX}day:{eid}", t("agenda.row_today", lang)),
-        Option(f"{PREFIX}stages:{eid}", t("agenda.row_stages", lang)),
-    ]
+    event = _event(ctx)
+    options = []
+    if _data(ctx).get("sessions"):
+        options += [
+            Option(f"{PREFIX}now:{eid}", t("agenda.row_now", lang)),
+            Option(f"{PREFIX}day:{eid}", t("agenda.row_today", lang)),
+            Option(f"{PREFIX}stages:{eid}", t("agenda.row_stages", lang)),
+        ]
     if _data(ctx).get("speakers"):
         options.append(Option(f"{PREFIX}speakers:{eid}", t("agenda.row_speakers", lang)))
-    options += [Option(o["id"], o["title"]) for o in _data(ctx).get("more_rows") or []]  # other event modules
+    if event.get("rsvp"):  # state_machines/rsvp.py
+        options.append(Option(f"rv:go:{eid}", t("agenda.row_rsvp", lang)))
+    if event.get("exhibitors"):  # state_machines/exhibitors.py
+        options.append(Option(f"ex:list:{eid}", t("agenda.row_exhibitors", lang)))
+    if event.get("venue") or event.get("exhibitors"):  # state_machines/venue.py
+        options.append(Option(f"vn:ask:{eid}", t("agenda.row_find", lang)))
+    if not options:
+        return (Text(t("agenda.none", lang)),)
     body = t("agenda.home", lang, event=_event(ctx).get("name", ""))
     return (offer(body, options, list_button=t("agenda.button", lang)),)
 
@@ -291,6 +301,10 @@ def _session(arg: str, ctx: Context) -> Result:
         lines += [f"• {_who(p)}" for p in speakers]
     remind = _remind_button(session, ctx) if session.get("status") == "scheduled" else None
     buttons = [remind] if remind is not None else []
+    if session.get("capacity") and session.get("status") == "scheduled" and session["ends_at"] > ctx.now:
+        buttons.append(
+            Button(f"rv:s:{session['id']}", t("agenda.button_reserve", lang))
+        )  # state_machines/rsvp.py
     buttons += [Button(f"{PREFIX}sp:{_eid(ctx)}:{p['key']}", _clip(p["name"])) for p in speakers]
     body = "\n".join(lines)
     if not buttons:

@@ -19,14 +19,17 @@ from typing import Any
 from state_machines import (
     agenda,
     checkin,
+    exhibitors,
     hypecard,
     knowledge,
     media,
     menu,
     my_tickets,
     poll,
+    rsvp,
     survey,
     tickets,
+    venue,
 )
 from state_machines.base import (
     Context,
@@ -102,6 +105,9 @@ MODULES: dict[str, ModuleSteps] = {
         takes_media=lambda state, event, ctx: state.step == hypecard.ASK,  # the photo, or what it wants
     ),
     "agenda": ModuleSteps(step=agenda.step, start=agenda.start),  # stateless: rows name what they open
+    "exhibitors": ModuleSteps(step=exhibitors.step, cancel=exhibitors.cancel, reprompt=exhibitors.reprompt),
+    "rsvp": ModuleSteps(step=rsvp.step),  # stateless: the database keeps places and the queue
+    "venue": ModuleSteps(step=venue.step, reprompt=venue.reprompt),
 }
 # Follow-up events go to the module that owns them whatever the state (check-in is stateless; a payment
 # callback must reach the ticket flow); timers and other events go to the module the conversation is in.
@@ -126,12 +132,20 @@ EVENT_OWNERS: dict[type, str] = {
     hypecard.CardFailed: "hypecard",
     hypecard.ReferralCounted: "hypecard",
     agenda.AgendaLoaded: "agenda",
+    exhibitors.ExhibitorLoaded: "exhibitors",
+    exhibitors.LeadSaved: "exhibitors",
+    exhibitors.FollowUpMarked: "exhibitors",
+    rsvp.Registered: "rsvp",
+    rsvp.RegistrationCancelled: "rsvp",
+    venue.PlacesFound: "venue",
 }
 # Timers that name what they are about (a card) go to their module whatever the conversation does meanwhile.
 TIMER_OWNERS: dict[str, str] = {
     hypecard.SLOW_TIMER: "hypecard",
     agenda.REMINDER_TIMER: "agenda",  # a session's reminder and its moves, whatever the conversation does
     agenda.CHANGED_TIMER: "agenda",
+    exhibitors.LEAD_TIMER: "exhibitors",  # a new lead, told to the exhibitor's staff
+    rsvp.PROMOTED_TIMER: "rsvp",  # a place freed up for someone on the waiting list
 }
 ITEM_MODULES = {
     "survey": "survey",
@@ -233,6 +247,14 @@ def _inbound(state: State, event: Inbound, kw: Keyword | None, ctx: Context) -> 
         return MODULES["checkin"].step(state, event, ctx)
     if agenda.wants(event) and (event.choice_id is not None or state.module is None):
         return MODULES["agenda"].step(state, event, ctx)  # an agenda row at any step; AGENDA at the menu
+    if exhibitors.wants(event):  # a booth's QR code or an exhibitor's button at any step
+        if state.module in (None, exhibitors.MODULE) or not (event.choice_id or "").startswith("ex:lead"):
+            return MODULES["exhibitors"].step(state, event, ctx)
+        return _leave_then(state, ctx, lambda: MODULES["exhibitors"].step(State(), event, ctx))
+    if rsvp.wants(event):
+        return MODULES["rsvp"].step(state, event, ctx)
+    if venue.wants(event) and (event.choice_id is not None or state.module in (None, venue.MODULE)):
+        return MODULES["venue"].step(state, event, ctx)  # "where is booth K12?", "find solar"
     tapped = menu.parse_item_id(event.choice_id or "")
     # A menu item tapped at any step; one from an old menu too, whose module says why it is not on offer.
     if tapped and menu.find_offer(ctx, *tapped) is not None:

@@ -66,8 +66,9 @@ def items(ctx: Context, exclude: Collection[str] = ()) -> list[Option]:
     for e in offers_of(ctx, "event"):
         where = " · ".join(x for x in (_when(e.get("starts_at")), str(e.get("venue_name") or "")) if x)
         options.append(Option(f"event:{e['id']}", str(e.get("name") or ""), where))
-        if e.get("sessions"):  # an event with an agenda: state_machines/agenda.py
-            name = t("agenda.menu_item", ctx.language, event=e.get("name") or "")
+        if e.get("sessions") or e.get("exhibitors") or e.get("rsvp"):  # its guide: state_machines/agenda.py
+            key = "agenda.menu_item" if e.get("sessions") else "agenda.menu_item_info"
+            name = t(key, ctx.language, event=e.get("name") or "")
             options.append(Option(f"agenda:{e['id']}", name, where))
     options += [Option(f"poll:{p['id']}", str(p.get("question") or "")) for p in offers_of(ctx, "poll")]
     options += [

@@ -566,6 +566,9 @@ def test_every_module_has_a_route() -> None:
         "hypecard",
         "my_tickets",
         "agenda",
+        "exhibitors",
+        "rsvp",
+        "venue",
     }
     assert set(conversation.ITEM_MODULES.values()) <= set(conversation.MODULES)
     assert all(conversation.MODULES[m].start for m in conversation.ITEM_MODULES.values())

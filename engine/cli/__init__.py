@@ -10,6 +10,7 @@ from engine.cli import (
     content,
     db,
     demo,
+    events,
     hypecard,
     kb,
     orgs,
@@ -37,6 +38,8 @@ app.command("chat")(chat.chat)
 app.add_typer(hypecard.app, name="hypecard")
 app.add_typer(templates.app, name="templates")
 app.add_typer(contacts.app, name="contacts")
+app.add_typer(events.event_app, name="event")
+app.add_typer(events.leads_app, name="leads")
 
 
 def main() -> None:

@@ -4,7 +4,8 @@ Starts (or joins) the embedded PostgreSQL, migrates, checks the broker, starts t
 simulators, the gateway and the workers in this process, creates a demo organisation with the content of
 demo/content.yaml, and plays a scripted WhatsApp conversation through every module: the survey (with a
 branch), a paid ticket purchase with M-Pesa, Wanjiku's HypeCard (her photo downloaded, the card rendered,
-uploaded and sent; a friend who scans it), a staff check-in, the poll, STOP and START. Then the wallet's
+uploaded and sent; a friend who scans it), a staff check-in, the poll, the agenda with a reminder, a booth's QR
+code scanned and a lead its exhibitor's staffer receives, the way to a booth, STOP and START. Then the wallet's
 ledger and a summary. ``local_session`` is shared with ``chatnation chat``.
 """
 
@@ -32,6 +33,7 @@ DEMO_PHOTO = "pictures/wanjiku.jpg"  # in demo/ too
 USER_PHONE, USER_NAME = "254712345678", "Wanjiku"
 FRIEND_PHONE = "254722000333"
 STAFF_PHONE = "254700000001"  # Gate A in demo/content.yaml
+EXHIBITOR_PHONE = "254700000002"  # Otieno of Savanna Sounds, booth A1, in demo/content.yaml
 
 
 @dataclass
@@ -211,6 +213,7 @@ async def _script(session: Session) -> None:
     await user.say("menu")
     await user.tap("Best act of the night?")
     await user.tap("Sauti Sol", expect=2)  # the results, and the voter's HypeCard on offer
+    await _event_guide(session, user)
     await user.say("STOP")
     await user.say("START", expect=2)
 
@@ -249,6 +252,47 @@ async def _hypecard(session: Session, user: Narrator) -> None:
     )
     await friend.say(f"Hi Kilele FM! Wanjiku Kamau sent me a Jazz Night card ({code})", expect=3)
     note("the card's code counted: a view and a share on Wanjiku's card")
+
+
+async def _event_guide(session: Session, user: Narrator) -> None:
+    """The agenda with a reminder, a booth's QR code scanned, a lead left with consent and the exhibitor's
+    staffer told at once, then the way to another booth (docs/events.md)."""
+    from simulators.chat import ChatDriver
+
+    stack = session.stack
+    otieno = Narrator(
+        ChatDriver(stack.whatsapp, stack.user(session.phone_number_id, EXHIBITOR_PHONE, "Otieno")),
+        "Otieno (Savanna Sounds staff)",
+        "blue",
+    )
+    await otieno.say("hi")  # staff write to the number when the day starts: their 24-hour window opens
+    await user.say("agenda")
+    await user.tap("Today's sessions")
+    await user.tap(_row_with(user, "Nairobi Horns"))
+    await user.tap("Remind me")
+    await user.tap("Achieng Otieno", expect=2)  # the profile: the photo, then the bio and sessions
+    note("a phone's camera on the booth's QR code opens this chat with BOOTH A1 typed (chatnation event qr)")
+    await user.say("BOOTH A1")
+    await user.tap("Catalogue")
+    await user.tap("Student saxophone", expect=2)
+    await user.tap("Contact me")
+    await user.tap("Yes, share")
+    await user.tap("4 – Very interested")
+    await user.say("Looking for a first sax for my son")
+    otieno.bot(await otieno.driver.settle(expect=1))  # the lead, at once
+    await otieno.tap("Followed up")
+    await user.say("where is booth A2?", expect=2)
+
+
+def _row_with(narrator: Narrator, part: str) -> str:
+    """The title of the latest list row or button that contains ``part`` (a session's row starts with its time)."""
+    from simulators.chat import choices
+
+    for message in reversed(narrator.driver.whatsapp.messages(to=narrator.driver.user.wa_id)):
+        for _, title in choices(message["payload"]):
+            if part in title:
+                return title.split(". ", 1)[-1].removesuffix("…")
+    raise LookupError(f"no row with {part!r}")
 
 
 async def _card_code(session: Session) -> str:
@@ -294,6 +338,9 @@ async def _report(session: Session) -> None:
                           AS "HypeCard views / shares",
                       (SELECT string_agg(text || ': ' || votes, ', ' ORDER BY sort_order) FROM poll_options)
                           AS "poll tallies",
+                      (SELECT count(*) FROM session_reminders) AS "session reminders",
+                      (SELECT count(*) || ' (' || count(*) FILTER (WHERE follow_up_status = 'followed_up')
+                              || ' followed up)' FROM leads) AS "booth leads",
                       (SELECT balance FROM wallets) AS "wallet balance"
             """
         )

@@ -21,6 +21,11 @@ TEXTS: dict[str, dict[str, str]] = {
     "agenda.row_today": {"en": "Today's sessions", "sw": "Vipindi vya leo"},
     "agenda.row_stages": {"en": "By stage or room", "sw": "Kwa jukwaa au ukumbi"},
     "agenda.row_speakers": {"en": "Speakers", "sw": "Wazungumzaji"},
+    "agenda.row_rsvp": {"en": "RSVP: get a place", "sw": "Jisajili: pata nafasi"},
+    "agenda.row_exhibitors": {"en": "Exhibitors", "sw": "Waonyeshaji"},
+    "agenda.row_find": {"en": "Find a booth", "sw": "Tafuta banda"},
+    "agenda.button_reserve": {"en": "Reserve a seat", "sw": "Weka nafasi"},
+    "agenda.menu_item_info": {"en": "About {event}", "sw": "Kuhusu {event}"},
     "agenda.more": {"en": "More sessions…", "sw": "Vipindi zaidi…"},
     "agenda.no_sessions": {"en": "No sessions.", "sw": "Hakuna vipindi."},
     "agenda.nothing_left": {
