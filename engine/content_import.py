@@ -403,7 +403,7 @@ def _cross_checks(spec: ContentFile) -> list[str]:
         for i, s in enumerate(spec.staff)
         if s.event not in names
     ]
-    errors += event_content.cross_checks(spec.events, spec.venues)
+    errors += event_content.cross_checks(spec.events, spec.venues, [s.title for s in spec.surveys])
     return errors
 
 

@@ -176,6 +176,7 @@ class RsvpSpec(_Part):
     """Places without a ticket (state_machines/rsvp.py): ``capacity`` of them (none: no limit), then a waiting list."""
 
     capacity: Annotated[int, Field(ge=0)] | None = None
+    survey: Name | None = None  # the title of a survey of this file: its questions follow the RSVP
 
 
 class EventParts(_Part):
@@ -203,9 +204,16 @@ def _duplicates(values: Sequence[str], where: str, what: str) -> list[str]:
     return found
 
 
-def cross_checks(events: Sequence[Any], venues: Sequence[VenueSpec]) -> list[str]:
+def cross_checks(
+    events: Sequence[Any], venues: Sequence[VenueSpec], surveys: Sequence[str] = ()
+) -> list[str]:
     """What pydantic cannot see: references between items, duplicates of natural keys."""
     errors = _duplicates([v.name for v in venues], "venues", "name")
+    errors += [
+        f"events[{i}].rsvp.survey: no survey titled {e.rsvp.survey!r} in this file"
+        for i, e in enumerate(events)
+        if e.rsvp is not None and e.rsvp.survey is not None and e.rsvp.survey not in surveys
+    ]
     for i, v in enumerate(venues):
         errors += _duplicates([b.number.upper() for b in v.booths], f"venues[{i}].booths", "number")
     names = {v.name for v in venues}
@@ -304,13 +312,16 @@ async def write_event_parts(
 ) -> None:
     """The event's venue, reminder lead time and agenda (after the event row is written)."""
     zone = await conn.fetchval(
-        """UPDATE events SET venue_id = $2, reminder_minutes = $3, rsvp = $4, rsvp_capacity = $5 WHERE id = $1
-           RETURNING timezone""",
+        """UPDATE events SET venue_id = $2, reminder_minutes = $3, rsvp = $4, rsvp_capacity = $5,
+                  settings = COALESCE(settings, '{}') || jsonb_build_object('rsvp_survey_id',
+                      (SELECT id::text FROM surveys WHERE title = $6 ORDER BY created_at LIMIT 1))
+           WHERE id = $1 RETURNING timezone""",
         event_id,
         venue_ids.get(e.venue) if e.venue else None,
         e.reminder_minutes,
         e.rsvp is not None,
         e.rsvp.capacity if e.rsvp else None,
+        e.rsvp.survey if e.rsvp else None,
     )
     await _promote(conn, org_id, event_id, None)  # more places than before: the waiting list moves up
     speakers = {s.key: s for s in e.speakers}

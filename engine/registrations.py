@@ -25,6 +25,7 @@ class Target:
     title: str
     capacity: int | None  # None: no limit
     open: bool
+    survey_id: str | None = None  # registration questions (an event's: events.settings.rsvp_survey_id)
 
 
 async def lock_target(
@@ -40,7 +41,8 @@ async def lock_target(
     else:
         row = await conn.fetchrow(
             """SELECT id AS event_id, NULL::uuid AS session_id, name AS title, rsvp_capacity AS capacity,
-                      rsvp AND status = 'published' AS open FROM events WHERE id = $1 FOR UPDATE""",
+                      rsvp AND status = 'published' AS open, settings->>'rsvp_survey_id' AS survey_id
+               FROM events WHERE id = $1 FOR UPDATE""",
             event_id,
         )
     return Target(**dict(row)) if row else None

@@ -23,7 +23,8 @@ async def register(turn: Turn, effect: Register) -> Registered:
     outcome, rid, position = await registrations.register(
         turn.conn, turn.org.id, target, turn.contact.id, turn.conversation.id
     )
-    return Registered(outcome, target.title, str(rid or ""), position)
+    survey = target.survey_id if outcome in ("confirmed", "waiting") else None  # new: its questions follow
+    return Registered(outcome, target.title, str(rid or ""), position, survey)
 
 
 async def cancel(turn: Turn, effect: CancelRegistration) -> RegistrationCancelled:

@@ -6,7 +6,9 @@ Stateless: ``rv:go:<event id>`` (the agenda's home), ``rv:s:<session id>`` (a se
 ``rv:cancel:<registration id>`` name what they do. ``Register`` / ``CancelRegistration`` are decided by the
 database under a lock on the event's or session's row (handlers/rsvp_effects.py) and answered by
 ``Registered`` / ``RegistrationCancelled``; the promoted contact hears of it through an ``rsvp_promoted`` timer
-in their own conversation whose data names the event or session.
+in their own conversation whose data names the event or session. An event's ``rsvp.survey`` (a survey of the
+content file) asks its registration questions right after a new place or place in the queue: the survey
+machine takes over, and its answers are the survey's responses.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from state_machines import survey
 from state_machines.base import (
     Button,
     Buttons,
@@ -46,6 +49,7 @@ class Registered:
     title: str = ""
     registration_id: str = ""
     position: int = 0  # in the waiting list
+    survey_id: str | None = None  # registration questions to ask now (the survey machine)
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,11 @@ def wants(event: Inbound) -> bool:
 
 def step(state: State, event: Any, ctx: Context) -> Step:
     if isinstance(event, Registered):
-        return Step(state, _registered(event, ctx))
+        said = _registered(event, ctx)
+        if event.survey_id:  # registration questions: the survey machine asks them
+            asked = survey.start(event.survey_id, State(), ctx)
+            return Step(asked.state, (*said, *asked.replies), asked.effects)
+        return Step(state, said)
     if isinstance(event, RegistrationCancelled):
         key = {"cancelled": "rsvp.cancelled", "left_queue": "rsvp.left_queue"}.get(
             event.outcome, "rsvp.unknown"

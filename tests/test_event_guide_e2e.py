@@ -250,3 +250,47 @@ async def test_rsvp_waiting_list_promoted_when_a_place_frees(stack, make_org, ap
     content["events"][0]["rsvp"] = {"capacity": 2}
     await import_content(app_pool, org, parse_content(content))
     assert "A place freed up" in third.texts(await third.settle(expect=1, timeout=15))[0]
+
+
+async def test_rsvp_registration_questions_are_a_survey(stack, make_org, app_pool) -> None:  # type: ignore[no-untyped-def]
+    now = datetime.now(UTC)
+    content = {
+        "surveys": [
+            {
+                "title": "Breakfast questions",
+                "questions": [
+                    {
+                        "id": "diet",
+                        "type": "single_choice",
+                        "text": "Any dietary needs?",
+                        "options": [{"id": "none", "text": "None"}, {"id": "veg", "text": "Vegetarian"}],
+                    }
+                ],
+            }
+        ],
+        "events": [
+            {
+                "name": "Founders Breakfast",
+                "starts_at": (now + timedelta(days=2)).isoformat(),
+                "ends_at": (now + timedelta(days=2, hours=2)).isoformat(),
+                "rsvp": {"capacity": 10, "survey": "Breakfast questions"},
+            }
+        ],
+    }
+    org, new = await make_org("RsvpQ")
+    await import_content(app_pool, org, parse_content(content))
+    user = chat(stack, new.phone_number_id)
+    await user.say("hi")
+    await user.tap("About Founders Breakfast")
+    # the place, the survey's intro, its first question
+    said = user.texts(await user.tap("RSVP: get a place", expect=3))
+    assert "You have a place at Founders Breakfast" in said[0] and "Any dietary needs?" in said[2]
+    await user.tap("Vegetarian")
+    [response] = await rows(app_pool, org, "SELECT status, answers FROM survey_responses")
+    assert response == {"status": "completed", "answers": {"diet": "veg"}}
+    bad = dict(content, surveys=[])
+    from engine.content_import import ContentError
+
+    with pytest.raises(ContentError) as err:
+        parse_content(bad)
+    assert "events[0].rsvp.survey: no survey titled 'Breakfast questions' in this file" in err.value.errors
