@@ -17,6 +17,7 @@ from engine.local_stack import LocalStack
 from simulators.chat import ChatDriver
 from tests.helpers import phone
 
+SOON = 105  # seconds to the start of the session a reminder is set for
 PHOTO = "https://media.example.org/wanjiku.jpg"
 
 
@@ -45,7 +46,7 @@ def content(now: datetime, *, later_at: timedelta, with_later: bool = True) -> d
         {
             "key": "soon",
             "title": "Solar panel",
-            "starts_at": _iso(now + timedelta(seconds=75)),
+            "starts_at": _iso(now + timedelta(seconds=SOON)),
             "ends_at": _iso(now + timedelta(minutes=40)),
             "room": "Hall B",
             "speakers": ["otieno", "wanjiku"],
@@ -115,7 +116,7 @@ async def test_agenda_browsing_reminders_that_fire_move_and_cancel(stack, make_o
     assert "▶ " in now_next and "Opening keynote (Main Stage)" in now_next
     assert "Solar panel (Hall B)" in now_next.split("*Next*")[1]
 
-    details = user.texts(await user.tap(f"{nairobi(now + timedelta(seconds=75))} Solar panel"))[0]
+    details = user.texts(await user.tap(f"{nairobi(now + timedelta(seconds=SOON))} Solar panel"))[0]
     assert "Otieno Ouma — SunGrid" in details and "[ Remind me ]" in details
 
     profile = await user.tap("Dr Wanjiku Mwangi", expect=2)
@@ -123,13 +124,13 @@ async def test_agenda_browsing_reminders_that_fire_move_and_cancel(stack, make_o
     assert profile[0]["payload"]["image"] == {"link": PHOTO, "caption": "Dr Wanjiku Mwangi"}
     assert "Builds payment rails" in user.texts(profile)[1] and "Opening keynote" in user.texts(profile)[1]
 
-    # "Remind me" on the session that starts in 75 s (reminders 1 minute before): it fires through the timer scanner
+    # "Remind me" on the session that starts in SOON s (reminders 1 minute before, time enough for the taps on a loaded machine): it fires through the timer scanner
     await user.say("agenda")
     await user.tap("Today's sessions")
-    await user.tap(f"{nairobi(now + timedelta(seconds=75))} Solar panel")
+    await user.tap(f"{nairobi(now + timedelta(seconds=SOON))} Solar panel")
     set_ = user.texts(await user.tap("Remind me"))[0]
     assert "I will remind you of Solar panel at" in set_
-    fired = await user.settle(expect=1, timeout=45)
+    fired = await user.settle(expect=1, timeout=SOON)
     assert "Starting in 1 min: *Solar panel*" in user.texts(fired)[0], user.texts(fired)
     [reminder] = await rows(app_pool, org, "SELECT status FROM session_reminders")
     assert reminder["status"] == "sent"
