@@ -209,6 +209,7 @@ async def _event(conn: asyncpg.Connection, r: asyncpg.Record) -> dict[str, Any]:
         "sessions": guide["sessions"],
         "exhibitors": guide["exhibitors"],
         "rsvp": r["rsvp"],
+        "venue": r["venue_id"] is not None,
         "starts_at": r["starts_at"],
         "venue_name": r["venue_name"],
         "status": r["status"],

@@ -94,11 +94,17 @@ class ReminderSent(Effect):
 # ---------------------------------------------------------------- entry
 
 
-def wants(event: Inbound) -> bool:
-    """A tapped agenda row or button, or AGENDA typed (at the menu: the router checks that)."""
+def offered(ctx: Context, what: str) -> bool:
+    """Whether an event on offer has ``what`` (sessions, exhibitors, venue: handlers/context.py): the words of
+    the event's guide mean nothing to an organisation without one."""
+    return any(e.get(what) for e in (ctx.data.get("offers") or {}).get("events") or [])
+
+
+def wants(event: Inbound, ctx: Context) -> bool:
+    """A tapped agenda row or button, or AGENDA typed when there is one (at the menu: the router checks that)."""
     if event.choice_id is not None:
         return event.choice_id.startswith(PREFIX)
-    return normalise(event.text) in WORDS
+    return normalise(event.text) in WORDS and offered(ctx, "sessions")
 
 
 def start(event_id: str, state: State, ctx: Context) -> Step:

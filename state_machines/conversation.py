@@ -245,15 +245,15 @@ def _inbound(state: State, event: Inbound, kw: Keyword | None, ctx: Context) -> 
         return _keyword(kw, state, ctx)
     if ctx.is_staff and checkin.looks_like_checkin(event.text):  # staff only: never hijack answers
         return MODULES["checkin"].step(state, event, ctx)
-    if agenda.wants(event) and (event.choice_id is not None or state.module is None):
+    if agenda.wants(event, ctx) and (event.choice_id is not None or state.module is None):
         return MODULES["agenda"].step(state, event, ctx)  # an agenda row at any step; AGENDA at the menu
-    if exhibitors.wants(event):  # a booth's QR code or an exhibitor's button at any step
+    if exhibitors.wants(event, ctx):  # a booth's QR code or an exhibitor's button at any step
         if state.module in (None, exhibitors.MODULE) or not (event.choice_id or "").startswith("ex:lead"):
             return MODULES["exhibitors"].step(state, event, ctx)
         return _leave_then(state, ctx, lambda: MODULES["exhibitors"].step(State(), event, ctx))
     if rsvp.wants(event):
         return MODULES["rsvp"].step(state, event, ctx)
-    if venue.wants(event) and (event.choice_id is not None or state.module in (None, venue.MODULE)):
+    if venue.wants(event, ctx) and (event.choice_id is not None or state.module in (None, venue.MODULE)):
         return MODULES["venue"].step(state, event, ctx)  # "where is booth K12?", "find solar"
     tapped = menu.parse_item_id(event.choice_id or "")
     # A menu item tapped at any step; one from an old menu too, whose module says why it is not on offer.

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
+from state_machines import agenda
 from state_machines.base import (
     LIST_ROW_DESCRIPTION_MAX,
     LIST_ROW_TITLE_MAX,
@@ -113,11 +114,12 @@ def booth_code(event: Inbound) -> str | None:
     return found[1].upper() if found else None
 
 
-def wants(event: Inbound) -> bool:
-    """A booth scan (at any step: it is what the QR code sends), or a tap on an exhibitor's or a lead's button."""
+def wants(event: Inbound, ctx: Context) -> bool:
+    """A booth scan (at any step: it is what the QR code sends) when an event on offer has exhibitors, or a tap
+    on an exhibitor's or a lead's button."""
     if event.choice_id is not None:
         return event.choice_id.startswith((PREFIX, STAFF_PREFIX))
-    return booth_code(event) is not None
+    return booth_code(event) is not None and agenda.offered(ctx, "exhibitors")
 
 
 def step(state: State, event: Any, ctx: Context) -> Step:

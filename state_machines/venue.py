@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from state_machines import agenda
 from state_machines.base import MAX_LIST_ROWS, Context, Effect, Image, Inbound, Reply, State, Step, Text
 from state_machines.choices import Option, offer
 from state_machines.i18n import t
@@ -66,8 +67,12 @@ def question(event: Inbound) -> FindPlace | None:
     return None
 
 
-def wants(event: Inbound) -> bool:
-    return (event.choice_id or "").startswith(PREFIX) or question(event) is not None
+def wants(event: Inbound, ctx: Context) -> bool:
+    """A tap of the guide's "Find a booth", or a question about a place when an event on offer has a venue."""
+    if event.choice_id is not None:
+        return event.choice_id.startswith(PREFIX)
+    has_place = agenda.offered(ctx, "venue") or agenda.offered(ctx, "exhibitors")
+    return has_place and question(event) is not None
 
 
 def step(state: State, event: Any, ctx: Context) -> Step:

@@ -257,5 +257,9 @@ def test_the_router_gives_agenda_timers_and_taps_to_the_agenda_in_any_flow() -> 
     assert result.effects == (LoadAgenda("ag:timer:b", timer),) and result.state == in_survey
     tap = conversation.step(in_survey, Inbound(text="Talk b", choice_id="ag:s:b"), context(NOW))
     assert tap.effects == (LoadAgenda("ag:s:b"),) and tap.state == in_survey
-    typed = conversation.step(State(), Inbound(text="AGENDA"), context(NOW))
+    with_agenda = context(NOW, data={"offers": {"events": [{"id": "e1", "name": "Expo", "sessions": 4}]}})
+    typed = conversation.step(State(), Inbound(text="AGENDA"), with_agenda)
     assert typed.effects == (LoadAgenda("ag:home:"),)
+    assert (
+        LoadAgenda("ag:home:") not in conversation.step(State(), Inbound(text="AGENDA"), context(NOW)).effects
+    )

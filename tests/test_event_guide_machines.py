@@ -58,8 +58,12 @@ def test_booth_scan_text(text: str, code: str | None) -> None:
 
 def test_a_scan_loads_the_booth_at_any_step() -> None:
     in_survey = State("survey", "question", {"survey_id": "s1"}, 3)
-    result = conversation.step(in_survey, Inbound(text="BOOTH K12"), ctx())
+    expo = ctx(data={"offers": {"events": [{"id": "e1", "exhibitors": 2}]}})
+    result = conversation.step(in_survey, Inbound(text="BOOTH K12"), expo)
     assert result.effects == (LoadExhibitor("K12", "greet", booth=True),) and result.state == in_survey
+    assert (
+        conversation.step(in_survey, Inbound(text="BOOTH K12"), ctx()).effects == ()
+    )  # no exhibitors: an answer
 
 
 @pytest.mark.parametrize(
