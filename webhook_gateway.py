@@ -1,6 +1,7 @@
 """The webhook gateway process: `python webhook_gateway.py` serves WhatsApp webhooks and M-Pesa callbacks.
 
-Everything it does lives in engine/gateway_app.py; this file only starts uvicorn with the settings.
+Everything it does lives in engine/gateway_app.py; this file only starts uvicorn (engine/gateway_http.py) with
+the settings.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from engine.gateway_app import create_app as _create_app
+from engine.gateway_http import server_config
 from engine.logging import configure_logging, get_logger
 from engine.metrics import start_metrics_server
 from engine.settings import Settings, get_settings
@@ -33,17 +35,8 @@ def main() -> None:
     )
     if settings.gateway_metrics_port:  # apart from the webhook port, which faces the internet
         start_metrics_server(settings.gateway_metrics_port, settings.metrics_host)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.gateway_host,
-        port=settings.gateway_port,
-        loop=loop,
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-        log_config=None,  # logging is ours (configure_logging); uvicorn's warnings and errors go through it
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
-    )
+    # uvicorn with the gateway's header and body read deadlines (engine/gateway_http.py)
+    uvicorn.Server(server_config(create_app(settings), settings, loop=loop)).run()
 
 
 if __name__ == "__main__":

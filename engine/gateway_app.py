@@ -11,8 +11,9 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,19 +22,22 @@ from aio_pika.abc import AbstractRobustConnection
 from aio_pika.connection import make_url
 from pydantic import BaseModel, Field, ValidationError
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from engine import metrics
 from engine.broker import Publisher, Topology, inbound_ordering, ordering_headers
 from engine.logging import get_logger
+from engine.pg_text import storable
 from engine.settings import Settings
 from engine.whatsapp.webhook import InboundPart, parse_envelope, split_envelope
 
 log = get_logger("gateway")
 
 RETRY_MIN_SECONDS = 0.2
+DISCARD_FACTOR = 8  # a refused body up to this many times MAX_WEBHOOK_BYTES is read to its end (read_capped)
+MAX_JSON_DEPTH = 64  # webhook envelopes nest about 8 deep
 RETRY_MAX_SECONDS = 5.0
 MPESA_ACCEPTED = {"ResultCode": 0, "ResultDesc": "Accepted"}
 
@@ -108,18 +112,57 @@ class BrokerLink:
 
 
 async def read_capped(request: Request, limit: int) -> bytes:
-    """The raw body, refused as soon as it is known to exceed ``limit`` (declared or streamed)."""
+    """The raw body, refused (``BodyTooLarge``) when it exceeds ``limit``, declared or streamed.
+
+    A refused body of up to ``DISCARD_FACTOR`` times the limit is still read to its end and dropped: most clients
+    send the whole body before they read the answer, and closing with their body unread resets the connection
+    under them, so that they see an error instead of the 413. A larger one, or one whose client waits for
+    ``100 Continue``, is refused at once."""
+    bound = limit * DISCARD_FACTOR
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
+        waits = "100-continue" in request.headers.get("expect", "").lower()
+        if int(declared) <= bound and not waits:
+            async for chunk in request.stream():
+                del chunk
         raise BodyTooLarge
     chunks: list[bytes] = []
-    size = 0
+    size, too_large = 0, False
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
+        if too_large or size > limit:
+            too_large = True
+            chunks.clear()
+            if size > bound:
+                break
+            continue
         chunks.append(chunk)
+    if too_large:
+        raise BodyTooLarge
     return b"".join(chunks)
+
+
+# A JSON string (also one cut short by the end of the body); what is left when they are taken out are the
+# brackets that nest.
+_JSON_STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\Z)', re.DOTALL)
+_NOT_A_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def parse_json(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` within bounds: a document nested deeper than ``max_depth`` is a ValueError, found before
+    the parser recurses into it (the parser's own RecursionError is caught too)."""
+    if raw.count(b"[") + raw.count(b"{") > max_depth:
+        depth = deepest = 0
+        for byte in _JSON_STRING.sub(b"", raw).translate(None, _NOT_A_BRACKET):
+            depth += 1 if byte in (0x5B, 0x7B) else -1
+            if depth > deepest:
+                deepest = depth
+                if deepest > max_depth:
+                    raise ValueError(f"JSON nested deeper than {max_depth}")
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def signature_valid(raw: bytes, header: str | None, secret: str) -> bool:
@@ -223,6 +266,23 @@ class Gateway:
         self.topology = Topology.from_settings(settings)
         self.link = BrokerLink(settings, self.topology)
 
+    def counted(
+        self, route: str, endpoint: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """``endpoint`` with the requests it cannot answer counted too: a client gone before its body arrived
+        (or closed by a read deadline, gateway_http.py), and any error, which is a 500."""
+
+        async def run(request: Request) -> Response:
+            try:
+                return await endpoint(request)
+            except ClientDisconnect:
+                return self._done(route, "disconnected", _text("client disconnected", 400, close=True))
+            except Exception:
+                log.exception("request_failed", route=route)
+                return self._done(route, "error", _text("internal error", 500, close=True))
+
+        return run
+
     def _done(self, route: str, outcome: str, response: Response) -> Response:
         metrics.GATEWAY_REQUESTS.labels(route, outcome).inc()
         return response
@@ -248,7 +308,7 @@ class Gateway:
             metrics.GATEWAY_SIGNATURE_FAILURES.inc()
             return self._done(route, "bad_signature", _text("bad signature", 401))
         try:
-            parts = split_envelope(parse_envelope(json.loads(raw)))
+            parts = split_envelope(parse_envelope(storable(parse_json(raw))))
         except (ValueError, ValidationError, TypeError, KeyError):  # JSONDecodeError is a ValueError
             return self._done(route, "bad_request", _text("not a webhook envelope", 400))
         if not parts:  # nothing to queue: no reason to make Meta retry
@@ -320,7 +380,7 @@ class Gateway:
         except BodyTooLarge:
             return self._done(route, "too_large", _text("too large", 413, close=True))
         try:
-            raw = json.loads(raw_bytes)
+            raw = storable(parse_json(raw_bytes))
             callback = DarajaCallback.model_validate(raw).Body.stkCallback
         except (ValueError, ValidationError):
             return self._done(route, "bad_request", _text("not an STK callback", 400))
@@ -371,9 +431,13 @@ def create_app(settings: Settings) -> Starlette:
         await gateway.link.close()
 
     routes = [
-        Route("/webhook", gateway.verify, methods=["GET"]),
-        Route("/webhook", gateway.receive, methods=["POST"]),
-        Route("/payments/mpesa/callback", gateway.mpesa_callback, methods=["POST"]),
+        Route("/webhook", gateway.counted("webhook_verify", gateway.verify), methods=["GET"]),
+        Route("/webhook", gateway.counted("webhook", gateway.receive), methods=["POST"]),
+        Route(
+            "/payments/mpesa/callback",
+            gateway.counted("mpesa_callback", gateway.mpesa_callback),
+            methods=["POST"],
+        ),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/readyz", gateway.readyz, methods=["GET"]),
     ]

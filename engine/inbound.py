@@ -26,6 +26,7 @@ from engine.broker import inbound_ordering, ordering_of
 from engine.consumer import Park
 from engine.db import tenant_transaction
 from engine.logging import get_logger, masked
+from engine.pg_text import storable
 from engine.runtime import Runtime
 from engine.templates import TEMPLATE_FIELDS, apply_template_webhook
 from engine.turn import Contact, Conversation, Org, Turn
@@ -44,7 +45,7 @@ def decode(message: AbstractIncomingMessage) -> dict[str, Any]:
         raise Park(f"not JSON: {err}") from None
     if not isinstance(body, dict) or "kind" not in body:
         raise Park("not an engine event (no 'kind')")
-    return body
+    return storable(body)  # no U+0000 or lone surrogate reaches the database (engine/pg_text.py)
 
 
 def key_of(message: AbstractIncomingMessage) -> tuple[str, str]:

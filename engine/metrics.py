@@ -42,9 +42,25 @@ def prime(counter: Counter, label_sets: Iterable[tuple[str, ...]]) -> None:
 
 # route -> the outcomes it can have
 GATEWAY_OUTCOMES: dict[str, tuple[str, ...]] = {
-    "webhook": ("accepted", "bad_signature", "too_large", "bad_request", "unavailable"),
-    "webhook_verify": ("accepted", "forbidden"),
-    "mpesa_callback": ("accepted", "unauthorized", "too_large", "bad_request", "unavailable"),
+    "webhook": (
+        "accepted",
+        "bad_signature",
+        "too_large",
+        "bad_request",
+        "unavailable",
+        "disconnected",
+        "error",
+    ),
+    "webhook_verify": ("accepted", "forbidden", "error"),
+    "mpesa_callback": (
+        "accepted",
+        "unauthorized",
+        "too_large",
+        "bad_request",
+        "unavailable",
+        "disconnected",
+        "error",
+    ),
 }
 PART_KINDS = ("message", "status", "error", "other", "payment")
 
@@ -63,5 +79,12 @@ GATEWAY_PARTS_PUBLISHED = Counter(
     "chatnation_gateway_parts_published_total", "Broker messages confirmed, by kind", ["kind"]
 )
 
+GATEWAY_TIMEOUTS = Counter(
+    "chatnation_gateway_timeouts_total",
+    "Connections closed because a request's head or body did not arrive in time",
+    ["phase"],
+)
+
+prime(GATEWAY_TIMEOUTS, (("header",), ("body",)))
 prime(GATEWAY_REQUESTS, ((r, o) for r, outcomes in GATEWAY_OUTCOMES.items() for o in outcomes))
 prime(GATEWAY_PARTS_PUBLISHED, ((k,) for k in PART_KINDS))

@@ -62,7 +62,8 @@ class Settings(BaseSettings):
     send_rate_per_second: float = Field(80.0, gt=0)
     pair_rate_burst: int = Field(5, ge=1)
     pair_rate_per_second: float = Field(1 / 6, gt=0)
-    max_webhook_bytes: int = Field(1024 * 1024, ge=1024)
+    # Meta batches webhooks up to 3 MB: a smaller cap refuses a real batch on every retry, for days
+    max_webhook_bytes: int = Field(4 * 1024 * 1024, ge=1024)
 
     # M-Pesa Daraja
     mpesa_base_url: AnyUrl = AnyUrl("http://127.0.0.1:8091")
@@ -109,6 +110,9 @@ class Settings(BaseSettings):
     # The gateway's /metrics, on METRICS_HOST: never on the public webhook port (0: not served)
     gateway_metrics_port: int = Field(9101, ge=0, le=65535)
     shutdown_grace_seconds: float = Field(20.0, gt=0)
+    # The gateway closes a connection whose request head (or body) has not fully arrived in time (gateway_http.py)
+    gateway_header_timeout_seconds: float = Field(5.0, gt=0)
+    gateway_body_timeout_seconds: float = Field(10.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

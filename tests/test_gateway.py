@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import AnyUrl
 
 from engine.broker import Topology, shard_of
+from engine.gateway_http import server_config
 from engine.metrics import exposition
 from engine.settings import Settings
 from engine.whatsapp.webhook import parse_envelope, split_envelope
@@ -84,10 +85,13 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def running_gateway(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app served by a real uvicorn on a free port; yields a client bound to it."""
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on"
+async def running_gateway(
+    settings: Settings, protocol: type[asyncio.Protocol] | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app served by a real uvicorn, configured as webhook_gateway.py does, on a free port; yields a client
+    bound to it."""
+    config = server_config(
+        create_app(settings), settings, protocol=protocol, host="127.0.0.1", port=0, lifespan="on"
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -589,3 +593,134 @@ async def test_health_readiness_and_metrics(
     assert metric_value(text, "chatnation_gateway_parts_published_total", {"kind": "message"}) >= 1
     metric_value(text, "chatnation_gateway_signature_failures_total")
     metric_value(text, "chatnation_gateway_requests_total", {"route": "webhook", "outcome": "unavailable"})
+
+
+# ---------------------------------------------------------------- input bounds (issue 13)
+
+
+@pytest.fixture(scope="module")
+async def default_client(broker: object, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A gateway with the default MAX_WEBHOOK_BYTES."""
+    async with running_gateway(settings) as client:
+        await wait_ready(client)
+        yield client
+
+
+async def test_the_default_limit_takes_a_signed_batch_of_a_thousand_messages(
+    default_client: httpx.AsyncClient, queues: Queues, settings: Settings
+) -> None:
+    """Meta batches up to 3 MB: a 2.6 MB batch of 1,000 messages is accepted and every message queued."""
+    assert settings.max_webhook_bytes >= 3 * 1024 * 1024
+    text = "Habari, nataka tiketi mbili za tamasha la Jumamosi. " * 48
+    messages = [(f"2547100{i % 100:05d}", f"wamid.BATCH{i:04d}", f"{i} {text}") for i in range(1000)]
+    raw = json.dumps(text_envelope(messages)).encode()
+    assert 2_500_000 < len(raw) < 3_000_000
+    response = await post_signed(default_client, raw, settings.whatsapp_app_secret)
+    assert response.status_code == 200
+    queued = [m.message_id for msgs in (await queues.drain_inbound()).values() for m in msgs]
+    assert sorted(str(mid) for mid in queued) == sorted(mid for _, mid, _ in messages)
+
+
+async def _post_raw(port: int, head: bytes, body: bytes) -> bytes:
+    """Sends the whole request before reading anything, as most clients do; the answer's status line."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head + body)
+        await writer.drain()
+        async with asyncio.timeout(10):
+            return await reader.readline()
+    finally:
+        writer.close()
+
+
+async def test_an_oversized_body_gets_its_413_not_a_reset(client: httpx.AsyncClient, queues: Queues) -> None:
+    """Bodies of several times the limit, sent before the answer is read, get the 413 (no connection reset)."""
+    port = int(client.base_url.port or 0)
+    for size in (2 * LIMIT, 4 * LIMIT, 4 * LIMIT, 8 * LIMIT, 4 * LIMIT):
+        body = b"x" * size
+        head = f"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode()
+        assert (await _post_raw(port, head, body)).startswith(b"HTTP/1.1 413"), size
+    for _ in range(5):  # an ordinary client: the whole body, declared
+        response = await client.post(
+            "/webhook", content=b"y" * (4 * LIMIT), headers={"X-Hub-Signature-256": "x"}
+        )
+        assert response.status_code == 413
+
+    async def chunked() -> AsyncIterator[bytes]:
+        for _ in range(4 * LIMIT // 16384):
+            yield b" " * 16384
+
+    for _ in range(3):  # streamed without a length
+        assert (await client.post("/webhook", content=chunked())).status_code == 413
+    assert await queues.inbound_count() == 0
+
+
+async def test_a_client_waiting_for_100_continue_is_refused_before_it_sends(
+    client: httpx.AsyncClient,
+) -> None:
+    reader, writer = await asyncio.open_connection(client.base_url.host, client.base_url.port)
+    writer.write(
+        f"POST /webhook HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {2 * LIMIT}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    async with asyncio.timeout(5):
+        status_line = await reader.readline()
+    writer.close()
+    assert status_line.startswith(b"HTTP/1.1 413")
+
+
+def _requests(route: str, outcome: str) -> float:
+    return metric_value(
+        exposition()[0].decode(), "chatnation_gateway_requests_total", {"route": route, "outcome": outcome}
+    )
+
+
+@pytest.mark.parametrize("depth", [65, 1000, 20_000])
+async def test_deeply_nested_json_is_a_counted_400(
+    client: httpx.AsyncClient, queues: Queues, settings: Settings, depth: int
+) -> None:
+    deep = b"[" * depth + b"]" * depth
+    webhook_before, mpesa_before = (
+        _requests("webhook", "bad_request"),
+        _requests("mpesa_callback", "bad_request"),
+    )
+    assert (await post_signed(client, deep, settings.whatsapp_app_secret)).status_code == 400
+    nested = b'{"Body":' * depth + b"{}" + b"}" * depth  # the unauthenticated route
+    assert (await client.post("/payments/mpesa/callback", content=nested)).status_code == 400
+    assert _requests("webhook", "bad_request") == webhook_before + 1
+    assert _requests("mpesa_callback", "bad_request") == mpesa_before + 1
+    assert await queues.inbound_count() == 0
+
+
+def test_json_depth_is_counted_outside_strings() -> None:
+    from engine.gateway_app import MAX_JSON_DEPTH, parse_json
+
+    assert parse_json(b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH) is not None
+    with pytest.raises(ValueError, match="deeper"):
+        parse_json(b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1))
+    brackets = '[{"x": "' + "[" * 500 + '\\"{{{{"}]'
+    assert parse_json(brackets.encode()) == [{"x": "[" * 500 + '"{{{{'}]
+    with pytest.raises(ValueError):  # a string cut short: not JSON
+        parse_json(b'["' + b"[" * 500)
+
+
+async def test_an_unexpected_error_is_a_counted_500(
+    client: httpx.AsyncClient, queues: Queues, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.gateway_app
+
+    def broken(envelope: object) -> list[object]:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(engine.gateway_app, "split_envelope", broken)
+    before = _requests("webhook", "error")
+    response = await post_signed(
+        client, text_envelope([("254700000013", "wamid.BUG", "x")]), settings.whatsapp_app_secret
+    )
+    assert response.status_code == 500
+    assert _requests("webhook", "error") == before + 1
+    monkeypatch.undo()
+    response = await post_signed(
+        client, text_envelope([("254700000013", "wamid.BUG", "x")]), settings.whatsapp_app_secret
+    )
+    assert response.status_code == 200
