@@ -113,7 +113,7 @@ async def test_requests_in_time_are_answered_on_a_kept_alive_connection(gateway:
     try:
         for _ in range(3):
             writer.write(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\n")
-            for piece in (b"{}", b"  ", b"  "):
+            for piece in (b"{}  ", b"  "):
                 await asyncio.sleep(BODY_TIMEOUT / 5)
                 writer.write(piece)
             async with asyncio.timeout(5):
