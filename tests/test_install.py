@@ -254,8 +254,11 @@ async def test_migrate_org_create_and_a_message_round_trip_from_the_wheel(
         await whatsapp.stop()
         for proc in processes:
             proc.send_signal(signal.SIGTERM)
-        for proc in processes:
-            _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+        try:
+            outputs = [await asyncio.wait_for(proc.communicate(), timeout=30) for proc in processes]
+        finally:
+            await _delete_topology(broker, f"i{tag}")  # its quorum queues would stay on the shared broker
+        for proc, (_, err) in zip(processes, outputs, strict=True):
             stderr = err.decode()
             # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly
             assert proc.returncode in (0, -signal.SIGTERM), stderr[-3000:]
@@ -263,6 +266,18 @@ async def test_migrate_org_create_and_a_message_round_trip_from_the_wheel(
             assert lines, "the process logged nothing"
             records = [json.loads(line) for line in lines]  # LOG_FORMAT=json: every line of the process
             assert any(r.get("logger") == "uvicorn.error" for r in records), stderr[-3000:]
+
+
+async def _delete_topology(broker: object, prefix: str) -> None:
+    from aio_pika.abc import AbstractRobustConnection
+
+    from engine.broker import Topology
+    from engine.settings import get_settings
+
+    assert isinstance(broker, AbstractRobustConnection)
+    channel = await broker.channel()
+    await Topology.from_settings(get_settings().model_copy(update={"broker_prefix": prefix})).delete(channel)
+    await channel.close()
 
 
 def test_finding_no_migrations_is_an_error(tmp_path: Path) -> None:
