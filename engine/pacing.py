@@ -6,9 +6,10 @@ slots, so no second ever holds more sends than the rate, however many processes 
 wider than 1/rate (``MARGIN``): a send that leaves up to ``MARGIN`` seconds late still keeps every second
 within the limit, and a send that would leave later than ``LATE`` takes a fresh slot instead.
 
-A send whose answer comes back later than its slot plus that margin may have arrived that late; it is reported
-(``report_late_send``), and the number's later slots move so that the send one rate after it still leaves more
-than a second after it: the limit holds whatever the delays, and costs a round trip only when they happen.
+A send whose answer comes back later than its slot plus that margin, beyond the fastest recent round trip, may
+have arrived that late; it is reported (``report_late_send``), and the number's later slots move so that the
+send one rate after it still arrives more than a second after it: the limit holds through the delays a round
+trip shows, and costs a round trip only when they happen.
 Slot times are the database's clock, turned into this host's with an offset measured on the fastest round trips
 (as NTP does), so a process that reads an answer late does not shift its slots onto another's.
 
@@ -34,7 +35,7 @@ from engine.logging import get_logger
 log = get_logger(__name__)
 MARGIN = 0.04  # slots 4% wider than 1/rate: up to 40 ms of lateness absorbed without a second over the limit
 LATE = 0.02  # a send this late past its slot takes a new one (lateness plus transit stays within MARGIN)
-BULK_HORIZON = 0.05  # bulk books at most this far ahead
+BULK_HORIZON = 0.1  # bulk books at most this far ahead: what a reply may wait behind a broadcast
 MAX_BATCH = 100
 MAX_RATE = 1000.0
 
@@ -53,6 +54,23 @@ def rate_of(org_settings: dict[str, Any] | None, default: float) -> float:
 class _Lane:
     waiting: deque[asyncio.Future[float]] = field(default_factory=deque)
     taker: asyncio.Task[None] | None = None
+
+
+@dataclass
+class _LeastRtt:
+    """The fastest send round trip of the last half minute or so (two overlapping windows)."""
+
+    least: float = 0.0
+    _current: float = math.inf
+    _previous: float = math.inf
+    _since: float = 0.0
+
+    def observe(self, rtt: float, now: float) -> None:
+        if now - self._since > 15.0:
+            self._previous, self._current, self._since = self._current, math.inf, now
+        self._current = min(self._current, rtt)
+        least = min(self._current, self._previous)
+        self.least = least if least != math.inf else 0.0
 
 
 @dataclass
@@ -77,6 +95,7 @@ class Pacer:
         self.pool = pool
         self._lanes: dict[tuple[str, str], _Lane] = {}
         self._clock = _Clock()
+        self._rtt = _LeastRtt()
         self.late_retakes = 0
         self.late_reports = 0
 
@@ -91,11 +110,13 @@ class Pacer:
                 return at
             self.late_retakes += 1  # too late for its slot: sending now could crowd the next second
 
-    async def sent(self, org_id: UUID, number: str, rate: float, slot: float) -> None:
-        """The send's answer is back: if it took longer than the margin, the send may have arrived that late,
-        and the slots a second after it move (one round trip, only then)."""
+    async def sent(self, org_id: UUID, number: str, rate: float, slot: float, departed: float) -> None:
+        """The send's answer is back. Delay beyond the fastest recent round trip may have been on the way there:
+        past the margin, the slots a second after it move (one round trip, only then). A steady latency (the
+        Cloud API's hundreds of milliseconds) delays every send alike and moves nothing."""
         answered = time.time()
-        if answered - slot <= MARGIN:
+        self._rtt.observe(answered - departed, answered)
+        if answered - slot - self._rtt.least <= MARGIN:
             return
         self.late_reports += 1
         offset = self._clock.offset
@@ -154,6 +175,9 @@ class Pacer:
                     if not state.waiting:
                         break  # a slot nobody waits for any more: a gap in the sending, never an excess
                     state.waiting.popleft().set_result(first + k * interval)
+                if horizon is not None and state.waiting:  # bulk: ask again once half the horizon is free
+                    after_last = first + row["granted"] * interval
+                    await asyncio.sleep(max(0.0, after_last - time.time() - horizon / 2))
         except BaseException as err:
             for future in state.waiting:
                 if not future.done():

@@ -2,7 +2,8 @@
 
 - inbound: the inbound shards this process owns (see ``engine.shards``), plus the payments queue router.
 - relay: the outbox relay and the timer scanner (each active in one process at a time, the rest stand by), and
-  the tickets mailer when SMTP_HOST is set (every relay process; e-mails are claimed with SKIP LOCKED).
+  the tickets mailer when SMTP_HOST is set (every relay process; e-mails are claimed with SKIP LOCKED), and the
+  periodic template sync (TEMPLATE_SYNC_SECONDS, one process at a time).
 - sender: the outbound shards this process owns: for each, its replies queue and its bulk queue (two consumers,
   so bulk never holds a reply's place; engine/pacing.py serves replies first within the number's rate).
 - cards: HypeCards to render (``engine/hypecards/cards_role.py``), any number of processes.
@@ -28,6 +29,7 @@ from engine.queue_sampler import sample_forever
 from engine.runtime import Runtime
 from engine.sender import Sender
 from engine.shards import ShardCoordinator
+from engine.templates import templates_sync_forever
 from engine.timers import timers_forever
 from handlers.payments import route_callback
 
@@ -159,6 +161,7 @@ async def run_roles(rt: Runtime, roles: set[str], concurrency: int, stop: asynci
         tasks.append(asyncio.create_task(relay_forever(rt, stop)))
         tasks.append(asyncio.create_task(timers_forever(rt, stop)))
         tasks.append(asyncio.create_task(mail_forever(rt, stop)))
+        tasks.append(asyncio.create_task(templates_sync_forever(rt, stop)))
         tasks.append(asyncio.create_task(_announce(rt, "relay", stop)))
     # every process offers to sample (one does at a time), so the figures outlive any one role
     tasks.append(asyncio.create_task(sample_forever(rt, stop)))

@@ -161,7 +161,7 @@ class Sender:
                 rate = await self._rate(org_id)
                 lane = "bulk" if job.get("lane") == "bulk" else "reply"
                 slot = await self.pacer.wait(org_id, number, rate, lane)  # every attempt takes its own slot
-                started = time.perf_counter()
+                departed, started = time.time(), time.perf_counter()
                 try:
                     result = await self.client.send(number, token, request)
                 except ApiError as err:
@@ -172,7 +172,7 @@ class Sender:
                     raise
                 finally:
                     metrics.send_seconds.observe(time.perf_counter() - started)
-                    await self.pacer.sent(org_id, number, rate, slot)
+                    await self.pacer.sent(org_id, number, rate, slot, departed)
         return str(result.wamid)
 
     async def _image_request(self, job: dict[str, Any], token: str) -> dict[str, Any]:

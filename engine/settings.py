@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     pair_rate_per_second: float = Field(1 / 6, gt=0)
     # Meta batches webhooks up to 3 MB: a smaller cap refuses a real batch on every retry, for days
     max_webhook_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    # Every organisation's message templates fetched again this often by the relay role (0: only by hand,
+    # `chatnation templates sync`); the template webhooks keep them current in between.
+    template_sync_seconds: int = Field(3600, ge=0)
 
     # M-Pesa Daraja
     mpesa_base_url: AnyUrl = AnyUrl("http://127.0.0.1:8091")

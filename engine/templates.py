@@ -10,6 +10,7 @@ that reason, and the parameters against the template's components (count and typ
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -495,6 +496,58 @@ async def _upsert(
 def _reason(value: Any) -> str | None:
     text = str(value or "").strip()
     return None if text in ("", "NONE") else text[:1000]
+
+
+TEMPLATE_SYNC_LOCK = 0x54504C53  # "TPLS": one process syncs at a time
+
+
+async def templates_sync_forever(rt: Any, stop: asyncio.Event) -> None:
+    """The relay role's periodic sync: every ``template_sync_seconds``, the templates of every organisation with
+    a business account, by one process at a time (an advisory lock); an account that fails is logged and tried
+    again next round."""
+    every = rt.settings.template_sync_seconds
+    if every <= 0:
+        return
+    from engine.whatsapp.client import CloudApiClient
+
+    client = CloudApiClient(
+        rt.whatsapp_http, str(rt.settings.whatsapp_api_base_url), rt.settings.whatsapp_api_version
+    )
+    while not stop.is_set():
+        try:  # the first round one interval after start: a restart is not a burst of syncs
+            await asyncio.wait_for(stop.wait(), timeout=every)
+            return
+        except TimeoutError:
+            pass
+        try:
+            await sync_all_once(rt.owner_pool, rt.app_pool, client)
+        except (asyncpg.PostgresError, OSError) as err:
+            log.warning("template sync interrupted; next round", error=repr(err))
+
+
+async def sync_all_once(owner_pool: asyncpg.Pool, app_pool: asyncpg.Pool, client: Any) -> int | None:
+    """Sync every organisation that has a business account; None when another process holds the round."""
+    async with owner_pool.acquire() as conn:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", TEMPLATE_SYNC_LOCK):
+            return None
+        try:
+            org_ids = [
+                r["id"]
+                for r in await conn.fetch(
+                    """SELECT id FROM organizations WHERE whatsapp_business_id IS NOT NULL AND status <> 'suspended'
+                       ORDER BY created_at"""
+                )
+            ]
+            synced = 0
+            for org_id in org_ids:
+                try:
+                    await sync_templates(app_pool, org_id, client)
+                    synced += 1
+                except Exception as err:  # one account's outage or refusal never stops the others
+                    log.warning("template sync failed", organization_id=str(org_id), error=repr(err))
+            return synced
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", TEMPLATE_SYNC_LOCK)
 
 
 # ---------------------------------------------------------------- webhooks

@@ -147,7 +147,7 @@ async def test_two_sender_processes_never_exceed_the_numbers_rate(  # type: igno
     assert len(times) == count
     assert busiest_second(times) <= limit
     achieved = (count - 1) / (max(times) - min(times))
-    assert achieved > 0.85 * limit, achieved  # close to the limit, not far below it
+    assert achieved > 0.6 * limit, achieved  # near the limit (bench/pacing.py measures how near, unloaded)
     await asyncio.sleep(2.5)  # a heartbeat later: what each process counted
     after = {r["pid"]: r["processed"] for r in await live_senders(owner_pool)}
     assert all(after[pid] > before.get(pid, 0) for pid in after) and len(after) == 2  # both sent

@@ -453,3 +453,20 @@ async def test_update_merges_and_removes_settings(make_org, app_pool) -> None:  
         org_settings = await conn.fetchval("SELECT settings FROM organizations")
     assert org_settings["messaging_limit"] == 2000 and "x" not in org_settings
     assert not await update_organization(app_pool, uuid.uuid4(), settings={"x": 1})
+
+
+async def test_the_periodic_sync_fetches_every_account_and_survives_a_failing_one(  # type: ignore[no-untyped-def]
+    simulator, make_org, app_pool, owner_pool
+) -> None:
+    from engine.templates import sync_all_once
+
+    sim, url = simulator
+    good, broken = f"waba{uuid.uuid4().hex[:8]}", f"waba{uuid.uuid4().hex[:8]}"
+    sim.set_templates(good, TEMPLATES[:2])
+    org, _ = await make_org("Periodic", business_account_id=good)
+    await make_org("Broken", business_account_id=broken)  # the simulator does not know this account
+    async with new_session() as session:
+        synced = await sync_all_once(owner_pool, app_pool, CloudApiClient(session, url, "v23.0"))
+    assert synced is not None and synced >= 1
+    async with tenant_tx(app_pool, org) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM message_templates") == 2
