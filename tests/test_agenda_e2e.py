@@ -88,7 +88,7 @@ def content(now: datetime, *, later_at: timedelta, with_later: bool = True) -> d
 
 
 def chat(stack: LocalStack, pnid: str) -> ChatDriver:
-    return ChatDriver(stack.whatsapp, stack.user(pnid, phone(), "Wanjiku"), quiet=0.3)
+    return ChatDriver(stack.whatsapp, stack.user(pnid, phone(), "Wanjiku"), quiet=0.3, timeout=40)
 
 
 async def rows(app_pool, org, sql: str, *args):  # type: ignore[no-untyped-def]
@@ -143,7 +143,7 @@ async def test_agenda_browsing_reminders_that_fire_move_and_cancel(stack, make_o
     assert "I will remind you" in user.texts(await user.tap("Remind me"))[0]
     later = summary.ids["sessions"]["Tech Expo/later"]
     await import_content(app_pool, org, parse_content(content(now, later_at=timedelta(hours=5))))
-    moved = user.texts(await user.settle(expect=1, timeout=20))[0]
+    moved = user.texts(await user.settle(expect=1, timeout=40))[0]
     assert "Fintech fireside has moved to" in moved and nairobi(now + timedelta(hours=5)) in moved
     [timer] = await rows(
         app_pool,
@@ -158,7 +158,7 @@ async def test_agenda_browsing_reminders_that_fire_move_and_cancel(stack, make_o
     await import_content(
         app_pool, org, parse_content(content(now, later_at=timedelta(hours=5), with_later=False))
     )
-    cancelled = user.texts(await user.settle(expect=1, timeout=20))[0]
+    cancelled = user.texts(await user.settle(expect=1, timeout=40))[0]
     assert "Fintech fireside has been cancelled" in cancelled
     status = await rows(app_pool, org, "SELECT status FROM sessions WHERE id = $1", UUID(later))
     assert status == [{"status": "cancelled"}]

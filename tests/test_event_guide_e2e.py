@@ -81,7 +81,7 @@ def expo(staff_phone: str) -> dict[str, Any]:
 
 
 def chat(stack: LocalStack, pnid: str, wa_id: str | None = None, name: str = "Wanjiku") -> ChatDriver:
-    return ChatDriver(stack.whatsapp, stack.user(pnid, wa_id or phone(), name), quiet=0.3)
+    return ChatDriver(stack.whatsapp, stack.user(pnid, wa_id or phone(), name), quiet=0.3, timeout=40)
 
 
 async def rows(app_pool, org, sql: str, *args):  # type: ignore[no-untyped-def]
@@ -122,7 +122,7 @@ async def test_booth_scan_consent_lead_staff_notified_followed_up_and_exported(
     thanks = visitor.texts(await visitor.say("Call me after 5pm"))[0]
     assert thanks == "✅ Thank you! SunGrid Solar has your details and will contact you."
 
-    notice = await staffer.settle(expect=1, timeout=15)  # at once, on WhatsApp
+    notice = await staffer.settle(expect=1, timeout=40)  # at once, on WhatsApp
     text = staffer.texts(notice)[0]
     assert "New lead: Wanjiku, interest 4/5, product Home kit 50W" in text
     assert f"+{visitor.user.wa_id}" in text and "Call me after 5pm" in text and "[ Followed up ]" in text
@@ -223,7 +223,7 @@ async def test_rsvp_waiting_list_promoted_when_a_place_frees(stack, make_org, ap
     assert (
         "Your place at Founders Breakfast is cancelled" in first.texts(await first.tap("Cancel my place"))[0]
     )
-    promoted = second.texts(await second.settle(expect=1, timeout=15))[0]
+    promoted = second.texts(await second.settle(expect=1, timeout=40))[0]
     assert "A place freed up: you now have a place at Founders Breakfast" in promoted
     regs = await rows(
         app_pool,
@@ -249,7 +249,7 @@ async def test_rsvp_waiting_list_promoted_when_a_place_frees(stack, make_org, ap
     assert "number 1 on the waiting list" in third.texts(await third.tap("RSVP: get a place"))[0]
     content["events"][0]["rsvp"] = {"capacity": 2}
     await import_content(app_pool, org, parse_content(content))
-    assert "A place freed up" in third.texts(await third.settle(expect=1, timeout=15))[0]
+    assert "A place freed up" in third.texts(await third.settle(expect=1, timeout=40))[0]
 
 
 async def test_rsvp_registration_questions_are_a_survey(stack, make_org, app_pool) -> None:  # type: ignore[no-untyped-def]
