@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from engine import metrics
+from engine import metrics, mpesa
 from engine.broker import Publisher, Topology, inbound_ordering, ordering_headers
 from engine.logging import get_logger
 from engine.pg_text import storable
@@ -369,12 +369,19 @@ class Gateway:
         log.debug("webhook_queued", parts=len(parts), shards=len(groups))
 
     async def mpesa_callback(self, request: Request) -> Response:
+        """``POST /payments/mpesa/callback/<deployment secret>/<request secret>`` (engine/mpesa.py): a wrong
+        deployment secret or a source outside the allow-list is refused here, before anything is queued."""
         route = "mpesa_callback"
-        expected = self.settings.mpesa_callback_token
-        if expected is not None and not hmac.compare_digest(
-            request.query_params.get("token", "").encode(), expected.encode()
-        ):
-            return self._done(route, "unauthorized", _text("unauthorized", 401))
+        source = mpesa.client_address(
+            request.client.host if request.client else None,
+            request.headers.get("x-forwarded-for"),
+            self.settings.trusted_proxy_cidrs,
+        )
+        if not mpesa.source_allowed(self.settings, source):
+            log.warning("mpesa_callback_source_refused", source_ip=source)
+            return self._done(route, "forbidden", _text("forbidden", 403, close=True))
+        if not mpesa.deployment_secret_ok(self.settings, request.path_params.get("secret", "")):
+            return self._done(route, "unauthorized", _text("not found", 404, close=True))
         try:
             raw_bytes = await read_capped(request, self.settings.max_webhook_bytes)
         except BodyTooLarge:
@@ -386,9 +393,12 @@ class Gateway:
             return self._done(route, "bad_request", _text("not an STK callback", 400))
         if not self.link.ready:
             return self._done(route, "unavailable", _text("broker unavailable", 503))
-        return await self._publish_payment(callback, raw)
+        extra = {"callback_token": request.path_params.get("token", ""), "source_ip": source}
+        return await self._publish_payment(callback, raw, extra)
 
-    async def _publish_payment(self, callback: StkCallback, raw: dict[str, Any]) -> Response:
+    async def _publish_payment(
+        self, callback: StkCallback, raw: dict[str, Any], extra: dict[str, Any]
+    ) -> Response:
         route, publisher = "mpesa_callback", self.link.publisher
         assert publisher is not None
         started = time.perf_counter()
@@ -397,7 +407,7 @@ class Gateway:
                 await publisher.publish(
                     self.topology.payments_exchange,
                     "mpesa",
-                    payment_body(callback, raw, time.time()),
+                    {**payment_body(callback, raw, time.time()), **extra},
                     message_id=callback.CheckoutRequestID,
                 )
         except Exception as exc:
@@ -434,7 +444,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/webhook", gateway.counted("webhook_verify", gateway.verify), methods=["GET"]),
         Route("/webhook", gateway.counted("webhook", gateway.receive), methods=["POST"]),
         Route(
-            "/payments/mpesa/callback",
+            "/payments/mpesa/callback/{secret}/{token}",
             gateway.counted("mpesa_callback", gateway.mpesa_callback),
             methods=["POST"],
         ),

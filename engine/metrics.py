@@ -55,6 +55,7 @@ GATEWAY_OUTCOMES: dict[str, tuple[str, ...]] = {
     "mpesa_callback": (
         "accepted",
         "unauthorized",
+        "forbidden",
         "too_large",
         "bad_request",
         "unavailable",
@@ -86,5 +87,14 @@ GATEWAY_TIMEOUTS = Counter(
 )
 
 prime(GATEWAY_TIMEOUTS, (("header",), ("body",)))
+
+# M-Pesa callbacks after the gateway: for no request of ours, contradicting theirs, repeated, confirmed by the
+# STK Push Query, or left unconfirmed (Daraja did not answer)
+MPESA_CALLBACK_OUTCOMES = ("unknown", "suspicious", "duplicate", "confirmed", "unconfirmed")
+MPESA_CALLBACKS = Counter(
+    "chatnation_mpesa_callbacks_total", "M-Pesa callbacks routed, by what became of them", ["outcome"]
+)
+prime(MPESA_CALLBACKS, ((o,) for o in MPESA_CALLBACK_OUTCOMES))
+
 prime(GATEWAY_REQUESTS, ((r, o) for r, outcomes in GATEWAY_OUTCOMES.items() for o in outcomes))
 prime(GATEWAY_PARTS_PUBLISHED, ((k,) for k in PART_KINDS))

@@ -31,7 +31,7 @@ from engine.sender import Sender
 from engine.shards import ShardCoordinator
 from engine.templates import templates_sync_forever
 from engine.timers import timers_forever
-from handlers.payments import route_callback
+from handlers.payments import reconcile_forever, route_callback
 
 log = get_logger(__name__)
 PREFETCH = {"inbound": 100, "sender": 20}  # a sender's jobs wait on HTTP: hold few, so a crash re-counts few
@@ -188,7 +188,10 @@ async def _announce(rt: Runtime, role: str, stop: asyncio.Event) -> None:
 
 async def _payments(rt: Runtime, stop: asyncio.Event) -> None:
     """M-Pesa callbacks: any number of routers; each callback is re-published into its contact's shard."""
-    await work_queue(rt, rt.topology.payments_queue, lambda m: route_callback(rt, m), "mpesa", 20, stop)
+    await asyncio.gather(
+        work_queue(rt, rt.topology.payments_queue, lambda m: route_callback(rt, m), "mpesa", 20, stop),
+        reconcile_forever(rt, stop),  # requests left open are asked about again
+    )
 
 
 async def _cards(rt: Runtime, stop: asyncio.Event) -> None:

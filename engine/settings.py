@@ -26,6 +26,9 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("chatnation", appauthor=False))
 
 
+DEV_CALLBACK_SECRET = "dev-callback-secret"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
 
@@ -75,7 +78,17 @@ class Settings(BaseSettings):
     mpesa_shortcode: str = "174379"
     mpesa_passkey: str = "dev-passkey"
     mpesa_callback_url: AnyUrl = AnyUrl("http://127.0.0.1:8080/payments/mpesa/callback")
-    mpesa_callback_token: str | None = None
+    # The callback URL's path carries this deployment secret and a per-request one (docs/tickets.md);
+    # production requires a secret of its own, at least 32 characters (production_problems).
+    mpesa_callback_secret: str = Field(DEV_CALLBACK_SECRET, min_length=8, pattern=r"^[A-Za-z0-9_-]+$")
+    # Optional: callbacks only from these networks (comma-separated CIDRs, e.g. Safaricom's); X-Forwarded-For
+    # is believed only when the direct peer is one of TRUSTED_PROXY_CIDRS.
+    mpesa_callback_allowed_cidrs: str = ""
+    trusted_proxy_cidrs: str = ""
+    mpesa_query_attempts: int = Field(4, ge=1, le=20)  # STK Push Query tries per check (tenacity)
+    mpesa_query_backoff_seconds: float = Field(0.5, gt=0)  # doubled after each try, at most 8 s
+    mpesa_reconcile_interval_seconds: float = Field(30.0, gt=0)  # how often open requests are re-queried
+    mpesa_reconcile_give_up_hours: float = Field(48.0, gt=0)  # unanswered longer: left to people
 
     # OpenAI (optional: without a key the knowledge base uses PostgreSQL full-text search)
     openai_api_key: str | None = None
@@ -124,6 +137,16 @@ class Settings(BaseSettings):
             raise ValueError("must start with postgresql://")
         return v or None
 
+    @field_validator("mpesa_callback_allowed_cidrs", "trusted_proxy_cidrs")
+    @classmethod
+    def _cidrs(cls, v: str) -> str:
+        import ipaddress
+
+        for part in v.split(","):
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)  # ValueError names the bad network
+        return v
+
     @property
     def json_logs(self) -> bool:
         if self.log_format == "auto":
@@ -150,7 +173,7 @@ _PRODUCTION_SECRETS = (
     "mpesa_consumer_key",
     "mpesa_consumer_secret",
     "mpesa_passkey",
-    "mpesa_callback_token",  # the only proof that a Daraja callback comes from Daraja
+    "mpesa_callback_secret",  # in the callback URL's path: the first proof that a Daraja callback is Daraja's
 )
 _PLACEHOLDER = "change-me"  # deploy/k8s/secret.example.yaml
 
@@ -170,6 +193,8 @@ def production_problems(s: Settings) -> list[str]:
             problems.append(f"{name.upper()} has its development default")
         elif value.lower().startswith(_PLACEHOLDER):
             problems.append(f"{name.upper()} has the example's placeholder")
+    if s.mpesa_callback_secret != DEV_CALLBACK_SECRET and len(s.mpesa_callback_secret) < 32:
+        problems.append("MPESA_CALLBACK_SECRET is shorter than 32 characters")
     broker = s.rabbitmq_url
     if broker == Settings.model_fields["rabbitmq_url"].default or broker.password in ("guest", None):
         problems.append("RABBITMQ_URL has the development login (guest) or none")

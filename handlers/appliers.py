@@ -53,6 +53,7 @@ APPLIERS: dict[type[base.Effect], Applier] = {
     tickets.ReleaseHold: ticket_effects.release,
     tickets.RequestPayment: ticket_effects.request_payment,
     tickets.IssueTickets: ticket_effects.issue,
+    tickets.QueryPayment: ticket_effects.query_payment,
     checkin.CheckInTicket: ticket_effects.check_in,
     my_tickets.FindMyTickets: ticket_effects.find_my_tickets,
     knowledge.ClassifyIntent: knowledge_effects.classify_intent,

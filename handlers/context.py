@@ -35,6 +35,7 @@ async def load_context(turn: Turn, state: State, event: object) -> Context:
                 "survey_abandon_seconds",
                 "payment_timeout_seconds",
                 "hold_seconds",
+                "payment_grace_seconds",
             )
             if k in org.settings
         },
@@ -54,6 +55,8 @@ async def load_context(turn: Turn, state: State, event: object) -> Context:
         data["poll"] = await read_once(turn, "poll", ids["poll_id"], load_poll)
     if isinstance(event, Inbound) and (tapped := await _tapped_elsewhere(turn, event, data["offers"])):
         data["tapped"] = tapped
+    if isinstance(event, Inbound) and "event" not in data and (chosen := _event_tapped(event)):
+        data["event"] = await load_event(conn, chosen)  # what is left is said fresh, never from the cache
     return Context(
         now=turn.now,
         language=turn.language,
@@ -100,6 +103,16 @@ async def _tapped_elsewhere(turn: Turn, event: Inbound, on_offer: dict[str, Any]
         return None
     item = await loader(turn.conn, item_id)
     return {**item, "kind": kind} if item else None
+
+
+def _event_tapped(event: Inbound) -> str | None:
+    tapped = menu.parse_item_id(event.choice_id or "")
+    if tapped is None or tapped[0] != "event":
+        return None
+    try:
+        return str(UUID(tapped[1]))
+    except ValueError:
+        return None
 
 
 def remember(turn: Turn, kind: str, item_id: str, item: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ from handlers.context import load_context
 from state_machines import conversation
 from state_machines.base import Inbound, PaymentResult, TimerFired
 from state_machines.hypecard import CardFailed, CardReady
-from state_machines.tickets import PaymentRequested, PaymentRequestFailed
+from state_machines.tickets import PaymentRequested, PaymentRequestFailed, PaymentUnconfirmed
 
 log = get_logger(__name__)
 MAX_STEPS = 10  # one event and its follow-ups; more means two effects feed each other forever
@@ -68,7 +68,10 @@ async def on_timer(turn: Turn, body: dict[str, Any]) -> None:
 
 
 async def on_payment(turn: Turn, body: dict[str, Any]) -> None:
-    await run(turn, payment_event(body))
+    from handlers import payments
+
+    if await payments.record_result(turn, body):  # M-Pesa's verified word, recorded in this transaction
+        await run(turn, payment_event(body))
 
 
 async def on_card(turn: Turn, body: dict[str, Any]) -> None:
@@ -95,6 +98,8 @@ def payment_event(body: dict[str, Any]) -> object:
         return PaymentRequested(body["hold_id"], body["checkout_request_id"])
     if kind == "request_failed":
         return PaymentRequestFailed(body["hold_id"], body.get("reason", ""))
+    if kind == "unconfirmed":
+        return PaymentUnconfirmed(body["hold_id"], str(body.get("verified")), int(body.get("attempt") or 1))
     meta = body.get("metadata") or {}
     amount = meta.get("Amount")
     return PaymentResult(
@@ -103,4 +108,5 @@ def payment_event(body: dict[str, Any]) -> object:
         result_desc=body.get("result_desc", ""),
         receipt=meta.get("MpesaReceiptNumber"),
         amount=Decimal(str(amount)) if amount is not None else None,
+        hold_id=body.get("hold_id"),
     )

@@ -12,9 +12,10 @@ from datetime import timedelta
 from decimal import Decimal
 from uuid import UUID
 
+import asyncpg
 import qrcode
 
-from engine import mailer
+from engine import mailer, mpesa
 from engine.logging import get_logger
 from engine.turn import Turn
 from handlers import payments
@@ -24,6 +25,8 @@ from state_machines.my_tickets import FindMyTickets, MyTickets, OwnedTicket
 from state_machines.tickets import (
     HoldTickets,
     IssueTickets,
+    LatePaymentSettled,
+    QueryPayment,
     ReleaseHold,
     RequestPayment,
     SoldOut,
@@ -56,8 +59,8 @@ async def hold(turn: Turn, effect: HoldTickets) -> TicketsHeld | SoldOut:
     expires = turn.now + timedelta(seconds=effect.hold_seconds)
     hold_id = await conn.fetchval(
         """INSERT INTO ticket_holds (organization_id, ticket_type_id, contact_id, conversation_id, quantity,
-                                     unit_price, total, expires_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id""",
+                                     unit_price, total, expires_at, holder_name, holder_email)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id""",
         turn.org.id,
         type_id,
         turn.contact.id,
@@ -66,6 +69,8 @@ async def hold(turn: Turn, effect: HoldTickets) -> TicketsHeld | SoldOut:
         unit,
         total,
         expires,
+        effect.holder_name,
+        effect.holder_email,
     )
     return TicketsHeld(str(hold_id), effect.ticket_type_id, effect.quantity, unit, total, expires)
 
@@ -85,21 +90,27 @@ async def release(turn: Turn, effect: ReleaseHold) -> None:
             row["ticket_type_id"],
             row["quantity"],
         )
-        # a payment still open for this hold will not be honoured: say so in its row
+        # a payment still open for this hold may yet be made: the reconciler asks M-Pesa about it soon
+        await turn.conn.execute(
+            """UPDATE payment_requests SET next_query_at = now() WHERE hold_id = $1 AND status = 'requested'""",
+            UUID(effect.hold_id),
+        )
         await turn.conn.execute(
             """UPDATE payment_requests SET status = 'expired', result_desc = COALESCE(result_desc, $2)
-               WHERE hold_id = $1 AND status IN ('pending', 'requested')""",
+               WHERE hold_id = $1 AND status = 'pending'""",
             UUID(effect.hold_id),
             effect.reason[:100],
         )
 
 
 async def request_payment(turn: Turn, effect: RequestPayment) -> None:
-    """Records the request in this transaction; M-Pesa is asked only after it commits."""
+    """Records the request in this transaction (with the hash of its callback secret); M-Pesa is asked only
+    after it commits."""
+    token = mpesa.new_callback_token()
     request_id = await turn.conn.fetchval(
         """INSERT INTO payment_requests (organization_id, contact_id, conversation_id, hold_id, phone, amount,
-                                         account_reference, description)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id""",
+                                         account_reference, description, callback_token_hash)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id""",
         turn.org.id,
         turn.contact.id,
         turn.conversation.id,
@@ -108,71 +119,143 @@ async def request_payment(turn: Turn, effect: RequestPayment) -> None:
         effect.amount,
         effect.account_reference,
         effect.description,
+        mpesa.token_hash(token),
     )
-    turn.after_commit.append(payments.stk_push_after_commit(turn, request_id, effect))
+    turn.after_commit.append(
+        payments.stk_push_after_commit(
+            turn,
+            request_id,
+            effect.hold_id,
+            effect.amount,
+            effect.account_reference,
+            effect.description,
+            token,
+        )
+    )
 
 
-async def issue(turn: Turn, effect: IssueTickets) -> TicketsIssued:
-    conn = turn.conn
-    row = await conn.fetchrow(
-        """UPDATE ticket_holds SET status = 'issued', holder_name = $2, holder_email = $3
-           WHERE id = $1 AND status = 'held' RETURNING ticket_type_id, quantity""",
-        UUID(effect.hold_id),
-        effect.holder_name,
-        effect.holder_email,
+async def query_payment(turn: Turn, effect: QueryPayment) -> None:
+    """The payment timer's question to M-Pesa, asked after this transaction commits."""
+    turn.after_commit.append(payments.check_after_commit(turn, effect.hold_id, effect.attempt))
+
+
+async def issue(turn: Turn, effect: IssueTickets) -> TicketsIssued | LatePaymentSettled:
+    conn, hold_id = turn.conn, UUID(effect.hold_id)
+    hold = await conn.fetchrow(
+        """SELECT h.status, h.quantity, h.ticket_type_id, h.holder_name, h.holder_email, tt.name AS type_name,
+                  e.name AS event_name
+           FROM ticket_holds h JOIN ticket_types tt ON tt.id = h.ticket_type_id JOIN events e ON e.id = tt.event_id
+           WHERE h.id = $1 FOR UPDATE OF h""",
+        hold_id,
     )
-    event_name = (
-        await conn.fetchval(
-            """SELECT e.name FROM ticket_holds h JOIN ticket_types tt ON tt.id = h.ticket_type_id
-           JOIN events e ON e.id = tt.event_id WHERE h.id = $1""",
-            UUID(effect.hold_id),
-        )
-        or ""
+    if hold is None:
+        return TicketsIssued(effect.hold_id, (), "")
+    late = effect.late or hold["status"] != "held"
+    if late:
+        settled = await _settle_late(turn, effect, hold)
+        if settled is not None:
+            return settled
+    name = effect.holder_name or hold["holder_name"] or turn.contact.name or turn.contact.phone
+    email = effect.holder_email if effect.holder_name else hold["holder_email"]
+    await conn.execute(
+        "UPDATE ticket_holds SET status = 'issued', holder_name = $2, holder_email = $3 WHERE id = $1",
+        hold_id,
+        name,
+        email,
     )
-    if row is None:  # paid after the hold lapsed: needs a person (refund or manual issue)
-        log.error(
-            "RECONCILE: payment for a hold that is no longer held",
-            hold_id=effect.hold_id,
-            payment_reference=effect.payment_reference,
-        )
-        return TicketsIssued(effect.hold_id, (), event_name)
     await conn.execute(
         "UPDATE ticket_types SET quantity_held = quantity_held - $2, quantity_sold = quantity_sold + $2 WHERE id = $1",
-        row["ticket_type_id"],
-        row["quantity"],
+        hold["ticket_type_id"],
+        hold["quantity"],
     )
-    unit_paid = effect.amount / row["quantity"] if row["quantity"] else Decimal(0)
+    codes = await _write_tickets(turn, effect, hold["ticket_type_id"], hold["quantity"], name, email)
+    await conn.execute(
+        """UPDATE payment_requests SET settlement = 'issued', settled_at = now()
+           WHERE hold_id = $1 AND status = 'paid' AND settlement IS NULL""",
+        hold_id,
+    )
+    if email and mailer.enabled(turn.runtime.settings if turn.runtime else None):
+        await mailer.queue_tickets_email(turn.conn, turn.org.id, effect.hold_id, email, turn.language)
+    if late:
+        return LatePaymentSettled(
+            effect.hold_id, "issued", tuple(codes), hold["event_name"], hold["type_name"], effect.amount
+        )
+    return TicketsIssued(effect.hold_id, tuple(codes), hold["event_name"])
+
+
+async def _settle_late(turn: Turn, effect: IssueTickets, hold: asyncpg.Record) -> LatePaymentSettled | None:
+    """A payment confirmed after its hold was let go: the seats are taken again if any remain and the event
+    still sells (None: go on and issue), else a refund is recorded as due. Settled once, whatever repeats."""
+    conn, hold_id = turn.conn, UUID(effect.hold_id)
+    settled = await conn.fetchval(
+        "SELECT settlement FROM payment_requests WHERE hold_id = $1 AND status = 'paid' AND settlement IS NOT NULL",
+        hold_id,
+    )
+    if settled is not None or hold["status"] == "issued":
+        return LatePaymentSettled(effect.hold_id, "already", event_name=hold["event_name"])
+    if hold["status"] == "held":
+        return None
+    retaken = await conn.fetchval(
+        """UPDATE ticket_types tt SET quantity_held = quantity_held + $2
+           FROM events e
+           WHERE tt.id = $1 AND e.id = tt.event_id AND tt.is_active AND e.status = 'published' AND e.ends_at > $3
+             AND (tt.quantity_total IS NULL OR tt.quantity_total - tt.quantity_sold - tt.quantity_held >= $2)
+           RETURNING tt.id""",
+        hold["ticket_type_id"],
+        hold["quantity"],
+        turn.now,
+    )
+    if retaken is not None:
+        await conn.execute("UPDATE ticket_holds SET status = 'held' WHERE id = $1", hold_id)
+        return None
+    await conn.execute(
+        """UPDATE payment_requests SET settlement = 'refund_due', settled_at = now()
+           WHERE hold_id = $1 AND status = 'paid' AND settlement IS NULL""",
+        hold_id,
+    )
+    log.warning("paid after the hold lapsed and no seats remain: refund due", hold_id=effect.hold_id)
+    return LatePaymentSettled(
+        effect.hold_id,
+        "refund_due",
+        (),
+        hold["event_name"],
+        hold["type_name"],
+        effect.amount,
+        effect.payment_reference,
+    )
+
+
+async def _write_tickets(
+    turn: Turn, effect: IssueTickets, type_id: UUID, quantity: int, name: str, email: str | None
+) -> list[str]:
+    unit_paid = effect.amount / quantity if quantity else Decimal(0)
     codes = []
-    for _ in range(row["quantity"]):
+    for _ in range(quantity):
         code = "TKT-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(6))
-        ticket_id = await conn.fetchval(
+        ticket_id = await turn.conn.fetchval(
             """INSERT INTO tickets (organization_id, ticket_type_id, contact_id, hold_id, ticket_code, holder_name,
                                     holder_email, holder_phone, amount_paid, payment_reference, payment_status)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id""",
             turn.org.id,
-            row["ticket_type_id"],
+            type_id,
             turn.contact.id,
             UUID(effect.hold_id),
             code,
-            effect.holder_name,
-            effect.holder_email,
+            name,
+            email,
             turn.contact.phone,
             unit_paid,
             effect.payment_reference,
             "paid" if effect.amount > 0 else "free",
         )
-        await conn.execute(
+        await turn.conn.execute(
             "INSERT INTO ticket_images (ticket_id, organization_id, image) VALUES ($1, $2, $3)",
             ticket_id,
             turn.org.id,
             qr_png(code),
         )
         codes.append(code)
-    if effect.holder_email and mailer.enabled(turn.runtime.settings if turn.runtime else None):
-        await mailer.queue_tickets_email(
-            turn.conn, turn.org.id, effect.hold_id, effect.holder_email, turn.language
-        )
-    return TicketsIssued(effect.hold_id, tuple(codes), event_name)
+    return codes
 
 
 def qr_png(text: str) -> bytes:

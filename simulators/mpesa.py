@@ -2,10 +2,18 @@
 result callback to the CallBackURL the client gave.
 
 Outcomes per phone number (default "success"): success (0), insufficient_funds (1), cancelled (1032),
-timeout (1037), no_callback (the callback never comes; STK query keeps answering "being processed").
+timeout (1037), no_callback (the customer never answers: no callback, STK query keeps answering "being
+processed"), lost_callback (the customer pays but the callback never arrives; the query says paid).
+
+The STK Push Query (``/mpesa/stkpushquery/v1/query``, Daraja's request and response) answers from what
+happened: "being processed" until the customer has answered (``callback_delay`` after the push), then the
+outcome. ``set_query`` overrides that per phone number or for all ("*"): auto, paid, failed, processing, or
+unreachable (HTTP 503, no JSON), the way Daraja is seen to fail.
+
 Control endpoints: POST /_sim/outcomes {"2547...": "cancelled" | ["cancelled", "success"], "*": default}
-(a list is consumed one push at a time), GET /_sim/requests, POST /_sim/callback/{checkout_id} (re-send the
-callback now, optionally {"outcome": ...} to send a different one), GET /_sim/health.
+(a list is consumed one push at a time), POST /_sim/query {"2547..." | "*": "unreachable" | ...},
+GET /_sim/requests, POST /_sim/callback/{checkout_id} (re-send the callback now, optionally
+{"outcome": ...} to send a different one), GET /_sim/health.
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ OUTCOMES: dict[str, tuple[int, str]] = {
     "timeout": (1037, "DS timeout user cannot be reached"),
 }
 NO_CALLBACK = "no_callback"
+LOST_CALLBACK = "lost_callback"
+QUERY_MODES = ("auto", "paid", "failed", "processing", "unreachable")
 TOKEN_TTL_SECONDS = 3599
 EAT = timezone(timedelta(hours=3))  # Daraja timestamps are Nairobi local time
 
@@ -74,6 +84,8 @@ class MpesaSimulator(SimulatorServer):
         self.shortcode, self.passkey = shortcode, passkey
         self.callback_delay, self.callback_attempts = callback_delay, callback_attempts
         self.outcomes: dict[str, str | list[str]] = {"*": default_outcome}
+        self.query_modes: dict[str, str] = {"*": "auto"}
+        self.queries: list[dict[str, Any]] = []  # every STK Push Query received, with what it was told
         self.requests: list[dict[str, Any]] = []
         self._tokens: dict[str, float] = {}
         self._client: httpx.AsyncClient | None = None
@@ -83,6 +95,7 @@ class MpesaSimulator(SimulatorServer):
                     Route("/_sim/health", self._health, methods=["GET"]),
                     Route("/_sim/outcomes", self._outcomes_endpoint, methods=["GET", "POST"]),
                     Route("/_sim/requests", self._requests_endpoint, methods=["GET"]),
+                    Route("/_sim/query", self._query_endpoint, methods=["GET", "POST"]),
                     Route("/_sim/callback/{checkout_id}", self._resend_endpoint, methods=["POST"]),
                     Route("/oauth/v1/generate", self._oauth, methods=["GET"]),
                     Route("/mpesa/stkpush/v1/processrequest", self._stk_push, methods=["POST"]),
@@ -103,9 +116,16 @@ class MpesaSimulator(SimulatorServer):
     def set_outcomes(self, outcomes: dict[str, str | list[str]]) -> None:
         for phone, outcome in outcomes.items():
             for name in [outcome] if isinstance(outcome, str) else outcome:
-                if name not in OUTCOMES and name != NO_CALLBACK:
+                if name not in OUTCOMES and name not in (NO_CALLBACK, LOST_CALLBACK):
                     raise ValueError(f"unknown outcome {name!r} for {phone}")
             self.outcomes[phone] = outcome if isinstance(outcome, str) else list(outcome)
+
+    def set_query(self, modes: dict[str, str]) -> None:
+        """How the STK Push Query answers, per phone number or "*" (auto: from what happened)."""
+        for phone, mode in modes.items():
+            if mode not in QUERY_MODES:
+                raise ValueError(f"unknown query mode {mode!r} for {phone}")
+            self.query_modes[phone] = mode
 
     def _next_outcome(self, phone: str) -> str:
         scripted = self.outcomes.get(phone)
@@ -153,7 +173,7 @@ class MpesaSimulator(SimulatorServer):
         if (problem := self._invalid_field(body)) is not None:
             return daraja_error("400.002.02", f"Bad Request - Invalid {problem}", 400)
         record = self._accept(body)
-        if record["outcome"] != NO_CALLBACK:
+        if record["outcome"] not in (NO_CALLBACK, LOST_CALLBACK):
             self._in_background(self._deliver_later(record))
         return JSONResponse(
             {
@@ -201,7 +221,8 @@ class MpesaSimulator(SimulatorServer):
             "deliveries": [],
         }
         if record["outcome"] != NO_CALLBACK:
-            record["callback"] = build_callback(record, str(record["outcome"]), now)
+            paid = "success" if record["outcome"] == LOST_CALLBACK else str(record["outcome"])
+            record["callback"] = build_callback(record, paid, now)
         self.requests.append(record)
         return record
 
@@ -212,20 +233,42 @@ class MpesaSimulator(SimulatorServer):
             body = await request.json()
         except ValueError:
             body = None
-        record = self._find(str(body.get("CheckoutRequestID", ""))) if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            return daraja_error("400.002.02", "Bad Request - Invalid JSON", 400)
+        timestamp = str(body.get("Timestamp", ""))
+        if str(body.get("BusinessShortCode", "")) != self.shortcode:
+            return daraja_error("400.002.02", "Bad Request - Invalid BusinessShortCode", 400)
+        if not _is_timestamp(timestamp) or body.get("Password") != stk_password(
+            self.shortcode, self.passkey, timestamp
+        ):
+            return daraja_error("400.002.02", "Bad Request - Invalid Password", 400)
+        record = self._find(str(body.get("CheckoutRequestID", "")))
         if record is None:
             return daraja_error("400.002.02", "Bad Request - Invalid CheckoutRequestID", 400)
-        if record["callback"] is None or not record["deliveries"]:
+        mode = self.query_modes.get(record["phone"], self.query_modes["*"])
+        self.queries.append(
+            {"checkout_request_id": record["checkout_request_id"], "mode": mode, "at": time.time()}
+        )
+        if mode == "unreachable":
+            return Response("Service Unavailable", status_code=503, media_type="text/html")
+        answered = (
+            record["callback"] is not None and time.time() >= record["received_at"] + self.callback_delay
+        )
+        if mode == "processing" or (mode == "auto" and not answered):
             return daraja_error("500.001.1001", "The transaction is being processed", 500)
-        result = record["callback"]["Body"]["stkCallback"]
+        if mode == "auto":
+            result = record["callback"]["Body"]["stkCallback"]
+            code, desc = result["ResultCode"], result["ResultDesc"]
+        else:
+            code, desc = OUTCOMES["success" if mode == "paid" else "cancelled"]
         return JSONResponse(
             {
                 "ResponseCode": "0",
                 "ResponseDescription": "The service request has been accepted successsfully",
                 "MerchantRequestID": record["merchant_request_id"],
                 "CheckoutRequestID": record["checkout_request_id"],
-                "ResultCode": str(result["ResultCode"]),
-                "ResultDesc": result["ResultDesc"],
+                "ResultCode": str(code),
+                "ResultDesc": desc,
             }
         )
 
@@ -264,6 +307,14 @@ class MpesaSimulator(SimulatorServer):
             except (ValueError, AttributeError) as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse(self.outcomes)
+
+    async def _query_endpoint(self, request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                self.set_query(await request.json())
+            except (ValueError, AttributeError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(self.query_modes)
 
     async def _requests_endpoint(self, request: Request) -> Response:
         return JSONResponse(self.requests)

@@ -110,6 +110,7 @@ class PaymentResult:
     result_desc: str = ""
     receipt: str | None = None
     amount: Decimal | None = None
+    hold_id: str | None = None  # the hold the payment was for (verified results name it)
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ MODULES: dict[str, ModuleSteps] = {
         cancel=tickets.cancel,
         leave=tickets.cancel,
         reprompt=tickets.reprompt,
-        own_timers=frozenset({tickets.PAYMENT_TIMER}),
+        own_timers=frozenset({tickets.PAYMENT_TIMER, tickets.GRACE_TIMER}),
     ),
     "poll": ModuleSteps(step=poll.step, start=poll.start, cancel=poll.cancel, reprompt=poll.reprompt),
     "checkin": ModuleSteps(step=checkin.step),  # stateless: staff codes at any step, see _inbound
@@ -121,6 +121,8 @@ EVENT_OWNERS: dict[type, str] = {
     tickets.PaymentRequested: "tickets",
     tickets.PaymentRequestFailed: "tickets",
     tickets.TicketsIssued: "tickets",
+    tickets.PaymentUnconfirmed: "tickets",
+    tickets.LatePaymentSettled: "tickets",
     PaymentResult: "tickets",
     checkin.CheckInOutcome: "checkin",
     knowledge.IntentClassified: "knowledge",

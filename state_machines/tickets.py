@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -38,6 +38,8 @@ from state_machines.menu import find_offer, menu_replies, then_menu
 MODULE = "tickets"
 MAX_FAILURES = 3
 PAYMENT_TIMER = "payment_expiry"
+GRACE_TIMER = "payment_grace"  # M-Pesa could not say at expiry: the hold is kept this much longer
+STOP_PAYMENT_TIMERS = (CancelTimers(PAYMENT_TIMER), CancelTimers(GRACE_TIMER))
 ACCOUNT_REFERENCE_MAX = 12  # Daraja STK push limits
 DESCRIPTION_MAX = 13
 KEPT_OLD_CHECKOUTS = 5
@@ -82,11 +84,15 @@ _OTHER_FAILURE = ("payment_failed", "tickets.pay_failed_other")
 
 @dataclass(frozen=True)
 class HoldTickets(Effect):
-    """Reserve ``quantity`` tickets for ``hold_seconds``; answered by ``TicketsHeld`` or ``SoldOut``."""
+    """Reserve ``quantity`` tickets for ``hold_seconds``; answered by ``TicketsHeld`` or ``SoldOut``. The
+    holder is kept on the hold, for tickets issued after the conversation moved on (a late payment)."""
 
     ticket_type_id: str
     quantity: int
     hold_seconds: int
+    # kept on the hold (not what the hold is: equality leaves them out)
+    holder_name: str | None = field(default=None, compare=False)
+    holder_email: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,16 @@ class IssueTickets(Effect):
     holder_email: str | None
     payment_reference: str | None
     amount: Decimal
+    late: bool = False  # paid after the conversation let the hold go: answered by ``LatePaymentSettled``
+
+
+@dataclass(frozen=True)
+class QueryPayment(Effect):
+    """Ask M-Pesa (STK Push Query, after commit) about the hold's payment; answered later by a verified
+    ``PaymentResult`` or by ``PaymentUnconfirmed``. ``attempt`` 1 at the payment timer, 2 after the grace."""
+
+    hold_id: str
+    attempt: int
 
 
 # ---------------------------------------------------------------- follow-up events from the appliers
@@ -155,6 +171,29 @@ class TicketsIssued:
     hold_id: str
     codes: tuple[str, ...]
     event_name: str
+
+
+@dataclass(frozen=True)
+class PaymentUnconfirmed:
+    """M-Pesa had no final answer for the hold's payment (``state`` pending or unreachable)."""
+
+    hold_id: str
+    state: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class LatePaymentSettled:
+    """A payment confirmed after its hold lapsed: ``issued`` (seats remained; ``codes``), ``refund_due`` (none
+    left, or the event closed), or ``already`` (settled before: nothing to say)."""
+
+    hold_id: str
+    outcome: str
+    codes: tuple[str, ...] = ()
+    event_name: str = ""
+    type_name: str = ""
+    amount: Decimal = Decimal(0)
+    receipt: str | None = None
 
 
 # ---------------------------------------------------------------- formatting
@@ -434,7 +473,7 @@ def cancel(state: State, ctx: Context) -> Step:
         return Step(state, (Text(t("tickets.issuing_wait", lang)),))
     effects: tuple[Effect, ...] = ()
     if state.module == MODULE and state.step == AWAITING_PAYMENT and d.get("hold_id"):
-        effects = (ReleaseHold(d["hold_id"], "cancelled"), CancelTimers(PAYMENT_TIMER))
+        effects = (ReleaseHold(d["hold_id"], "cancelled"), *STOP_PAYMENT_TIMERS)
     return Step(_idle(state), (Text(t("tickets.cancelled", lang)),), effects)
 
 
@@ -535,7 +574,14 @@ def _on_confirm(state: State, event: Inbound, ctx: Context) -> Step:
 
 def _hold(state: State, ctx: Context, quantity: int) -> Step:
     holding = _at(state, HOLDING, quantity=quantity, drop=("available", "payment_error"))
-    hold = HoldTickets(state.data["type_id"], quantity, int(ctx.data.get("hold_seconds", 600)))
+    d = state.data
+    hold = HoldTickets(
+        d["type_id"],
+        quantity,
+        int(ctx.data.get("hold_seconds", 600)),
+        d.get("holder_name"),
+        d.get("holder_email"),
+    )
     return Step(holding, (), (hold,))
 
 
@@ -670,6 +716,8 @@ def _is_current_checkout(state: State, event: PaymentResult) -> bool:
     d = state.data
     if state.module != MODULE or state.step != AWAITING_PAYMENT or not d.get("hold_id"):
         return False
+    if event.hold_id is not None:  # a verified result names its hold
+        return bool(event.hold_id == d["hold_id"])
     if d.get("checkout_request_id") is not None:
         return event.checkout_request_id == d["checkout_request_id"]
     # The callback beat PaymentRequested: take it unless it belongs to an earlier attempt or another amount.
@@ -680,6 +728,10 @@ def _is_current_checkout(state: State, event: PaymentResult) -> bool:
 
 def _on_payment_result(state: State, event: PaymentResult, ctx: Context) -> Step:
     if not _is_current_checkout(state, event):
+        if event.result_code == 0 and event.hold_id is not None and event.amount is not None:
+            # confirmed by M-Pesa after the hold was let go: seats if any remain, else a refund due
+            late = IssueTickets(event.hold_id, "", None, event.receipt, event.amount, late=True)
+            return Step(state, (), (late,))
         return Step(state)
     if event.result_code != 0:
         reason, key = _PAYMENT_FAILURES.get(event.result_code, _OTHER_FAILURE)
@@ -687,7 +739,7 @@ def _on_payment_result(state: State, event: PaymentResult, ctx: Context) -> Step
     d = state.data
     paid = event.amount if event.amount is not None else Decimal(d["total"])
     issue = IssueTickets(d["hold_id"], d["holder_name"], d.get("holder_email"), event.receipt, paid)
-    return Step(_at(state, ISSUING, receipt=event.receipt), (), (issue, CancelTimers(PAYMENT_TIMER)))
+    return Step(_at(state, ISSUING, receipt=event.receipt, paid=True), (), (issue, *STOP_PAYMENT_TIMERS))
 
 
 def _payment_failed(state: State, ctx: Context, reason: str, key: str, cancel_timer: bool) -> Step:
@@ -703,18 +755,80 @@ def _payment_failed(state: State, ctx: Context, reason: str, key: str, cancel_ti
     )
     effects: tuple[Effect, ...] = (ReleaseHold(d["hold_id"], reason),)
     if cancel_timer:
-        effects += (CancelTimers(PAYMENT_TIMER),)
+        effects += STOP_PAYMENT_TIMERS
     return Step(retrying, (_retry_prompt(retrying, ctx),), effects)
 
 
 def _on_timer(state: State, event: TimerFired, ctx: Context) -> Step:
-    if event.kind != PAYMENT_TIMER or state.module != MODULE or state.step != AWAITING_PAYMENT:
+    """The payment timer asks M-Pesa before anything is released (``QueryPayment``); so does the grace."""
+    if event.kind not in (PAYMENT_TIMER, GRACE_TIMER):
+        return Step(state)
+    if state.module != MODULE or state.step != AWAITING_PAYMENT:
         return Step(state)
     hold_id = event.data.get("hold_id")
     current = hold_id == state.data.get("hold_id") if hold_id is not None else event.version == state.version
     if not current:
         return Step(state)
-    return _payment_failed(state, ctx, "expired", "tickets.pay_timeout", False)
+    hold = state.data["hold_id"]
+    attempt = 1 if event.kind == PAYMENT_TIMER else int(event.data.get("attempt") or 2)
+    if attempt > 2:  # the last answer never came (a worker lost it): let go, the reconciler goes on asking
+        return _unconfirmed(state, ctx, hold)
+    # the grace timer is started with the question, so that a question lost in a crash still ends the wait
+    grace = StartTimer(
+        GRACE_TIMER,
+        int(ctx.data.get("payment_grace_seconds", 120)),
+        {"hold_id": hold, "attempt": attempt + 1},
+    )
+    return Step(_at(state, AWAITING_PAYMENT, checking=attempt), (), (QueryPayment(hold, attempt), grace))
+
+
+def _on_unconfirmed(state: State, event: PaymentUnconfirmed, ctx: Context) -> Step:
+    """M-Pesa could not say: first the hold is kept a little longer; then released, and the reconciler goes
+    on asking (a late success issues tickets if seats remain, else a refund is recorded)."""
+    if not _is_current_hold(state, event.hold_id):
+        return Step(state)
+    if event.attempt < 2:
+        return Step(state, (Text(t("tickets.pay_checking", ctx.language)),))
+    return _unconfirmed(state, ctx, event.hold_id)
+
+
+def _unconfirmed(state: State, ctx: Context, hold_id: str) -> Step:
+    lead = t("tickets.pay_unconfirmed", ctx.language, amount=kes(Decimal(state.data["total"])))
+    left = _to_menu(state, ctx, lead, _event_item(state))
+    return Step(left.state, left.replies, (ReleaseHold(hold_id, "unconfirmed"), CancelTimers(GRACE_TIMER)))
+
+
+def _on_late(state: State, event: LatePaymentSettled, ctx: Context) -> Step:
+    """What became of a payment confirmed after its hold lapsed, told to the buyer."""
+    lang = ctx.language
+    mine = state.module == MODULE and (state.data.get("hold_id") == event.hold_id or state.step == RETRY)
+    after = _idle(state) if mine else state
+    if event.outcome == "issued":
+        images = tuple(
+            Image(
+                ref=f"qr:{code}",
+                caption=t(
+                    "tickets.ticket_caption",
+                    lang,
+                    event=event.event_name,
+                    type=event.type_name,
+                    holder=ctx.contact_name or "-",
+                    n=n,
+                    count=len(event.codes),
+                    code=code,
+                ),
+            )
+            for n, code in enumerate(event.codes, 1)
+        )
+        summary = t(
+            "tickets.late_issued", lang, event=event.event_name, count=len(event.codes), type=event.type_name
+        )
+        charge = Charge("ticket_issued", "events", reference_id=event.hold_id, quantity=len(event.codes))
+        return Step(after, (*images, Text(summary)), (charge,))
+    if event.outcome == "refund_due":
+        text = t("tickets.late_refund", lang, event=event.event_name, amount=kes(event.amount))
+        return Step(after, (Text(text),))
+    return Step(state)
 
 
 def _on_issued(state: State, event: TicketsIssued, ctx: Context) -> Step:
@@ -739,7 +853,12 @@ def _on_issued(state: State, event: TicketsIssued, ctx: Context) -> Step:
         for n, code in enumerate(event.codes, 1)
     )
     values = {"event": event.event_name, "count": count, "type": d["type_name"], "receipt": d.get("receipt")}
-    summary = t("tickets.issued_paid" if d.get("receipt") else "tickets.issued_free", lang, **values)
+    key = "tickets.issued_free"
+    if d.get("receipt"):
+        key = "tickets.issued_paid"
+    elif d.get("paid"):  # confirmed by M-Pesa's query, whose answer has no receipt number
+        key = "tickets.issued_paid_no_receipt"
+    summary = t(key, lang, **values)
     charge = Charge("ticket_issued", "events", reference_id=event.hold_id, quantity=count)
     return Step(_idle(state), (*images, Text(summary)), (charge,))
 
@@ -752,4 +871,6 @@ _EVENTS: dict[type, Callable[[State, Any, Context], Step]] = {
     PaymentResult: _on_payment_result,
     TimerFired: _on_timer,
     TicketsIssued: _on_issued,
+    PaymentUnconfirmed: _on_unconfirmed,
+    LatePaymentSettled: _on_late,
 }

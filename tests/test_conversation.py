@@ -528,7 +528,9 @@ def test_menu_while_paying_releases_the_hold() -> None:
 def test_the_payment_timer_is_checked_by_its_hold_not_the_version() -> None:
     state = _awaiting_payment()
     fired = go(state, TimerFired(tickets.PAYMENT_TIMER, state.version - 1, {"hold_id": "h1"}))
-    assert tickets.ReleaseHold("h1", "expired") in fired.effects
+    assert tickets.QueryPayment("h1", 1) in fired.effects  # M-Pesa is asked before anything is released
+    grace = go(fired.state, TimerFired(tickets.GRACE_TIMER, 0, {"hold_id": "h1", "attempt": 2}))
+    assert tickets.QueryPayment("h1", 2) in grace.effects
 
 
 def test_follow_ups_reach_their_module_whatever_the_state() -> None:

@@ -427,7 +427,7 @@ async def test_unreachable_broker_answers_503_and_queues_nothing(
         callback = {
             "Body": {"stkCallback": {"MerchantRequestID": "m", "CheckoutRequestID": "c", "ResultCode": 0}}
         }
-        assert (await client.post("/payments/mpesa/callback", json=callback)).status_code == 503
+        assert (await client.post(CALLBACK_PATH, json=callback)).status_code == 503
         # nothing to queue is not a reason to make Meta retry
         empty = {"object": "whatsapp_business_account", "entry": []}
         assert (await post_signed(client, empty, down.whatsapp_app_secret)).status_code == 200
@@ -475,6 +475,9 @@ async def test_the_same_webhook_succeeds_once_the_broker_is_reachable(
 # ---------------------------------------------------------------- M-Pesa callback
 
 
+CALLBACK_PATH = "/payments/mpesa/callback/dev-callback-secret/tok1"
+
+
 def stk_callback(checkout_id: str, result_code: int = 0) -> dict[str, Any]:
     return {
         "Body": {
@@ -498,7 +501,7 @@ def stk_callback(checkout_id: str, result_code: int = 0) -> dict[str, Any]:
 
 
 async def test_mpesa_callback_is_queued(client: httpx.AsyncClient, queues: Queues) -> None:
-    response = await client.post("/payments/mpesa/callback", json=stk_callback("ws_CO_1"))
+    response = await client.post(CALLBACK_PATH, json=stk_callback("ws_CO_1"))
     assert response.status_code == 200
     assert response.json() == {"ResultCode": 0, "ResultDesc": "Accepted"}
     [message] = await queues.drain(queues.topology.payments_queue)
@@ -548,30 +551,68 @@ async def test_mpesa_callback_is_queued(client: httpx.AsyncClient, queues: Queue
 async def test_mpesa_callback_of_the_wrong_shape_is_refused(
     client: httpx.AsyncClient, queues: Queues, body: bytes
 ) -> None:
-    assert (await client.post("/payments/mpesa/callback", content=body)).status_code == 400
+    assert (await client.post(CALLBACK_PATH, content=body)).status_code == 400
     assert await queues.drain(queues.topology.payments_queue) == []
 
 
-async def test_mpesa_callback_token_when_configured(
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/payments/mpesa/callback",  # no secret at all
+        "/payments/mpesa/callback/tok1",  # the request's secret without the deployment's
+        "/payments/mpesa/callback/dev-callback-secreT/tok1",
+        "/payments/mpesa/callback/dev-callback-secret-and-more/tok1",
+    ],
+)
+async def test_mpesa_callback_without_the_deployment_secret_in_its_path_is_refused(
+    client: httpx.AsyncClient, queues: Queues, path: str
+) -> None:
+    response = await client.post(path, json=stk_callback("ws_CO_2"))
+    assert response.status_code == 404
+    assert await queues.drain(queues.topology.payments_queue) == []
+
+
+async def test_mpesa_callback_carries_the_request_secret_and_source(
+    client: httpx.AsyncClient, queues: Queues
+) -> None:
+    response = await client.post(
+        "/payments/mpesa/callback/dev-callback-secret/per-request-secret",
+        json=stk_callback("ws_CO_2", result_code=1032),
+    )
+    assert response.status_code == 200
+    [message] = await queues.drain(queues.topology.payments_queue)
+    body = json.loads(message.body)
+    assert (body["result_code"], body["callback_token"], body["source_ip"]) == (
+        1032,
+        "per-request-secret",
+        "127.0.0.1",
+    )
+
+
+async def test_mpesa_callback_source_allow_list_and_trusted_proxies(
     broker: object, queues: Queues, gw_settings: Settings
 ) -> None:
-    with_token = gw_settings.model_copy(update={"mpesa_callback_token": "s3cret-token"})
-    async with running_gateway(with_token) as client:
+    allow = gw_settings.model_copy(update={"mpesa_callback_allowed_cidrs": "196.201.214.0/24"})
+    async with running_gateway(allow) as client:
         await wait_ready(client)
-        for params in ({}, {"token": "wrong"}, {"token": "s3cret-tokenX"}):
-            response = await client.post(
-                "/payments/mpesa/callback", params=params, json=stk_callback("ws_CO_2")
-            )
-            assert response.status_code == 401
-        assert await queues.drain(queues.topology.payments_queue) == []
-        response = await client.post(
-            "/payments/mpesa/callback",
-            params={"token": "s3cret-token"},
-            json=stk_callback("ws_CO_2", result_code=1032),
-        )
-        assert response.status_code == 200
+        # the direct peer (127.0.0.1) is not allowed, and a client's own X-Forwarded-For is not believed
+        for headers in ({}, {"X-Forwarded-For": "196.201.214.200"}):
+            response = await client.post(CALLBACK_PATH, json=stk_callback("ws_CO_3"), headers=headers)
+            assert response.status_code == 403
+    assert await queues.drain(queues.topology.payments_queue) == []
+    behind_proxy = allow.model_copy(update={"trusted_proxy_cidrs": "127.0.0.0/8"})
+    async with running_gateway(behind_proxy) as client:
+        await wait_ready(client)
+        spoofed = {"X-Forwarded-For": "196.201.214.200, 10.9.9.9"}  # the proxy saw 10.9.9.9
+        assert (
+            await client.post(CALLBACK_PATH, json=stk_callback("ws_CO_4"), headers=spoofed)
+        ).status_code == 403
+        real = {"X-Forwarded-For": "196.201.214.200"}
+        assert (
+            await client.post(CALLBACK_PATH, json=stk_callback("ws_CO_5"), headers=real)
+        ).status_code == 200
     [message] = await queues.drain(queues.topology.payments_queue)
-    assert json.loads(message.body)["result_code"] == 1032
+    assert json.loads(message.body)["source_ip"] == "196.201.214.200"
 
 
 # ---------------------------------------------------------------- health and metrics
@@ -686,7 +727,7 @@ async def test_deeply_nested_json_is_a_counted_400(
     )
     assert (await post_signed(client, deep, settings.whatsapp_app_secret)).status_code == 400
     nested = b'{"Body":' * depth + b"{}" + b"}" * depth  # the unauthenticated route
-    assert (await client.post("/payments/mpesa/callback", content=nested)).status_code == 400
+    assert (await client.post(CALLBACK_PATH, content=nested)).status_code == 400
     assert _requests("webhook", "bad_request") == webhook_before + 1
     assert _requests("mpesa_callback", "bad_request") == mpesa_before + 1
     assert await queues.inbound_count() == 0

@@ -56,7 +56,7 @@ PRODUCTION_SECRETS = {
     "MPESA_CONSUMER_KEY": "mpesa-key-51c0",
     "MPESA_CONSUMER_SECRET": "mpesa-secret-a8e2",
     "MPESA_PASSKEY": "mpesa-passkey-6b7d",
-    "MPESA_CALLBACK_TOKEN": "mpesa-callback-4e19",
+    "MPESA_CALLBACK_SECRET": "mpesa-callback-secret-4e19-0123456789abcdef",
     "RABBITMQ_URL": "amqp://chatnation:broker-pw-22c8@127.0.0.1:1/",
 }
 ENTRY_POINTS = {
@@ -90,7 +90,7 @@ def test_production_with_nothing_set_stops_in_one_line_naming_each_secret(entry:
     for name in PRODUCTION_SECRETS:
         assert name in lines[0], (name, lines[0])
     assert "WHATSAPP_APP_SECRET has its development default" in lines[0]
-    assert "MPESA_CALLBACK_TOKEN is unset" in lines[0]
+    assert "MPESA_CALLBACK_SECRET has its development default" in lines[0]
     assert "Traceback" not in proc.stderr
 
 
@@ -145,3 +145,22 @@ def test_development_and_test_need_no_settings() -> None:
     assert proc.returncode == 0, proc.stderr
     problems = production_problems(Settings(environment="production"))
     assert [p.split()[0] for p in problems] == [*PRODUCTION_SECRETS][:7] + ["RABBITMQ_URL"]
+
+
+def test_production_needs_an_mpesa_callback_secret_of_32_characters() -> None:
+    from engine.settings import Settings, production_problems
+
+    short = production_problems(Settings(environment="production", mpesa_callback_secret="short-secret"))
+    assert "MPESA_CALLBACK_SECRET is shorter than 32 characters" in short
+    long_enough = Settings(environment="production", mpesa_callback_secret="s" * 32)
+    assert not [p for p in production_problems(long_enough) if "MPESA_CALLBACK_SECRET" in p]
+
+
+def test_callback_networks_are_checked_at_start_up() -> None:
+    from pydantic import ValidationError
+
+    from engine.settings import Settings
+
+    with pytest.raises(ValidationError):
+        Settings(mpesa_callback_allowed_cidrs="196.201.214.0/24, not-a-network")
+    assert Settings(trusted_proxy_cidrs="10.0.0.0/8,::1/128").trusted_proxy_cidrs

@@ -368,6 +368,7 @@ async def mpesa_started() -> AsyncIterator[MpesaSimulator]:
 @pytest_asyncio.fixture
 async def mpesa(mpesa_started: MpesaSimulator, receiver: Receiver) -> MpesaSimulator:
     mpesa_started.outcomes = {"*": "success"}
+    mpesa_started.query_modes = {"*": "auto"}
     receiver.received.clear()
     receiver.statuses.clear()
     return mpesa_started
@@ -467,6 +468,22 @@ async def test_stk_push_then_callback(
         assert "CallbackMetadata" not in result and result["ResultDesc"]
 
 
+async def _query(
+    http: httpx.AsyncClient, sim: MpesaSimulator, token: str, checkout_id: str
+) -> httpx.Response:
+    timestamp = datetime.now().strftime("%Y%m%d%H%M%S")
+    return await http.post(
+        f"{sim.base_url}/mpesa/stkpushquery/v1/query",
+        json={
+            "BusinessShortCode": "174379",
+            "Password": stk_password("174379", "passkey", timestamp),
+            "Timestamp": timestamp,
+            "CheckoutRequestID": checkout_id,
+        },
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
 async def test_no_callback_outcome_and_stk_query(
     mpesa: MpesaSimulator, http: httpx.AsyncClient, receiver: Receiver
 ) -> None:
@@ -477,16 +494,85 @@ async def test_no_callback_outcome_and_stk_query(
     (callback,) = await receiver.wait(1)
     await asyncio.sleep(0.3)
     assert len(receiver.received) == 1 and callback["Body"]["stkCallback"]["CheckoutRequestID"] == paid
+    assert (await _query(http, mpesa, token, lost)).json()["errorCode"] == "500.001.1001"
+    answer = (await _query(http, mpesa, token, paid)).json()
+    assert (answer["ResponseCode"], answer["ResultCode"], answer["CheckoutRequestID"]) == ("0", "0", paid)
+    assert answer["MerchantRequestID"] == callback["Body"]["stkCallback"]["MerchantRequestID"]
 
-    async def query(checkout_id: str) -> httpx.Response:
-        return await http.post(
-            f"{mpesa.base_url}/mpesa/stkpushquery/v1/query",
-            json={"CheckoutRequestID": checkout_id},
-            headers={"Authorization": f"Bearer {token}"},
-        )
 
-    assert (await query(lost)).json()["errorCode"] == "500.001.1001"
-    assert (await query(paid)).json()["ResultCode"] == "0"
+async def test_stk_query_checks_the_password_and_the_id(
+    mpesa: MpesaSimulator, http: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    token = await _token(http, mpesa)
+    checkout = (await _push(http, mpesa, _stk(receiver.url), token)).json()["CheckoutRequestID"]
+    wrong = await http.post(
+        f"{mpesa.base_url}/mpesa/stkpushquery/v1/query",
+        json={
+            "BusinessShortCode": "174379",
+            "Password": "x",
+            "Timestamp": "20261202101500",
+            "CheckoutRequestID": checkout,
+        },
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert (wrong.status_code, wrong.json()["errorMessage"]) == (400, "Bad Request - Invalid Password")
+    unknown = await _query(http, mpesa, token, "ws_CO_nope")
+    assert unknown.json()["errorMessage"] == "Bad Request - Invalid CheckoutRequestID"
+
+
+async def test_stk_query_says_processing_until_the_customer_answered_then_what_they_did(
+    mpesa: MpesaSimulator, http: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    await http.post(f"{mpesa.base_url}/_sim/outcomes", json={USER: ["lost_callback", "cancelled"]})
+    token = await _token(http, mpesa)
+    mpesa.callback_delay = 0.5  # the customer takes half a second to answer
+    try:
+        paid = (await _push(http, mpesa, _stk(receiver.url), token)).json()["CheckoutRequestID"]
+        cancelled = (await _push(http, mpesa, _stk(receiver.url), token)).json()["CheckoutRequestID"]
+        assert (await _query(http, mpesa, token, paid)).json()["errorCode"] == "500.001.1001"
+    finally:
+        mpesa.callback_delay = 0.05
+    await receiver.wait(1)  # the cancelled one's callback; the paid one's is lost
+    await asyncio.sleep(0.1)
+    assert [
+        json.loads(body)["Body"]["stkCallback"]["CheckoutRequestID"] for body, _ in receiver.received
+    ] == [cancelled]
+    assert (await _query(http, mpesa, token, paid)).json()["ResultCode"] == "0"
+    assert (await _query(http, mpesa, token, cancelled)).json()["ResultCode"] == "1032"
+
+
+@pytest.mark.parametrize(
+    ("mode", "status", "field", "value"),
+    [
+        ("paid", 200, "ResultCode", "0"),
+        ("failed", 200, "ResultCode", "1032"),
+        ("processing", 500, "errorCode", "500.001.1001"),
+        ("unreachable", 503, None, None),
+    ],
+)
+async def test_stk_query_can_be_told_what_to_say(
+    mpesa: MpesaSimulator,
+    http: httpx.AsyncClient,
+    receiver: Receiver,
+    mode: str,
+    status: int,
+    field: str | None,
+    value: str | None,
+) -> None:
+    token = await _token(http, mpesa)
+    checkout = (await _push(http, mpesa, _stk(receiver.url), token)).json()["CheckoutRequestID"]
+    assert (await http.post(f"{mpesa.base_url}/_sim/query", json={USER: mode})).status_code == 200
+    try:
+        answer = await _query(http, mpesa, token, checkout)
+        assert answer.status_code == status
+        if field is None:
+            assert not answer.headers["content-type"].startswith("application/json")
+        else:
+            assert answer.json()[field] == value
+    finally:
+        mpesa.set_query({USER: "auto"})
+    bad = await http.post(f"{mpesa.base_url}/_sim/query", json={USER: "maybe"})
+    assert bad.status_code == 400
 
 
 async def test_callback_is_retried_until_200(

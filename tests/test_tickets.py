@@ -442,7 +442,7 @@ def test_paid_then_two_tickets_issued():
     assert paid.state.step == "issuing" and paid.replies == ()
     assert paid.effects == (
         tk.IssueTickets("h-1", "Jane Wanjiku", "jane@example.com", "SAB1CD2EF3", Decimal("3000")),
-        CancelTimers("payment_expiry"),
+        *tk.STOP_PAYMENT_TIMERS,
     )
     done = feed(paid, tk.TicketsIssued("h-1", ("TKT-AAA111", "TKT-BBB222"), "Nairobi Jazz Night"))
 
@@ -519,7 +519,7 @@ def test_payment_failure_releases_and_offers_retry(code, reason, key):
     step = walk(*TO_AWAITING, PaymentResult("ws_CO_1", code, "failed"))
     assert step.state.step == "retry"
     assert "hold_id" not in step.state.data and step.state.data["old_checkouts"] == ["ws_CO_1"]
-    assert step.effects == (tk.ReleaseHold("h-1", reason), CancelTimers("payment_expiry"))
+    assert step.effects == (tk.ReleaseHold("h-1", reason), *tk.STOP_PAYMENT_TIMERS)
     body = t(key, "en", amount="KES 3,000") + " " + t("tickets.retry_question", "en")
     assert step.replies == (
         Buttons(body, (Button(tk.ID_RETRY, "Try again"), Button(tk.ID_CANCEL, "Cancel"))),
@@ -563,7 +563,7 @@ def test_retry_answers(said, outcome):
 def test_payment_request_refused_by_daraja():
     step = walk(*TO_HOLDING, held(), tk.PaymentRequestFailed("h-1", "invalid phone"))
     assert step.state.step == "retry"
-    assert step.effects == (tk.ReleaseHold("h-1", "payment_request_failed"), CancelTimers("payment_expiry"))
+    assert step.effects == (tk.ReleaseHold("h-1", "payment_request_failed"), *tk.STOP_PAYMENT_TIMERS)
     assert texts(step)[0].startswith(t("tickets.pay_request_failed", "en"))
 
 
@@ -583,7 +583,7 @@ def test_cancel_button_while_awaiting_releases(said):
     assert step == tk.Step(
         State(version=7),
         (Text(t("tickets.cancelled", "en") + MENU_TAIL),),
-        (tk.ReleaseHold("h-1", "cancelled"), CancelTimers("payment_expiry")),
+        (tk.ReleaseHold("h-1", "cancelled"), *tk.STOP_PAYMENT_TIMERS),
     )
 
 
@@ -594,10 +594,75 @@ def timer(version=7, **data):
     return TimerFired("payment_expiry", version, data)
 
 
-def test_current_expiry_timer_releases_and_offers_retry():
+def test_current_expiry_timer_asks_mpesa_before_anything_is_released():
     step = walk(*TO_AWAITING, timer(hold_id="h-1"))
-    assert step.state.step == "retry" and step.effects == (tk.ReleaseHold("h-1", "expired"),)
-    assert texts(step) == [t("tickets.pay_timeout", "en") + " " + t("tickets.retry_question", "en")]
+    assert step.state.step == "awaiting_payment" and step.replies == ()
+    assert step.effects == (
+        tk.QueryPayment("h-1", 1),
+        StartTimer("payment_grace", 120, {"hold_id": "h-1", "attempt": 2}),
+    )
+
+
+def test_mpesa_says_not_paid_at_the_timer_releases_and_tells_the_buyer():
+    asked = walk(*TO_AWAITING, timer(hold_id="h-1"))
+    step = feed(asked, PaymentResult("ws_CO_1", 1037, "timeout", hold_id="h-1"))
+    assert step.state.step == "retry"
+    assert step.effects == (tk.ReleaseHold("h-1", "phone_unreachable"), *tk.STOP_PAYMENT_TIMERS)
+    assert texts(step)[0].startswith(t("tickets.pay_failed_unreachable", "en"))
+
+
+def test_mpesa_says_paid_at_the_timer_issues():
+    asked = walk(*TO_AWAITING, timer(hold_id="h-1"))
+    step = feed(asked, PaymentResult("ws_CO_1", 0, "ok", None, Decimal(3000), hold_id="h-1"))
+    assert step.state.step == "issuing" and step.state.data["paid"] is True
+    assert step.effects[0] == tk.IssueTickets("h-1", "Jane Wanjiku", "jane@example.com", None, Decimal(3000))
+    issued = feed(step, tk.TicketsIssued("h-1", ("TKT-AAAAA2",), "Jazz Night"))
+    assert texts(issued)[-1].startswith("🎉 Payment confirmed by M-Pesa")
+
+
+def test_mpesa_unreachable_keeps_the_hold_a_little_longer_then_lets_go():
+    asked = walk(*TO_AWAITING, timer(hold_id="h-1"))
+    waiting = feed(asked, tk.PaymentUnconfirmed("h-1", "unreachable", 1))
+    assert waiting.state.step == "awaiting_payment" and waiting.effects == ()
+    assert texts(waiting) == [t("tickets.pay_checking", "en")]
+    grace = feed(waiting, TimerFired("payment_grace", 1, {"hold_id": "h-1", "attempt": 2}))
+    assert grace.effects == (
+        tk.QueryPayment("h-1", 2),
+        StartTimer("payment_grace", 120, {"hold_id": "h-1", "attempt": 3}),
+    )
+    gone = feed(grace, tk.PaymentUnconfirmed("h-1", "unreachable", 2))
+    assert gone.state.module is None
+    assert gone.effects == (tk.ReleaseHold("h-1", "unconfirmed"), CancelTimers("payment_grace"))
+    assert texts(gone)[0].startswith(t("tickets.pay_unconfirmed", "en", amount="KES 3,000"))
+
+
+def test_a_lost_answer_ends_the_wait_at_the_last_grace():
+    asked = walk(*TO_AWAITING, timer(hold_id="h-1"))
+    step = feed(asked, TimerFired("payment_grace", 1, {"hold_id": "h-1", "attempt": 3}))
+    assert step.state.module is None and step.effects[0] == tk.ReleaseHold("h-1", "unconfirmed")
+
+
+@pytest.mark.parametrize("path", ["retry", "idle_after_cancel"])
+def test_a_late_confirmed_payment_is_settled(path):
+    if path == "retry":  # M-Pesa said failed, then (sandboxes do this) paid
+        before = walk(*TO_AWAITING, PaymentResult("ws_CO_1", 1032, hold_id="h-1"))
+    else:
+        before = walk(*TO_AWAITING, tap(tk.ID_CANCEL, "Cancel"))
+    late = feed(before, PaymentResult("ws_CO_1", 0, "", "RCPT1", Decimal(3000), hold_id="h-1"))
+    assert late.effects == (tk.IssueTickets("h-1", "", None, "RCPT1", Decimal(3000), late=True),)
+    issued = feed(late, tk.LatePaymentSettled("h-1", "issued", ("TKT-AAAAA2",), "Jazz Night", "Regular"))
+    assert issued.state.module is None
+    assert texts(issued)[-1].startswith("🎉 M-Pesa has now confirmed your payment")
+    refund = feed(
+        late, tk.LatePaymentSettled("h-1", "refund_due", (), "Jazz Night", "Regular", Decimal(3000))
+    )
+    assert texts(refund) == [t("tickets.late_refund", "en", event="Jazz Night", amount="KES 3,000")]
+    assert feed(late, tk.LatePaymentSettled("h-1", "already")).replies == ()
+
+
+def test_a_late_failure_changes_nothing():
+    before = walk(*TO_AWAITING, tap(tk.ID_CANCEL, "Cancel"))
+    assert feed(before, PaymentResult("ws_CO_1", 1032, hold_id="h-1")) == tk.Step(before.state)
 
 
 @pytest.mark.parametrize(
@@ -617,7 +682,7 @@ def test_stale_or_foreign_timers_are_ignored(path, fired):
 
 
 def test_unnamed_timer_with_the_current_version_fires():
-    assert walk(*TO_AWAITING, timer(version=7)).state.step == "retry"
+    assert walk(*TO_AWAITING, timer(version=7)).effects[0] == tk.QueryPayment("h-1", 1)
 
 
 # ---------------------------------------------------------------- free tickets
@@ -719,9 +784,7 @@ def test_cancel_releases_a_hold_only_when_one_exists(path):
         assert step == tk.Step(before.state, (Text(t("tickets.issuing_wait", "en")),))
         return
     effects = (
-        (tk.ReleaseHold("h-1", "cancelled"), CancelTimers("payment_expiry"))
-        if path == "awaiting_payment"
-        else ()
+        (tk.ReleaseHold("h-1", "cancelled"), *tk.STOP_PAYMENT_TIMERS) if path == "awaiting_payment" else ()
     )
     assert step == tk.Step(State(version=7), (Text(t("tickets.cancelled", "en")),), effects)
 

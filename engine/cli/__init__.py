@@ -15,6 +15,7 @@ from engine.cli import (
     kb,
     orgs,
     parked,
+    payments,
     queues,
     templates,
     wallet,
@@ -40,6 +41,7 @@ app.add_typer(templates.app, name="templates")
 app.add_typer(contacts.app, name="contacts")
 app.add_typer(events.event_app, name="event")
 app.add_typer(events.leads_app, name="leads")
+app.add_typer(payments.app, name="payments")
 
 
 def main() -> None:

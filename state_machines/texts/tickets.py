@@ -131,6 +131,40 @@ TEXTS: dict[str, dict[str, str]] = {
         "sw": "🎉 Malipo yamepokelewa (risiti ya M-Pesa {receipt}). Tiketi zako za {event}: {count} × {type}. "
         "Onyesha kila msimbo wa QR mlangoni.",
     },
+    "tickets.issued_paid_no_receipt": {
+        "en": "🎉 Payment confirmed by M-Pesa. Your tickets for {event}: {count} × {type}. "
+        "Show each QR code at the entrance.",
+        "sw": "🎉 Malipo yamethibitishwa na M-Pesa. Tiketi zako za {event}: {count} × {type}. "
+        "Onyesha kila msimbo wa QR mlangoni.",
+    },
+    "tickets.pay_checking": {
+        "en": "⏳ We are still waiting for M-Pesa to confirm your payment. Your tickets stay held a little "
+        "longer; we will tell you as soon as we know. Please do not pay again.",
+        "sw": "⏳ Bado tunasubiri M-Pesa ithibitishe malipo yako. Tiketi zako zimeshikiliwa kwa muda kidogo "
+        "zaidi; tutakujulisha mara tu tukijua. Tafadhali usilipe tena.",
+    },
+    "tickets.pay_unconfirmed": {
+        "en": "We could not get a confirmation from M-Pesa, so the tickets were released. If {amount} left "
+        "your M-Pesa account, do not pay again: we keep checking, and will send your tickets, or refund you "
+        "if none are left.",
+        "sw": "Hatukupata uthibitisho kutoka M-Pesa, kwa hivyo tiketi zimeachiliwa. Ikiwa {amount} zilitoka "
+        "kwenye akaunti yako ya M-Pesa, usilipe tena: tunaendelea kuangalia, na tutakutumia tiketi zako, au "
+        "tutakurudishia pesa ikiwa zimeisha.",
+    },
+    "tickets.late_issued": {
+        "en": "🎉 M-Pesa has now confirmed your payment. Your tickets for {event}: {count} × {type}. "
+        "Show each QR code at the entrance.",
+        "sw": "🎉 M-Pesa sasa imethibitisha malipo yako. Tiketi zako za {event}: {count} × {type}. "
+        "Onyesha kila msimbo wa QR mlangoni.",
+    },
+    "tickets.late_refund": {
+        "en": "M-Pesa has now confirmed your payment of {amount} for {event}, but the tickets are no longer "
+        "available. A refund of {amount} is recorded and the organiser will send it back to your M-Pesa "
+        "number. Sorry for the trouble.",
+        "sw": "M-Pesa sasa imethibitisha malipo yako ya {amount} kwa {event}, lakini tiketi hazipatikani tena. "
+        "Urejeshaji wa {amount} umerekodiwa na mwandalizi atazirudisha kwenye namba yako ya M-Pesa. "
+        "Samahani kwa usumbufu.",
+    },
     "tickets.issued_free": {
         "en": "🎉 You're in! Your tickets for {event}: {count} × {type}. Show each QR code at the entrance.",
         "sw": "🎉 Karibu! Tiketi zako za {event}: {count} × {type}. Onyesha kila msimbo wa QR mlangoni.",
