@@ -187,6 +187,8 @@ class TicketTypeSpec(_Timed):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "KES"
     quantity_total: Annotated[int, Field(ge=0)] | None = None
     max_per_order: Annotated[int, Field(gt=0)] = 10
+    # tickets one contact may have of this type; unset: max_per_order in total for a free type, no limit if paid
+    max_per_contact: Annotated[int, Field(gt=0)] | None = None
     sales_start_at: Moment | None = None
     sales_end_at: Moment | None = None
     is_active: bool = True
@@ -621,6 +623,7 @@ async def _ticket_type(
         tt.sales_end_at,
         tt.is_active,
         order,
+        tt.max_per_contact,
     )
     tid = await conn.fetchval(
         "SELECT id FROM ticket_types WHERE event_id = $1 AND name = $2 FOR UPDATE", event_id, tt.name
@@ -630,8 +633,8 @@ async def _ticket_type(
         tid = await conn.fetchval(
             """INSERT INTO ticket_types (organization_id, event_id, name, description, price, currency,
                                          quantity_total, max_per_order, sales_start_at, sales_end_at, is_active,
-                                         sort_order)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id""",
+                                         sort_order, max_per_contact)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id""",
             org_id,
             event_id,
             tt.name,
@@ -640,7 +643,8 @@ async def _ticket_type(
     else:  # sold and held stay: the inventory CHECK refuses a total below them
         await conn.execute(
             """UPDATE ticket_types SET description = $2, price = $3, currency = $4, quantity_total = $5,
-                      max_per_order = $6, sales_start_at = $7, sales_end_at = $8, is_active = $9, sort_order = $10
+                      max_per_order = $6, sales_start_at = $7, sales_end_at = $8, is_active = $9, sort_order = $10,
+                      max_per_contact = $11
                WHERE id = $1""",
             tid,
             *values,

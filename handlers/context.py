@@ -65,7 +65,8 @@ async def load_context(turn: Turn, state: State, event: object) -> Context:
         contact_name=turn.contact.name,
         opted_in=turn.contact.opted_in,
         is_first_message=turn.trigger == "message" and turn.contact.message_count <= 1,
-        is_staff=await is_staff(conn, org.id, turn.contact.phone) if isinstance(event, Inbound) else False,
+        is_staff=isinstance(event, Inbound)
+        and (_is_admin(org.settings, turn.contact.phone) or await is_staff(conn, org.id, turn.contact.phone)),
         org_name=org.name,
         data=data,
     )
@@ -172,15 +173,22 @@ async def load_poll(conn: asyncpg.Connection, poll_id: str) -> dict[str, Any] | 
     return _poll(row) if row else None
 
 
+def _is_admin(org_settings: dict[str, Any], phone: str) -> bool:
+    """The organisation's admins (settings.admin_phones) may check tickets in at any of its events."""
+    return phone in {str(p) for p in org_settings.get("admin_phones") or []}
+
+
 async def is_staff(conn: asyncpg.Connection, org_id: UUID, phone: str) -> bool:
-    """Door staff of a published event (check-in rights); their phones are cached with the offers."""
+    """Door staff of an event that is not a draft and ended less than 30 days ago: they may send codes, and the
+    check-in itself says which event a ticket admits to and why not (a cancelled or ended event's staff are told
+    so). Their phones are cached with the offers."""
 
     async def load() -> frozenset[str]:
         return frozenset(
             r["phone"]
             for r in await conn.fetch(
                 """SELECT DISTINCT p.phone FROM participants p JOIN events e ON e.id = p.event_id
-               WHERE p.role = 'staff' AND e.status = 'published'"""
+               WHERE p.role = 'staff' AND e.status <> 'draft' AND e.ends_at > now() - interval '30 days'"""
             )
         )
 
@@ -205,6 +213,7 @@ def survey_of(r: asyncpg.Record) -> dict[str, Any]:
 async def _event(conn: asyncpg.Connection, r: asyncpg.Record) -> dict[str, Any]:
     types = await conn.fetch(
         """SELECT id, name, price, currency, max_per_order, sales_start_at, sales_end_at, is_active,
+                  quantity_held AS held,
                   CASE WHEN quantity_total IS NULL THEN NULL
                        ELSE quantity_total - quantity_sold - quantity_held END AS remaining
            FROM ticket_types WHERE event_id = $1 ORDER BY sort_order, price""",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
@@ -26,9 +26,11 @@ from state_machines.tickets import (
     HoldTickets,
     IssueTickets,
     LatePaymentSettled,
+    LimitReached,
     QueryPayment,
     ReleaseHold,
     RequestPayment,
+    SalesClosed,
     SoldOut,
     TicketsHeld,
     TicketsIssued,
@@ -38,22 +40,26 @@ log = get_logger(__name__)
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud at a gate
 
 
-async def hold(turn: Turn, effect: HoldTickets) -> TicketsHeld | SoldOut:
+async def hold(turn: Turn, effect: HoldTickets) -> TicketsHeld | SoldOut | SalesClosed | LimitReached:
+    """Seats are taken only while the event is published and the type on sale (checked in this statement,
+    in the buyer's transaction); a free type also counts what this contact already has."""
     conn, type_id = turn.conn, UUID(effect.ticket_type_id)
+    limit = await _contact_limit(turn, type_id, effect.quantity)
+    if limit is not None:
+        return limit
     row = await conn.fetchrow(
-        """UPDATE ticket_types SET quantity_held = quantity_held + $2
-           WHERE id = $1 AND is_active AND (quantity_total IS NULL OR quantity_total - quantity_sold - quantity_held >= $2)
-           RETURNING price""",
+        """UPDATE ticket_types tt SET quantity_held = quantity_held + $2
+           FROM events e
+           WHERE tt.id = $1 AND e.id = tt.event_id AND tt.is_active AND e.status = 'published' AND e.ends_at > $3
+             AND (tt.sales_start_at IS NULL OR tt.sales_start_at <= $3) AND (tt.sales_end_at IS NULL OR $3 < tt.sales_end_at)
+             AND (tt.quantity_total IS NULL OR tt.quantity_total - tt.quantity_sold - tt.quantity_held >= $2)
+           RETURNING tt.price""",
         type_id,
         effect.quantity,
+        turn.now,
     )
     if row is None:
-        remaining = await conn.fetchval(
-            """SELECT GREATEST(quantity_total - quantity_sold - quantity_held, 0) FROM ticket_types
-               WHERE id = $1 AND is_active""",
-            type_id,
-        )
-        return SoldOut(effect.ticket_type_id, int(remaining or 0))
+        return await _why_not_held(turn, effect)
     unit = Decimal(row["price"])
     total = unit * effect.quantity
     expires = turn.now + timedelta(seconds=effect.hold_seconds)
@@ -73,6 +79,46 @@ async def hold(turn: Turn, effect: HoldTickets) -> TicketsHeld | SoldOut:
         effect.holder_email,
     )
     return TicketsHeld(str(hold_id), effect.ticket_type_id, effect.quantity, unit, total, expires)
+
+
+async def _why_not_held(turn: Turn, effect: HoldTickets) -> SoldOut | SalesClosed:
+    info = await turn.conn.fetchrow(
+        """SELECT tt.is_active, tt.sales_start_at, tt.sales_end_at, tt.quantity_held, e.status, e.ends_at,
+                  GREATEST(tt.quantity_total - tt.quantity_sold - tt.quantity_held, 0) AS remaining
+           FROM ticket_types tt JOIN events e ON e.id = tt.event_id WHERE tt.id = $1""",
+        UUID(effect.ticket_type_id),
+    )
+    now = turn.now
+    if info is None or info["status"] != "published" or info["ends_at"] <= now:
+        return SalesClosed(
+            effect.ticket_type_id, "event_cancelled" if info and info["status"] == "cancelled" else "closed"
+        )
+    start, end = info["sales_start_at"], info["sales_end_at"]
+    if not info["is_active"] or (start is not None and now < start) or (end is not None and now >= end):
+        return SalesClosed(effect.ticket_type_id, "closed")
+    return SoldOut(effect.ticket_type_id, int(info["remaining"] or 0), int(info["quantity_held"] or 0))
+
+
+async def _contact_limit(turn: Turn, type_id: UUID, quantity: int) -> LimitReached | None:
+    """A free type: at most ``max_per_contact`` (default ``max_per_order``) tickets per contact in total,
+    counting those held for them now. The contact's events run one at a time, so the count holds."""
+    tt = await turn.conn.fetchrow(
+        "SELECT price, max_per_order, max_per_contact, name FROM ticket_types WHERE id = $1", type_id
+    )
+    if tt is None or Decimal(tt["price"]) > 0:
+        return None
+    limit = int(tt["max_per_contact"] or tt["max_per_order"] or 10)
+    have = await turn.conn.fetchval(
+        """SELECT (SELECT count(*) FROM tickets WHERE contact_id = $1 AND ticket_type_id = $2
+                   AND status IN ('valid', 'used'))
+                + (SELECT COALESCE(sum(quantity), 0) FROM ticket_holds WHERE contact_id = $1 AND ticket_type_id = $2
+                   AND status = 'held')""",
+        turn.contact.id,
+        type_id,
+    )
+    if int(have) + quantity <= limit:
+        return None
+    return LimitReached(str(type_id), int(have), limit)
 
 
 async def release(turn: Turn, effect: ReleaseHold) -> None:
@@ -143,13 +189,15 @@ async def issue(turn: Turn, effect: IssueTickets) -> TicketsIssued | LatePayment
     conn, hold_id = turn.conn, UUID(effect.hold_id)
     hold = await conn.fetchrow(
         """SELECT h.status, h.quantity, h.ticket_type_id, h.holder_name, h.holder_email, tt.name AS type_name,
-                  e.name AS event_name
+                  e.name AS event_name, e.status AS event_status, e.ends_at
            FROM ticket_holds h JOIN ticket_types tt ON tt.id = h.ticket_type_id JOIN events e ON e.id = tt.event_id
            WHERE h.id = $1 FOR UPDATE OF h""",
         hold_id,
     )
     if hold is None:
         return TicketsIssued(effect.hold_id, (), "")
+    if hold["status"] != "issued" and (hold["event_status"] != "published" or hold["ends_at"] <= turn.now):
+        return await _event_closed(turn, effect, hold)  # cancelled (or over) while the buyer was paying
     late = effect.late or hold["status"] != "held"
     if late:
         settled = await _settle_late(turn, effect, hold)
@@ -181,6 +229,32 @@ async def issue(turn: Turn, effect: IssueTickets) -> TicketsIssued | LatePayment
             effect.hold_id, "issued", tuple(codes), hold["event_name"], hold["type_name"], effect.amount
         )
     return TicketsIssued(effect.hold_id, tuple(codes), hold["event_name"])
+
+
+async def _event_closed(turn: Turn, effect: IssueTickets, hold: asyncpg.Record) -> LatePaymentSettled:
+    """No tickets for an event that no longer runs: the seats go back, money paid is a refund due."""
+    await release(turn, ReleaseHold(effect.hold_id, "event_closed"))
+    reason = "event_cancelled" if hold["event_status"] == "cancelled" else "closed"
+    if effect.amount <= 0:
+        return LatePaymentSettled(effect.hold_id, "closed", event_name=hold["event_name"], reason=reason)
+    due = await turn.conn.fetchval(
+        """UPDATE payment_requests SET settlement = 'refund_due', settled_at = now()
+           WHERE hold_id = $1 AND status = 'paid' AND settlement IS NULL RETURNING id""",
+        UUID(effect.hold_id),
+    )
+    if due is None:
+        return LatePaymentSettled(effect.hold_id, "already", event_name=hold["event_name"])
+    log.warning("paid for an event that closed meanwhile: refund due", hold_id=effect.hold_id)
+    return LatePaymentSettled(
+        effect.hold_id,
+        "refund_due",
+        (),
+        hold["event_name"],
+        hold["type_name"],
+        effect.amount,
+        effect.payment_reference,
+        reason,
+    )
 
 
 async def _settle_late(turn: Turn, effect: IssueTickets, hold: asyncpg.Record) -> LatePaymentSettled | None:
@@ -264,33 +338,38 @@ def qr_png(text: str) -> bytes:
     return buffer.getvalue()
 
 
+DOOR_OPENS_MINUTES = 240  # before the event starts (events.settings / organisation settings override)
+DOOR_CLOSES_MINUTES = 120  # after it ends
+
+
 async def check_in(turn: Turn, effect: CheckInTicket) -> CheckInOutcome:
-    """A ticket admits once: the conditional UPDATE lets exactly one of two simultaneous scans through."""
+    """A ticket admits once, to its own event, while that event is published and inside its door window, when
+    scanned by that event's staff or an organisation admin. The ticket row is locked first, so that of two
+    simultaneous scans exactly one admits; every refusal is recorded with its reason."""
     conn = turn.conn
-    admitted = await conn.fetchrow(
-        """UPDATE tickets SET status = 'used', checked_in_at = $2 WHERE ticket_code = $1 AND status = 'valid'
-           RETURNING id, holder_name, ticket_type_id, checked_in_at""",
-        effect.code,
-        turn.now,
-    )
-    ticket = admitted or await conn.fetchrow(
-        "SELECT id, holder_name, ticket_type_id, checked_in_at, status FROM tickets WHERE ticket_code = $1",
+    ticket = await conn.fetchrow(
+        """SELECT t.id, t.holder_name, t.status, t.checked_in_at, tt.name AS type_name, e.id AS event_id,
+                  e.name AS event_name, e.status AS event_status, e.starts_at, e.ends_at, e.settings AS event_settings
+           FROM tickets t JOIN ticket_types tt ON tt.id = t.ticket_type_id JOIN events e ON e.id = tt.event_id
+           WHERE t.ticket_code = $1 FOR UPDATE OF t""",
         effect.code,
     )
     if ticket is None:
         return CheckInOutcome(effect.code, "unknown", None, None, None, None)
-    info = await conn.fetchrow(
-        """SELECT tt.name AS type_name, e.name AS event_name, e.id AS event_id FROM ticket_types tt
-           JOIN events e ON e.id = tt.event_id WHERE tt.id = $1""",
-        ticket["ticket_type_id"],
-    )
-    outcome = "valid" if admitted else {"used": "already_used"}.get(ticket["status"], "cancelled")
+    outcome = await _refusal(turn, ticket)
+    checked_in_at = ticket["checked_in_at"]
+    if outcome is None:
+        checked_in_at = turn.now
+        await conn.execute(
+            "UPDATE tickets SET status = 'used', checked_in_at = $2 WHERE id = $1", ticket["id"], turn.now
+        )
+        outcome = "valid"
     await conn.execute(
         """INSERT INTO check_ins (organization_id, ticket_id, event_id, checked_in_by_contact_id, outcome)
            VALUES ($1, $2, $3, $4, $5)""",
         turn.org.id,
         ticket["id"],
-        info["event_id"],
+        ticket["event_id"],
         turn.contact.id,
         {"valid": "admitted"}.get(outcome, outcome),
     )
@@ -298,10 +377,54 @@ async def check_in(turn: Turn, effect: CheckInTicket) -> CheckInOutcome:
         effect.code,
         outcome,
         ticket["holder_name"],
-        info["event_name"],
-        info["type_name"],
-        ticket["checked_in_at"],
+        ticket["event_name"],
+        ticket["type_name"],
+        checked_in_at,
+        doors_open_at=_door_window(turn, ticket)[0] if outcome == "not_open_yet" else None,
     )
+
+
+async def _refusal(turn: Turn, ticket: asyncpg.Record) -> str | None:
+    """Why this scan must not admit (None: admit). The scanner's rights first: what a ticket of another event
+    is, is not for this door to say."""
+    admins = {str(p) for p in turn.org.settings.get("admin_phones") or []}
+    if turn.contact.phone not in admins:
+        staff_here = await turn.conn.fetchval(
+            "SELECT EXISTS (SELECT FROM participants WHERE event_id = $1 AND phone = $2 AND role = 'staff')",
+            ticket["event_id"],
+            turn.contact.phone,
+        )
+        if not staff_here:
+            return "wrong_event"
+    if ticket["event_status"] == "cancelled":
+        return "event_cancelled"
+    if ticket["event_status"] == "completed":
+        return "event_ended"
+    if ticket["event_status"] != "published":
+        return "event_not_published"
+    opens, closes = _door_window(turn, ticket)
+    if turn.now < opens:
+        return "not_open_yet"
+    if turn.now > closes:
+        return "event_ended"
+    if ticket["status"] == "used":
+        return "already_used"
+    if ticket["status"] != "valid":
+        return "cancelled"
+    return None
+
+
+def _door_window(turn: Turn, ticket: asyncpg.Record) -> tuple[datetime, datetime]:
+    """When the doors open and close: minutes around the event's start and end, from the event's settings,
+    else the organisation's (``door_opens_minutes_before``, ``door_closes_minutes_after``)."""
+    event_settings = ticket["event_settings"] or {}
+
+    def minutes(key: str, default: int) -> int:
+        return int(event_settings.get(key, turn.org.settings.get(key, default)))
+
+    opens = ticket["starts_at"] - timedelta(minutes=minutes("door_opens_minutes_before", DOOR_OPENS_MINUTES))
+    closes = ticket["ends_at"] + timedelta(minutes=minutes("door_closes_minutes_after", DOOR_CLOSES_MINUTES))
+    return opens, closes
 
 
 async def find_my_tickets(turn: Turn, effect: FindMyTickets) -> MyTickets:

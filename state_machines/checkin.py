@@ -29,6 +29,11 @@ _OUTCOME_KEYS = {
     "already_used": "checkin.already_used",
     "unknown": "checkin.unknown",
     "cancelled": "checkin.cancelled",
+    "wrong_event": "checkin.wrong_event",
+    "event_cancelled": "checkin.event_cancelled",
+    "event_ended": "checkin.event_ended",
+    "not_open_yet": "checkin.not_open_yet",
+    "event_not_published": "checkin.event_not_published",
 }
 
 
@@ -42,11 +47,14 @@ class CheckInTicket(Effect):
 @dataclass(frozen=True)
 class CheckInOutcome:
     code: str
-    outcome: str  # valid | already_used | unknown | cancelled
+    # valid | already_used | unknown | cancelled (the ticket), or why this door refuses it: wrong_event (the
+    # ticket's event is not the scanner's), event_cancelled, event_ended, not_open_yet, event_not_published
+    outcome: str
     holder_name: str | None = None
-    event_name: str | None = None
+    event_name: str | None = None  # the ticket's own event
     ticket_type: str | None = None
     checked_in_at: datetime | None = None  # when it was first checked in (for already_used)
+    doors_open_at: datetime | None = None  # for not_open_yet
 
 
 def bare_code(text: str) -> str | None:
@@ -90,8 +98,9 @@ def outcome_text(event: CheckInOutcome, ctx: Context) -> str:
     if event.outcome == "already_used" and event.checked_in_at is None:
         key = "checkin.already_used_no_time"
     when = ""
-    if event.checked_in_at is not None:
-        when = local_time(event.checked_in_at, ctx.data.get("timezone") or DEFAULT_TIMEZONE)
+    moment = event.doors_open_at if event.outcome == "not_open_yet" else event.checked_in_at
+    if moment is not None:
+        when = local_time(moment, ctx.data.get("timezone") or DEFAULT_TIMEZONE)
     return t(
         key,
         ctx.language,

@@ -123,6 +123,8 @@ EVENT_OWNERS: dict[type, str] = {
     tickets.TicketsIssued: "tickets",
     tickets.PaymentUnconfirmed: "tickets",
     tickets.LatePaymentSettled: "tickets",
+    tickets.SalesClosed: "tickets",
+    tickets.LimitReached: "tickets",
     PaymentResult: "tickets",
     checkin.CheckInOutcome: "checkin",
     knowledge.IntentClassified: "knowledge",

@@ -150,6 +150,24 @@ class TicketsHeld:
 class SoldOut:
     ticket_type_id: str
     remaining: int
+    reserved: int = 0  # held for buyers who are paying now: may free up
+
+
+@dataclass(frozen=True)
+class SalesClosed:
+    """The hold was refused because the event no longer sells (``reason``: event_cancelled, closed)."""
+
+    ticket_type_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class LimitReached:
+    """A free type's per-contact limit: the contact has (or holds) ``have`` of ``limit``."""
+
+    ticket_type_id: str
+    have: int
+    limit: int
 
 
 @dataclass(frozen=True)
@@ -194,6 +212,7 @@ class LatePaymentSettled:
     type_name: str = ""
     amount: Decimal = Decimal(0)
     receipt: str | None = None
+    reason: str = ""  # event_cancelled, closed: the event stopped while the buyer paid
 
 
 # ---------------------------------------------------------------- formatting
@@ -225,6 +244,12 @@ def _sold_out(tt: Mapping[str, Any], excluded: Sequence[str]) -> bool:
     return str(tt["id"]) in excluded or (remaining is not None and remaining <= 0)
 
 
+def _reserved(tt: Mapping[str, Any]) -> bool:
+    """Nothing left to take, but some of it only held by buyers paying now: it may free up."""
+    remaining = tt.get("remaining")
+    return remaining is not None and remaining <= 0 and int(tt.get("held") or 0) > 0
+
+
 def _sellable(event: Mapping[str, Any], now: datetime, excluded: Sequence[str] = ()) -> list[Mapping]:
     return [tt for tt in event.get("ticket_types", ()) if _in_window(tt, now) and not _sold_out(tt, excluded)]
 
@@ -243,6 +268,8 @@ def _closed_text(event: Mapping[str, Any], ctx: Context, excluded: Sequence[str]
         return t(
             "tickets.sales_open_on", lang, event=event["name"], when=local_time(upcoming[0], _zone_name(ctx))
         )
+    if any(_in_window(tt, ctx.now) and _reserved(tt) for tt in types):
+        return t("tickets.reserved_all", lang, event=event["name"])
     if any(_in_window(tt, ctx.now) and _sold_out(tt, excluded) for tt in types):
         return t("tickets.sold_out_all", lang, event=event["name"])
     return t("tickets.not_on_sale", lang, event=event["name"])
@@ -314,13 +341,15 @@ def _type_prompt(state: State, ctx: Context, error: str = "") -> Reply:
     excluded = state.data.get("excluded_types", ())
     types = _sellable(event, ctx.now, excluded)
     lines = [f"• {tt['name']}: {_price(tt['price'], lang)}" for tt in types]
-    sold = [
-        tt["name"]
-        for tt in event.get("ticket_types", ())
-        if _in_window(tt, ctx.now) and _sold_out(tt, excluded)
+    unavailable = [
+        tt for tt in event.get("ticket_types", ()) if _in_window(tt, ctx.now) and _sold_out(tt, excluded)
     ]
+    sold = [tt["name"] for tt in unavailable if not _reserved(tt)]
+    reserved = [tt["name"] for tt in unavailable if _reserved(tt)]
     if sold:
         lines += ["", t("tickets.sold_out_note", lang, names=", ".join(sold))]
+    if reserved:
+        lines += ["", t("tickets.reserved_note", lang, names=", ".join(reserved))]
     starts_at = event.get("starts_at")
     body = t(
         "tickets.event_intro",
@@ -686,14 +715,29 @@ def _on_sold_out(state: State, event: SoldOut, ctx: Context) -> Step:
         fewer = _at(state, FEWER, available=event.remaining)
         return Step(fewer, (_fewer_prompt(fewer, ctx),))
     excluded = [*d.get("excluded_types", ()), event.ticket_type_id]
+    why = "tickets.reserved_type" if event.reserved > 0 else "tickets.sold_out_type"
     if not _sellable(ctx.data.get("event") or {}, ctx.now, excluded):
-        return _to_menu(
-            state, ctx, t("tickets.sold_out_type_final", lang, type=d["type_name"]), _event_item(state)
-        )
+        final = "tickets.reserved_type_final" if event.reserved > 0 else "tickets.sold_out_type_final"
+        return _to_menu(state, ctx, t(final, lang, type=d["type_name"]), _event_item(state))
     choosing = _at(state, CHOOSE_TYPE, excluded_types=excluded)
-    return Step(
-        choosing, (_type_prompt(choosing, ctx, t("tickets.sold_out_type", lang, type=d["type_name"])),)
+    return Step(choosing, (_type_prompt(choosing, ctx, t(why, lang, type=d["type_name"])),))
+
+
+def _on_sales_closed(state: State, event: SalesClosed, ctx: Context) -> Step:
+    if state.module != MODULE or state.step != HOLDING:
+        return Step(state)
+    key = "tickets.event_cancelled" if event.reason == "event_cancelled" else "tickets.not_on_sale"
+    return _to_menu(state, ctx, t(key, ctx.language, event=state.data["event_name"]), _event_item(state))
+
+
+def _on_limit(state: State, event: LimitReached, ctx: Context) -> Step:
+    if state.module != MODULE or state.step != HOLDING:
+        return Step(state)
+    d, lang = state.data, ctx.language
+    text = tn(
+        "tickets.limit_reached", lang, event.limit, type=d["type_name"], have=event.have, limit=event.limit
     )
+    return _to_menu(state, ctx, text, _event_item(state))
 
 
 def _is_current_hold(state: State, hold_id: str) -> bool:
@@ -826,8 +870,11 @@ def _on_late(state: State, event: LatePaymentSettled, ctx: Context) -> Step:
         charge = Charge("ticket_issued", "events", reference_id=event.hold_id, quantity=len(event.codes))
         return Step(after, (*images, Text(summary)), (charge,))
     if event.outcome == "refund_due":
-        text = t("tickets.late_refund", lang, event=event.event_name, amount=kes(event.amount))
-        return Step(after, (Text(text),))
+        key = "tickets.cancelled_refund" if event.reason == "event_cancelled" else "tickets.late_refund"
+        return Step(after, (Text(t(key, lang, event=event.event_name, amount=kes(event.amount))),))
+    if event.outcome == "closed":  # a free ticket for an event that stopped meanwhile
+        key = "tickets.event_cancelled" if event.reason == "event_cancelled" else "tickets.not_on_sale"
+        return Step(after, (Text(t(key, lang, event=event.event_name)),))
     return Step(state)
 
 
@@ -872,5 +919,7 @@ _EVENTS: dict[type, Callable[[State, Any, Context], Step]] = {
     TimerFired: _on_timer,
     TicketsIssued: _on_issued,
     PaymentUnconfirmed: _on_unconfirmed,
+    SalesClosed: _on_sales_closed,
+    LimitReached: _on_limit,
     LatePaymentSettled: _on_late,
 }

@@ -101,6 +101,27 @@ def outcome(result, **fields):
             outcome("cancelled", holder_name=None),
             "🚫 CANCELLED ticket: do not admit\n-\nVIP · Nairobi Jazz Night\nCode: TKT-7Q2M9X",
         ),
+        (
+            outcome("wrong_event"),
+            "⛔ NOT FOR THIS EVENT: do not admit\nTicket for Nairobi Jazz Night\nJane Wanjiku · VIP\nCode: TKT-7Q2M9X",
+        ),
+        (
+            outcome("event_cancelled"),
+            "🚫 EVENT CANCELLED: do not admit\nNairobi Jazz Night was cancelled\nJane Wanjiku · VIP\nCode: TKT-7Q2M9X",
+        ),
+        (
+            outcome("event_ended"),
+            "⛔ EVENT ENDED: do not admit\nNairobi Jazz Night is over\nJane Wanjiku · VIP\nCode: TKT-7Q2M9X",
+        ),
+        (
+            outcome("not_open_yet", doors_open_at=datetime(2026, 3, 14, 15, 0, tzinfo=UTC)),
+            "⏳ DOORS NOT OPEN YET: do not admit\nNairobi Jazz Night opens at 14/03/2026 18:00\nJane Wanjiku · VIP\n"
+            "Code: TKT-7Q2M9X",
+        ),
+        (
+            outcome("event_not_published"),
+            "⛔ EVENT NOT OPEN: do not admit\nNairobi Jazz Night is not published\nJane Wanjiku · VIP\nCode: TKT-7Q2M9X",
+        ),
     ],
 )
 def test_outcomes(event, expected):

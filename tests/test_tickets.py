@@ -883,3 +883,64 @@ def test_replies_fit_whatsapp_limits():
 @pytest.mark.parametrize("path", sorted(PATHS))
 def test_version_is_left_to_the_router(path):
     assert walk(*PATHS[path]).state.version == 7
+
+
+# ---------------------------------------------------------------- where tickets may be sold (issue 14)
+
+
+def test_reserved_by_others_is_not_sold_out():
+    reserved = {**STUDENT, "held": 3}  # nothing left to take, three held by buyers paying now
+    event = {**EVENT, "ticket_types": [REGULAR, reserved]}
+    body = texts(tk.start("ev-1", State(version=7), ctx(event=event)))[0]
+    assert t("tickets.reserved_note", "en", names="Student") in body
+    assert t("tickets.sold_out_note", "en", names="Student") not in body
+    only_reserved = tk.start("ev-1", State(version=7), ctx(event={**EVENT, "ticket_types": [reserved]}))
+    assert texts(only_reserved)[0].startswith(t("tickets.reserved_all", "en", event="Nairobi Jazz Night"))
+    sold = tk.start("ev-1", State(version=7), ctx(event={**EVENT, "ticket_types": [STUDENT]}))
+    assert texts(sold)[0].startswith(t("tickets.sold_out_all", "en", event="Nairobi Jazz Night"))
+
+
+def test_a_hold_refused_for_reservations_says_they_may_free_up():
+    step = walk("VIP", "2", "me", "skip", "confirm", tk.SoldOut("tt-vip", 0, reserved=2))
+    assert texts(step)[0].startswith(t("tickets.reserved_type", "en", type="VIP"))
+    final = walk("VIP", "2", "me", "skip", "confirm", tk.SoldOut("tt-vip", 0, 2), c=ctx(event=closed(VIP)))
+    assert final == to_menu(t("tickets.reserved_type_final", "en", type="VIP"))
+
+
+@pytest.mark.parametrize(
+    ("reason", "key"), [("event_cancelled", "tickets.event_cancelled"), ("closed", "tickets.not_on_sale")]
+)
+def test_a_hold_refused_because_the_event_stopped_selling(reason, key):
+    step = walk(*TO_HOLDING, tk.SalesClosed("tt-reg", reason))
+    assert step == to_menu(t(key, "en", event="Nairobi Jazz Night"))
+
+
+def test_the_free_ticket_limit_per_contact():
+    c = ctx(event=FREE_EVENT)
+    step = walk("Community", "1", "Peter Otieno", "skip", "confirm", tk.LimitReached("tt-free", 2, 2), c=c)
+    assert texts(step)[0].startswith(
+        t("tickets.limit_reached_other", "en", type="Community", count=2, have=2)
+    )
+    assert step.state.module is None
+
+
+@pytest.mark.parametrize(
+    ("settled", "key"),
+    [
+        (
+            tk.LatePaymentSettled(
+                "h-1", "refund_due", amount=Decimal(3000), event_name="Jazz", reason="event_cancelled"
+            ),
+            "tickets.cancelled_refund",
+        ),
+        (
+            tk.LatePaymentSettled("h-1", "closed", event_name="Jazz", reason="event_cancelled"),
+            "tickets.event_cancelled",
+        ),
+    ],
+)
+def test_an_event_cancelled_while_the_buyer_paid(settled, key):
+    issuing = walk(*TO_AWAITING, PaymentResult("ws_CO_1", 0, "", "R1", Decimal(3000), hold_id="h-1"))
+    step = feed(issuing, settled)
+    assert step.state.module is None
+    assert texts(step) == [t(key, "en", event="Jazz", amount="KES 3,000")]

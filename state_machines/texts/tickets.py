@@ -10,6 +10,34 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "tickets.free": {"en": "Free", "sw": "Bure"},
     "tickets.sold_out_note": {"en": "Sold out: {names}", "sw": "Zimeisha: {names}"},
+    "tickets.reserved_note": {
+        "en": "Reserved by buyers paying now (may free up): {names}",
+        "sw": "Zimeshikiliwa na wanunuzi wanaolipa sasa (huenda zikapatikana): {names}",
+    },
+    "tickets.reserved_all": {
+        "en": "Sorry, the last tickets for {event} are reserved by buyers who are paying right now. Some may "
+        "free up in a few minutes: please try again shortly.",
+        "sw": "Samahani, tiketi za mwisho za {event} zimeshikiliwa na wanunuzi wanaolipa sasa hivi. Baadhi "
+        "huenda zikapatikana baada ya dakika chache: tafadhali jaribu tena baadaye kidogo.",
+    },
+    "tickets.event_cancelled": {
+        "en": "Sorry, {event} has been cancelled, so tickets can no longer be bought. Nothing was charged.",
+        "sw": "Samahani, {event} limefutwa, kwa hivyo tiketi haziwezi kununuliwa tena. Hakuna kilichotozwa.",
+    },
+    "tickets.cancelled_refund": {
+        "en": "Sorry, {event} was cancelled while you were paying. Your payment of {amount} is recorded for a "
+        "refund to your M-Pesa number.",
+        "sw": "Samahani, {event} lilifutwa ulipokuwa ukilipa. Malipo yako ya {amount} yamerekodiwa ili "
+        "urejeshewe kwenye namba yako ya M-Pesa.",
+    },
+    "tickets.limit_reached_one": {
+        "en": "Sorry, {type} tickets are limited to {count} per person, and you already have it.",
+        "sw": "Samahani, tiketi za {type} ni {count} tu kwa kila mtu, na tayari unayo.",
+    },
+    "tickets.limit_reached_other": {
+        "en": "Sorry, {type} tickets are limited to {count} per person, and you already have {have}.",
+        "sw": "Samahani, tiketi za {type} ni {count} tu kwa kila mtu, na tayari una {have}.",
+    },
     "tickets.list_button": {"en": "Tickets", "sw": "Tiketi"},
     "tickets.invalid_type": {
         "en": "Please choose one of the ticket types below.",
@@ -225,6 +253,18 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Sorry, {type} has just sold out.",
         "sw": "Samahani, tiketi za {type} zimeisha sasa hivi.",
     },
+    "tickets.reserved_type": {
+        "en": "Sorry, the last {type} tickets are reserved by buyers who are paying now; they may free up in "
+        "a few minutes.",
+        "sw": "Samahani, tiketi za mwisho za {type} zimeshikiliwa na wanunuzi wanaolipa sasa; huenda "
+        "zikapatikana baada ya dakika chache.",
+    },
+    "tickets.reserved_type_final": {
+        "en": "Sorry, the last {type} tickets are reserved by buyers who are paying now. Some may free up in "
+        "a few minutes: please try again shortly.",
+        "sw": "Samahani, tiketi za mwisho za {type} zimeshikiliwa na wanunuzi wanaolipa sasa. Baadhi huenda "
+        "zikapatikana baada ya dakika chache: tafadhali jaribu tena baadaye kidogo.",
+    },
     "tickets.sold_out_type_final": {
         "en": "Sorry, {type} has just sold out and no other tickets are on sale.",
         "sw": "Samahani, tiketi za {type} zimeisha sasa hivi na hakuna tiketi nyingine zinazouzwa.",
@@ -262,6 +302,26 @@ TEXTS: dict[str, dict[str, str]] = {
     "checkin.unknown": {
         "en": "❓ UNKNOWN CODE {code}: no ticket has this code. Check it and send it again.",
         "sw": "❓ NAMBA ISIYOJULIKANA {code}: hakuna tiketi yenye namba hii. Ikague na uitume tena.",
+    },
+    "checkin.wrong_event": {
+        "en": "⛔ NOT FOR THIS EVENT: do not admit\nTicket for {event}\n{holder} · {type}\nCode: {code}",
+        "sw": "⛔ SI YA TUKIO HILI: usiruhusu\nTiketi ya {event}\n{holder} · {type}\nNamba: {code}",
+    },
+    "checkin.event_cancelled": {
+        "en": "🚫 EVENT CANCELLED: do not admit\n{event} was cancelled\n{holder} · {type}\nCode: {code}",
+        "sw": "🚫 TUKIO LIMEFUTWA: usiruhusu\n{event} limefutwa\n{holder} · {type}\nNamba: {code}",
+    },
+    "checkin.event_ended": {
+        "en": "⛔ EVENT ENDED: do not admit\n{event} is over\n{holder} · {type}\nCode: {code}",
+        "sw": "⛔ TUKIO LIMEISHA: usiruhusu\n{event} limekwisha\n{holder} · {type}\nNamba: {code}",
+    },
+    "checkin.not_open_yet": {
+        "en": "⏳ DOORS NOT OPEN YET: do not admit\n{event} opens at {time}\n{holder} · {type}\nCode: {code}",
+        "sw": "⏳ MILANGO BADO HAIJAFUNGULIWA: usiruhusu\n{event} inafunguliwa {time}\n{holder} · {type}\nNamba: {code}",
+    },
+    "checkin.event_not_published": {
+        "en": "⛔ EVENT NOT OPEN: do not admit\n{event} is not published\n{holder} · {type}\nCode: {code}",
+        "sw": "⛔ TUKIO HALIJAFUNGULIWA: usiruhusu\n{event} halijachapishwa\n{holder} · {type}\nNamba: {code}",
     },
     "checkin.cancelled": {
         "en": "🚫 CANCELLED ticket: do not admit\n{holder}\n{type} · {event}\nCode: {code}",
