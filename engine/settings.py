@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -89,6 +90,9 @@ class Settings(BaseSettings):
     mpesa_query_backoff_seconds: float = Field(0.5, gt=0)  # doubled after each try, at most 8 s
     mpesa_reconcile_interval_seconds: float = Field(30.0, gt=0)  # how often open requests are re-queried
     mpesa_reconcile_give_up_hours: float = Field(48.0, gt=0)  # unanswered longer: left to people
+    token_price_kes: Decimal = Field(
+        Decimal("1.00"), gt=0
+    )  # what one wallet token costs by M-Pesa (wallet buy)
 
     # OpenAI (optional: without a key the knowledge base uses PostgreSQL full-text search)
     openai_api_key: str | None = None

@@ -124,6 +124,7 @@ class Turn:
         paid = await affordable(self.conn, self.org.id, price, len(sendable), self.wallet_headroom)
         if paid.crossed_low_threshold:
             metrics.wallet_low.inc()
+            self._refill_after_commit()
         if paid.count < len(sendable):
             metrics.replies_skipped.labels("wallet_empty").inc(len(sendable) - paid.count)
             if self._start is not None:
@@ -277,8 +278,24 @@ class Turn:
             self.count_debits(action)
             if result.crossed_low_threshold:
                 metrics.wallet_low.inc()
+                self._refill_after_commit()
         elif await signal_low_balance_once(self.conn, self.org.id):
             log.warning("wallet empty: charge not made", action=action, amount=amount)
+
+    def _refill_after_commit(self) -> None:
+        """The balance fell below the threshold: an automatic refill may be due (engine/topups.py)."""
+        if self.runtime is not None:
+            from engine.topups import refill_if_due
+
+            runtime, org_id = self.runtime, self.org.id
+
+            async def refill() -> None:
+                try:
+                    await refill_if_due(runtime, org_id)
+                except Exception as err:  # never the message's failure: the reconciler's sweep tries again
+                    log.warning("automatic refill not started", error=repr(err))
+
+            self.after_commit.append(refill)
 
     def _send_job(self, reply: Reply) -> dict[str, Any]:
         job: dict[str, Any] = {

@@ -361,9 +361,12 @@ def check_after_commit(turn: Turn, hold_id: str, attempt: int) -> Callable[[], A
 async def reconcile_forever(rt: Runtime, stop: asyncio.Event) -> None:
     """Requests left open (callback lost, Daraja down at the timer) are asked about again, backing off; any
     number of processes may run this (rows are claimed with SKIP LOCKED)."""
+    from engine.topups import refill_sweep
+
     while not stop.is_set():
         try:
             await reconcile_once(rt)
+            await refill_sweep(rt)  # wallets below their threshold whose automatic refill has not started
         except (OSError, asyncpg.PostgresError) as err:
             log.warning("payment reconciler failed; will try again", error=repr(err))
         try:

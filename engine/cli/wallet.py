@@ -106,3 +106,107 @@ def ledger(
                 return [dict(r) for r in rows]
 
     emit(run(body), as_json=as_json, title=f"ledger of {org}", empty=f"no ledger rows for {org}")
+
+
+@app.command("buy")
+def buy(
+    org: str = typer.Option(..., "--org", help="organisation id or phone_number_id"),
+    tokens: int = typer.Option(..., "--tokens", min=1),
+    phone: str = typer.Option(..., "--phone", help="the M-Pesa number that pays: 2547XXXXXXXX"),
+    wait: float = typer.Option(0, "--wait", min=0, help="seconds to wait for M-Pesa's confirmation"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Buy tokens by M-Pesa: an STK push to PHONE; the wallet is credited (one 'purchase' ledger row, bonus
+    tokens included) when M-Pesa confirms the payment."""
+    import re
+
+    from engine.cli.errors import Refused
+
+    if not re.fullmatch(r"254(7|1)\d{8}", phone):
+        raise Refused(f"--phone must be a Kenyan M-Pesa number like 254712345678, not {phone!r}")
+    s = settings()
+
+    async def body() -> list[dict[str, Any]]:
+        import asyncio
+
+        import httpx
+
+        from engine.db import tenant_tx
+        from engine.mpesa import DarajaClient, PaymentRefused
+        from engine.topups import push, start_purchase
+
+        async with pools(s) as (_, pool):
+            org_id = await resolve_org(pool, org)
+            async with tenant_tx(pool, org_id) as conn:
+                new = await start_purchase(conn, org_id, tokens, phone, s.token_price_kes)
+            assert new is not None
+            async with httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0)) as http:
+                try:
+                    checkout = await push(DarajaClient(http, s), pool, org_id, new)
+                except PaymentRefused as err:
+                    raise Refused(f"M-Pesa refused the payment request: {err}") from None
+            row: dict[str, Any] = {
+                "purchase_id": new.purchase_id,
+                "checkout_request_id": checkout,
+                "tokens": new.tokens,
+                "bonus_tokens": new.bonus_tokens,
+                "amount_kes": new.amount,
+                "phone": phone,
+                "status": "pending",
+            }
+            deadline = asyncio.get_running_loop().time() + wait
+            while True:
+                async with tenant_tx(pool, org_id) as conn:
+                    row["status"] = await conn.fetchval(
+                        "SELECT payment_status FROM token_purchases WHERE id = $1", new.purchase_id
+                    )
+                if row["status"] != "pending" or asyncio.get_running_loop().time() >= deadline:
+                    return [row]
+                await asyncio.sleep(0.25)
+
+    rows = run(body)
+    emit(rows, as_json=as_json, title="Token purchase")
+    if not as_json and rows[0]["status"] == "pending":
+        console.print(
+            "Enter the M-Pesa PIN on the phone; the wallet is credited when M-Pesa confirms.", highlight=False
+        )
+
+
+@app.command("auto-refill")
+def auto_refill(
+    org: str,
+    enable: bool | None = typer.Option(None, "--enable/--disable"),
+    amount: int | None = typer.Option(None, "--amount", min=1, help="tokens per automatic purchase"),
+    threshold: int | None = typer.Option(None, "--threshold", min=0, help="refill below this balance"),
+    resume: bool = typer.Option(False, "--resume", help="start refills again after a failed one"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Automatic refills: on or off, how many tokens, below which balance; --resume after a failure."""
+    from engine.db import tenant_tx
+
+    s = settings()
+
+    async def body() -> list[dict[str, Any]]:
+        async with pools(s) as (_, pool):
+            org_id = await resolve_org(pool, org)
+            async with tenant_tx(pool, org_id) as conn:
+                row = await conn.fetchrow(
+                    """UPDATE wallets SET auto_refill_enabled = COALESCE($2, auto_refill_enabled),
+                              auto_refill_amount = COALESCE($3, auto_refill_amount),
+                              low_balance_threshold = COALESCE($4, low_balance_threshold),
+                              auto_refill_stopped_at = CASE WHEN $5 THEN NULL ELSE auto_refill_stopped_at END,
+                              auto_refill_stopped_reason = CASE WHEN $5 THEN NULL ELSE auto_refill_stopped_reason END
+                       WHERE organization_id = $1
+                       RETURNING balance, low_balance_threshold, auto_refill_enabled, auto_refill_amount,
+                                 auto_refill_pending, auto_refill_stopped_at, auto_refill_stopped_reason""",
+                    org_id,
+                    enable,
+                    amount,
+                    threshold,
+                    resume,
+                )
+                if row is None:
+                    raise NotFound(f"organisation {org!r} has no wallet")
+                return [dict(row)]
+
+    emit(run(body), as_json=as_json, title=f"automatic refill of {org}")
