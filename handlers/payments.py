@@ -385,6 +385,13 @@ async def reconcile_once(rt: Runtime, *, min_age: timedelta = RECONCILE_MIN_AGE)
                WHERE status = 'requested' AND created_at < now() - $1::interval""",
             give_up,
         )
+        # an automatic refill M-Pesa never answered stops the refills (as a failed one does)
+        await conn.execute(
+            """UPDATE wallets w SET auto_refill_pending = NULL, auto_refill_stopped_at = now(),
+                      auto_refill_stopped_reason = 'M-Pesa never answered the automatic refill'
+               FROM payment_requests p
+               WHERE p.token_purchase_id = w.auto_refill_pending AND p.status = 'expired'"""
+        )
         rows = await conn.fetch(
             """UPDATE payment_requests SET next_query_at = now() + make_interval(secs => LEAST(600, 30 * (query_count + 1)))
                WHERE id IN (SELECT id FROM payment_requests
