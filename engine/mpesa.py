@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
 from typing import Literal, Protocol
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -80,9 +81,21 @@ def whole_shillings(amount: Decimal) -> int:
 # ---------------------------------------------------------------- the callback's secrets
 
 
-def new_callback_token() -> str:
-    """The per-request secret of a CallBackURL path (unguessable, URL-safe)."""
-    return secrets.token_urlsafe(24)
+def new_callback_token(organization_id: UUID) -> str:
+    """The per-request secret of a CallBackURL path: the organisation (so that the router reads the request
+    under that tenant's row-level security, with no cross-tenant function) and 24 random bytes, URL-safe."""
+    return f"{organization_id.hex}-{secrets.token_urlsafe(24)}"
+
+
+def token_org(token: str) -> UUID | None:
+    """The organisation a callback secret names, or None when it is not one of ours in shape."""
+    org, _, rest = token.partition("-")
+    if len(org) != 32 or len(rest) < 32 or len(token) > 100:
+        return None
+    try:
+        return UUID(hex=org)
+    except ValueError:
+        return None
 
 
 def token_hash(token: str) -> bytes:

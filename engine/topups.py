@@ -100,7 +100,7 @@ async def start_purchase(
         if not claimed:
             await conn.execute("DELETE FROM token_purchases WHERE id = $1", purchase_id)
             return None
-    token = new_callback_token()
+    token = new_callback_token(org_id)
     request_id = await conn.fetchval(
         """INSERT INTO payment_requests (organization_id, purpose, token_purchase_id, phone, amount, account_reference,
                                          description, callback_token_hash)

@@ -2,11 +2,12 @@
 M-Pesa says before anything is decided, and routing the verified outcome into the contact's ordered path.
 
 The sequence for one purchase: the inbound transaction commits "awaiting payment" and a ``payment_requests``
-row with the hash of a fresh per-request secret; after commit the STK push is sent with that secret in the
+row with the hash of a fresh per-request secret (which names the organisation); after commit the STK push is sent with that secret in the
 CallBackURL path, and its answer is published into the contact's shard (``requested`` or ``request_failed``).
 
 A callback is a hint (docs/tickets.md, "Payments you can trust"): the router finds its request by the secret
-in its path (an unknown secret or CheckoutRequestID costs one indexed read and is dropped), compares the
+in its path, under the organisation the secret names (an unknown secret or CheckoutRequestID costs one indexed
+read and is dropped), compares the
 CheckoutRequestID, MerchantRequestID, amount and phone with the request (a mismatch is recorded in
 ``suspicious_callbacks`` and refused), then asks the STK Push Query. Only M-Pesa's own answer (paid or
 failed) goes on into the shard, as a ``result`` event with ``verified`` set. The payment timer and the
@@ -28,7 +29,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from engine import metrics
 from engine.db import tenant_tx
 from engine.logging import get_logger
-from engine.mpesa import PaymentRefused, QueryAnswer, token_hash, whole_shillings
+from engine.mpesa import PaymentRefused, QueryAnswer, token_hash, token_org, whole_shillings
 from engine.runtime import Runtime
 from engine.turn import Turn
 
@@ -156,9 +157,15 @@ async def route_callback(rt: Runtime, message: AbstractIncomingMessage) -> None:
 
 
 async def _route(rt: Runtime, token: str) -> Route | None:
-    if not token or len(token) > 100:
+    """The request a callback secret names: read under the organisation it names (row-level security), by
+    the secret's hash (unique, indexed)."""
+    org = token_org(token)
+    if org is None:
         return None
-    row = await rt.app_pool.fetchrow("SELECT * FROM payment_route_by_token($1)", token_hash(token))
+    async with tenant_tx(rt.app_pool, org) as conn:
+        row = await conn.fetchrow(
+            f"SELECT {ROUTE_COLUMNS} FROM payment_requests WHERE callback_token_hash = $1", token_hash(token)
+        )
     return dict(row) if row is not None else None
 
 

@@ -152,7 +152,7 @@ async def release(turn: Turn, effect: ReleaseHold) -> None:
 async def request_payment(turn: Turn, effect: RequestPayment) -> None:
     """Records the request in this transaction (with the hash of its callback secret); M-Pesa is asked only
     after it commits."""
-    token = mpesa.new_callback_token()
+    token = mpesa.new_callback_token(turn.org.id)
     request_id = await turn.conn.fetchval(
         """INSERT INTO payment_requests (organization_id, contact_id, conversation_id, hold_id, phone, amount,
                                          account_reference, description, callback_token_hash)

@@ -44,17 +44,6 @@ $$;
 CREATE TRIGGER payment_requests_paid_is_final BEFORE UPDATE ON payment_requests
     FOR EACH ROW EXECUTE FUNCTION payment_paid_is_final();
 
--- Routes a callback by the secret in its URL path (the application role may not read across tenants).
-CREATE FUNCTION payment_route_by_token(p_token_hash BYTEA)
-RETURNS TABLE (organization_id UUID, contact_id UUID, payment_request_id UUID, hold_id UUID,
-               checkout_request_id TEXT, merchant_request_id TEXT, amount NUMERIC, phone TEXT,
-               status TEXT, purpose TEXT)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
-    SELECT organization_id, contact_id, id, hold_id, checkout_request_id, merchant_request_id, amount, phone,
-           status, purpose
-    FROM payment_requests WHERE callback_token_hash = p_token_hash
-$$;
-
 -- Callbacks that named a real request but did not match it (amount, phone, MerchantRequestID), or that
 -- M-Pesa's own answer contradicted. Refused, logged, kept for people to look at.
 CREATE TABLE suspicious_callbacks (

@@ -3,6 +3,8 @@ and the database's rule that a confirmed payment stays paid."""
 
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 import pytest
 
@@ -15,12 +17,15 @@ def test_callback_url_carries_both_secrets_in_its_path() -> None:
         mpesa_callback_url="https://hooks.example.com/payments/mpesa/callback/",
         mpesa_callback_secret="d" * 32,
     )
-    token = mpesa.new_callback_token()
+    org = uuid.uuid4()
+    token = mpesa.new_callback_token(org)
     assert (
         mpesa.callback_url(s, token)
         == f"https://hooks.example.com/payments/mpesa/callback/{'d' * 32}/{token}"
     )
-    assert len(token) >= 32 and token != mpesa.new_callback_token()
+    assert mpesa.token_org(token) == org and token != mpesa.new_callback_token(org)
+    assert mpesa.token_org(f"{org.hex}-short") is None and mpesa.token_org(uuid.uuid4().hex) is None
+    assert mpesa.token_org("zz" * 16 + "-" + "x" * 32) is None
     assert mpesa.token_hash(token) == mpesa.token_hash(token) and len(mpesa.token_hash(token)) == 32
     assert mpesa.deployment_secret_ok(s, "d" * 32) and not mpesa.deployment_secret_ok(s, "d" * 31)
 

@@ -129,6 +129,12 @@ async def suspicious(app_pool, org, count: int = 1) -> list[dict[str, Any]]:  # 
     return await wait_until(rows, timeout=15)
 
 
+def junk_token(seen: dict[str, Any], i: int) -> str:
+    """A request secret we never handed out: random, or with the real organisation's part (seen in a URL)."""
+    org_part = seen["request"]["CallBackURL"].rsplit("/", 1)[1].split("-", 1)[0]
+    return f"{org_part if i % 4 == 1 else uuid.uuid4().hex}-{uuid.uuid4().hex}"
+
+
 # ---------------------------------------------------------------- forged callbacks
 
 
@@ -227,7 +233,7 @@ async def test_a_junk_flood_costs_a_real_purchase_nothing(stack, make_org, app_p
     seen = await pushed(stack, first)  # a URL the attacker has seen: its request is already paid
     base = seen["request"]["CallBackURL"].rsplit("/", 1)[0]
     junk = [
-        (f"{base}/{uuid.uuid4().hex}" if i % 2 else seen["request"]["CallBackURL"], {**forged(seen, 0)})
+        (f"{base}/{junk_token(seen, i)}" if i % 2 else seen["request"]["CallBackURL"], {**forged(seen, 0)})
         for i in range(60)
     ]
     for i, (_, body) in enumerate(junk):
