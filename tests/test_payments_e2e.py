@@ -371,3 +371,24 @@ async def test_a_late_success_without_seats_left_is_a_refund_due(stack, make_org
         late.user.wa_id,
     )
     assert (row["settlement"], row["refund_reference"]) == ("refunded", "RFD123")
+
+
+async def test_an_operator_asks_mpesa_about_open_payments(stack, make_org, app_pool, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    org, pnid = await setup_org(make_org, app_pool)  # the payment timer is minutes away
+    user = chat(stack, pnid)
+    stack.mpesa.set_outcomes({user.user.wa_id: "lost_callback"})
+    await to_confirm(user)
+    await user.tap("Confirm")
+    record = await pushed(stack, user)
+    await requested(app_pool, org)
+    assert stack.settings is not None
+    monkeypatch.setenv("MPESA_BASE_URL", str(stack.settings.mpesa_base_url))
+    await asyncio.sleep(stack.mpesa.callback_delay + 0.1)  # the buyer has paid by now
+    done = await asyncio.to_thread(run_cli, "payments", "reconcile", "--query", "--org", pnid)
+    assert done.returncode == 0, done.stderr
+    assert "asked M-Pesa about" in done.stdout and "Refunds due" in done.stdout
+    said = user.texts(await user.settle(expect=2, timeout=15))
+    assert said[-1].startswith("🎉 Payment confirmed by M-Pesa")
+    [payment] = await fetch(app_pool, org, "SELECT status, confirmed_by FROM payment_requests")
+    assert (payment["status"], payment["confirmed_by"]) == ("paid", "reconciler")
+    assert record["checkout_request_id"]
