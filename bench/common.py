@@ -418,7 +418,8 @@ def _simulator_app(port: int) -> Any:
         rows = [[m["to"], m["wamid"], m["received_at"], m["phone_number_id"]] for m in sim.recorded[after:]]
         return Response(json.dumps(rows), media_type="application/json")
 
-    sim.app.router.routes.append(Route("/_bench/recorded", recorded, methods=["GET"]))  # type: ignore[attr-defined]  # a Starlette app
+    # first: the Cloud API's GET /{version}/{media_id} would take /_bench/recorded for a media id
+    sim.app.router.routes.insert(0, Route("/_bench/recorded", recorded, methods=["GET"]))  # type: ignore[attr-defined]  # a Starlette app
     return sim
 
 
