@@ -64,7 +64,10 @@ class Settings(BaseSettings):
     whatsapp_api_base_url: AnyUrl = AnyUrl("http://127.0.0.1:8090")
     whatsapp_api_version: str = Field("v23.0", pattern=r"^v\d+\.\d+$")
     send_rate_per_second: float = Field(80.0, gt=0)
-    pair_rate_burst: int = Field(5, ge=1)
+    # Meta's pair limit to one user: about 1 message per 6 s on average, with bursts of up to 45 borrowed from
+    # future quota (../shared/whatsapp/reference.md). A person who is chatting gets every reply at once; past
+    # the burst Meta answers 131056, which the sender backs off 4^n s.
+    pair_rate_burst: int = Field(45, ge=1)
     pair_rate_per_second: float = Field(1 / 6, gt=0)
     # Meta batches webhooks up to 3 MB: a smaller cap refuses a real batch on every retry, for days
     max_webhook_bytes: int = Field(4 * 1024 * 1024, ge=1024)

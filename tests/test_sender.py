@@ -196,3 +196,25 @@ async def test_the_pair_limits_keep_only_recipients_whose_bucket_has_not_drained
     await held.acquire()
     assert sender._pair("254711111111") is held  # a full bucket is kept: its limit still holds
     assert not held.has_capacity()
+
+
+async def test_a_person_chatting_gets_every_reply_at_once_within_metas_pair_burst(
+    app_pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """With the default settings, 45 replies to one person go out without waiting (Meta's burst); the 46th
+    waits for the bucket to refill at Meta's average pair rate (1 per 6 s)."""
+    defaults = Settings.model_fields
+    sender = _sender(
+        app_pool,
+        settings.model_copy(
+            update={
+                "pair_rate_burst": defaults["pair_rate_burst"].default,
+                "pair_rate_per_second": defaults["pair_rate_per_second"].default,
+            }
+        ),
+    )
+    pair = sender._pair("254700000045")
+    for n in range(45):
+        assert pair.has_capacity(), f"reply {n + 1} would wait"
+        await asyncio.wait_for(pair.acquire(), 0.5)
+    assert not pair.has_capacity()  # the 46th in a burst waits: beyond it Meta would answer 131056
