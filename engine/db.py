@@ -78,12 +78,29 @@ async def tenant_tx(pool: asyncpg.Pool, organization_id: UUID | str) -> AsyncIte
         yield conn
 
 
+class TenantSwitchRefused(RuntimeError):
+    """A tenant transaction was asked for on a connection already inside a transaction: it would have moved that
+    transaction (and what it already did) to another organisation, or committed it half-way."""
+
+
 @asynccontextmanager
 async def tenant_transaction(conn: asyncpg.Connection, organization_id: UUID | str) -> AsyncIterator[None]:
-    """BEGIN and the tenant in one round trip (one simple query); COMMIT on success, ROLLBACK on any exception."""
+    """BEGIN and the tenant in one round trip (one simple query); COMMIT on success, ROLLBACK on any exception.
+
+    Never inside an open transaction: that one keeps its tenant (the SQL functions that set the tenant refuse
+    likewise, sql/017_trust_boundary.sql)."""
+    org = UUID(str(organization_id))
+    if conn.is_in_transaction():
+        current = None
+        with contextlib.suppress(asyncpg.PostgresError):  # an aborted transaction answers nothing
+            current = await conn.fetchval("SELECT current_setting('app.current_org', true)")
+        raise TenantSwitchRefused(
+            f"a transaction is already open on this connection (organisation {current or 'none'});"
+            f" it is not moved to organisation {org}"
+        )
     # One simple-protocol query, which takes no parameters: the id is parsed again, so nothing but a UUID
     # reaches the SQL text.
-    await conn.execute(f"BEGIN; SELECT set_config('app.current_org', '{UUID(str(organization_id))}', true)")
+    await conn.execute(f"BEGIN; SELECT set_config('app.current_org', '{org}', true)")
     try:
         yield
     except BaseException:

@@ -99,17 +99,93 @@ async def _ensure_app_role(conn: asyncpg.Connection, role: str, password: str) -
             await conn.execute(f"CREATE ROLE {ident} LOGIN PASSWORD {literal} NOSUPERUSER NOBYPASSRLS")
         except asyncpg.DuplicateObjectError:
             pass  # another database's runner created it at the same moment; roles are cluster-wide
-    db = await conn.fetchval("SELECT quote_ident(current_database())")
-    for stmt in (
-        f"GRANT CONNECT ON DATABASE {db} TO {ident}",
-        f"GRANT USAGE ON SCHEMA public TO {ident}",
-        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {ident}",
-        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {ident}",
-        f"REVOKE ALL ON schema_migrations FROM {ident}",
-    ):
+    for attempt in range(3):
         try:
-            await conn.execute(stmt)
+            async with conn.transaction():  # all at once: a running engine never sees half of a change
+                await _app_privileges(conn, role, ident)
+            return
         except asyncpg.exceptions.InternalServerError as err:  # "tuple concurrently updated" on grants
-            if "concurrently" not in str(err):
+            if "concurrently" not in str(err) or attempt == 2:
                 raise
-            await conn.execute(stmt)
+
+
+# What the application role may do (docs/schema.md, "Tenant isolation"; tests/test_trust_boundary.py holds the
+# allow-list): connect, use the schema, read and write the tables that row-level security confines, draw from
+# sequences (USAGE: nextval for ids, not their last_value), run the SECURITY DEFINER functions, which nobody
+# else (PUBLIC) may. Nothing on tables without row-level security, no TEMP, no CREATE anywhere. Only what
+# differs is changed, so a runner with nothing to do changes no catalog row.
+_TENANT_TABLE_RIGHTS = ["DELETE", "INSERT", "SELECT", "UPDATE"]
+
+
+async def _app_privileges(conn: asyncpg.Connection, role: str, ident: str) -> None:
+    db = await conn.fetchval("SELECT quote_ident(current_database())")
+    stmts: list[str] = []
+    if not await conn.fetchval("SELECT has_database_privilege($1, current_database(), 'CONNECT')", role):
+        stmts.append(f"GRANT CONNECT ON DATABASE {db} TO {ident}")
+    if await conn.fetchval(
+        "SELECT has_database_privilege($1, current_database(), 'TEMPORARY')"
+        " OR has_database_privilege($1, current_database(), 'CREATE')",
+        role,
+    ):
+        stmts.append(f"REVOKE TEMPORARY, CREATE ON DATABASE {db} FROM PUBLIC")
+        stmts.append(f"REVOKE TEMPORARY, CREATE ON DATABASE {db} FROM {ident}")
+    if not await conn.fetchval("SELECT has_schema_privilege($1, 'public', 'USAGE')", role):
+        stmts.append(f"GRANT USAGE ON SCHEMA public TO {ident}")
+    for schema in await conn.fetch(
+        "SELECT quote_ident(nspname) AS name FROM pg_namespace WHERE has_schema_privilege($1, oid, 'CREATE')",
+        role,
+    ):
+        stmts.append(f"REVOKE CREATE ON SCHEMA {schema['name']} FROM PUBLIC")
+        stmts.append(f"REVOKE CREATE ON SCHEMA {schema['name']} FROM {ident}")
+    relations = await conn.fetch(
+        """SELECT c.oid::regclass::text AS name, c.relkind = 'S' AS sequence,
+                  c.relkind IN ('r', 'p') AND c.relrowsecurity AS tenant,
+                  ARRAY(SELECT DISTINCT a.privilege_type FROM aclexplode(c.relacl) a
+                        WHERE a.grantee = r.oid ORDER BY 1) AS rights,
+                  EXISTS (SELECT FROM pg_attribute t, aclexplode(t.attacl) a
+                          WHERE t.attrelid = c.oid AND a.grantee = r.oid) AS column_rights
+           FROM pg_class c, pg_roles r
+           WHERE r.rolname = $1 AND c.relnamespace = 'public'::regnamespace
+             AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')""",
+        role,
+    )
+    for rel in relations:
+        if rel["sequence"]:
+            want, kind = ["USAGE"], "SEQUENCE"
+        else:
+            want, kind = (_TENANT_TABLE_RIGHTS if rel["tenant"] else []), "TABLE"
+        if list(rel["rights"]) != want or rel["column_rights"]:
+            stmts.append(f"REVOKE ALL ON {kind} {rel['name']} FROM {ident}")
+            if want:
+                stmts.append(f"GRANT {', '.join(want)} ON {kind} {rel['name']} TO {ident}")
+    for fn in await conn.fetch(
+        """SELECT p.oid::regprocedure::text AS name,
+                  p.proacl IS NULL OR EXISTS (SELECT FROM aclexplode(p.proacl) a WHERE a.grantee = 0) AS public,
+                  EXISTS (SELECT FROM aclexplode(p.proacl) a, pg_roles r
+                          WHERE r.rolname = $1 AND a.grantee = r.oid AND a.privilege_type = 'EXECUTE') AS granted
+           FROM pg_proc p WHERE p.prosecdef AND p.pronamespace = 'public'::regnamespace""",
+        role,
+    ):
+        if fn["public"]:
+            stmts.append(f"REVOKE ALL ON FUNCTION {fn['name']} FROM PUBLIC")
+        if not fn["granted"]:
+            stmts.append(f"GRANT EXECUTE ON FUNCTION {fn['name']} TO {ident}")
+    # The engine's advisory locks (the migration runner's, the relay's, the timer scanner's) are the owner's:
+    # the application role holding one would stop migrations or the relay for good. PostgreSQL's own functions:
+    # only a superuser can take them from PUBLIC (docs/schema.md says what an operator does otherwise).
+    superuser = await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+    advisory = await conn.fetch(
+        """SELECT p.oid::regprocedure::text AS name,
+                  p.proacl IS NULL OR EXISTS (SELECT FROM aclexplode(p.proacl) a WHERE a.grantee = 0) AS public,
+                  has_function_privilege($1, p.oid, 'EXECUTE') AS granted
+           FROM pg_proc p
+           WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname LIKE 'pg%advisory%'""",
+        role,
+    )
+    for fn in advisory if superuser else []:
+        if fn["public"]:
+            stmts.append(f"REVOKE EXECUTE ON FUNCTION {fn['name']} FROM PUBLIC")
+        if fn["granted"]:
+            stmts.append(f"REVOKE EXECUTE ON FUNCTION {fn['name']} FROM {ident}")
+    for stmt in stmts:
+        await conn.execute(stmt)
