@@ -179,7 +179,8 @@ async def _app_privileges(conn: asyncpg.Connection, role: str, ident: str) -> No
                   p.proacl IS NULL OR EXISTS (SELECT FROM aclexplode(p.proacl) a WHERE a.grantee = 0) AS public,
                   has_function_privilege($1, p.oid, 'EXECUTE') AS granted
            FROM pg_proc p
-           WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname LIKE 'pg%advisory%'""",
+           WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname LIKE 'pg%advisory%lock%'
+             AND p.proname NOT LIKE '%unlock%'""",  # releasing its own locks harms nobody (pools' resets do)
         role,
     )
     for fn in advisory if superuser else []:
