@@ -115,6 +115,8 @@ async def _ensure_app_role(conn: asyncpg.Connection, role: str, password: str) -
 # else (PUBLIC) may. Nothing on tables without row-level security, no TEMP, no CREATE anywhere. Only what
 # differs is changed, so a runner with nothing to do changes no catalog row.
 _TENANT_TABLE_RIGHTS = ["DELETE", "INSERT", "SELECT", "UPDATE"]
+DEFINER_OWNER = "chatnation_definer"  # made by sql/017_trust_boundary.sql
+PINNED_SEARCH_PATH = "pg_catalog, public, pg_temp"
 
 
 async def _app_privileges(conn: asyncpg.Connection, role: str, ident: str) -> None:
@@ -158,6 +160,23 @@ async def _app_privileges(conn: asyncpg.Connection, role: str, ident: str) -> No
             stmts.append(f"REVOKE ALL ON {kind} {rel['name']} FROM {ident}")
             if want:
                 stmts.append(f"GRANT {', '.join(want)} ON {kind} {rel['name']} TO {ident}")
+    # Every SECURITY DEFINER function, whichever migration made it, runs as the definer owner with the search
+    # path pinned (pg_temp last); what that owner may read is granted by the migrations (sql/017).
+    for fn in await conn.fetch(
+        """SELECT p.oid::regprocedure::text AS name FROM pg_proc p
+           WHERE p.prosecdef AND p.pronamespace = 'public'::regnamespace
+             AND (pg_get_userbyid(p.proowner) <> $1
+                  OR NOT COALESCE(p.proconfig @> ARRAY[$2], false))""",
+        DEFINER_OWNER,
+        f"search_path={PINNED_SEARCH_PATH}",
+    ):
+        stmts.append(f"ALTER FUNCTION {fn['name']} SET search_path = {PINNED_SEARCH_PATH}")
+        stmts.append(f"GRANT CREATE ON SCHEMA public TO {DEFINER_OWNER}")  # ALTER ... OWNER needs it
+        stmts.append(f"ALTER FUNCTION {fn['name']} OWNER TO {DEFINER_OWNER}")
+        stmts.append(f"REVOKE CREATE ON SCHEMA public FROM {DEFINER_OWNER}")
+    for stmt in stmts:
+        await conn.execute(stmt)
+    stmts = []
     for fn in await conn.fetch(
         """SELECT p.oid::regprocedure::text AS name,
                   p.proacl IS NULL OR EXISTS (SELECT FROM aclexplode(p.proacl) a WHERE a.grantee = 0) AS public,

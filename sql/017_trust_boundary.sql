@@ -39,7 +39,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_te
     SELECT o.id FROM public.organizations o
     WHERE o.whatsapp_phone_id = p_phone_number_id AND o.status <> 'suspended'
 $$;
-GRANT SELECT (id, whatsapp_phone_id, status) ON public.organizations TO chatnation_definer;
+-- whatsapp_business_id: routing the template webhooks (orgs_by_business_account_id, sql/025)
+GRANT SELECT (id, whatsapp_phone_id, whatsapp_business_id, status) ON public.organizations TO chatnation_definer;
 DROP POLICY IF EXISTS definer_routes ON organizations;
 CREATE POLICY definer_routes ON organizations FOR SELECT TO chatnation_definer USING (true);
 ALTER FUNCTION org_by_phone_number_id(text) OWNER TO chatnation_definer;
