@@ -115,6 +115,9 @@ async def _ensure_app_role(conn: asyncpg.Connection, role: str, password: str) -
 # else (PUBLIC) may. Nothing on tables without row-level security, no TEMP, no CREATE anywhere. Only what
 # differs is changed, so a runner with nothing to do changes no catalog row.
 _TENANT_TABLE_RIGHTS = ["DELETE", "INSERT", "SELECT", "UPDATE"]
+# Tables without row-level security that the application role may still use, and how (none today; keep
+# tests/test_trust_boundary.py's OTHER_RELATION_RIGHTS the same). Everything else without RLS: no rights at all.
+APP_RIGHTS_WITHOUT_RLS: dict[str, list[str]] = {}
 DEFINER_OWNER = "chatnation_definer"  # made by sql/017_trust_boundary.sql
 PINNED_SEARCH_PATH = "pg_catalog, public, pg_temp"
 
@@ -140,7 +143,7 @@ async def _app_privileges(conn: asyncpg.Connection, role: str, ident: str) -> No
         stmts.append(f"REVOKE CREATE ON SCHEMA {schema['name']} FROM PUBLIC")
         stmts.append(f"REVOKE CREATE ON SCHEMA {schema['name']} FROM {ident}")
     relations = await conn.fetch(
-        """SELECT c.oid::regclass::text AS name, c.relkind = 'S' AS sequence,
+        """SELECT c.oid::regclass::text AS name, c.relname, c.relkind = 'S' AS sequence,
                   c.relkind IN ('r', 'p') AND c.relrowsecurity AS tenant,
                   ARRAY(SELECT DISTINCT a.privilege_type FROM aclexplode(c.relacl) a
                         WHERE a.grantee = r.oid ORDER BY 1) AS rights,
@@ -155,7 +158,12 @@ async def _app_privileges(conn: asyncpg.Connection, role: str, ident: str) -> No
         if rel["sequence"]:
             want, kind = ["USAGE"], "SEQUENCE"
         else:
-            want, kind = (_TENANT_TABLE_RIGHTS if rel["tenant"] else []), "TABLE"
+            kind = "TABLE"
+            want = (
+                _TENANT_TABLE_RIGHTS
+                if rel["tenant"]
+                else sorted(APP_RIGHTS_WITHOUT_RLS.get(rel["relname"], []))
+            )
         if list(rel["rights"]) != want or rel["column_rights"]:
             stmts.append(f"REVOKE ALL ON {kind} {rel['name']} FROM {ident}")
             if want:

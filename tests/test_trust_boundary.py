@@ -25,6 +25,7 @@ DEFINER_OWNER = "chatnation_definer"
 # else nothing. Sequences: USAGE (nextval for ids), never SELECT (last_value) nor UPDATE (setval).
 TENANT_TABLE_RIGHTS = {"SELECT", "INSERT", "UPDATE", "DELETE"}
 OTHER_RELATION_RIGHTS: dict[str, set[str]] = {}  # schema_migrations, worker_heartbeats, ...: none
+
 SEQUENCE_RIGHTS = {"USAGE"}
 # The SECURITY DEFINER functions the application role may run (and nobody else: PUBLIC may not).
 APP_DEFINER_FUNCTIONS = {
@@ -109,6 +110,12 @@ async def two_tenants(owner_pool: asyncpg.Pool) -> tuple[uuid.UUID, uuid.UUID]:
             await seed_tenant(conn, org)
             ids.append(org)
     return ids[0], ids[1]
+
+
+def test_the_runner_grants_what_the_allow_list_says() -> None:
+    from engine.migrate import APP_RIGHTS_WITHOUT_RLS
+
+    assert {t: set(r) for t, r in APP_RIGHTS_WITHOUT_RLS.items()} == OTHER_RELATION_RIGHTS
 
 
 # --- SECURITY DEFINER functions ----------------------------------------------------------------------------
