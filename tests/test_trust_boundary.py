@@ -48,11 +48,6 @@ async def _table_privileges(conn: asyncpg.Connection | asyncpg.Pool) -> list[str
     return list(TABLE_PRIVILEGES)
 
 
-# KNOWN GAP, not a rule: issue 15's send pacing (sql/026) sets the tenant with set_config directly, so these can
-# still move a transaction to another organisation. Their fix (PERFORM enter_tenant(p_org)) needs a migration
-# after 026, outside issue 13's numbers (017-018); then this set becomes empty. It may only shrink.
-UNGUARDED_PENDING = {"take_send_slots", "report_late_send", "hold_send_slots"}
-
 DUMMY_ARGS = {
     "uuid": "'00000000-0000-0000-0000-000000000000'::uuid",
     "text": "'x'",
@@ -268,7 +263,7 @@ async def test_no_function_moves_an_open_transaction_to_another_tenant(
                  AND p.prosrc ILIKE '%app.current_org%'"""
         )
         unguarded = {s["signature"].split("(")[0] for s in setters} - {"enter_tenant"}
-        assert unguarded == UNGUARDED_PENDING, (
+        assert unguarded == set(), (
             "a function sets app.current_org itself: it must PERFORM enter_tenant(p_org) instead"
         )
         callers = await conn.fetch(
