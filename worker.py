@@ -1,4 +1,4 @@
-"""ChatNation worker: ``python worker.py --role inbound|relay|sender|cards|all [--concurrency N] [--processes N]``.
+"""ChatNation worker: ``python worker.py --role inbound|relay|sender|cards|scheduler|all [--concurrency N] [--processes N]``.
 
 settings -> runtime (pools, broker, HTTP clients) -> roles consume -> route -> one transaction -> ack.
 SIGTERM: stop taking work, finish what runs (or leave it unacked for redelivery), close within the grace.
@@ -28,7 +28,8 @@ ROLES = {
     "relay": {"relay"},
     "sender": {"sender"},
     "cards": {"cards"},
-    "all": {"inbound", "relay", "sender", "cards"},
+    "scheduler": {"scheduler"},
+    "all": {"inbound", "relay", "sender", "cards", "scheduler"},
 }
 cli = typer.Typer(add_completion=False)
 
@@ -88,7 +89,7 @@ def _child(role: str, concurrency: int, metrics_port: int) -> None:
 
 @cli.command()
 def main(
-    role: str = typer.Option("all", help="inbound | relay | sender | cards | all"),
+    role: str = typer.Option("all", help="inbound | relay | sender | cards | scheduler | all"),
     concurrency: int = typer.Option(
         32, min=1, help="Events handled at once per process (different contacts)"
     ),

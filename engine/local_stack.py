@@ -25,7 +25,7 @@ from simulators.whatsapp import SimulatedUser, WebhookPoster, WhatsAppSimulator
 @dataclass
 class LocalStack:
     base: Settings
-    roles: tuple[str, ...] = ("inbound", "relay", "sender", "cards")
+    roles: tuple[str, ...] = ("inbound", "relay", "sender", "cards", "scheduler")
     concurrency: int = 32
     statuses: tuple[str, ...] = ()  # status webhooks the simulator posts back for each accepted message
     whatsapp: WhatsAppSimulator = field(default_factory=lambda: WhatsAppSimulator(accept_any_token=True))

@@ -7,6 +7,8 @@
 - sender: the outbound shards this process owns: for each, its replies queue and its bulk queue (two consumers,
   so bulk never holds a reply's place; engine/pacing.py serves replies first within the number's rate).
 - cards: HypeCards to render (``engine/hypecards/cards_role.py``), any number of processes.
+- scheduler: broadcasts started and fanned out, programme items and event reminders fired
+  (``engine/scheduler.py``), any number of processes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from engine.mailer import mail_forever
 from engine.outbox import relay_forever
 from engine.queue_sampler import sample_forever
 from engine.runtime import Runtime
+from engine.scheduler import scheduler_forever
 from engine.sender import Sender
 from engine.shards import ShardCoordinator
 from engine.templates import templates_sync_forever
@@ -163,6 +166,9 @@ async def run_roles(rt: Runtime, roles: set[str], concurrency: int, stop: asynci
         tasks.append(asyncio.create_task(mail_forever(rt, stop)))
         tasks.append(asyncio.create_task(templates_sync_forever(rt, stop)))
         tasks.append(asyncio.create_task(_announce(rt, "relay", stop)))
+    if "scheduler" in roles:
+        tasks.append(asyncio.create_task(scheduler_forever(rt, stop)))
+        tasks.append(asyncio.create_task(_announce(rt, "scheduler", stop)))
     # every process offers to sample (one does at a time), so the figures outlive any one role
     tasks.append(asyncio.create_task(sample_forever(rt, stop)))
     await asyncio.gather(*tasks)

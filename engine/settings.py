@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     gateway_header_timeout_seconds: float = Field(5.0, gt=0)
     gateway_body_timeout_seconds: float = Field(10.0, gt=0)
 
+    # Broadcasts and the scheduler role (docs/broadcasts.md)
+    broadcast_batch_size: int = Field(200, ge=1, le=5000)  # recipients per fan-out transaction
+    broadcast_in_flight: int = Field(1000, ge=1)  # queued and not yet sent, per broadcast, at most
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, v: str | None) -> str | None:

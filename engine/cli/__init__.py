@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from engine.cli import (
+    broadcasts,
     chat,
     contacts,
     content,
@@ -42,6 +43,7 @@ app.add_typer(contacts.app, name="contacts")
 app.add_typer(events.event_app, name="event")
 app.add_typer(events.leads_app, name="leads")
 app.add_typer(payments.app, name="payments")
+app.add_typer(broadcasts.app, name="broadcast")
 
 
 def main() -> None:

@@ -1,0 +1,82 @@
+"""What an operator sees of a broadcast: status, counters, skips by reason, failures by code, tokens, and an
+estimated finish. The counters are the broadcast's own (moved by each batch and by every status webhook,
+monotonic: a message counts once per stage it passed, sql/014 and sql/027)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from engine.broadcast_fanout import estimated_finish
+
+SUMMARY = """
+SELECT b.id, b.name, b.status, b.status_reason, b.source, b.message_type, b.template_name, b.scheduled_at,
+       b.started_at, b.completed_at, b.recipient_count AS recipients,
+       b.recipient_count - b.queued_count - b.skipped_count AS pending, b.queued_count AS queued,
+       b.sent_count AS sent, b.delivered_count AS delivered, b.read_count AS read, b.failed_count AS failed,
+       b.skipped_count AS skipped, b.tokens_reserved, b.tokens_spent, b.tokens_released, b.created_at
+FROM broadcasts b WHERE b.id = $1"""
+
+
+async def stats(
+    conn: asyncpg.Connection, broadcast_id: UUID, now: datetime, rate_limit: float
+) -> dict[str, Any] | None:
+    row = await conn.fetchrow(SUMMARY, broadcast_id)
+    if row is None:
+        return None
+    out = dict(row)
+    out["skipped_by_reason"] = {
+        r["skip_reason"]: r["n"]
+        for r in await conn.fetch(
+            """SELECT skip_reason, count(*) AS n FROM broadcast_recipients
+               WHERE broadcast_id = $1 AND status = 'skipped' GROUP BY 1 ORDER BY 2 DESC""",
+            broadcast_id,
+        )
+    }
+    out["failed_by_code"] = {
+        str(r["error_code"]): r["n"]
+        for r in await conn.fetch(
+            """SELECT error_code, count(*) AS n FROM broadcast_recipients
+               WHERE broadcast_id = $1 AND status = 'failed' GROUP BY 1 ORDER BY 2 DESC""",
+            broadcast_id,
+        )
+    }
+    out["in_flight"] = await conn.fetchval(  # queued, not yet sent or failed
+        "SELECT count(*) FROM broadcast_recipients WHERE broadcast_id = $1 AND status = 'queued'",
+        broadcast_id,
+    )
+    recent = await conn.fetchval(
+        "SELECT count(*) FROM messages WHERE broadcast_id = $1 AND sent_at > $2",
+        broadcast_id,
+        now - timedelta(seconds=30),
+    )
+    rate = recent / 30 if recent else rate_limit
+    left = out["pending"] + out["in_flight"]
+    out["estimated_finish"] = estimated_finish(left, rate, now) if out["status"] == "running" else None
+    return out
+
+
+async def listing(conn: asyncpg.Connection, limit: int = 50) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT id, name, status, source, recipient_count AS recipients, queued_count AS queued,
+                  sent_count AS sent, delivered_count AS delivered, read_count AS read, failed_count AS failed,
+                  skipped_count AS skipped, scheduled_at, completed_at
+           FROM broadcasts ORDER BY created_at DESC LIMIT $1""",
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def recipients(conn: asyncpg.Connection, broadcast_id: UUID) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT c.phone, c.name, r.status, r.kind, r.skip_reason, r.error_code, r.tokens, r.queued_at,
+                  m.wa_message_id, m.sent_at, m.delivered_at, m.read_at, m.failed_at
+           FROM broadcast_recipients r JOIN contacts c ON c.id = r.contact_id
+           LEFT JOIN messages m ON m.id = r.message_id
+           WHERE r.broadcast_id = $1 ORDER BY r.position""",
+        broadcast_id,
+    )
+    return [dict(r) for r in rows]

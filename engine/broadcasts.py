@@ -1,0 +1,214 @@
+"""Broadcasts: an organisation speaks first, to many contacts, exactly once each.
+
+- ``create``: validated, stored ``scheduled`` (due now or at ``at``). Nothing is resolved yet.
+- ``start`` (the scheduler, when due): recipients resolved from the audience (``broadcast_recipients``, unique
+  per contact) and tokens reserved, in one transaction; a wallet that cannot cover it leaves the broadcast
+  ``blocked`` with the reason, and nothing resolved.
+- the fan-out (engine/broadcast_fanout.py), in batches, each batch's outbox rows written in the transaction
+  that marks its recipients queued; completion releases what was not spent.
+- ``pause`` / ``resume`` / ``cancel``: under the broadcast's exclusive lock, which every batch holds shared, so a
+  batch in flight finishes before the status changes and none starts after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from engine import broadcast_audience, broadcast_money
+from engine.broadcast_content import unknown_variables
+from engine.logging import get_logger
+
+log = get_logger(__name__)
+LOCK_CLASS = 0x42524443  # "BRDC": pg_advisory_xact_lock(LOCK_CLASS, hashtext(broadcast id))
+CATEGORIES = ("marketing", "utility", "authentication")
+
+
+class BroadcastError(ValueError):
+    """A broadcast that cannot be created or changed as asked; the message says why."""
+
+
+@dataclass
+class NewBroadcast:
+    name: str | None = None
+    text: str | None = None
+    template_name: str | None = None
+    template_language: str | None = None
+    template_params: list[str] = field(default_factory=list)
+    template_category: str | None = None
+    audience: dict[str, Any] = field(default_factory=dict)
+    event_id: UUID | None = None
+    at: datetime | None = None
+    media_url: str | None = None
+    source: str = "operator"
+    source_key: str | None = None
+    created_by: str | None = None
+
+    def message_type(self) -> str:
+        if self.text and self.template_name:
+            return "text_or_template"  # text inside the 24-hour window, the template outside it
+        return "text" if self.text else "template"
+
+    def check(self) -> None:
+        if not self.text and not self.template_name:
+            raise BroadcastError("a broadcast needs --text or --template")
+        if self.template_name and not self.template_language:
+            raise BroadcastError("a template needs its --language")
+        if self.template_category and self.template_category not in CATEGORIES:
+            raise BroadcastError(f"template category must be one of {', '.join(CATEGORIES)}")
+        for what in [self.text or "", *self.template_params]:
+            if bad := unknown_variables(what):
+                raise BroadcastError(
+                    f"unknown variable {', '.join('{{' + b + '}}' for b in bad)}: "
+                    "use {{name}}, {{event}}, {{event_time}} or {{event_venue}}"
+                )
+        if self.text and len(self.text) > 4096:
+            raise BroadcastError("a text is at most 4096 characters")
+        if self.at is not None and self.at.tzinfo is None:
+            raise BroadcastError("the start time needs its time zone")
+
+
+async def create(conn: asyncpg.Connection, org_id: UUID, new: NewBroadcast) -> UUID | None:
+    """The new broadcast's id; None when one with the same ``source_key`` exists (a firing seen twice)."""
+    new.check()
+    audience = broadcast_audience.normalise(new.audience)
+    if new.event_id is not None:
+        if not await conn.fetchval("SELECT true FROM events WHERE id = $1", new.event_id):
+            raise BroadcastError(f"no event {new.event_id}")
+        if not {"event_id", "ticket_type_id", "program_id", "phones"} & audience.keys():
+            audience["event_id"] = str(new.event_id)  # --event alone: its ticket holders
+    return await conn.fetchval(
+        """INSERT INTO broadcasts (organization_id, name, message_type, message_content, media_url, template_name,
+                                   template_language, template_params, template_category, audience_filter,
+                                   event_id, scheduled_at, status, source, source_key, created_by)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, COALESCE($12, now()), 'scheduled', $13, $14, $15)
+           ON CONFLICT (organization_id, source_key) WHERE source_key IS NOT NULL DO NOTHING
+           RETURNING id""",
+        org_id,
+        new.name,
+        new.message_type(),
+        new.text,
+        new.media_url,
+        new.template_name,
+        new.template_language,
+        list(new.template_params),
+        new.template_category or ("marketing" if new.template_name else None),
+        audience,
+        new.event_id,
+        new.at,
+        new.source,
+        new.source_key,
+        new.created_by,
+    )
+
+
+async def lock(conn: asyncpg.Connection, broadcast_id: UUID, *, shared: bool) -> None:
+    fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    await conn.execute(f"SELECT {fn}($1, hashtext($2))", LOCK_CLASS, str(broadcast_id))
+
+
+class NotStarted(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+async def start(conn: asyncpg.Connection, org: Any, broadcast_id: UUID, now: datetime) -> int | None:
+    """Resolve and reserve a due broadcast (the caller's tenant transaction). The number of recipients; None
+    when another scheduler has it or it is no longer due. Raises ``NotStarted`` (the caller rolls back and
+    records ``blocked`` with the reason)."""
+    row = await conn.fetchrow(
+        """SELECT * FROM broadcasts WHERE id = $1 AND status = 'scheduled' AND scheduled_at <= $2
+           FOR UPDATE SKIP LOCKED""",
+        broadcast_id,
+        now,
+    )
+    if row is None:
+        return None
+    count = await broadcast_audience.resolve(conn, org.id, broadcast_id, row["audience_filter"] or {})
+    prices = broadcast_money.prices_for(org.settings, row["template_category"])
+    each = prices.per_recipient(bool(row["message_content"]), bool(row["template_name"]))
+    try:
+        await broadcast_money.reserve(conn, org.id, broadcast_id, each * count)
+    except broadcast_money.CannotCover as err:
+        raise NotStarted(f"{err} ({count} recipients at {each} each)") from None
+    await conn.execute(
+        """UPDATE broadcasts SET status = 'running', started_at = $2, recipient_count = $3, tokens_reserved = $4,
+                                 price_text = $5, price_template = $6, status_reason = NULL
+           WHERE id = $1""",
+        broadcast_id,
+        now,
+        count,
+        each * count,
+        prices.text,
+        prices.template,
+    )
+    log.info("broadcast started", broadcast_id=str(broadcast_id), recipients=count, reserved=each * count)
+    return count
+
+
+async def block(conn: asyncpg.Connection, broadcast_id: UUID, reason: str) -> None:
+    await conn.execute(
+        "UPDATE broadcasts SET status = 'blocked', status_reason = $2 WHERE id = $1 AND status = 'scheduled'",
+        broadcast_id,
+        reason,
+    )
+    log.warning("broadcast not started", broadcast_id=str(broadcast_id), reason=reason)
+
+
+# ---------------------------------------------------------------- control
+
+_PAST = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
+_NEXT = {
+    "pause": ({"scheduled", "running"}, "paused"),
+    "resume": ({"paused", "blocked"}, None),  # running again if it had started, else scheduled
+    "cancel": ({"scheduled", "running", "paused", "blocked", "draft"}, "cancelled"),
+}
+
+
+async def control(conn: asyncpg.Connection, org_id: UUID, broadcast_id: UUID, action: str) -> dict[str, Any]:
+    """pause | resume | cancel, under the broadcast's exclusive lock; cancel releases the reservation. The
+    broadcast's status after it; raises ``BroadcastError`` when the status does not allow it."""
+    await lock(conn, broadcast_id, shared=False)
+    row = await conn.fetchrow(
+        "SELECT status, started_at FROM broadcasts WHERE id = $1 FOR UPDATE", broadcast_id
+    )
+    if row is None:
+        raise LookupError(f"no broadcast {broadcast_id}")
+    allowed, target = _NEXT[action]
+    if row["status"] not in allowed:
+        raise BroadcastError(f"a {row['status']} broadcast cannot be {_PAST[action]}")
+    if target is None:
+        target = "running" if row["started_at"] is not None else "scheduled"
+    now = datetime.now(UTC)
+    await conn.execute(
+        """UPDATE broadcasts SET status = $2::text, status_reason = NULL,
+                  paused_at = CASE WHEN $2::text = 'paused' THEN $3 ELSE paused_at END,
+                  cancelled_at = CASE WHEN $2::text = 'cancelled' THEN $3 ELSE cancelled_at END
+           WHERE id = $1""",
+        broadcast_id,
+        target,
+        now,
+    )
+    released = await broadcast_money.release(conn, org_id, broadcast_id) if target == "cancelled" else 0
+    return {"id": str(broadcast_id), "status": target, "released": released}
+
+
+async def complete_if_done(conn: asyncpg.Connection, org_id: UUID, broadcast_id: UUID) -> bool:
+    """A running broadcast with no pending recipient left: completed, and the unused tokens released."""
+    await lock(conn, broadcast_id, shared=False)
+    done = await conn.fetchval(
+        """UPDATE broadcasts SET status = 'completed', completed_at = now()
+           WHERE id = $1 AND status = 'running'
+             AND NOT EXISTS (SELECT FROM broadcast_recipients WHERE broadcast_id = $1 AND status = 'pending')
+           RETURNING true""",
+        broadcast_id,
+    )
+    if done:
+        released = await broadcast_money.release(conn, org_id, broadcast_id)
+        log.info("broadcast completed", broadcast_id=str(broadcast_id), released=released)
+    return bool(done)

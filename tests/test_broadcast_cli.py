@@ -1,0 +1,63 @@
+"""`chatnation broadcast ...` as an operator runs it (subprocesses, --json), against real PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import asyncpg
+
+from engine.settings import Settings
+from tests.helpers import run_cli
+from tests.test_broadcasts import Rt, add_contact, run_until_done
+
+
+async def test_create_list_show_control_and_recipients(  # type: ignore[no-untyped-def]
+    make_org, app_pool: asyncpg.Pool, owner_pool: asyncpg.Pool, settings: Settings, tmp_path: Path
+) -> None:
+    from engine.orgs import OrgDirectory
+
+    org, new = await make_org("Cli", tokens=50)
+    fans = [await add_contact(app_pool, org) for _ in range(2)]
+    created = run_cli(
+        "broadcast", "create", "--org", new.phone_number_id, "--text", "Hi {{name}}", "--tag", "fans",
+        "--at", "2099-01-01T06:00", "--name", "New year", "--json",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    out = json.loads(created.stdout)[0]
+    assert out["status"] == "scheduled" and out["matching_contacts"] == 2
+    assert out["scheduled_at"].startswith("2099-01-01 03:00:00+00")  # 06:00 in Nairobi
+    broadcast_id = out["id"]
+
+    paused = run_cli("broadcast", "pause", broadcast_id, "--json")
+    assert json.loads(paused.stdout)[0]["status"] == "paused", paused.stderr
+    refused = run_cli("broadcast", "pause", broadcast_id)
+    assert refused.returncode == 1 and "a paused broadcast cannot be paused" in refused.stderr
+    bad = run_cli("broadcast", "create", "--org", new.phone_number_id, "--text", "Hi {{nmae}}")
+    assert bad.returncode == 1 and "unknown variable {{nmae}}" in bad.stderr
+
+    # due now, resumed: the scheduler sends it
+    await owner_pool.execute("UPDATE broadcasts SET scheduled_at = now() WHERE id = $1", broadcast_id)
+    resumed = run_cli("broadcast", "resume", broadcast_id, "--json")
+    assert json.loads(resumed.stdout)[0]["status"] == "scheduled", resumed.stderr
+    await run_until_done(Rt(app_pool, owner_pool, settings, OrgDirectory(app_pool)), org, broadcast_id)  # type: ignore[arg-type]
+
+    shown = run_cli("broadcast", "show", broadcast_id, "--json")
+    stats = json.loads(shown.stdout)[0]
+    assert (stats["status"], stats["recipients"], stats["sent"], stats["tokens_spent"]) == (
+        "completed",
+        2,
+        2,
+        2,
+    )
+    listed = json.loads(run_cli("broadcast", "list", "--org", str(org), "--json").stdout)
+    assert [b["id"] for b in listed] == [broadcast_id]
+    target = tmp_path / "recipients.csv"
+    written = run_cli("broadcast", "recipients", broadcast_id, "--csv", str(target))
+    assert written.returncode == 0, written.stderr
+    rows = list(csv.DictReader(target.open()))
+    assert sorted(r["phone"] for r in rows) == sorted(p for _, p in fans)
+    assert {r["status"] for r in rows} == {"sent"} and all(r["wa_message_id"] for r in rows)
+    cancelled = run_cli("broadcast", "cancel", broadcast_id)
+    assert cancelled.returncode == 1 and "a completed broadcast cannot be cancelled" in cancelled.stderr

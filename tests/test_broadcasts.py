@@ -1,0 +1,349 @@
+"""Broadcasts on real PostgreSQL, driven through the scheduler's own steps (engine/scheduler.py): resolve once per
+contact, text inside the 24-hour window and a template outside it, opt-outs after creation skipped, the
+reservation, debits and release exact in the ledger, a wallet that cannot cover it blocked with the reason,
+pause/resume/cancel, concurrent schedulers exactly once, status webhooks rolled up."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import pytest
+
+from engine import scheduler
+from engine.broadcast_stats import stats
+from engine.broadcasts import BroadcastError, NewBroadcast, control, create
+from engine.db import tenant_tx
+from engine.inbound import apply_status
+from engine.orgs import OrgDirectory
+from engine.settings import Settings
+from tests.helpers import phone
+
+
+@dataclass
+class Rt:
+    """What the scheduler's steps use of a Runtime: the two pools, the organisations and the settings."""
+
+    app_pool: asyncpg.Pool
+    owner_pool: asyncpg.Pool
+    settings: Settings
+    orgs: OrgDirectory
+
+
+@pytest.fixture
+def rt(app_pool: asyncpg.Pool, owner_pool: asyncpg.Pool, settings: Settings) -> Rt:
+    return Rt(app_pool, owner_pool, settings, OrgDirectory(app_pool))
+
+
+async def add_contact(
+    pool: asyncpg.Pool,
+    org: UUID,
+    *,
+    name: str | None = "Wanjiku Kamau",
+    window: bool = True,
+    tags: tuple[str, ...] = ("fans",),
+    consent: bool = True,
+) -> tuple[UUID, str]:
+    """A contact with a conversation whose last message was an hour ago (inside the window) or two days ago."""
+    number = phone()
+    last = datetime.now(UTC) - (timedelta(hours=1) if window else timedelta(days=2))
+    async with tenant_tx(pool, org) as conn:
+        contact = await conn.fetchval(
+            """INSERT INTO contacts (organization_id, phone, whatsapp_id, name, tags, opted_in, opted_in_at)
+               VALUES ($1, $2, $2, $3, $4, true, $5) RETURNING id""",
+            org,
+            number,
+            name,
+            list(tags),
+            last if consent else None,
+        )
+        await conn.execute(
+            """INSERT INTO conversations (organization_id, contact_id, current_state, current_module, state_data,
+                                          last_user_message_at)
+               VALUES ($1, $2, 'q2', 'survey', '{"survey_id": "s1"}', $3)""",
+            org,
+            contact,
+            last,
+        )
+    return contact, number
+
+
+async def new_broadcast(pool: asyncpg.Pool, org: UUID, **fields: Any) -> UUID:
+    async with tenant_tx(pool, org) as conn:
+        broadcast_id = await create(conn, org, NewBroadcast(**fields))
+    assert broadcast_id is not None
+    return broadcast_id
+
+
+async def run_until_done(rt: Rt, org: UUID, broadcast_id: UUID, limit: int = 200) -> dict[str, Any]:
+    for _ in range(limit):
+        await scheduler.tick(rt)  # type: ignore[arg-type]
+        out = await show(rt.app_pool, org, broadcast_id)
+        if out["status"] in ("completed", "blocked", "cancelled"):
+            return out
+        await release_in_flight(rt.app_pool, org, broadcast_id)
+    raise AssertionError("the broadcast did not finish")
+
+
+async def release_in_flight(pool: asyncpg.Pool, org: UUID, broadcast_id: UUID) -> None:
+    """What the sender does for each queued message: WhatsApp accepted it (its id recorded, status sent)."""
+    async with tenant_tx(pool, org) as conn:
+        queued = await conn.fetch(
+            "SELECT message_id FROM broadcast_recipients WHERE broadcast_id = $1 AND status = 'queued'",
+            broadcast_id,
+        )
+    for row in queued:
+        await pool.execute(
+            "SELECT record_reply_sent($1, $2, $3)", org, row["message_id"], f"wamid.{row['message_id']}"
+        )
+
+
+async def show(pool: asyncpg.Pool, org: UUID, broadcast_id: UUID) -> dict[str, Any]:
+    async with tenant_tx(pool, org) as conn:
+        out = await stats(conn, broadcast_id, datetime.now(UTC), 80.0)
+    assert out is not None
+    return out
+
+
+async def ledger(pool: asyncpg.Pool, org: UUID) -> tuple[list[tuple[str, int]], int, int]:
+    async with tenant_tx(pool, org) as conn:
+        rows = await conn.fetch(
+            "SELECT type, amount FROM token_transactions WHERE module = 'broadcasts' ORDER BY created_at, type"
+        )
+        wallet = await conn.fetchrow("SELECT balance, reserved_balance FROM wallets")
+    return [(r["type"], r["amount"]) for r in rows], wallet["balance"], wallet["reserved_balance"]
+
+
+async def test_text_inside_the_window_opt_outs_skipped_and_the_ledger_exact(
+    rt: Rt,
+    make_org,  # type: ignore[no-untyped-def]
+    app_pool: asyncpg.Pool,
+) -> None:
+    org, _ = await make_org("Radio", tokens=1000)
+    inside = [await add_contact(app_pool, org) for _ in range(3)]
+    nameless = await add_contact(app_pool, org, name=None)
+    await add_contact(app_pool, org, window=False)  # outside the window
+    stops_before_start = await add_contact(app_pool, org)
+    stops_after_start = await add_contact(app_pool, org)
+    await add_contact(app_pool, org, tags=("staff",))  # not in the audience
+    broadcast_id = await new_broadcast(
+        app_pool, org, text="Hi {{name}}, the show starts at 8", audience={"tags": ["fans"]}
+    )
+    async with tenant_tx(app_pool, org) as conn:  # STOP after the broadcast was created, before it started
+        await conn.execute("UPDATE contacts SET opted_in = false WHERE id = $1", stops_before_start[0])
+    assert await scheduler.start_due(rt, datetime.now(UTC)) == 1  # type: ignore[arg-type]
+    async with tenant_tx(app_pool, org) as conn:  # STOP after it started, before its batch
+        await conn.execute("UPDATE contacts SET opted_in = false WHERE id = $1", stops_after_start[0])
+    out = await run_until_done(rt, org, broadcast_id)
+
+    assert out["status"] == "completed"
+    assert out["recipients"] == 6  # 3 inside, nameless, outside, stops_after_start
+    assert (out["queued"], out["sent"], out["skipped"]) == (4, 4, 2)
+    assert out["skipped_by_reason"] == {"outside_window": 1, "opted_out": 1}
+    async with tenant_tx(app_pool, org) as conn:
+        sent = await conn.fetch(
+            """SELECT c.phone, m.content, c2.current_module, c2.current_state, (SELECT count(*) FROM outbox o
+                      WHERE o.message_id = m.id) AS outbox_rows
+               FROM messages m JOIN contacts c ON c.id = m.contact_id
+               JOIN conversations c2 ON c2.id = m.conversation_id WHERE m.broadcast_id = $1""",
+            broadcast_id,
+        )
+    by_phone = {r["phone"]: r for r in sent}
+    assert set(by_phone) == {p for _, p in (*inside, nameless)}
+    assert by_phone[inside[0][1]]["content"] == "Hi Wanjiku, the show starts at 8"
+    assert by_phone[nameless[1]]["content"] == "Hi friend, the show starts at 8"
+    assert all(r["outbox_rows"] == 1 for r in sent)
+    # a broadcast does not move a conversation in progress: the survey goes on where it was
+    assert {(r["current_module"], r["current_state"]) for r in sent} == {("survey", "q2")}
+    rows, balance, reserved = await ledger(app_pool, org)
+    assert rows[0] == ("reserve", -6) and rows[-1] == ("release", 2)
+    assert sorted(rows[1:-1]) == [("debit", -1)] * 4
+    assert (balance, reserved) == (1000 - 4, 0)
+    assert (out["tokens_reserved"], out["tokens_spent"], out["tokens_released"]) == (6, 4, 2)
+
+
+async def test_a_template_outside_the_window_priced_as_its_category(
+    rt: Rt,
+    make_org,  # type: ignore[no-untyped-def]
+    app_pool: asyncpg.Pool,
+) -> None:
+    org, _ = await make_org("Church", tokens=100)
+    inside = await add_contact(app_pool, org)
+    outside = await add_contact(app_pool, org, window=False, name="Otieno Odhiambo")
+    no_consent = await add_contact(app_pool, org, window=False, consent=False)
+    broadcast_id = await new_broadcast(
+        app_pool,
+        org,
+        text="Devotional today, {{name}}",
+        template_name="devotional_reminder",
+        template_language="en",
+        template_params=["{{name}}"],
+    )
+    out = await run_until_done(rt, org, broadcast_id)
+    assert out["skipped_by_reason"] == {"no_consent": 1}
+    async with tenant_tx(app_pool, org) as conn:
+        rows = await conn.fetch(
+            """SELECT c.phone, r.kind, r.tokens, m.payload FROM broadcast_recipients r
+               JOIN contacts c ON c.id = r.contact_id LEFT JOIN messages m ON m.id = r.message_id
+               WHERE r.broadcast_id = $1""",
+            broadcast_id,
+        )
+    got = {r["phone"]: r for r in rows}
+    assert (got[inside[1]]["kind"], got[inside[1]]["tokens"]) == ("text", 1)
+    assert (got[outside[1]]["kind"], got[outside[1]]["tokens"]) == ("template", 3)
+    template = got[outside[1]]["payload"]["request"]["template"]
+    assert template["name"] == "devotional_reminder"
+    assert template["components"][0]["parameters"] == [{"type": "text", "text": "Otieno"}]
+    assert got[no_consent[1]]["kind"] is None
+    rows_, balance, reserved = await ledger(app_pool, org)
+    assert rows_[0] == ("reserve", -9) and rows_[-1] == ("release", 5)  # 3 at the dearer price; 1 + 3 spent
+    assert (balance, reserved) == (100 - 4, 0)
+
+
+async def test_a_wallet_that_cannot_cover_it_blocks_it_with_the_reason(
+    rt: Rt,
+    make_org,  # type: ignore[no-untyped-def]
+    app_pool: asyncpg.Pool,
+) -> None:
+    org, _ = await make_org("Poor", tokens=2)
+    for _ in range(3):
+        await add_contact(app_pool, org)
+    broadcast_id = await new_broadcast(app_pool, org, text="Hello")
+    await scheduler.tick(rt)  # type: ignore[arg-type]
+    out = await show(app_pool, org, broadcast_id)
+    assert out["status"] == "blocked"
+    assert "needs 3 tokens, has 2" in out["status_reason"]
+    assert out["recipients"] == 0 and await ledger(app_pool, org) == ([], 2, 0)
+    async with tenant_tx(app_pool, org) as conn:  # a top-up, then resume: it starts
+        await conn.execute("UPDATE wallets SET balance = 10")
+        assert (await control(conn, org, broadcast_id, "resume"))["status"] == "scheduled"
+    out = await run_until_done(rt, org, broadcast_id)
+    assert (out["status"], out["queued"]) == ("completed", 3)
+
+
+async def test_pause_holds_resume_goes_on_cancel_releases(
+    rt: Rt,
+    make_org,  # type: ignore[no-untyped-def]
+    app_pool: asyncpg.Pool,
+) -> None:
+    org, _ = await make_org("Pause", tokens=100)
+    for _ in range(5):
+        await add_contact(app_pool, org)
+    small = Rt(
+        rt.app_pool, rt.owner_pool, rt.settings.model_copy(update={"broadcast_batch_size": 2}), rt.orgs
+    )
+    broadcast_id = await new_broadcast(app_pool, org, text="Hello")
+    await scheduler.start_due(small, datetime.now(UTC))  # type: ignore[arg-type]
+    assert await scheduler.batch_once(small, org, broadcast_id, datetime.now(UTC)) == 2  # type: ignore[arg-type]
+    async with tenant_tx(app_pool, org) as conn:
+        assert (await control(conn, org, broadcast_id, "pause"))["status"] == "paused"
+    assert await scheduler.batch_once(small, org, broadcast_id, datetime.now(UTC)) == 0  # type: ignore[arg-type]
+    assert (await show(app_pool, org, broadcast_id))["queued"] == 2
+    async with tenant_tx(app_pool, org) as conn:
+        assert (await control(conn, org, broadcast_id, "resume"))["status"] == "running"
+    assert await scheduler.batch_once(small, org, broadcast_id, datetime.now(UTC)) == 2  # type: ignore[arg-type]
+    async with tenant_tx(app_pool, org) as conn:
+        assert (await control(conn, org, broadcast_id, "cancel"))["released"] == 1
+        with pytest.raises(BroadcastError, match="cancelled broadcast cannot be resumed"):
+            await control(conn, org, broadcast_id, "resume")
+    assert await scheduler.batch_once(small, org, broadcast_id, datetime.now(UTC)) == 0  # type: ignore[arg-type]
+    out = await show(app_pool, org, broadcast_id)
+    assert (out["status"], out["queued"], out["pending"]) == ("cancelled", 4, 1)
+    rows, balance, reserved = await ledger(app_pool, org)
+    assert rows[0] == ("reserve", -5) and rows[-1] == ("release", 1) and (balance, reserved) == (96, 0)
+
+
+async def test_concurrent_schedulers_queue_each_recipient_once(
+    rt: Rt,
+    make_org,  # type: ignore[no-untyped-def]
+    app_pool: asyncpg.Pool,
+) -> None:
+    org, _ = await make_org("Many", tokens=10_000)
+    async with tenant_tx(app_pool, org) as conn:  # 300 contacts, half of them without a conversation yet
+        await conn.execute(
+            """WITH c AS (INSERT INTO contacts (organization_id, phone, name, tags, opted_in, opted_in_at)
+                          SELECT $1, '2549' || lpad(g::text, 8, '0'), 'Fan ' || g, '{fans}', true,
+                                 now() FROM generate_series(1, 300) g RETURNING id, name)
+               INSERT INTO conversations (organization_id, contact_id, current_state, last_user_message_at)
+               SELECT $1, id, 'idle', now() FROM c WHERE right(name, 1) IN ('0', '2', '4', '6', '8')""",
+            org,
+        )
+    fast = Rt(
+        rt.app_pool, rt.owner_pool, rt.settings.model_copy(update={"broadcast_batch_size": 15}), rt.orgs
+    )
+    broadcast_id = await new_broadcast(
+        app_pool,
+        org,
+        text="Hi {{name}}",
+        template_name="hello",
+        template_language="en",
+        template_category="utility",
+    )
+
+    async def worker() -> None:
+        for _ in range(100):
+            await scheduler.tick(fast)  # type: ignore[arg-type]
+            if (await show(app_pool, org, broadcast_id))["status"] == "completed":
+                return
+
+    await asyncio.gather(*(worker() for _ in range(4)))
+    out = await show(app_pool, org, broadcast_id)
+    assert (out["status"], out["recipients"], out["queued"], out["skipped"]) == ("completed", 300, 300, 0)
+    async with tenant_tx(app_pool, org) as conn:
+        per_contact = await conn.fetch(
+            """SELECT m.contact_id, count(*) AS n, count(DISTINCT o.id) AS outbox FROM messages m
+               JOIN outbox o ON o.message_id = m.id WHERE m.broadcast_id = $1 GROUP BY 1""",
+            broadcast_id,
+        )
+        conversations = await conn.fetchval("SELECT count(*) FROM conversations WHERE status = 'active'")
+        debits = await conn.fetchval(
+            "SELECT count(*) FROM token_transactions WHERE type = 'debit' AND module = 'broadcasts'"
+        )
+    assert len(per_contact) == 300 and {(r["n"], r["outbox"]) for r in per_contact} == {(1, 1)}
+    assert conversations == 300 and debits == 300
+
+
+async def test_status_webhooks_roll_up_monotonic_with_failures_by_code(
+    rt: Rt,
+    make_org,  # type: ignore[no-untyped-def]
+    app_pool: asyncpg.Pool,
+) -> None:
+    org, _ = await make_org("Stats", tokens=100)
+    for _ in range(4):
+        await add_contact(app_pool, org)
+    broadcast_id = await new_broadcast(app_pool, org, text="Hello")
+    await run_until_done(rt, org, broadcast_id)
+    async with tenant_tx(app_pool, org) as conn:
+        wamids = [
+            r["wa_message_id"]
+            for r in await conn.fetch(
+                "SELECT wa_message_id FROM messages WHERE broadcast_id = $1 ORDER BY wa_message_id",
+                broadcast_id,
+            )
+        ]
+
+    def status(wamid: str, value: str, code: int | None = None) -> dict[str, Any]:
+        payload: dict[str, Any] = {"id": wamid, "status": value, "timestamp": "1700000000"}
+        if code:
+            payload["errors"] = [{"code": code, "title": "Message undeliverable"}]
+        return {"payload": payload}
+
+    per_message = [  # each message's webhooks in order, three times over; the messages concurrently
+        [status(wamids[0], "delivered"), status(wamids[0], "read"), status(wamids[0], "delivered")],
+        [status(wamids[1], "read")],  # delivered skipped, still counted
+        [status(wamids[2], "failed", 131026), status(wamids[2], "delivered")],  # after failed: no effect
+        [status(wamids[3], "delivered")],
+    ]
+
+    async def post(updates: list[dict[str, Any]]) -> None:
+        for update in updates * 3:
+            await apply_status(app_pool, org, update)  # type: ignore[arg-type]
+
+    await asyncio.gather(*(post(u) for u in per_message))
+    out = await show(app_pool, org, broadcast_id)
+    assert (out["sent"], out["delivered"], out["read"], out["failed"]) == (4, 3, 2, 1)
+    assert out["failed_by_code"] == {"131026": 1}
