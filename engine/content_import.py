@@ -16,6 +16,8 @@ Re-importing updates by natural key instead of duplicating:
 | staff | (event, phone) | name updated |
 | hypecard | name | canvas, texts and offers replaced, layers rewritten; cards made from it kept |
 | venue, booth, session, exhibitor | name; (venue, number); (event, key); (event, name) | engine/event_content.py, docs/events.md |
+| programme | key | fields and schedule replaced, next occurrence counted from now; items by title, sent ones kept, unsent ones no longer in the file withdrawn (engine/programme_spec.py) |
+| event reminder | (event, name) | offset and message replaced; pending ones no longer in the file deleted |
 
 HypeCard templates (``hypecards:``, format in engine/hypecards/spec.py) and ``organization.logo`` name pictures
 by paths relative to the YAML file; they are stored with the template (``hypecard_assets``).
@@ -61,6 +63,9 @@ from engine import event_content
 from engine.db import tenant_tx
 from engine.hypecards.spec import TemplateError, TemplateSpec, parse_template, read_picture
 from engine.hypecards.store import save_logo, save_template
+from engine.programme_spec import ProgrammeSpec, ReminderSpec
+from engine.programme_spec import cross_checks as programme_checks
+from engine.programmes import save_programme, save_reminders
 from state_machines.formatting import DEFAULT_TIMEZONE
 from state_machines.survey_format import Question, SurveyFormatError, validate_questions
 
@@ -204,6 +209,7 @@ class EventSpec(_Timed, event_content.EventParts):  # venue, agenda, exhibitors:
     venue_address: str | None = None
     status: Literal["draft", "published", "cancelled", "completed"] = "published"
     ticket_types: list[TicketTypeSpec] = Field(default_factory=list)
+    reminders: list[ReminderSpec] = Field(default_factory=list)  # engine/programme_spec.py
 
     @field_validator("ticket_types")
     @classmethod
@@ -211,6 +217,14 @@ class EventSpec(_Timed, event_content.EventParts):  # venue, agenda, exhibitors:
         names = [t.name for t in v]
         if len(set(names)) != len(names):
             raise ValueError("ticket type names must be unique within an event")
+        return v
+
+    @field_validator("reminders")
+    @classmethod
+    def _unique_reminders(cls, v: list[ReminderSpec]) -> list[ReminderSpec]:
+        names = [r.name for r in v]
+        if len(set(names)) != len(names):
+            raise ValueError("reminder names must be unique within an event")
         return v
 
 
@@ -250,6 +264,7 @@ class ContentFile(_Strict):
     staff: list[StaffSpec] = Field(default_factory=list)
     hypecards: list[dict[str, Any]] = Field(default_factory=list)  # checked by engine.hypecards.spec
     venues: list[event_content.VenueSpec] = Field(default_factory=list)
+    programmes: list[ProgrammeSpec] = Field(default_factory=list)  # engine/programme_spec.py
 
 
 @dataclass
@@ -406,6 +421,9 @@ def _cross_checks(spec: ContentFile) -> list[str]:
         if s.event not in names
     ]
     errors += event_content.cross_checks(spec.events, spec.venues, [s.title for s in spec.surveys])
+    from state_machines.conversation import KEYWORDS
+
+    errors += programme_checks(spec.programmes, frozenset(KEYWORDS))
     return errors
 
 
@@ -479,6 +497,11 @@ async def import_content(
             poll_ids = summary.ids.get("polls", {})
             for s in spec.staff:
                 await _staff(conn, org_id, event_ids[s.event], s, summary)
+            for programme in spec.programmes:
+                pid, created = await save_programme(
+                    conn, org_id, programme, spec.organization.timezone, datetime.now(UTC)
+                )
+                summary.count("programmes", created, programme.key, pid)
             if content.logo is not None:
                 await save_logo(conn, org_id, *content.logo)
             for template, pictures in content.hypecards:
@@ -599,6 +622,7 @@ async def _event(
         eid,
         [tt.name for tt in e.ticket_types],
     )
+    await save_reminders(conn, org_id, eid, e.reminders, datetime.now(UTC))
     return eid
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from uuid import UUID
 
-from engine import broadcasts
+from engine import broadcasts, programmes, reminders
 from engine.broadcast_fanout import run_batch
 from engine.db import tenant_tx
 from engine.logging import get_logger
@@ -43,7 +43,9 @@ async def scheduler_forever(rt: Runtime, stop: asyncio.Event, clock: Clock = utc
 
 async def tick(rt: Runtime, clock: Clock = utcnow) -> int:
     """One round of every step; how much it did (0: nothing was due)."""
-    done = await start_due(rt, clock())
+    done = await programmes.fire_due(rt, clock())
+    done += await reminders.fire_due(rt, clock())
+    done += await start_due(rt, clock())
     done += await fan_out(rt, clock)
     return done
 

@@ -14,6 +14,7 @@ from handlers import (
     knowledge_effects,
     media_effects,
     poll_effects,
+    programme_effects,
     rsvp_effects,
     survey_effects,
     ticket_effects,
@@ -29,6 +30,7 @@ from state_machines import (
     media,
     my_tickets,
     poll,
+    programme,
     rsvp,
     survey,
     tickets,
@@ -75,6 +77,7 @@ APPLIERS: dict[type[base.Effect], Applier] = {
     rsvp.Register: rsvp_effects.register,
     rsvp.CancelRegistration: rsvp_effects.cancel,
     venue.FindPlace: venue_effects.find,
+    programme.SetSubscription: programme_effects.set_subscription,
 }
 
 

@@ -44,6 +44,14 @@ async def load_context(turn: Turn, state: State, event: object) -> Context:
         data["hypecard_slow_seconds"] = turn.runtime.settings.hypecard_slow_seconds
         data["hypecard_give_up_seconds"] = turn.runtime.settings.hypecard_give_up_seconds
     data["offers"] = await offers(conn, org.id)  # any step may end at the menu (cached: cheap)
+    if data["offers"]["programmes"] and isinstance(event, Inbound):  # subscribe or leave in the menu
+        data["subscriptions"] = [
+            str(r["program_id"])
+            for r in await conn.fetch(
+                "SELECT program_id FROM program_subscriptions WHERE contact_id = $1 AND status = 'subscribed'",
+                turn.contact.id,
+            )
+        ]
     if turn.runtime is not None:  # the ticket flow asks for an e-mail address only when tickets are e-mailed
         data["email_tickets"] = mailer.enabled(turn.runtime.settings)
     ids = state.data
@@ -153,7 +161,26 @@ async def offers(conn: asyncpg.Connection, org_id: UUID) -> dict[str, Any]:
                ORDER BY created_at LIMIT 10"""
             )
         ]
-        return {"surveys": surveys, "events": events, "polls": polls, "cards": cards}
+        programmes = [
+            {
+                "id": str(r["id"]),
+                "name": r["name"],
+                "menu_title": r["menu_title"],
+                "subscribe": list(r["subscribe_keywords"] or []),
+                "unsubscribe": list(r["unsubscribe_keywords"] or []),
+            }
+            for r in await conn.fetch(
+                """SELECT id, name, menu_title, subscribe_keywords, unsubscribe_keywords FROM programs
+                   WHERE is_active ORDER BY created_at LIMIT 10"""
+            )
+        ]
+        return {
+            "surveys": surveys,
+            "events": events,
+            "polls": polls,
+            "cards": cards,
+            "programmes": programmes,
+        }
 
     return await _offers.get(org_id, load)
 

@@ -26,6 +26,7 @@ from state_machines import (
     menu,
     my_tickets,
     poll,
+    programme,
     rsvp,
     survey,
     tickets,
@@ -96,6 +97,7 @@ MODULES: dict[str, ModuleSteps] = {
     "checkin": ModuleSteps(step=checkin.step),  # stateless: staff codes at any step, see _inbound
     "knowledge": ModuleSteps(step=knowledge.step),  # idle free text; settles within the message's turn
     "my_tickets": ModuleSteps(step=my_tickets.step),  # stateless: a contact's own tickets, see _inbound
+    "programme": ModuleSteps(step=programme.step, start=programme.start),  # stateless: subscribe / leave
     "hypecard": ModuleSteps(
         step=hypecard.step,
         start=hypecard.start,
@@ -157,6 +159,7 @@ ITEM_MODULES = {
     "poll": "poll",
     "card": "hypecard",
     "agenda": "agenda",
+    "program": "programme",
 }  # item kind -> module
 NOTICES: dict[str, Callable[[Mapping[str, Any], str], str]] = {
     survey.NOTICE_ABANDONED: survey.abandoned_notice,
@@ -278,6 +281,8 @@ def _inbound(state: State, event: Inbound, kw: Keyword | None, ctx: Context) -> 
         return hypecard.referred(code, ctx)  # someone came through a card's QR code or link
     if state.module is None and (code := my_tickets.wants(event)) is not None:
         return my_tickets.ask(code, state)
+    if state.module is None and (found := programme.keyword(event, ctx)) is not None:
+        return programme.by_keyword(*found, state, ctx)  # a programme's own keyword, typed at the menu
     if state.module is None:
         return _from_menu(event, ctx)
     return _in_module(state, event, ctx)

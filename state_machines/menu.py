@@ -18,7 +18,14 @@ from state_machines.choices import Option, match, offer
 from state_machines.i18n import t
 
 # item kind -> the key of its list in ctx.data["offers"]
-OFFER_LISTS = {"survey": "surveys", "event": "events", "poll": "polls", "card": "cards", "agenda": "events"}
+OFFER_LISTS = {
+    "survey": "surveys",
+    "event": "events",
+    "poll": "polls",
+    "card": "cards",
+    "program": "programmes",
+    "agenda": "events",
+}
 DISPLAY_ZONE = ZoneInfo("Africa/Nairobi")
 
 
@@ -75,6 +82,19 @@ def items(ctx: Context, exclude: Collection[str] = ()) -> list[Option]:
         Option(f"card:{c['id']}", _title(c, ctx.language), "HypeCard")
         for c in offers_of(ctx, "card")
         if c.get("in_menu")
+    ]
+    subscribed = set(ctx.data.get("subscriptions") or ())
+    options += [  # a programme with a menu title: subscribe, or leave (state_machines/programme.py)
+        Option(
+            f"program:{p['id']}",
+            str(p["menu_title"]),
+            t(
+                "programmes.menu_leave" if str(p["id"]) in subscribed else "programmes.menu_join",
+                ctx.language,
+            ),
+        )
+        for p in offers_of(ctx, "program")
+        if p.get("menu_title")
     ]
     return [o for o in options if o.id not in exclude]
 

@@ -571,6 +571,7 @@ def test_every_module_has_a_route() -> None:
         "exhibitors",
         "rsvp",
         "venue",
+        "programme",
     }
     assert set(conversation.ITEM_MODULES.values()) <= set(conversation.MODULES)
     assert all(conversation.MODULES[m].start for m in conversation.ITEM_MODULES.values())

@@ -5,7 +5,8 @@ simulators, the gateway and the workers in this process, creates a demo organisa
 demo/content.yaml, and plays a scripted WhatsApp conversation through every module: the survey (with a
 branch), a paid ticket purchase with M-Pesa, Wanjiku's HypeCard (her photo downloaded, the card rendered,
 uploaded and sent; a friend who scans it), a staff check-in, the poll, the agenda with a reminder, a booth's QR
-code scanned and a lead its exhibitor's staffer receives, the way to a booth, STOP and START. Then the wallet's
+code scanned and a lead its exhibitor's staffer receives, the way to a booth, STOP and START, a programme
+subscribed by keyword, a broadcast and the programme's next item delivered by the scheduler role. Then the wallet's
 ledger and a summary. ``local_session`` is shared with ``chatnation chat``.
 """
 
@@ -17,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -216,6 +218,43 @@ async def _script(session: Session) -> None:
     await _event_guide(session, user)
     await user.say("STOP")
     await user.say("START", expect=2)
+    await _broadcast_and_programme(session, user)
+
+
+async def _broadcast_and_programme(session: Session, user: Narrator) -> None:
+    """Kilele FM speaks first: a broadcast to every opted-in contact, and the morning devotional's next item
+    to its subscribers, both sent by the scheduler role (engine/scheduler.py)."""
+    from engine.broadcast_stats import stats
+    from engine.broadcasts import NewBroadcast, create
+    from engine.db import tenant_tx
+
+    await user.say("devotional")  # the programme's keyword: subscribed
+    text = "Hi {{name}}! Tonight at 20:00 on Kilele FM: the Jazz Night line-up, live. Tune in!"
+    async with tenant_tx(session.pool, session.org_id) as conn:
+        broadcast_id = await create(
+            conn, session.org_id, NewBroadcast(name="Tonight on Kilele FM", text=text)
+        )
+    assert broadcast_id is not None
+    note(
+        f'operator: chatnation broadcast create --org {session.phone_number_id} --text "{text}" → {broadcast_id}; '
+        "the scheduler resolves the recipients, reserves their tokens and fans the messages out"
+    )
+    user.bot(await user.driver.settle(1))
+    await asyncio.sleep(1.0)  # the status webhooks (delivered, read)
+    async with tenant_tx(session.pool, session.org_id) as conn:
+        b = await stats(conn, broadcast_id, datetime.now(UTC), session.settings.send_rate_per_second)
+        await conn.execute(  # the demo's clock: the next 06:00 is now
+            "UPDATE programs SET next_fire_at = now() WHERE key = 'morning-devotional'"
+        )
+    assert b is not None
+    note(
+        f"broadcast {b['status']}: {b['recipients']} recipients, {b['sent']} sent, {b['delivered']} delivered, "
+        f"{b['read']} read; tokens reserved {b['tokens_reserved']}, spent {b['tokens_spent']}, "
+        f"released {b['tokens_released']}"
+    )
+    note("the demo moves the morning devotional's next occurrence (06:00 Africa/Nairobi) to now")
+    user.bot(await user.driver.settle(1))
+    note("the programme's item went to its subscribers as a broadcast (chatnation broadcast list)")
 
 
 async def _hypecard(session: Session, user: Narrator) -> None:
@@ -341,6 +380,7 @@ async def _report(session: Session) -> None:
                       (SELECT count(*) FROM session_reminders) AS "session reminders",
                       (SELECT count(*) || ' (' || count(*) FILTER (WHERE follow_up_status = 'followed_up')
                               || ' followed up)' FROM leads) AS "booth leads",
+                      (SELECT count(*) FROM broadcasts WHERE status = 'completed') AS "broadcasts sent",
                       (SELECT balance FROM wallets) AS "wallet balance"
             """
         )
