@@ -61,3 +61,24 @@ async def test_create_list_show_control_and_recipients(  # type: ignore[no-untyp
     assert {r["status"] for r in rows} == {"sent"} and all(r["wa_message_id"] for r in rows)
     cancelled = run_cli("broadcast", "cancel", broadcast_id)
     assert cancelled.returncode == 1 and "a completed broadcast cannot be cancelled" in cancelled.stderr
+
+
+async def test_an_operator_subscribes_imported_contacts_to_a_programme(  # type: ignore[no-untyped-def]
+    make_org, app_pool: asyncpg.Pool
+) -> None:
+    from engine.content_import import import_content, parse_content
+    from tests.test_programmes import DEVOTIONAL
+
+    org, new = await make_org("Programme", tokens=10)
+    await import_content(app_pool, org, parse_content({"programmes": [DEVOTIONAL]}))
+    (_, first), (_, second) = [await add_contact(app_pool, org) for _ in range(2)]
+    done = run_cli(
+        "programme", "subscribe", "devotional", first, second, "254799999999", "--org", str(org), "--json"
+    )
+    assert json.loads(done.stdout)[0] == {
+        "programme": "devotional",
+        "changed": 2,
+        "unknown_phones": ["254799999999"],
+    }
+    [listed] = json.loads(run_cli("programme", "list", "--org", new.phone_number_id, "--json").stdout)
+    assert (listed["key"], listed["subscribers"], listed["items_left"]) == ("devotional", 2, 2)

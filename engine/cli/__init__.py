@@ -17,6 +17,7 @@ from engine.cli import (
     orgs,
     parked,
     payments,
+    programmes,
     queues,
     templates,
     wallet,
@@ -44,6 +45,7 @@ app.add_typer(events.event_app, name="event")
 app.add_typer(events.leads_app, name="leads")
 app.add_typer(payments.app, name="payments")
 app.add_typer(broadcasts.app, name="broadcast")
+app.add_typer(programmes.app, name="programme")
 
 
 def main() -> None:
