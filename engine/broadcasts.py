@@ -132,10 +132,6 @@ async def start(conn: asyncpg.Connection, org: Any, broadcast_id: UUID, now: dat
     count = await broadcast_audience.resolve(conn, org.id, broadcast_id, row["audience_filter"] or {})
     prices = broadcast_money.prices_for(org.settings, row["template_category"])
     each = prices.per_recipient(bool(row["message_content"]), bool(row["template_name"]))
-    try:
-        await broadcast_money.reserve(conn, org.id, broadcast_id, each * count)
-    except broadcast_money.CannotCover as err:
-        raise NotStarted(f"{err} ({count} recipients at {each} each)") from None
     await conn.execute(
         """UPDATE broadcasts SET status = 'running', started_at = $2, recipient_count = $3, tokens_reserved = $4,
                                  price_text = $5, price_template = $6, status_reason = NULL
@@ -147,6 +143,10 @@ async def start(conn: asyncpg.Connection, org: Any, broadcast_id: UUID, now: dat
         prices.text,
         prices.template,
     )
+    try:  # last: the wallet's row, which every reply of the organisation pays from, is locked only to the commit
+        await broadcast_money.reserve(conn, org.id, broadcast_id, each * count)
+    except broadcast_money.CannotCover as err:
+        raise NotStarted(f"{err} ({count} recipients at {each} each)") from None
     log.info("broadcast started", broadcast_id=str(broadcast_id), recipients=count, reserved=each * count)
     return count
 
