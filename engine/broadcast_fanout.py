@@ -88,9 +88,14 @@ async def run_batch(
     rows = await conn.fetch(PICK, broadcast_id, min(size, room))
     if not rows:
         return 0
-    conversations = await _conversations(conn, org.id, rows)
+    kinds = {row["id"]: decide(b, row, now) for row in rows}
+    sending = [row for row in rows if kinds[row["id"]][0] is not None]
+    conversations = await _conversations(conn, org.id, sending)  # opened only for those who get a message
     event = await load_event(conn, b["event_id"])
-    decisions = [await _one(conn, org, b, row, conversations[row["contact_id"]], event, now) for row in rows]
+    decisions = [
+        await _one(conn, org, b, row, kinds[row["id"]], conversations.get(row["contact_id"]), event, now)
+        for row in rows
+    ]
     queued = [d for d in decisions if d.status == "queued" and d.message_id is not None]
     if queued:
         await conn.execute(
@@ -137,12 +142,13 @@ async def _one(
     org: Org,
     b: asyncpg.Record,
     row: asyncpg.Record,
-    conversation_id: UUID,
+    decided: tuple[str | None, str | None],
+    conversation_id: UUID | None,
     event: EventFacts | None,
     now: datetime,
 ) -> Decision:
-    kind, reason = decide(b, row, now)
-    if kind is None:
+    kind, reason = decided
+    if kind is None or conversation_id is None:
         return Decision(row["id"], "skipped", reason=reason)
     who = Recipient(row["contact_id"], row["phone"], row["name"], row["language"])
     if kind == "text":
