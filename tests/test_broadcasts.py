@@ -347,3 +347,49 @@ async def test_status_webhooks_roll_up_monotonic_with_failures_by_code(
     out = await show(app_pool, org, broadcast_id)
     assert (out["sent"], out["delivered"], out["read"], out["failed"]) == (4, 3, 2, 1)
     assert out["failed_by_code"] == {"131026": 1}
+
+
+async def test_audience_filters_combine_and_exclusions_win(  # type: ignore[no-untyped-def]
+    make_org, app_pool: asyncpg.Pool
+) -> None:
+    from engine.broadcast_audience import AudienceError, estimate, normalise
+
+    org, _ = await make_org("Audience", tokens=10)
+    await add_contact(app_pool, org, tags=("fans", "nairobi"))
+    vip, _ = await add_contact(app_pool, org, tags=("fans", "vip"))
+    staff, staff_phone = await add_contact(app_pool, org, tags=("staff",))
+    gone, _ = await add_contact(app_pool, org, tags=("fans",))
+    async with tenant_tx(app_pool, org) as conn:
+        await conn.execute('UPDATE contacts SET profile = \'{"county": "Kisumu"}\' WHERE id = $1', vip)
+        await conn.execute("UPDATE contacts SET opted_in = false WHERE id = $1", gone)
+        poll = await conn.fetchval(
+            """INSERT INTO polls (organization_id, question, options) VALUES ($1, 'Best?', '[]') RETURNING id""",
+            org,
+        )
+        await conn.execute(
+            "INSERT INTO poll_options (poll_id, id, organization_id, text) VALUES ($1, 'a', $2, 'A')",
+            poll,
+            org,
+        )
+        await conn.execute(
+            "INSERT INTO poll_votes (organization_id, poll_id, contact_id, option_id) VALUES ($1, $2, $3, 'a')",
+            org,
+            poll,
+            staff,
+        )
+
+        async def count(**audience: Any) -> int:
+            return await estimate(conn, org, normalise(audience))
+
+        assert await count() == 3  # every opted-in contact
+        assert await count(tags=["fans"]) == 2  # the opted-out one never
+        assert await count(tags=["nairobi", "staff"]) == 2  # any of the tags
+        assert await count(tags=["fans"], exclude_tags=["vip"]) == 1
+        assert await count(profile={"county": "Kisumu"}) == 1
+        assert await count(poll_id=str(poll)) == 1 and await count(poll_id=str(poll), tags=["fans"]) == 0
+        assert await count(phones=[staff_phone]) == 1
+        assert await count(tags=[]) == 3  # an empty filter filters nothing
+    with pytest.raises(AudienceError, match="unknown audience filter colour"):
+        normalise({"colour": "red"})
+    with pytest.raises(AudienceError, match="event_id is not an id"):
+        normalise({"event_id": "jazz"})

@@ -65,6 +65,10 @@ def create(
         None, "--event", help="Event id: its ticket holders, {{event}} variables"
     ),
     program: str | None = typer.Option(None, "--program", help="Programme id: its subscribers"),
+    ticket_type: str | None = typer.Option(None, "--ticket-type", help="Ticket type id: its holders"),
+    survey: str | None = typer.Option(None, "--survey", help="Survey id: who completed it"),
+    poll: str | None = typer.Option(None, "--poll", help="Poll id: who voted"),
+    profile: list[str] = typer.Option([], "--profile", help="FIELD=VALUE of the contact's profile (repeat)"),
     at: str | None = typer.Option(None, "--at", help="ISO 8601 start; no offset: the organisation's zone"),
     name: str | None = typer.Option(None, "--name"),
     as_json: bool = typer.Option(False, "--json"),
@@ -84,7 +88,15 @@ def create(
             async with tenant_tx(pool, org_id) as conn:
                 org_settings = await conn.fetchval("SELECT settings FROM organizations WHERE id = $1", org_id)
                 zone_name = (org_settings or {}).get("timezone") or "Africa/Nairobi"
-                audience = {"tags": tag, "exclude_tags": exclude_tag, "program_id": program}
+                audience = {
+                    "tags": tag,
+                    "exclude_tags": exclude_tag,
+                    "program_id": program,
+                    "ticket_type_id": ticket_type,
+                    "survey_id": survey,
+                    "poll_id": poll,
+                    "profile": _profile(profile),
+                }
                 new = NewBroadcast(
                     name=name,
                     text=text,
@@ -123,6 +135,16 @@ def create(
         highlight=False,
         style="dim",
     )
+
+
+def _profile(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        field, sep, value = pair.partition("=")
+        if not sep or not field:
+            raise Refused(f"--profile {pair!r} is not FIELD=VALUE")
+        out[field] = value
+    return out
 
 
 def _event(event: str | None) -> dict[str, Any]:
