@@ -10,7 +10,8 @@ from typing import Any
 
 import asyncpg
 
-from engine.whatsapp.outbound import SendRequestInvalid, build_payload, build_template
+from engine.templates import template_send
+from engine.whatsapp.outbound import SendRequestInvalid, build_payload
 from state_machines.base import Text
 from state_machines.formatting import DEFAULT_TIMEZONE, local_time
 
@@ -78,13 +79,9 @@ async def template_request(
     *,
     to: str,
 ) -> dict[str, Any]:
-    """The Cloud API request for a template send. The one place to switch to ``engine.templates.template_send``
-    (approved status and parameter checks) once the templates area lands; until then the parameters go as the
-    body's text parameters and WhatsApp checks them."""
-    components = (
-        [{"type": "body", "parameters": [{"type": "text", "text": p} for p in params]}] if params else None
-    )
-    return build_template(to, name, language, components)
+    """The Cloud API request for a template send: only an APPROVED template, its parameters checked against
+    its components (engine/templates.py); raises ``TemplateError``."""
+    return await template_send(conn, org_id, name, language, params, to=to)
 
 
 async def load_event(conn: asyncpg.Connection, event_id: Any) -> EventFacts | None:

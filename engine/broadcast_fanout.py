@@ -32,10 +32,11 @@ from engine.broadcast_content import (
 )
 from engine.broadcasts import lock
 from engine.replies import write_outbound
+from engine.templates import TemplateError, marketing_deferred_until
 from engine.turn import SERVICE_WINDOW, Org
 
 PICK = """
-SELECT r.id, r.contact_id, c.phone, c.name, c.language, c.opted_in, c.opted_in_at,
+SELECT r.id, r.contact_id, c.phone, c.name, c.language, c.opted_in, c.opt_in_recorded_at,
        conv.id AS conversation_id, conv.last_user_message_at
 FROM broadcast_recipients r JOIN contacts c ON c.id = r.contact_id
 LEFT JOIN conversations conv ON conv.contact_id = r.contact_id AND conv.status = 'active'
@@ -49,6 +50,14 @@ UPDATE broadcast_recipients r SET status = t.status, message_id = t.message_id, 
 FROM unnest($1::uuid[], $3::text[], $4::uuid[], $5::text[], $6::int[], $7::text[])
      AS t(id, status, message_id, kind, tokens, reason)
 WHERE r.id = t.id"""
+
+
+class TemplateHeld(Exception):
+    """The broadcast's template was paused or disabled: the batch is rolled back and the broadcast paused."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -97,12 +106,6 @@ async def run_batch(
         for row in rows
     ]
     queued = [d for d in decisions if d.status == "queued" and d.message_id is not None]
-    if queued:
-        await conn.execute(
-            "UPDATE messages SET broadcast_id = $1 WHERE id = ANY($2::uuid[])",
-            broadcast_id,
-            [d.message_id for d in queued],
-        )
     await conn.execute(
         MARK,
         [d.recipient_id for d in decisions],
@@ -132,7 +135,7 @@ def decide(
         return "text", None
     if not b["template_name"]:
         return None, "outside_window"
-    if (b["template_category"] or "marketing") == "marketing" and row["opted_in_at"] is None:
+    if (b["template_category"] or "marketing") == "marketing" and row["opt_in_recorded_at"] is None:
         return None, "no_consent"  # marketing templates only to contacts whose opt-in is recorded
     return "template", None
 
@@ -157,9 +160,18 @@ async def _one(
         tokens = b["price_text"] or 0
     else:
         params = [fill(str(p), who, event, org.language) for p in (b["template_params"] or [])]
-        request = await template_request(
-            conn, org.id, b["template_name"], b["template_language"], params, to=row["phone"]
-        )
+        if (b["template_category"] or "marketing") == "marketing":
+            deferred = await marketing_deferred_until(conn, org.id, row["contact_id"])
+            if deferred is not None and deferred > now:  # 131049: Meta asks to wait before trying them again
+                return Decision(row["id"], "skipped", reason="marketing_limit")
+        try:
+            request = await template_request(
+                conn, org.id, b["template_name"], b["template_language"], params, to=row["phone"]
+            )
+        except TemplateError as err:
+            if err.reason == "held":  # paused or disabled since the start: the whole broadcast waits
+                raise TemplateHeld(err.message) from None
+            return Decision(row["id"], "skipped", reason=f"template_{err.reason}")
         content = f"[template {b['template_name']}] " + " | ".join(params)
         tokens = b["price_template"] or 0
     job = {
@@ -181,6 +193,8 @@ async def _one(
         price=0,  # paid from the broadcast's reservation (engine/broadcast_money.py)
         now=now,
         loop_guard=False,
+        lane="bulk",  # replies to people who are chatting go first (engine/sender.py)
+        broadcast_id=b["id"],
     )
     return Decision(row["id"], "queued", kind=kind, tokens=tokens, message_id=message_id)
 

@@ -20,8 +20,11 @@ from uuid import UUID
 import asyncpg
 
 from engine import broadcast_audience, broadcast_money
-from engine.broadcast_content import unknown_variables
+from engine.broadcast_content import Recipient, fill, unknown_variables
 from engine.logging import get_logger
+from engine.messaging_limit import check_messaging_limit
+from engine.templates import TemplateError, load_template, template_send
+from engine.turn import SERVICE_WINDOW
 
 log = get_logger(__name__)
 LOCK_CLASS = 0x42524443  # "BRDC": pg_advisory_xact_lock(LOCK_CLASS, hashtext(broadcast id))
@@ -130,11 +133,13 @@ async def start(conn: asyncpg.Connection, org: Any, broadcast_id: UUID, now: dat
     if row is None:
         return None
     count = await broadcast_audience.resolve(conn, org.id, broadcast_id, row["audience_filter"] or {})
-    prices = broadcast_money.prices_for(org.settings, row["template_category"])
+    category = await _check_template(conn, org.id, row, now) if row["template_name"] else None
+    prices = broadcast_money.prices_for(org.settings, category)
     each = prices.per_recipient(bool(row["message_content"]), bool(row["template_name"]))
     await conn.execute(
         """UPDATE broadcasts SET status = 'running', started_at = $2, recipient_count = $3, tokens_reserved = $4,
-                                 price_text = $5, price_template = $6, status_reason = NULL
+                                 price_text = $5, price_template = $6, status_reason = NULL,
+                                 template_category = COALESCE($7, template_category)
            WHERE id = $1""",
         broadcast_id,
         now,
@@ -142,6 +147,7 @@ async def start(conn: asyncpg.Connection, org: Any, broadcast_id: UUID, now: dat
         each * count,
         prices.text,
         prices.template,
+        category,
     )
     try:  # last: the wallet's row, which every reply of the organisation pays from, is locked only to the commit
         await broadcast_money.reserve(conn, org.id, broadcast_id, each * count)
@@ -149,6 +155,31 @@ async def start(conn: asyncpg.Connection, org: Any, broadcast_id: UUID, now: dat
         raise NotStarted(f"{err} ({count} recipients at {each} each)") from None
     log.info("broadcast started", broadcast_id=str(broadcast_id), recipients=count, reserved=each * count)
     return count
+
+
+async def _check_template(conn: asyncpg.Connection, org_id: UUID, row: asyncpg.Record, now: datetime) -> str:
+    """The template can be sent (APPROVED, its parameters fit its components) and its recipients outside the
+    24-hour window stay within the messaging limit; its category (what it costs). Raises ``NotStarted``."""
+    name, language = row["template_name"], row["template_language"]
+    sample = Recipient(None, "254700000000", None, None)
+    params = [fill(str(p), sample, None) for p in row["template_params"] or []]
+    try:
+        template = await load_template(conn, org_id, name, language)
+        await template_send(conn, org_id, name, language, params, to=sample.phone)
+    except TemplateError as err:
+        raise NotStarted(err.message) from None
+    reached = await conn.fetch(  # who will get the template: everyone, or those outside the window
+        """SELECT r.contact_id FROM broadcast_recipients r
+           LEFT JOIN conversations c ON c.contact_id = r.contact_id AND c.status = 'active'
+           WHERE r.broadcast_id = $1 AND ($2 OR c.last_user_message_at IS NULL OR c.last_user_message_at <= $3)""",
+        row["id"],
+        not row["message_content"],
+        now - SERVICE_WINDOW,
+    )
+    limit = await check_messaging_limit(conn, org_id, [r["contact_id"] for r in reached], now)
+    if not limit.fits:
+        raise NotStarted(str(limit.reason))
+    return (template.category or row["template_category"] or "marketing").lower()
 
 
 async def block(conn: asyncpg.Connection, broadcast_id: UUID, reason: str) -> None:
@@ -196,6 +227,18 @@ async def control(conn: asyncpg.Connection, org_id: UUID, broadcast_id: UUID, ac
     )
     released = await broadcast_money.release(conn, org_id, broadcast_id) if target == "cancelled" else 0
     return {"id": str(broadcast_id), "status": target, "released": released}
+
+
+async def hold(conn: asyncpg.Connection, broadcast_id: UUID, reason: str) -> None:
+    """A running broadcast paused with the reason (its template was paused or disabled): resume sends it on."""
+    await lock(conn, broadcast_id, shared=False)
+    await conn.execute(
+        """UPDATE broadcasts SET status = 'paused', paused_at = now(), status_reason = $2
+           WHERE id = $1 AND status = 'running'""",
+        broadcast_id,
+        reason,
+    )
+    log.warning("broadcast held", broadcast_id=str(broadcast_id), reason=reason)
 
 
 async def complete_if_done(conn: asyncpg.Connection, org_id: UUID, broadcast_id: UUID) -> bool:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from engine import broadcasts, programmes, reminders
-from engine.broadcast_fanout import run_batch
+from engine.broadcast_fanout import TemplateHeld, run_batch
 from engine.db import tenant_tx
 from engine.logging import get_logger
 from engine.runtime import Runtime
@@ -87,8 +87,15 @@ async def batch_once(rt: Runtime, org_id: UUID, broadcast_id: UUID, now: datetim
     """One batch of the broadcast; when nothing is left to take, its completion."""
     org = await rt.orgs.get(org_id)
     s = rt.settings
-    async with tenant_tx(rt.app_pool, org_id) as conn:
-        taken = await run_batch(conn, org, broadcast_id, now, s.broadcast_batch_size, s.broadcast_in_flight)
+    try:
+        async with tenant_tx(rt.app_pool, org_id) as conn:
+            taken = await run_batch(
+                conn, org, broadcast_id, now, s.broadcast_batch_size, s.broadcast_in_flight
+            )
+    except TemplateHeld as held:  # rolled back: the broadcast waits, with the reason, for a resume
+        async with tenant_tx(rt.app_pool, org_id) as conn:
+            await broadcasts.hold(conn, broadcast_id, held.reason)
+        return 1
     if taken == 0:
         async with tenant_tx(rt.app_pool, org_id) as conn:
             return 1 if await broadcasts.complete_if_done(conn, org_id, broadcast_id) else 0

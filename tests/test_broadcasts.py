@@ -53,12 +53,15 @@ async def add_contact(
     last = datetime.now(UTC) - (timedelta(hours=1) if window else timedelta(days=2))
     async with tenant_tx(pool, org) as conn:
         contact = await conn.fetchval(
-            """INSERT INTO contacts (organization_id, phone, whatsapp_id, name, tags, opted_in, opted_in_at)
-               VALUES ($1, $2, $2, $3, $4, true, $5) RETURNING id""",
+            """INSERT INTO contacts (organization_id, phone, whatsapp_id, name, tags, opted_in, opted_in_at,
+                                     opt_in_source, opt_in_recorded_at)
+               VALUES ($1, $2, $2, $3, $4, true, $5, $6, $7) RETURNING id""",
             org,
             number,
             name,
             list(tags),
+            last,
+            "signup form" if consent else None,
             last if consent else None,
         )
         await conn.execute(
@@ -70,6 +73,29 @@ async def add_contact(
             last,
         )
     return contact, number
+
+
+async def approved_template(
+    pool: asyncpg.Pool,
+    org: UUID,
+    name: str,
+    category: str = "MARKETING",
+    params: int = 1,
+    status: str = "APPROVED",
+) -> None:
+    """A template as `chatnation templates sync` stores it: its body with ``params`` positional parameters."""
+    body = "Hello " + " ".join("{{" + str(i + 1) + "}}" for i in range(params))
+    async with tenant_tx(pool, org) as conn:
+        await conn.execute(
+            """INSERT INTO message_templates (organization_id, whatsapp_business_id, name, language, category, status,
+                                              parameter_format, components)
+               VALUES ($1, 'waba', $2, 'en', $3, $4, 'POSITIONAL', $5)""",
+            org,
+            name,
+            category,
+            status,
+            [{"type": "BODY", "text": body}],
+        )
 
 
 async def new_broadcast(pool: asyncpg.Pool, org: UUID, **fields: Any) -> UUID:
@@ -175,6 +201,7 @@ async def test_a_template_outside_the_window_priced_as_its_category(
     inside = await add_contact(app_pool, org)
     outside = await add_contact(app_pool, org, window=False, name="Otieno Odhiambo")
     no_consent = await add_contact(app_pool, org, window=False, consent=False)
+    await approved_template(app_pool, org, "devotional_reminder")
     broadcast_id = await new_broadcast(
         app_pool,
         org,
@@ -275,6 +302,9 @@ async def test_concurrent_schedulers_queue_each_recipient_once(
     fast = Rt(
         rt.app_pool, rt.owner_pool, rt.settings.model_copy(update={"broadcast_batch_size": 15}), rt.orgs
     )
+    await approved_template(app_pool, org, "hello", category="UTILITY", params=0)
+    async with tenant_tx(app_pool, org) as conn:  # the template's 150 users outside the window fit the limit
+        await conn.execute("UPDATE organizations SET settings = settings || '{\"messaging_limit\": 2000}'")
     broadcast_id = await new_broadcast(
         app_pool,
         org,
@@ -393,3 +423,72 @@ async def test_audience_filters_combine_and_exclusions_win(  # type: ignore[no-u
         normalise({"colour": "red"})
     with pytest.raises(AudienceError, match="event_id is not an id"):
         normalise({"event_id": "jazz"})
+
+
+async def test_only_an_approved_template_within_the_messaging_limit_starts_and_a_paused_one_holds_it(
+    rt: Rt,
+    make_org,  # type: ignore[no-untyped-def]
+    app_pool: asyncpg.Pool,
+) -> None:
+    org, _ = await make_org("Templates", tokens=1000)
+    for _ in range(3):
+        await add_contact(app_pool, org, window=False)
+    await approved_template(app_pool, org, "pending_one", status="PENDING")
+    await approved_template(app_pool, org, "two_params", params=2)
+    await approved_template(app_pool, org, "promo")
+
+    async def started(**fields: Any) -> dict[str, Any]:
+        broadcast_id = await new_broadcast(app_pool, org, template_language="en", **fields)
+        await scheduler.tick(rt)  # type: ignore[arg-type]
+        return await show(app_pool, org, broadcast_id)
+
+    pending = await started(template_name="pending_one", template_params=["{{name}}"])
+    assert (
+        pending["status"] == "blocked"
+        and "is PENDING; only APPROVED templates are sent" in pending["status_reason"]
+    )
+    wrong = await started(template_name="two_params", template_params=["{{name}}"])
+    assert wrong["status"] == "blocked" and "2" in wrong["status_reason"]
+    unknown = await started(template_name="nowhere")
+    assert unknown["status"] == "blocked" and "no template 'nowhere'" in unknown["status_reason"]
+    async with tenant_tx(app_pool, org) as conn:
+        await conn.execute("UPDATE organizations SET settings = settings || '{\"messaging_limit\": 250}'")
+        await conn.execute(  # 249 users already reached with templates in the last 24 hours
+            """WITH c AS (INSERT INTO contacts (organization_id, phone, opted_in)
+                          SELECT $1, '2541' || lpad(g::text, 8, '0'), true FROM generate_series(1, 249) g RETURNING id),
+                    v AS (INSERT INTO conversations (organization_id, contact_id) SELECT $1, id FROM c RETURNING id, contact_id)
+               INSERT INTO messages (organization_id, conversation_id, contact_id, direction, type, wa_status)
+               SELECT $1, id, contact_id, 'outbound', 'template', 'sent' FROM v""",
+            org,
+        )
+    crossing = await started(template_name="promo", template_params=["{{name}}"], audience={"tags": ["fans"]})
+    assert crossing["status"] == "blocked" and crossing["status_reason"].startswith(
+        "messaging limit: 3 new users"
+    )
+    assert (crossing["recipients"], crossing["tokens_reserved"]) == (
+        0,
+        0,
+    )  # nothing resolved, nothing reserved
+    async with tenant_tx(app_pool, org) as conn:
+        await conn.execute("UPDATE organizations SET settings = settings || '{\"messaging_limit\": 2000}'")
+        await conn.execute(
+            "UPDATE message_templates SET status = 'PAUSED', status_reason = 'low quality' WHERE name = 'promo'"
+        )
+        assert (await control(conn, org, crossing["id"], "resume"))["status"] == "scheduled"
+    small = Rt(
+        rt.app_pool, rt.owner_pool, rt.settings.model_copy(update={"broadcast_batch_size": 1}), rt.orgs
+    )
+    await scheduler.tick(small)  # type: ignore[arg-type]
+    held = await show(app_pool, org, crossing["id"])
+    assert held["status"] == "blocked" and "is PAUSED: low quality" in held["status_reason"]
+    async with tenant_tx(app_pool, org) as conn:  # approved again: it starts; paused while it runs: it waits
+        await conn.execute("UPDATE message_templates SET status = 'APPROVED' WHERE name = 'promo'")
+        await control(conn, org, crossing["id"], "resume")
+    await scheduler.start_due(small, datetime.now(UTC))  # type: ignore[arg-type]
+    assert await scheduler.batch_once(small, org, crossing["id"], datetime.now(UTC)) == 1  # type: ignore[arg-type]
+    async with tenant_tx(app_pool, org) as conn:
+        await conn.execute("UPDATE message_templates SET status = 'DISABLED' WHERE name = 'promo'")
+    await scheduler.batch_once(small, org, crossing["id"], datetime.now(UTC))  # type: ignore[arg-type]
+    paused = await show(app_pool, org, crossing["id"])
+    assert (paused["status"], paused["queued"]) == ("paused", 1)
+    assert "is DISABLED" in paused["status_reason"]

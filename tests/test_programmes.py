@@ -21,7 +21,7 @@ from state_machines import conversation, menu
 from state_machines.base import Context, Inbound, State, Text
 from state_machines.programme import SetSubscription
 from tests.helpers import context
-from tests.test_broadcasts import Rt, add_contact, release_in_flight, rt  # noqa: F401 - the fixture
+from tests.test_broadcasts import Rt, add_contact, approved_template, rt  # noqa: F401 - the fixture
 
 NY = "America/New_York"
 
@@ -129,6 +129,7 @@ async def test_a_programme_item_fires_once_at_its_local_time_across_daylight_sav
     app_pool: asyncpg.Pool,
 ) -> None:
     org, _ = await make_org("Church", tokens=100)
+    await approved_template(app_pool, org, "devotional", params=0)
     content = parse_content({"programmes": [DEVOTIONAL]})
     saturday = datetime(2026, 3, 7, 12, 0, tzinfo=UTC)  # the day before New York springs forward
     async with tenant_tx(app_pool, org) as conn:
