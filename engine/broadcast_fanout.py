@@ -87,8 +87,7 @@ async def run_batch(
 ) -> int | None:
     """One batch in the caller's tenant transaction: how many recipients it decided (0: none pending it could
     take); None when the broadcast is not running or is far enough ahead of its sends."""
-    await lock(conn, broadcast_id, shared=True)
-    b = await conn.fetchrow("SELECT * FROM broadcasts WHERE id = $1", broadcast_id)
+    b = await lock(conn, broadcast_id, shared=True)
     if b is None or b["status"] != "running":
         return None
     room = cap - await in_flight(conn, broadcast_id, cap)

@@ -6,8 +6,8 @@
   ``blocked`` with the reason, and nothing resolved.
 - the fan-out (engine/broadcast_fanout.py), in batches, each batch's outbox rows written in the transaction
   that marks its recipients queued; completion releases what was not spent.
-- ``pause`` / ``resume`` / ``cancel``: under the broadcast's exclusive lock, which every batch holds shared, so a
-  batch in flight finishes before the status changes and none starts after it.
+- ``pause`` / ``resume`` / ``cancel``: under the broadcast's row locked FOR UPDATE, while every batch holds it
+  FOR KEY SHARE, so a batch in flight finishes before the status changes and none starts after it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from engine.templates import TemplateError, load_template, template_send
 from engine.turn import SERVICE_WINDOW
 
 log = get_logger(__name__)
-LOCK_CLASS = 0x42524443  # "BRDC": pg_advisory_xact_lock(LOCK_CLASS, hashtext(broadcast id))
 CATEGORIES = ("marketing", "utility", "authentication")
 
 
@@ -109,9 +108,12 @@ async def create(conn: asyncpg.Connection, org_id: UUID, new: NewBroadcast) -> U
     )
 
 
-async def lock(conn: asyncpg.Connection, broadcast_id: UUID, *, shared: bool) -> None:
-    fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-    await conn.execute(f"SELECT {fn}($1, hashtext($2))", LOCK_CLASS, str(broadcast_id))
+async def lock(conn: asyncpg.Connection, broadcast_id: UUID, *, shared: bool) -> asyncpg.Record | None:
+    """The broadcast's row, locked for this transaction: shared by batches (FOR KEY SHARE, which the counters'
+    updates do not wait for), exclusive for a change of status (FOR UPDATE, which waits for the batches in
+    flight and holds off new ones)."""
+    mode = "FOR KEY SHARE" if shared else "FOR UPDATE"
+    return await conn.fetchrow(f"SELECT * FROM broadcasts WHERE id = $1 {mode}", broadcast_id)
 
 
 class NotStarted(Exception):
@@ -204,10 +206,7 @@ _NEXT = {
 async def control(conn: asyncpg.Connection, org_id: UUID, broadcast_id: UUID, action: str) -> dict[str, Any]:
     """pause | resume | cancel, under the broadcast's exclusive lock; cancel releases the reservation. The
     broadcast's status after it; raises ``BroadcastError`` when the status does not allow it."""
-    await lock(conn, broadcast_id, shared=False)
-    row = await conn.fetchrow(
-        "SELECT status, started_at FROM broadcasts WHERE id = $1 FOR UPDATE", broadcast_id
-    )
+    row = await lock(conn, broadcast_id, shared=False)
     if row is None:
         raise LookupError(f"no broadcast {broadcast_id}")
     allowed, target = _NEXT[action]

@@ -93,9 +93,3 @@ BEGIN
     RETURN true;
 END
 $$;
-
--- Which organisation a broadcast belongs to: `chatnation broadcast show ID` names only the broadcast.
-CREATE FUNCTION broadcast_org(p_broadcast uuid) RETURNS uuid
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
-    SELECT organization_id FROM broadcasts WHERE id = p_broadcast
-$$;

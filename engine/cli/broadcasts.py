@@ -16,6 +16,7 @@ import typer
 from engine.cli.common import console, emit, pools, run, settings
 from engine.cli.errors import NotFound, Refused
 from engine.cli.wallet import resolve_org
+from engine.db import DatabaseUrls
 
 app = typer.Typer(
     help="Broadcasts: messages an organisation sends first, to many contacts.", no_args_is_help=True
@@ -43,9 +44,14 @@ def parse_at(value: str | None, zone_name: str) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone(zone_name))
 
 
-async def _org_of(pool: asyncpg.Pool, broadcast: str) -> tuple[UUID, UUID]:
+async def _org_of(urls: DatabaseUrls, broadcast: str) -> tuple[UUID, UUID]:
+    """Whose broadcast this is: a cross-tenant read, the owner's (as the scheduler's discovery is)."""
     broadcast_id = _uuid(broadcast, "broadcast")
-    org_id = await pool.fetchval("SELECT broadcast_org($1)", broadcast_id)
+    conn = await asyncpg.connect(urls.owner)
+    try:
+        org_id = await conn.fetchval("SELECT organization_id FROM broadcasts WHERE id = $1", broadcast_id)
+    finally:
+        await conn.close()
     if org_id is None:
         raise NotFound(f"no broadcast {broadcast}")
     return org_id, broadcast_id
@@ -172,11 +178,11 @@ def list_(
     emit(run(body), as_json=as_json, title=f"broadcasts of {org}", empty=f"no broadcasts for {org}")
 
 
-async def _stats(pool: asyncpg.Pool, broadcast: str, rate: float) -> dict[str, Any]:
+async def _stats(urls: DatabaseUrls, pool: asyncpg.Pool, broadcast: str, rate: float) -> dict[str, Any]:
     from engine.broadcast_stats import stats
     from engine.db import tenant_tx
 
-    org_id, broadcast_id = await _org_of(pool, broadcast)
+    org_id, broadcast_id = await _org_of(urls, broadcast)
     async with tenant_tx(pool, org_id) as conn:
         out = await stats(conn, broadcast_id, datetime.now(UTC), rate)
     assert out is not None
@@ -197,8 +203,8 @@ def show(
         return
 
     async def body() -> dict[str, Any]:
-        async with pools(s) as (_, pool):
-            return await _stats(pool, broadcast, s.send_rate_per_second)
+        async with pools(s) as (urls, pool):
+            return await _stats(urls, pool, broadcast, s.send_rate_per_second)
 
     out = run(body)
     if as_json:
@@ -218,7 +224,7 @@ def _watch(s: Any, broadcast: str) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     async def body() -> None:
-        async with pools(s) as (_, pool):
+        async with pools(s) as (urls, pool):
             with Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -229,7 +235,7 @@ def _watch(s: Any, broadcast: str) -> None:
             ) as progress:
                 task = progress.add_task("sent", total=None, detail="")
                 while True:
-                    out = await _stats(pool, broadcast, s.send_rate_per_second)
+                    out = await _stats(urls, pool, broadcast, s.send_rate_per_second)
                     done = out["sent"] + out["skipped"] + _failed_unsent(out)
                     progress.update(
                         task,
@@ -257,8 +263,8 @@ def _control(action: str, broadcast: str, as_json: bool) -> None:
     s = settings()
 
     async def body() -> dict[str, Any]:
-        async with pools(s) as (_, pool):
-            org_id, broadcast_id = await _org_of(pool, broadcast)
+        async with pools(s) as (urls, pool):
+            org_id, broadcast_id = await _org_of(urls, broadcast)
             try:
                 async with tenant_tx(pool, org_id) as conn:
                     return await control(conn, org_id, broadcast_id, action)
@@ -299,8 +305,8 @@ def recipients(
     s = settings()
 
     async def body() -> list[dict[str, Any]]:
-        async with pools(s) as (_, pool):
-            org_id, broadcast_id = await _org_of(pool, broadcast)
+        async with pools(s) as (urls, pool):
+            org_id, broadcast_id = await _org_of(urls, broadcast)
             async with tenant_tx(pool, org_id) as conn:
                 return await recipient_rows(conn, broadcast_id)
 
