@@ -20,6 +20,8 @@ import asyncpg
 
 from engine.settings import Settings
 
+DEPLOYMENT_SETTING = "chatnation.deployment"  # sql/070
+
 
 @dataclass(frozen=True)
 class DatabaseUrls:
@@ -54,11 +56,19 @@ async def _no_session_state(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    url: str, *, min_size: int = 1, max_size: int = 10, session_state: bool = True
+    url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    session_state: bool = True,
+    deployment: str | None = None,
 ) -> asyncpg.Pool:
     """``session_state=False`` for the application role's pools: their users keep no session state (the tenant
     is set per transaction; no LISTEN, no advisory locks), so asyncpg's reset query on every release, one
-    round trip per transaction, is skipped."""
+    round trip per transaction, is skipped.
+
+    ``deployment`` (the BROKER_PREFIX) is the connections' ``chatnation.deployment``: the outbox rows, timers
+    and e-mails they write belong to that deployment's relay (sql/070)."""
     pool = await asyncpg.create_pool(
         url,
         min_size=min_size,
@@ -66,6 +76,7 @@ async def create_pool(
         init=_init_connection,
         command_timeout=30,
         reset=None if session_state else _no_session_state,
+        server_settings={DEPLOYMENT_SETTING: deployment} if deployment else None,
     )
     assert pool is not None
     return pool

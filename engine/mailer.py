@@ -121,13 +121,18 @@ def _permanent(err: Exception) -> bool:
 async def send_due(owner_pool: asyncpg.Pool, settings: Settings, now: datetime | None = None) -> int:
     """Send the due e-mails of every organisation (the owner's connection: a background job across tenants);
     returns how many were sent."""
-    sent = 0
+    sent, deployment = 0, settings.broker_prefix  # this deployment's e-mails only (sql/070)
+    await owner_pool.execute(  # e-mails of no deployment become ours (row locks: one mailer adopts each)
+        "UPDATE ticket_emails SET deployment = $1 WHERE status = 'pending' AND deployment IS NULL", deployment
+    )
     async with owner_pool.acquire() as conn, conn.transaction():
         due = await conn.fetch(
-            """SELECT * FROM ticket_emails WHERE status = 'pending' AND next_attempt_at <= $1
+            """SELECT * FROM ticket_emails
+               WHERE status = 'pending' AND deployment = $3 AND next_attempt_at <= $1
                ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED""",
             now or datetime.now(UTC),
             BATCH,
+            deployment,
         )
         for row in due:
             try:

@@ -1,8 +1,10 @@
 """The outbox relay: publishes committed replies to the outbound queue, in id order, then marks them.
 
-One relay is active at a time (a PostgreSQL advisory lock; others wait as stand-bys), so rows leave in the
-order they were committed per contact and lane. It polls the partial index of unrelayed rows every few
-milliseconds, replies first, then a batch of bulk rows (broadcasts, programmes, reminders).
+One relay per deployment (BROKER_PREFIX) is active at a time (a PostgreSQL advisory lock keyed by the deployment;
+others wait as stand-bys), so rows leave in the order they were committed per contact and lane. It takes only its
+own deployment's rows (sql/070), adopting any written without a deployment; another deployment's relay on the
+same database takes the others. It polls the partial index of unrelayed rows every few milliseconds, replies
+first, then a batch of bulk rows (broadcasts, programmes, reminders).
 A crash between publishing and marking re-publishes; the sender drops a reply that WhatsApp already accepted.
 """
 
@@ -19,9 +21,10 @@ from engine import metrics_worker as metrics
 from engine.broker import ordering_headers, outbound_ordering
 from engine.logging import get_logger
 from engine.runtime import Runtime
+from engine.shards import deployment_lock
 
 log = get_logger(__name__)
-RELAY_LOCK = 0x52454C41  # "RELA"
+RELAY_LOCK = 0x52454C41  # "RELA", with the deployment's key (engine/shards.py deployment_lock)
 BATCH = 500
 BULK_BATCH = (
     200  # bulk rows per round after the replies: a reply waits at most one of these behind a broadcast
@@ -41,7 +44,8 @@ async def relay_forever(rt: Runtime, stop: asyncio.Event) -> None:
 async def _relay_while_leader(rt: Runtime, stop: asyncio.Event) -> None:
     conn: asyncpg.Connection = await asyncpg.connect(rt.urls.owner)
     try:
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK):
+        lock = deployment_lock(RELAY_LOCK, rt.settings.broker_prefix)
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *lock):
             await _sleep(stop, 1.0)  # another relay is active; stand by
             return
         log.info("outbox relay active")
@@ -54,14 +58,19 @@ async def _relay_while_leader(rt: Runtime, stop: asyncio.Event) -> None:
         await conn.close()  # also releases the advisory lock
 
 
+# This deployment's unrelayed rows of one lane, and those of no deployment, adopted (a row lock: another relay
+# that reached the same row sees it taken once the adoption commits, and leaves it).
+_PENDING = """WITH adopted AS (
+    UPDATE outbox SET deployment = $3 WHERE relayed_at IS NULL AND deployment IS NULL RETURNING id, payload, lane)
+SELECT id, payload FROM outbox WHERE relayed_at IS NULL AND deployment = $3 AND lane = $1
+UNION ALL SELECT id, payload FROM adopted WHERE lane = $1
+ORDER BY id LIMIT $2"""
+
+
 async def relay_batch(rt: Runtime, conn: asyncpg.Connection, lane: str = "reply", limit: int = BATCH) -> int:
     """Up to ``limit`` unrelayed rows of one lane, in id order. Replies go first each round, then a smaller batch
     of bulk rows (sql/025): a broadcast's thousands of rows never keep a chatting person's reply waiting."""
-    rows = await conn.fetch(
-        "SELECT id, payload FROM outbox WHERE relayed_at IS NULL AND lane = $1 ORDER BY id LIMIT $2",
-        lane,
-        limit,
-    )
+    rows = await conn.fetch(_PENDING, lane, limit, rt.settings.broker_prefix)
     if not rows:
         return 0
     by_shard: dict[str, list[dict[str, Any]]] = defaultdict(list)

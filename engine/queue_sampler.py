@@ -61,11 +61,13 @@ async def wallets_below_threshold(rt: Runtime) -> int:
 
 
 async def outbox_backlog(rt: Runtime) -> tuple[int, float]:
-    """Rows not yet relayed, and how long the oldest has waited (seconds; 0 when there is none)."""
+    """Rows not yet relayed, and how long the oldest has waited (seconds; 0 when there is none): this
+    deployment's, and those of none that its relay will adopt (another deployment's are its own business)."""
     row = await rt.owner_pool.fetchrow(
         """SELECT count(*) AS rows,
                   COALESCE(extract(epoch FROM now() - min(created_at)), 0)::float AS oldest
-           FROM outbox WHERE relayed_at IS NULL"""
+           FROM outbox WHERE relayed_at IS NULL AND (deployment = $1 OR deployment IS NULL)""",
+        rt.settings.broker_prefix,
     )
     return int(row["rows"]), float(row["oldest"])
 

@@ -178,7 +178,13 @@ async def _coordinate(
     rt: Runtime, sharded: ShardedConsumers | LaneConsumers, shards: int, stop: asyncio.Event
 ) -> None:
     coordinator = ShardCoordinator(
-        rt.urls.owner, sharded.role, shards, sharded.start_shard, sharded.stop_shard, sharded.stats
+        rt.urls.owner,
+        sharded.role,
+        shards,
+        sharded.start_shard,
+        sharded.stop_shard,
+        sharded.stats,
+        deployment=rt.settings.broker_prefix,
     )
     await coordinator.run(stop)
 
@@ -189,7 +195,9 @@ async def _announce(rt: Runtime, role: str, stop: asyncio.Event) -> None:
     async def nothing(shard: int) -> None:
         return None
 
-    await ShardCoordinator(rt.urls.owner, role, 0, nothing, nothing).run(stop)
+    await ShardCoordinator(
+        rt.urls.owner, role, 0, nothing, nothing, deployment=rt.settings.broker_prefix
+    ).run(stop)
 
 
 async def _payments(rt: Runtime, stop: asyncio.Event) -> None:

@@ -41,8 +41,9 @@ class Runtime:
     async def start(cls, settings: Settings, *, pool_size: int | None = None) -> Runtime:
         urls = await database_urls(settings)
         size = pool_size or settings.db_pool_size
-        app_pool = await create_pool(urls.app, max_size=size, session_state=False)
-        owner_pool = await create_pool(urls.owner, max_size=3)
+        deployment = settings.broker_prefix  # what this process writes is relayed by its own deployment
+        app_pool = await create_pool(urls.app, max_size=size, session_state=False, deployment=deployment)
+        owner_pool = await create_pool(urls.owner, max_size=3, deployment=deployment)
         connection = await connect(settings)
         topology = Topology.from_settings(settings)
         channel = await connection.channel()

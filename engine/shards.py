@@ -1,7 +1,8 @@
 """Dividing shard queues among the live worker processes of a role, and handing them over in order.
 
-Each process heartbeats into ``worker_heartbeats``; the live processes of a role, sorted by start time,
-take shards round-robin. A process that loses a shard stops starting its messages, finishes the running
+Each process heartbeats into ``worker_heartbeats``; the live processes of a role in the same deployment (its
+BROKER_PREFIX and shard count: another deployment on the same database has queues of its own), sorted by start
+time, take shards round-robin. A process that loses a shard stops starting its messages, finishes the running
 ones, then closes that shard's channel, which returns the rest to the head of the queue; the new owner's
 consumer (waiting as single-active-consumer stand-by) continues from there. So adding or removing
 workers never reorders a contact's messages.
@@ -13,6 +14,7 @@ import asyncio
 import os
 import socket
 import uuid
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -23,6 +25,13 @@ from engine.logging import get_logger
 log = get_logger(__name__)
 LIVE_SECONDS = 6
 HEARTBEAT_SECONDS = 2
+
+
+def deployment_lock(kind: int, deployment: str) -> tuple[int, int]:
+    """The two keys of a deployment's advisory lock of ``kind`` (the relay's, the timer scanner's): one holder
+    per deployment, and deployments on one database do not wait for each other."""
+    key = zlib.crc32(deployment.encode())
+    return kind, key - (1 << 32) if key >= 1 << 31 else key
 
 
 def assign(shards: int, workers: list[str], me: str) -> set[int]:
@@ -45,6 +54,7 @@ class ShardCoordinator:
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     )
     owned: set[int] = field(default_factory=set)
+    deployment: str = ""  # the BROKER_PREFIX: workers of other deployments are not counted
 
     async def run(self, stop: asyncio.Event) -> None:
         conn: asyncpg.Connection | None = None
@@ -70,8 +80,9 @@ class ShardCoordinator:
     async def _tick(self, conn: asyncpg.Connection) -> None:
         in_flight, processed = self.stats()
         await conn.execute(
-            """INSERT INTO worker_heartbeats (worker_id, role, host, pid, shards, in_flight, processed)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)
+            """INSERT INTO worker_heartbeats (worker_id, role, host, pid, shards, in_flight, processed,
+                                              deployment, shard_count)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now(), shards = $5, in_flight = $6, processed = $7""",
             self.worker_id,
             self.role,
@@ -80,14 +91,19 @@ class ShardCoordinator:
             sorted(self.owned),
             in_flight,
             processed,
+            self.deployment,
+            self.shards,
         )
         live = [
             r["worker_id"]
             for r in await conn.fetch(
                 f"""SELECT worker_id FROM worker_heartbeats
-                WHERE role = $1 AND heartbeat_at > now() - interval '{LIVE_SECONDS} seconds'
+                WHERE role = $1 AND deployment = $2 AND shard_count = $3
+                  AND heartbeat_at > now() - interval '{LIVE_SECONDS} seconds'
                 ORDER BY started_at, worker_id""",
                 self.role,
+                self.deployment,
+                self.shards,
             )
         ]
         await conn.execute("DELETE FROM worker_heartbeats WHERE heartbeat_at < now() - interval '1 hour'")

@@ -1,7 +1,8 @@
 """Due conversation timers -> the contact's ordered inbound path, so that a timer is handled like a message
 (after whatever the contact sent before it) and is ignored there when the conversation has moved on.
 
-One scanner is active at a time (advisory lock). Publishing and marking are not atomic: a crash in
+One scanner per deployment (BROKER_PREFIX) is active at a time (an advisory lock keyed by the deployment), and it
+fires only its own deployment's timers (sql/070), adopting any set without a deployment. Publishing and marking are not atomic: a crash in
 between publishes again, and the inbound side's receipt (``timer:<id>``) makes the second one a no-op.
 """
 
@@ -14,18 +15,26 @@ import asyncpg
 
 from engine.logging import get_logger
 from engine.runtime import Runtime
+from engine.shards import deployment_lock
 
 log = get_logger(__name__)
-TIMERS_LOCK = 0x54494D45  # "TIME"
+TIMERS_LOCK = 0x54494D45  # "TIME", with the deployment's key (engine/shards.py deployment_lock)
 
 
 async def fire_due_timers(rt: Runtime, conn: asyncpg.Connection, limit: int = 200) -> int:
+    deployment = rt.settings.broker_prefix
+    await conn.execute(  # timers of no deployment become ours (row locks: one scanner adopts each)
+        """UPDATE conversation_timers SET deployment = $1
+           WHERE status = 'pending' AND deployment IS NULL AND due_at <= now()""",
+        deployment,
+    )
     rows = await conn.fetch(
         """SELECT t.id, t.kind, t.state_version, t.data, c.phone, o.whatsapp_phone_id
            FROM conversation_timers t JOIN contacts c ON c.id = t.contact_id
            JOIN organizations o ON o.id = t.organization_id
-           WHERE t.status = 'pending' AND t.due_at <= now() ORDER BY t.due_at LIMIT $1""",
+           WHERE t.status = 'pending' AND t.deployment = $2 AND t.due_at <= now() ORDER BY t.due_at LIMIT $1""",
         limit,
+        deployment,
     )
     for row in rows:
         body = {
@@ -48,7 +57,8 @@ async def timers_forever(rt: Runtime, stop: asyncio.Event, interval: float = 1.0
         try:
             conn = await asyncpg.connect(rt.urls.owner)  # cross-tenant scan: the owner's job
             try:
-                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", TIMERS_LOCK):
+                lock = deployment_lock(TIMERS_LOCK, rt.settings.broker_prefix)
+                if await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *lock):
                     await conn.set_type_codec(
                         "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
                     )

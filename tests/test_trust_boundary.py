@@ -452,8 +452,8 @@ async def test_a_heartbeat_cannot_be_dated_in_the_future_and_every_one_expires(
     role = f"hb{uuid.uuid4().hex[:8]}"
     forged_id = f"forged-{role}"
     await owner_pool.execute(
-        """INSERT INTO worker_heartbeats (worker_id, role, host, pid, heartbeat_at, started_at)
-           VALUES ($1, $2, 'x', 1, now() + interval '100 years', now() - interval '100 years')""",
+        """INSERT INTO worker_heartbeats (worker_id, role, host, pid, heartbeat_at, started_at, shard_count)
+           VALUES ($1, $2, 'x', 1, now() + interval '100 years', now() - interval '100 years', 4)""",
         forged_id,
         role,
     )

@@ -46,7 +46,7 @@ async def pools(
     urls = await database_urls(s)
     if migrate_first:
         await migrate(urls.owner, s.app_db_role, s.app_db_password)
-    pool = await create_pool(urls.app, max_size=4, session_state=False)
+    pool = await create_pool(urls.app, max_size=4, session_state=False, deployment=s.broker_prefix)
     try:
         yield urls, pool
     finally:

@@ -73,7 +73,7 @@ async def local_session(
     urls = await database_urls(s)
     applied = await migrate(urls.owner, s.app_db_role, s.app_db_password)
     stack = await LocalStack(s, statuses=("sent", "delivered", "read")).start()
-    pool = await create_pool(urls.app, max_size=4, session_state=False)
+    pool = await create_pool(urls.app, max_size=4, session_state=False, deployment=s.broker_prefix)
     try:
         if say:
             console.print(

@@ -13,12 +13,12 @@ from engine.db import database_urls
 from engine.shards import LIVE_SECONDS
 
 QUERY = f"""
-    SELECT worker_id, role, host, pid, shards, in_flight, processed, started_at, heartbeat_at,
+    SELECT worker_id, role, deployment, host, pid, shards, in_flight, processed, started_at, heartbeat_at,
            round(extract(epoch FROM now() - heartbeat_at)::numeric, 1)::float AS heartbeat_age_seconds,
            heartbeat_at > now() - interval '{LIVE_SECONDS} seconds' AS live
     FROM worker_heartbeats
     WHERE $1 OR heartbeat_at > now() - interval '{LIVE_SECONDS} seconds'
-    ORDER BY role, started_at, worker_id"""
+    ORDER BY deployment, role, started_at, worker_id"""
 
 
 async def live_workers(owner_url: str, *, include_stale: bool = False) -> list[dict[str, Any]]:
@@ -35,7 +35,8 @@ def workers(
     ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Live worker processes: role, host, pid, shards, in flight, processed, last heartbeat."""
+    """Live worker processes: role, deployment (BROKER_PREFIX), host, pid, shards, in flight, processed, last
+    heartbeat."""
     s = settings()
 
     async def body() -> list[dict[str, Any]]:
