@@ -172,8 +172,18 @@ class Sender:
                     raise
                 finally:
                     metrics.send_seconds.observe(time.perf_counter() - started)
-                    await self.pacer.sent(org_id, number, rate, slot, departed)
+                    await self._report_pacing(org_id, number, rate, slot, departed)
         return str(result.wamid)
+
+    async def _report_pacing(
+        self, org_id: UUID, number: str, rate: float, slot: float, departed: float
+    ) -> None:
+        """Tell the pacer when the send's answer came back. The message may already be with WhatsApp: a database
+        error here must not fail the job, whose re-run would send it a second time; the correction is skipped."""
+        try:
+            await self.pacer.sent(org_id, number, rate, slot, departed)
+        except (*INFRASTRUCTURE_ERRORS, asyncpg.PostgresError, asyncpg.exceptions.InternalClientError) as err:
+            log.warning("late-send report skipped: the database is unavailable", error=repr(err))
 
     async def _image_request(self, job: dict[str, Any], token: str) -> dict[str, Any]:
         """Images we generate (ticket QR codes, HypeCards) are uploaded first, then sent by media id."""
