@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import fmean
-from typing import Any
+from typing import Any, TextIO
 from uuid import UUID
 
 import asyncpg
@@ -150,6 +150,12 @@ def _cell(value: Any) -> str:
 
 async def export_survey_csv(conn: asyncpg.Connection, survey_id: UUID, path: Path) -> int:
     """One row per response: who, status, times, then one column per question id. Returns the row count."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        return await write_survey_csv(conn, survey_id, f)
+
+
+async def write_survey_csv(conn: asyncpg.Connection, survey_id: UUID, out: TextIO) -> int:
+    """The CSV of export_survey_csv written to ``out`` (the CLI's file, the API's response)."""
     questions = _questions((await _survey_row(conn, survey_id))["questions"])
     rows = await conn.fetch(
         """SELECT r.id, c.phone, r.status, r.started_at, r.completed_at, r.answers
@@ -157,23 +163,22 @@ async def export_survey_csv(conn: asyncpg.Connection, survey_id: UUID, path: Pat
            WHERE r.survey_id = $1 ORDER BY r.started_at, r.id""",
         survey_id,
     )
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+    writer = csv.writer(out)
+    writer.writerow(
+        ["response_id", "phone", "status", "started_at", "completed_at", *[q.id for q in questions]]
+    )
+    for r in rows:
+        answers = r["answers"] or {}
         writer.writerow(
-            ["response_id", "phone", "status", "started_at", "completed_at", *[q.id for q in questions]]
+            [
+                r["id"],
+                r["phone"],
+                r["status"],
+                _cell(r["started_at"]),
+                _cell(r["completed_at"]),
+                *[_cell(answers.get(q.id)) for q in questions],
+            ]
         )
-        for r in rows:
-            answers = r["answers"] or {}
-            writer.writerow(
-                [
-                    r["id"],
-                    r["phone"],
-                    r["status"],
-                    _cell(r["started_at"]),
-                    _cell(r["completed_at"]),
-                    *[_cell(answers.get(q.id)) for q in questions],
-                ]
-            )
     return len(rows)
 
 
@@ -218,4 +223,50 @@ async def poll_results(conn: asyncpg.Connection, poll_id: UUID) -> dict[str, Any
             "consistent": consistent,
         },
         "options": rows,
+    }
+
+
+async def content_list(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """Surveys, events, polls and programmes of the tenant, with ids, state and counts (kind, then age)."""
+    rows = await conn.fetch(
+        """SELECT 'survey' AS kind, title AS name, id, status,
+                  format('%s responses', response_count) AS counts, starts_at, ends_at, created_at
+           FROM surveys
+           UNION ALL
+           SELECT 'event', e.name, e.id, e.status,
+                  format('%s sold', (SELECT COALESCE(sum(quantity_sold), 0) FROM ticket_types t
+                                     WHERE t.event_id = e.id)),
+                  e.starts_at, e.ends_at, e.created_at
+           FROM events e
+           UNION ALL
+           SELECT 'poll', question, id, status, format('%s voters', voter_count), NULL, ends_at, created_at
+           FROM polls
+           UNION ALL
+           SELECT 'programme', name, id, CASE WHEN is_active THEN 'active' ELSE 'inactive' END,
+                  COALESCE(schedule_type, ''), NULL, NULL, created_at
+           FROM programs
+           ORDER BY kind, created_at, id"""
+    )
+    return [dict(r) for r in rows]
+
+
+async def event_tickets(conn: asyncpg.Connection, event_id: UUID) -> dict[str, Any]:
+    """Tickets sold and checked in, per ticket type and in all."""
+    event = await conn.fetchrow("SELECT id, name, status, starts_at FROM events WHERE id = $1", event_id)
+    if event is None:
+        raise NotFound(f"no event {event_id}")
+    types = await conn.fetch(
+        """SELECT t.id, t.name, t.price, t.currency, t.quantity_total AS total, t.quantity_sold AS sold,
+                  t.quantity_held AS held,
+                  (SELECT count(*) FROM tickets k WHERE k.ticket_type_id = t.id AND k.checked_in_at IS NOT NULL)
+                      AS checked_in
+           FROM ticket_types t WHERE t.event_id = $1 ORDER BY t.sort_order, t.name, t.id""",
+        event_id,
+    )
+    rows = [{**dict(t), "price": str(t["price"])} for t in types]
+    return {
+        "event": dict(event),
+        "ticket_types": rows,
+        "sold": sum(r["sold"] for r in rows),
+        "checked_in": sum(r["checked_in"] for r in rows),
     }

@@ -140,6 +140,12 @@ class Settings(BaseSettings):
     # Broadcasts and the scheduler role (docs/broadcasts.md)
     broadcast_batch_size: int = Field(200, ge=1, le=5000)  # recipients per fan-out transaction
     broadcast_in_flight: int = Field(1000, ge=1)  # queued and not yet sent, per broadcast, at most
+    # The REST API (`chatnation api`, engine/api/, docs/api.md): its own port, never the webhook's
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8081, ge=0, le=65535)
+    api_rate_per_minute: float = Field(600.0, gt=0)  # requests per key, per API process
+    api_rate_burst: int = Field(60, ge=1)
+    api_auth_failures_per_minute: int = Field(20, ge=1)  # refused authentications per client address
 
     @field_validator("database_url")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from engine.cli import (
+    api,
     broadcasts,
     chat,
     contacts,
@@ -14,6 +15,7 @@ from engine.cli import (
     events,
     hypecard,
     kb,
+    keys,
     orgs,
     parked,
     payments,
@@ -46,6 +48,8 @@ app.add_typer(events.leads_app, name="leads")
 app.add_typer(payments.app, name="payments")
 app.add_typer(broadcasts.app, name="broadcast")
 app.add_typer(programmes.app, name="programme")
+app.add_typer(keys.app, name="keys")
+app.command("api")(api.api)
 
 
 def main() -> None:

@@ -148,9 +148,10 @@ def list_content(
     org: str = typer.Option(..., "--org", help="The organisation: id or WhatsApp phone_number_id"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Surveys, events and polls of an organisation with their ids, state and counts."""
+    """Surveys, events, polls and programmes of an organisation with their ids, state and counts."""
     from engine.cli.wallet import resolve_org
     from engine.db import tenant_tx
+    from engine.results import content_list
 
     s = settings()
 
@@ -158,22 +159,8 @@ def list_content(
         async with pools(s) as (_, pool):
             org_id = await resolve_org(pool, org)
             async with tenant_tx(pool, org_id) as conn:
-                rows = await conn.fetch(
-                    """SELECT 'survey' AS kind, title AS name, id, status,
-                              format('%s responses', response_count) AS counts, starts_at, ends_at, created_at
-                       FROM surveys
-                       UNION ALL
-                       SELECT 'event', e.name, e.id, e.status,
-                              format('%s sold', (SELECT COALESCE(sum(quantity_sold), 0) FROM ticket_types t
-                                                 WHERE t.event_id = e.id)),
-                              e.starts_at, e.ends_at, e.created_at
-                       FROM events e
-                       UNION ALL
-                       SELECT 'poll', question, id, status, format('%s voters', voter_count), NULL, ends_at, created_at
-                       FROM polls
-                       ORDER BY kind, created_at"""
-                )
-                return [{k: v for k, v in dict(r).items() if k != "created_at"} for r in rows]
+                rows = await content_list(conn)
+                return [{k: v for k, v in r.items() if k != "created_at"} for r in rows]
 
     emit(run(body), as_json=as_json, title=f"content of {org}")
 
