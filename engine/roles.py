@@ -2,8 +2,9 @@
 
 - inbound: the inbound shards this process owns (see ``engine.shards``), plus the payments queue router.
 - relay: the outbox relay and the timer scanner (each active in one process at a time, the rest stand by), and
-  the tickets mailer when SMTP_HOST is set (every relay process; e-mails are claimed with SKIP LOCKED), and the
-  periodic template sync (TEMPLATE_SYNC_SECONDS, one process at a time).
+  the tickets mailer when SMTP_HOST is set and the CRM's event webhooks (every relay process; e-mails and
+  deliveries are claimed with SKIP LOCKED), and the periodic template sync (TEMPLATE_SYNC_SECONDS, one process
+  at a time).
 - sender: the outbound shards this process owns: for each, its replies queue and its bulk queue (two consumers,
   so bulk never holds a reply's place; engine/pacing.py serves replies first within the number's rate).
 - cards: HypeCards to render (``engine/hypecards/cards_role.py``), any number of processes.
@@ -34,6 +35,7 @@ from engine.sender import Sender
 from engine.shards import ShardCoordinator
 from engine.templates import templates_sync_forever
 from engine.timers import timers_forever
+from engine.webhooks import deliver_forever
 from handlers.payments import reconcile_forever, route_callback
 
 log = get_logger(__name__)
@@ -165,6 +167,7 @@ async def run_roles(rt: Runtime, roles: set[str], concurrency: int, stop: asynci
         tasks.append(asyncio.create_task(timers_forever(rt, stop)))
         tasks.append(asyncio.create_task(mail_forever(rt, stop)))
         tasks.append(asyncio.create_task(templates_sync_forever(rt, stop)))
+        tasks.append(asyncio.create_task(deliver_forever(rt, stop)))
         tasks.append(asyncio.create_task(_announce(rt, "relay", stop)))
     if "scheduler" in roles:
         tasks.append(asyncio.create_task(scheduler_forever(rt, stop)))

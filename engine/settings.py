@@ -146,6 +146,13 @@ class Settings(BaseSettings):
     api_rate_per_minute: float = Field(600.0, gt=0)  # requests per key, per API process
     api_rate_burst: int = Field(60, ge=1)
     api_auth_failures_per_minute: int = Field(20, ge=1)  # refused authentications per client address
+    # Event webhooks to the CRM (engine/webhooks.py): sent by the relay role
+    webhook_timeout_seconds: float = Field(10.0, gt=0)
+    webhook_max_attempts: int = Field(
+        12, ge=1, le=50
+    )  # then the delivery is failed (redeliver sends it again)
+    webhook_backoff_seconds: float = Field(10.0, gt=0)  # the first retry's delay, doubling up to an hour
+    webhook_concurrency: int = Field(20, ge=1, le=500)  # deliveries one relay process has in flight
 
     @field_validator("database_url")
     @classmethod

@@ -15,11 +15,11 @@ from fastapi import APIRouter, FastAPI
 
 from engine.api import problems
 from engine.api.auth import FailureWindow, Guard, TokenBucket
-from engine.api.routes import contacts, content, conversations, wallet
+from engine.api.routes import contacts, content, conversations, wallet, webhooks
 from engine.settings import Settings
 
 VERSION = "1.0.0"
-ROUTERS = (contacts.router, conversations.router, content.router, wallet.router)
+ROUTERS = (contacts.router, conversations.router, content.router, wallet.router, webhooks.router)
 # Every operation may answer these besides its own (authentication, scopes, validation, limits).
 COMMON_ERRORS = {
     "400": "Bad request (a cursor or text the API cannot use)",
@@ -63,6 +63,7 @@ def create_app(settings: Settings, pool: asyncpg.Pool | None = None) -> FastAPI:
         redoc_url=None,
         lifespan=lifespan,
     )
+    app.state.settings = settings
     app.state.guard = Guard(
         per_key=TokenBucket(settings.api_rate_per_minute / 60.0, settings.api_rate_burst),
         failures=FailureWindow(settings.api_auth_failures_per_minute),

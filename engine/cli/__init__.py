@@ -23,6 +23,7 @@ from engine.cli import (
     queues,
     templates,
     wallet,
+    webhooks,
     workers,
 )
 
@@ -50,6 +51,7 @@ app.add_typer(broadcasts.app, name="broadcast")
 app.add_typer(programmes.app, name="programme")
 app.add_typer(keys.app, name="keys")
 app.command("api")(api.api)
+app.add_typer(webhooks.app, name="webhooks")
 
 
 def main() -> None:
