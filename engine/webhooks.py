@@ -44,6 +44,7 @@ EVENT_TYPES = (
     "contact.opted_out",
     "contact.opted_in",
     "broadcast.finished",
+    "handover.requested",
 )
 SIGNATURE_HEADER = "X-ChatNation-Signature"
 BATCH = 50

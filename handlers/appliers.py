@@ -10,6 +10,7 @@ from handlers import (
     agenda_effects,
     common_effects,
     exhibitor_effects,
+    handover_effects,
     hypecard_effects,
     knowledge_effects,
     media_effects,
@@ -25,6 +26,7 @@ from state_machines import (
     base,
     checkin,
     exhibitors,
+    handover,
     hypecard,
     knowledge,
     media,
@@ -78,6 +80,7 @@ APPLIERS: dict[type[base.Effect], Applier] = {
     rsvp.CancelRegistration: rsvp_effects.cancel,
     venue.FindPlace: venue_effects.find,
     programme.SetSubscription: programme_effects.set_subscription,
+    handover.RequestHandover: handover_effects.request,
 }
 
 

@@ -36,6 +36,8 @@ async def load_context(turn: Turn, state: State, event: object) -> Context:
                 "payment_timeout_seconds",
                 "hold_seconds",
                 "payment_grace_seconds",
+                "handover_wait_seconds",
+                "handover_hours",
             )
             if k in org.settings
         },

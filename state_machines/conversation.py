@@ -20,6 +20,7 @@ from state_machines import (
     agenda,
     checkin,
     exhibitors,
+    handover,
     hypecard,
     knowledge,
     media,
@@ -110,6 +111,8 @@ MODULES: dict[str, ModuleSteps] = {
     "exhibitors": ModuleSteps(step=exhibitors.step, cancel=exhibitors.cancel, reprompt=exhibitors.reprompt),
     "rsvp": ModuleSteps(step=rsvp.step),  # stateless: the database keeps places and the queue
     "venue": ModuleSteps(step=venue.step, reprompt=venue.reprompt),
+    # People have the conversation: the bot is silent (see _route); only the agents' API closes it.
+    "handover": ModuleSteps(step=handover.step, cancel=handover.leave, leave=handover.leave),
 }
 # Follow-up events go to the module that owns them whatever the state (check-in is stateless; a payment
 # callback must reach the ticket flow); timers and other events go to the module the conversation is in.
@@ -212,6 +215,8 @@ def _route(state: State, event: object, ctx: Context) -> Step:
         if kw is Keyword.START:
             return _welcome(state, ctx)
         return Step(state, (Text(t("common.unsubscribed", ctx.language)),))
+    if state.module == handover.MODULE and kw is not Keyword.STOP:
+        return MODULES[handover.MODULE].step(state, event, ctx)  # stored for the agents, not answered
     notice = NOTICES.get(str(state.data.get("notice"))) if state.module is None else None
     if notice is None:
         return _inbound(state, event, kw, ctx)
@@ -250,6 +255,8 @@ def _inbound(state: State, event: Inbound, kw: Keyword | None, ctx: Context) -> 
             if _failures(trial.state) == 0:  # the module used it (modules reset failures on success)
                 return trial
         return _keyword(kw, state, ctx)
+    if handover.wants(event):  # AGENT, "talk to a person", "nataka kuongea na mtu"
+        return _leave_then(state, ctx, lambda: handover.request(ctx, "keyword", event.text))
     if ctx.is_staff and checkin.looks_like_checkin(event.text):  # staff only: never hijack answers
         return MODULES["checkin"].step(state, event, ctx)
     if agenda.wants(event, ctx) and (event.choice_id is not None or state.module is None):
@@ -284,17 +291,17 @@ def _inbound(state: State, event: Inbound, kw: Keyword | None, ctx: Context) -> 
     if state.module is None and (found := programme.keyword(event, ctx)) is not None:
         return programme.by_keyword(*found, state, ctx)  # a programme's own keyword, typed at the menu
     if state.module is None:
-        return _from_menu(event, ctx)
+        return _from_menu(state, event, ctx)
     return _in_module(state, event, ctx)
 
 
-def _from_menu(event: Inbound, ctx: Context) -> Step:
+def _from_menu(state: State, event: Inbound, ctx: Context) -> Step:
     first = ctx.is_first_message
     picked = None if first else menu.choose(event, ctx)
     if picked is None and knowledge.can_answer(event) and (not first or knowledge.is_question(event.text)):
         # free text the menu cannot use: a question, or an offer in words; a first message that asks a
         # question is answered too, and the menu offered after the answer
-        return knowledge.ask(event, ctx, first=first)
+        return knowledge.ask(event, ctx, first=first, misses=handover.knowledge_missed(state))
     if picked is None:
         lead = "" if ctx.is_first_message else t("common.not_understood", ctx.language)
         return Step(State(), menu.menu_replies(ctx, lead))

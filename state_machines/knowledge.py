@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from state_machines import menu
+from state_machines import handover, menu
 from state_machines.base import Context, Effect, Inbound, State, Step, Text
 from state_machines.i18n import t
 
@@ -163,10 +163,15 @@ def is_question(text: str) -> bool:
     return (text.rstrip().endswith("?") and bool(said)) or (len(said) >= 3 and said[0] in QUESTION_WORDS)
 
 
-def ask(event: Inbound, ctx: Context, *, first: bool = False) -> Step:
-    """``first``: the contact's first message; the menu follows the answer (they have not seen it yet)."""
+def ask(event: Inbound, ctx: Context, *, first: bool = False, misses: int = 0) -> Step:
+    """``first``: the contact's first message; the menu follows the answer (they have not seen it yet).
+    ``misses``: answers not found just before this question (at ``handover.KNOWLEDGE_MISSES``, people take over)."""
     question = " ".join(event.text.split())[:QUESTION_MAX]
-    data = {"question": question, **({"first": True} if first else {})}
+    data = {
+        "question": question,
+        **({"first": True} if first else {}),
+        **({"kb_misses": misses} if misses else {}),
+    }
     choices = tuple(IntentChoice(o.id, o.title) for o in menu.items(ctx))
     if not choices:
         return Step(State(MODULE, "answering", data), effects=(AnswerQuestion(question, ctx.language),))
@@ -187,16 +192,26 @@ def step(state: State, event: object, ctx: Context) -> Step:
         case IntentClassified():
             return _sorry("knowledge.not_understood", ctx)
         case KnowledgeAnswer():
-            return _answered(event, ctx, first=bool(state.data.get("first")))
+            misses = int(state.data.get("kb_misses", 0))
+            return _answered(
+                event, ctx, first=bool(state.data.get("first")), misses=misses, question=question
+            )
         case Inbound():  # only if a turn ended mid-way: a new question, or the menu
             return ask(event, ctx) if can_answer(event) else Step(State(), menu.menu_replies(ctx))
     return Step(State())
 
 
-def _answered(answer: KnowledgeAnswer, ctx: Context, *, first: bool = False) -> Step:
+def _answered(
+    answer: KnowledgeAnswer, ctx: Context, *, first: bool = False, misses: int = 0, question: str = ""
+) -> Step:
     charge = (ChargeAnswer(answer.usage),) if answer.usage is not None else ()
     if not answer.found or not answer.text.strip():
-        return Step(State(), _sorry("knowledge.not_found", ctx).replies, charge)
+        if (
+            misses + 1 >= handover.KNOWLEDGE_MISSES
+        ):  # the second answer in a row we do not have: people take over
+            to_people = handover.request(ctx, "knowledge", question)
+            return Step(to_people.state, to_people.replies, (*charge, *to_people.effects))
+        return Step(State(data={"kb_misses": misses + 1}), _sorry("knowledge.not_found", ctx).replies, charge)
     if answer.from_passage:
         key = "knowledge.found_passage" if first else "knowledge.from_passage"
         body = t(key, ctx.language, passage=clip(answer.text, ANSWER_MAX - 60))

@@ -572,6 +572,7 @@ def test_every_module_has_a_route() -> None:
         "rsvp",
         "venue",
         "programme",
+        "handover",
     }
     assert set(conversation.ITEM_MODULES.values()) <= set(conversation.MODULES)
     assert all(conversation.MODULES[m].start for m in conversation.ITEM_MODULES.values())

@@ -15,11 +15,18 @@ from fastapi import APIRouter, FastAPI
 
 from engine.api import problems
 from engine.api.auth import FailureWindow, Guard, TokenBucket
-from engine.api.routes import contacts, content, conversations, wallet, webhooks
+from engine.api.routes import contacts, content, conversations, handovers, wallet, webhooks
 from engine.settings import Settings
 
 VERSION = "1.0.0"
-ROUTERS = (contacts.router, conversations.router, content.router, wallet.router, webhooks.router)
+ROUTERS = (
+    contacts.router,
+    conversations.router,
+    content.router,
+    wallet.router,
+    webhooks.router,
+    handovers.router,
+)
 # Every operation may answer these besides its own (authentication, scopes, validation, limits).
 COMMON_ERRORS = {
     "400": "Bad request (a cursor or text the API cannot use)",

@@ -27,6 +27,7 @@ EventType = Literal[
     "contact.opted_out",
     "contact.opted_in",
     "broadcast.finished",
+    "handover.requested",
 ]
 assert set(EventType.__args__) == set(webhooks.EVENT_TYPES)  # type: ignore[attr-defined]
 DeliveryStatus = Literal["pending", "delivered", "failed"]

@@ -1,0 +1,128 @@
+"""Human handover end to end: WhatsApp → gateway → workers → the handover row and the CRM's webhook; the bot
+silent; the unanswered notice; an agent's reply through the API, the outbox and the sender, in order; the
+close bringing the menu back; another organisation's key reaching none of it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+
+from engine import webhooks
+from engine.db import tenant_tx
+from engine.local_stack import LocalStack
+from simulators.chat import ChatDriver
+from state_machines.i18n import t
+from tests.api_helpers import api_client, new_key
+from tests.helpers import phone, wait_until
+
+
+@pytest.fixture(scope="module")
+async def stack(settings, broker, db_urls):  # type: ignore[no-untyped-def]
+    st = await LocalStack(settings).start()
+    yield st
+    await st.stop()
+
+
+async def _org(make_org, app_pool, **org_settings: Any):  # type: ignore[no-untyped-def]
+    org, new = await make_org("Handover", settings=org_settings)
+    key, _ = await new_key(app_pool, org, ["*"])
+    return org, new.phone_number_id, {"Authorization": f"Bearer {key}"}
+
+
+async def test_handover_round_trip(stack, make_org, app_pool, settings) -> None:  # type: ignore[no-untyped-def]
+    org, pnid, auth = await _org(
+        make_org, app_pool, handover_wait_seconds=2, handover_hours="Mon-Fri 8am-5pm"
+    )
+    other, _, other_auth = await _org(make_org, app_pool)
+    async with tenant_tx(app_pool, org) as conn:
+        await webhooks.create_endpoint(conn, org, "https://crm.example/h", ["handover.requested"], settings)
+    wa_id = phone()
+    user = ChatDriver(stack.whatsapp, stack.user(pnid, wa_id, "Wanjiku"), quiet=0.3)
+    await user.say("hi")
+    assert user.texts(await user.say("Talk to a person")) == [t("handover.requested", "en")]
+    assert (await user.say("my ticket did not arrive", expect=0)) == []  # stored for the agents, not answered
+
+    async with api_client(settings, app_pool) as client:
+        queue = (await client.get("/v1/handovers", headers=auth)).json()["data"]
+        [item] = queue
+        assert (item["status"], item["reason"], item["contact"]["phone"]) == ("waiting", "keyword", wa_id)
+        # inbound messages carry WhatsApp's time (whole seconds): the newest is among the first, not always first
+        assert "my ticket did not arrive" in [m["content"] for m in item["last_messages"][:2]]
+        handover_id = item["id"]
+        assert (await client.get("/v1/handovers", headers=other_auth)).json()["data"] == []
+
+        # nobody answered within handover_wait_seconds: a polite line with the hours of service
+        notice = user.texts(await user.settle(expect=1, timeout=15))
+        assert len(notice) == 1 and "Mon-Fri 8am-5pm" in notice[0]
+
+        # another organisation's key: A's handover is not found on any route, and nothing is sent
+        for method, path, body in (
+            ("GET", f"/v1/handovers/{handover_id}", None),
+            ("POST", f"/v1/handovers/{handover_id}/assign", {"agent": "Mallory"}),
+            ("POST", f"/v1/handovers/{handover_id}/messages", {"text": "hello from B"}),
+            ("POST", f"/v1/handovers/{handover_id}/close", None),
+        ):
+            response = await client.request(method, path, json=body, headers=other_auth)
+            assert response.status_code == 404, (path, response.text)
+
+        assigned = await client.post(
+            f"/v1/handovers/{handover_id}/assign", json={"agent": "Achieng"}, headers=auth
+        )
+        assert assigned.json()["status"] == "assigned" and assigned.json()["assigned_to"] == "Achieng"
+        idem = {"Idempotency-Key": str(uuid4()), **auth}
+        body = {"text": "Hi Wanjiku, Achieng here: I am resending your ticket now.", "agent": "Achieng"}
+        sent = await client.post(f"/v1/handovers/{handover_id}/messages", json=body, headers=idem)
+        assert sent.status_code == 201, sent.text
+        again = await client.post(f"/v1/handovers/{handover_id}/messages", json=body, headers=idem)
+        assert again.json()["id"] == sent.json()["id"] and again.headers["idempotent-replayed"] == "true"
+        assert user.texts(await user.settle(expect=1)) == [body["text"]]  # once, through the same sender
+
+        closed = await client.post(f"/v1/handovers/{handover_id}/close", headers=auth)
+        assert closed.json()["status"] == "closed"
+        back = user.texts(await user.settle(expect=1))
+        assert back and back[0].startswith(t("handover.closed", "en"))
+        assert (await client.post(f"/v1/handovers/{handover_id}/close", headers=auth)).status_code == 409
+        shut = await client.post(f"/v1/handovers/{handover_id}/messages", json={"text": "late"}, headers=auth)
+        assert shut.status_code == 409
+        assert (await client.get("/v1/handovers", headers=auth)).json()["data"] == []
+        assert [
+            h["id"] for h in (await client.get("/v1/handovers?status=closed", headers=auth)).json()["data"]
+        ] == [handover_id]
+    assert len(await user.say("hi")) >= 1  # the bot answers again
+
+    async with tenant_tx(app_pool, org) as conn:
+        events = await conn.fetch("SELECT type, data FROM webhook_events")
+        outbound = await conn.fetch(
+            "SELECT content FROM messages WHERE direction = 'outbound' AND payload->>'agent' = 'Achieng'"
+        )
+    assert [e["type"] for e in events] == ["handover.requested"]
+    assert events[0]["data"]["contact"]["phone"] == wa_id and events[0]["data"]["handover_id"] == handover_id
+    assert [r["content"] for r in outbound] == [body["text"]]
+    async with tenant_tx(app_pool, other) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM messages WHERE content = 'hello from B'") == 0
+
+
+async def test_agent_replies_need_the_24_hour_window(stack, make_org, app_pool, settings) -> None:  # type: ignore[no-untyped-def]
+    org, pnid, auth = await _org(make_org, app_pool)
+    user = ChatDriver(stack.whatsapp, stack.user(pnid, phone(), "Otieno"), quiet=0.3)
+    assert user.texts(await user.say("AGENT")) == [t("handover.requested", "en")]
+    async with tenant_tx(app_pool, org) as conn:
+        handover_id: UUID = await conn.fetchval("SELECT id FROM handovers")
+        await conn.execute(
+            "UPDATE conversations SET last_user_message_at = last_user_message_at - $1::interval",
+            timedelta(hours=25),
+        )
+    async with api_client(settings, app_pool) as client:
+        refused = await client.post(
+            f"/v1/handovers/{handover_id}/messages", json={"text": "hello?"}, headers=auth
+        )
+    assert refused.status_code == 409 and refused.json()["type"].endswith("outside-window")
+    await wait_until(lambda: _no_pending_send(app_pool, org), timeout=5)
+
+
+async def _no_pending_send(app_pool: Any, org: UUID) -> bool:
+    async with tenant_tx(app_pool, org) as conn:
+        return bool(await conn.fetchval("SELECT count(*) = 0 FROM messages WHERE content = 'hello?'"))
