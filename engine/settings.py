@@ -146,6 +146,7 @@ class Settings(BaseSettings):
     api_rate_per_minute: float = Field(600.0, gt=0)  # requests per key, per API process
     api_rate_burst: int = Field(60, ge=1)
     api_auth_failures_per_minute: int = Field(20, ge=1)  # refused authentications per client address
+    api_operator_key: str | None = None  # the operator console's key (/console); unset: no console
     # Event webhooks to the CRM (engine/webhooks.py): sent by the relay role
     webhook_timeout_seconds: float = Field(10.0, gt=0)
     webhook_max_attempts: int = Field(

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 from fastapi import APIRouter, FastAPI
 
-from engine.api import problems
+from engine.api import console, problems
 from engine.api.auth import FailureWindow, Guard, TokenBucket
 from engine.api.routes import contacts, content, conversations, handovers, wallet, webhooks
 from engine.settings import Settings
@@ -49,7 +49,10 @@ def create_app(settings: Settings, pool: asyncpg.Pool | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if pool is not None:
-            yield
+            try:
+                yield
+            finally:
+                await app.state.console.close()
             return
         from engine.db import create_pool, database_urls
 
@@ -59,6 +62,7 @@ def create_app(settings: Settings, pool: asyncpg.Pool | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.console.close()
             await own.close()
 
     app = FastAPI(
@@ -71,6 +75,7 @@ def create_app(settings: Settings, pool: asyncpg.Pool | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.console = console.ConsoleState(settings)
     app.state.guard = Guard(
         per_key=TokenBucket(settings.api_rate_per_minute / 60.0, settings.api_rate_burst),
         failures=FailureWindow(settings.api_auth_failures_per_minute),
@@ -78,6 +83,7 @@ def create_app(settings: Settings, pool: asyncpg.Pool | None = None) -> FastAPI:
     )
     problems.install(app)
     app.include_router(_api_router())
+    app.include_router(console.router)
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     return app
 
