@@ -8,6 +8,7 @@ then stale. Closing starts a ``handover_closed`` timer that the contact's ordere
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -15,6 +16,7 @@ from uuid import UUID
 import asyncpg
 
 from engine.replies import write_outbound
+from engine.templates import TemplateError, template_send
 from engine.wallet import affordable, price_of
 from engine.whatsapp.outbound import build_payload
 from state_machines.base import Text
@@ -120,11 +122,23 @@ async def assign(conn: asyncpg.Connection, handover_id: UUID, agent: str) -> dic
     return await one(conn, handover_id)
 
 
+@dataclass(frozen=True)
+class TemplateReply:
+    name: str
+    language: str
+    params: Any = None  # engine/templates.py template_send's params
+
+
 async def reply(
-    conn: asyncpg.Connection, organization_id: UUID, handover_id: UUID, text: str, agent: str | None
+    conn: asyncpg.Connection,
+    organization_id: UUID,
+    handover_id: UUID,
+    text: str | None,
+    agent: str | None,
+    template: TemplateReply | None = None,
 ) -> dict[str, Any] | None:
-    """The agent's text to the contact, queued in the outbox after anything the bot said (a template is needed
-    outside the 24-hour window: refused here). Paid like a bot reply."""
+    """The agent's text (inside the 24-hour window) or an approved template (at any time) to the contact,
+    queued in the outbox after anything the bot said. Paid like a bot reply."""
     row = await _locked(conn, handover_id)
     if row is None:
         return None
@@ -132,7 +146,7 @@ async def reply(
         raise HandoverRefused("closed", "this handover is closed")
     now = datetime.now(UTC)
     last = row["last_user_message_at"]
-    if last is None or now - last >= SERVICE_WINDOW:
+    if template is None and (last is None or now - last >= SERVICE_WINDOW):
         raise HandoverRefused(
             "outside-window",
             "the contact's last message is over 24 hours old: only a template can reach them",
@@ -144,13 +158,24 @@ async def reply(
     if (await affordable(conn, organization_id, price, 1, headroom=None)).count < 1:
         raise HandoverRefused("wallet-empty", "the wallet cannot pay for the reply")
     phone = row["phone"]
+    if template is not None:
+        try:
+            request = await template_send(
+                conn, organization_id, template.name, template.language, template.params, to=phone
+            )
+        except TemplateError as err:
+            raise HandoverRefused(f"template-{err.reason}", err.message) from None
+        kind, text = "template", f"[template {template.name} ({template.language})]"
+    else:
+        assert text is not None
+        kind, request = "text", build_payload(Text(text), phone)
     job = {
         "organization_id": str(organization_id),
         "phone_number_id": org["whatsapp_phone_id"],
         "to": phone,
         "contact_key": phone,
-        "type": "text",
-        "request": build_payload(Text(text), phone),
+        "type": kind,
+        "request": request,
         "agent": agent,
     }
     message_id = await write_outbound(

@@ -121,6 +121,34 @@ async def test_agent_replies_need_the_24_hour_window(stack, make_org, app_pool, 
         )
     assert refused.status_code == 409 and refused.json()["type"].endswith("outside-window")
     await wait_until(lambda: _no_pending_send(app_pool, org), timeout=5)
+    # an approved template reaches them at any time
+    async with tenant_tx(app_pool, org) as conn:
+        await conn.execute(
+            """INSERT INTO message_templates (organization_id, whatsapp_business_id, name, language, category, status,
+                                              parameter_format, components)
+               VALUES ($1, 'waba', 'agent_follow_up', 'en', 'UTILITY', 'APPROVED', 'POSITIONAL', $2)""",
+            org,
+            [{"type": "BODY", "text": "Hello {{1}}, our team has an answer for you. Reply to continue."}],
+        )
+    template = {"name": "agent_follow_up", "language": "en", "params": ["Otieno"]}
+    async with api_client(settings, app_pool) as client:
+        bad = await client.post(
+            f"/v1/handovers/{handover_id}/messages",
+            json={"template": {**template, "params": []}},
+            headers=auth,
+        )
+        assert bad.status_code == 409 and bad.json()["type"].endswith("template-parameters")
+        neither = await client.post(
+            f"/v1/handovers/{handover_id}/messages", json={"agent": "A"}, headers=auth
+        )
+        assert neither.status_code == 422
+        sent = await client.post(
+            f"/v1/handovers/{handover_id}/messages", json={"template": template}, headers=auth
+        )
+    assert sent.status_code == 201, sent.text
+    [message] = await user.settle(expect=1)
+    assert message["payload"]["type"] == "template"
+    assert message["payload"]["template"]["name"] == "agent_follow_up"
 
 
 async def _no_pending_send(app_pool: Any, org: UUID) -> bool:

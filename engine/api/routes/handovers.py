@@ -8,7 +8,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from starlette.responses import JSONResponse
 
 from engine import handovers
@@ -49,9 +49,26 @@ class Assignment(BaseModel):
     agent: str = Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")
 
 
+class TemplateChoice(BaseModel):
+    name: str = Field(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_]+$")
+    language: str = Field(min_length=2, max_length=20, pattern=r"^[A-Za-z_]+$")
+    params: list[str] | dict[str, Any] | None = Field(
+        None, description="The body's parameters in order, or {header, body, buttons} (engine/templates.py)"
+    )
+
+
 class AgentReply(BaseModel):
-    text: str = Field(min_length=1, max_length=4096, pattern=PRINTABLE)
+    """Either ``text`` (inside the 24-hour window) or an approved ``template`` (at any time)."""
+
+    text: str | None = Field(None, min_length=1, max_length=4096, pattern=PRINTABLE)
+    template: TemplateChoice | None = None
     agent: str | None = Field(None, min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> AgentReply:
+        if (self.text is None) == (self.template is None):
+            raise ValueError("give text or template (one of them)")
+        return self
 
 
 class QueuedReply(BaseModel):
@@ -114,7 +131,7 @@ async def assign(
     "/{handover_id}/messages",
     status_code=201,
     response_model=QueuedReply,
-    summary="Reply as an agent (queued after the bot's replies, sent by the same sender)",
+    summary="Reply as an agent: text, or a template outside the 24-hour window (sent after the bot's replies)",
     responses={
         201: {"headers": {"Idempotent-Replayed": {"schema": {"type": "string"}}}},
         409: {"description": "Closed, outside the 24-hour window, or the wallet is empty"},
@@ -129,7 +146,14 @@ async def agent_reply(
 ) -> JSONResponse:
     async def create(conn: Any) -> dict[str, Any]:
         try:
-            found = await handovers.reply(conn, caller.organization_id, handover_id, body.text, body.agent)
+            template = (
+                handovers.TemplateReply(body.template.name, body.template.language, body.template.params)
+                if body.template
+                else None
+            )
+            found = await handovers.reply(
+                conn, caller.organization_id, handover_id, body.text, body.agent, template
+            )
         except handovers.HandoverRefused as err:
             raise _refused(err) from None
         if found is None:
