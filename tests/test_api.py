@@ -287,3 +287,61 @@ def test_openapi_document_is_committed_and_current(settings) -> None:  # type: i
             assert operation["responses"]["401"]["content"] == {
                 PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}
             }
+
+
+async def test_contacts_csv_and_content_yaml_imports(settings, app_pool, owner_pool, tenants) -> None:  # type: ignore[no-untyped-def]
+    a, b = tenants
+    csv_text = "phone,name,tags\n0712 345 678,Wanjiku,vip;jazz\nnot-a-number,Nobody,\n"
+    yaml_text = (
+        "polls:\n  - question: Encore tonight?\n    options: [{id: y, text: Yes please}, {id: n, text: No}]\n"
+    )
+    async with api_client(settings, app_pool) as client:
+        imported = await client.post(
+            "/v1/contacts/import", content=csv_text, headers={**a.auth, "Content-Type": "text/csv"}
+        )
+        assert imported.status_code == 200, imported.text
+        result = imported.json()
+        assert (result["created"], [r["line"] for r in result["rejected"]]) == (1, [3])
+        again = await client.post(
+            "/v1/contacts/import", content=csv_text, headers={**a.auth, "Content-Type": "text/csv"}
+        )
+        assert (again.json()["created"], again.json()["updated"]) == (0, 1)
+        found = (await client.get("/v1/contacts", params={"q": "254712345678"}, headers=a.auth)).json()[
+            "data"
+        ]
+        assert [(c["name"], c["tags"]) for c in found] == [("Wanjiku", ["jazz", "vip"])]
+        assert (await client.get("/v1/contacts", params={"q": "254712345678"}, headers=b.auth)).json()[
+            "data"
+        ] == []
+        wrong_type = await client.post(
+            "/v1/contacts/import", content=csv_text, headers={**a.auth, "Content-Type": "application/json"}
+        )
+        assert _problem(wrong_type, 415)["type"].endswith("media-type")
+        no_phone = await client.post(
+            "/v1/contacts/import", content="name\nX\n", headers={**a.auth, "Content-Type": "text/csv"}
+        )
+        assert "phone" in _problem(no_phone, 422)["detail"]
+
+        content = await client.post(
+            "/v1/content/import", content=yaml_text, headers={**a.auth, "Content-Type": "application/yaml"}
+        )
+        assert content.status_code == 200, content.text
+        poll_id = content.json()["ids"]["polls"]["Encore tonight?"]
+        assert poll_id in (await client.get("/v1/content?kind=poll", headers=a.auth)).text
+        assert poll_id not in (await client.get("/v1/content?kind=poll", headers=b.auth)).text
+        bad = await client.post(
+            "/v1/content/import",
+            content="polls: [{question: 1}]",
+            headers={**a.auth, "Content-Type": "application/yaml"},
+        )
+        assert _problem(bad, 422)["type"].endswith("content")
+        pictures = await client.post(
+            "/v1/content/import",
+            content="organization: {logo: /etc/passwd}",
+            headers={**a.auth, "Content-Type": "application/yaml"},
+        )
+        assert "CLI only" in _problem(pictures, 422)["detail"]
+        assert (await client.get("/v1/templates", headers=a.auth)).json() == {"data": [], "next_cursor": None}
+    async with owner_pool.acquire() as conn:
+        owners = await conn.fetch("SELECT organization_id FROM contacts WHERE phone = '254712345678'")
+    assert {r["organization_id"] for r in owners} == {a.org_id}

@@ -15,11 +15,12 @@ from fastapi import APIRouter, FastAPI
 
 from engine.api import console, problems
 from engine.api.auth import FailureWindow, Guard, TokenBucket
-from engine.api.routes import contacts, content, conversations, handovers, wallet, webhooks
+from engine.api.routes import contacts, content, conversations, handovers, imports, wallet, webhooks
 from engine.settings import Settings
 
 VERSION = "1.0.0"
 ROUTERS = (
+    imports.router,  # before contacts: /contacts/import is not a contact id
     contacts.router,
     conversations.router,
     content.router,
