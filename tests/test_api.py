@@ -345,3 +345,35 @@ async def test_contacts_csv_and_content_yaml_imports(settings, app_pool, owner_p
     async with owner_pool.acquire() as conn:
         owners = await conn.fetch("SELECT organization_id FROM contacts WHERE phone = '254712345678'")
     assert {r["organization_id"] for r in owners} == {a.org_id}
+
+
+async def test_knowledge_base_add_list_ask(settings, app_pool, tenants) -> None:  # type: ignore[no-untyped-def]
+    a, b = tenants
+    doc = {
+        "knowledge_base": "faq",
+        "title": "Gates",
+        "text": "# Gates\n\nThe gates open at 4 pm. Parking is free at the north gate.\n",
+    }
+    async with api_client(settings, app_pool) as client:
+        added = await client.post("/v1/knowledge/documents", json=doc, headers=a.auth)
+        assert added.status_code == 200, added.text
+        assert (added.json()["status"], added.json()["chunks"] >= 1) == ("ready", True)
+        again = await client.post("/v1/knowledge/documents", json=doc, headers=a.auth)
+        assert again.json()["status"] == "unchanged"
+        bases = (await client.get("/v1/knowledge", headers=a.auth)).json()["data"]
+        assert [(k["name"], k["documents"], k["ready"]) for k in bases] == [("faq", 1, 1)]
+        docs = (await client.get("/v1/knowledge/documents", headers=a.auth)).json()["data"]
+        assert [(d["knowledge_base"], d["title"]) for d in docs] == [("faq", "Gates")]
+        asked = (
+            await client.post(
+                "/v1/knowledge/ask", json={"question": "When do the gates open?"}, headers=a.auth
+            )
+        ).json()
+        assert asked["found"] and "4 pm" in asked["answer"]
+        elsewhere = (
+            await client.post(
+                "/v1/knowledge/ask", json={"question": "When do the gates open?"}, headers=b.auth
+            )
+        ).json()
+        assert not elsewhere["found"] and "4 pm" not in json.dumps(elsewhere)
+        assert (await client.get("/v1/knowledge", headers=b.auth)).json()["data"] == []

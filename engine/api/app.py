@@ -15,7 +15,16 @@ from fastapi import APIRouter, FastAPI
 
 from engine.api import console, problems
 from engine.api.auth import FailureWindow, Guard, TokenBucket
-from engine.api.routes import contacts, content, conversations, handovers, imports, wallet, webhooks
+from engine.api.routes import (
+    contacts,
+    content,
+    conversations,
+    handovers,
+    imports,
+    knowledge,
+    wallet,
+    webhooks,
+)
 from engine.settings import Settings
 
 VERSION = "1.0.0"
@@ -27,6 +36,7 @@ ROUTERS = (
     wallet.router,
     webhooks.router,
     handovers.router,
+    knowledge.router,
 )
 # Every operation may answer these besides its own (authentication, scopes, validation, limits).
 COMMON_ERRORS = {

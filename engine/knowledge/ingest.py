@@ -90,6 +90,22 @@ async def ingest_one(
     except SourceError as exc:
         await _record_unreadable(pool, org_id, kb_id, ref, str(exc))
         return IngestResult(ref, ref, "failed", error=str(exc))
+    return await ingest_source(pool, org_id, kb_id, source, ai, reporter=reporter, force=force, ref=ref)
+
+
+async def ingest_source(
+    pool: asyncpg.Pool,
+    org_id: UUID,
+    kb_id: UUID,
+    source: Source,
+    ai: AI | None,
+    *,
+    reporter: Reporter,
+    force: bool = False,
+    ref: str | None = None,
+) -> IngestResult:
+    """A document already read (a file, a URL, or text the API was sent): chunked, embedded, stored."""
+    ref = ref or source.key
     digest = hashlib.sha256(source.text.encode()).hexdigest()
     async with tenant_tx(pool, org_id) as conn:
         doc_id, previous = await store.register_document(conn, org_id, kb_id, source.key, source.title)
