@@ -62,13 +62,13 @@ async def test_registration_idempotent_and_private(settings, app_pool, tenants) 
     async with api_client(settings, app_pool) as client:
         key = str(uuid4())
         first = await _register(
-            client, a, "https://crm.example/hooks", ["survey.completed"], **{"Idempotency-Key": key}
+            client, a, "http://127.0.0.1:9/hooks", ["survey.completed"], **{"Idempotency-Key": key}
         )
         assert first.status_code == 201, first.text
         made = first.json()
         assert made["secret"].startswith("whsec_") and made["events"] == ["survey.completed"]
         again = await _register(
-            client, a, "https://crm.example/hooks", ["survey.completed"], **{"Idempotency-Key": key}
+            client, a, "http://127.0.0.1:9/hooks", ["survey.completed"], **{"Idempotency-Key": key}
         )
         assert (
             again.status_code == 201
@@ -76,19 +76,19 @@ async def test_registration_idempotent_and_private(settings, app_pool, tenants) 
             and again.headers["idempotent-replayed"] == "true"
         )
         other = await _register(
-            client, a, "https://crm.example/other", ["poll.voted"], **{"Idempotency-Key": key}
+            client, a, "http://127.0.0.1:9/other", ["poll.voted"], **{"Idempotency-Key": key}
         )
         assert other.status_code == 422 and other.headers["content-type"] == "application/problem+json"
         # B may use the same Idempotency-Key: keys are per organisation
         assert (
-            await _register(client, b, "https://b.example/h", ["poll.voted"], **{"Idempotency-Key": key})
+            await _register(client, b, "http://127.0.0.1:9/b", ["poll.voted"], **{"Idempotency-Key": key})
         ).status_code == 201
         listed = (await client.get("/v1/webhooks", headers=a.auth)).json()["data"]
         assert [e["id"] for e in listed] == [made["id"]] and "secret" not in listed[0]
         assert made["secret"] not in (await client.get(f"/v1/webhooks/{made['id']}", headers=a.auth)).text
-        unknown = await _register(client, a, "https://crm.example/hooks", ["everything.happened"])
+        unknown = await _register(client, a, "http://127.0.0.1:9/hooks", ["everything.happened"])
         assert unknown.status_code == 422
-        not_http = await _register(client, a, "ftp://crm.example/hooks", ["poll.voted"])
+        not_http = await _register(client, a, "ftp://127.0.0.1/hooks", ["poll.voted"])
         assert not_http.status_code == 422
         # B's key: A's endpoint is not found, whatever the route
         for method, path in (
@@ -101,7 +101,7 @@ async def test_registration_idempotent_and_private(settings, app_pool, tenants) 
         assert made["id"] not in (await client.get("/v1/webhooks", headers=b.auth)).text
         read_only = await client.post(
             "/v1/webhooks",
-            json={"url": "https://x.example/h", "events": ["poll.voted"]},
+            json={"url": "http://127.0.0.1:9/x", "events": ["poll.voted"]},
             headers={"Authorization": f"Bearer {await _read_key(app_pool, a)}"},
         )
         assert read_only.status_code == 403
@@ -133,7 +133,7 @@ async def test_events_recorded_with_the_change_for_those_who_want_them(settings,
     a, b = tenants
     async with api_client(settings, app_pool) as client:
         made = (
-            await _register(client, a, "https://crm.example/h", ["contact.opted_out", "survey.completed"])
+            await _register(client, a, "http://127.0.0.1:9/h", ["contact.opted_out", "survey.completed"])
         ).json()
         contact = a.contacts[1]
         await client.post(f"/v1/contacts/{contact}/opt-out", headers=a.auth)
