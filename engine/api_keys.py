@@ -127,7 +127,8 @@ class KeyRecord:
 
 
 async def look_up(pool: asyncpg.Pool, key: str) -> KeyRecord | None:
-    """The key's record (its use recorded when it is valid), or None for a key that does not exist."""
+    """The key's record, or None for a key that does not exist (its use is recorded by the request's
+    transaction, engine/api/auth.py)."""
     row = await pool.fetchrow("SELECT * FROM api_key_use($1)", key_hash(key))
     if row is None:
         return None

@@ -1,23 +1,20 @@
 -- The REST API (engine/api/, docs/api.md): authenticating a key, and requests made idempotent by a key.
 
 -- A request's key, by the SHA-256 of the key it presented, before the tenant is known (the application role
--- cannot read api_keys without one). It answers only for the one row whose hash the caller holds, and
--- records the use of a key that is neither revoked nor expired (at most once per ten seconds).
+-- cannot read api_keys without one). It answers only for the one row whose hash the caller holds; the key's
+-- use is recorded afterwards in the request's own transaction, under row-level security (engine/api/auth.py).
+-- Run as chatnation_definer (sql/017, engine/migrate.py), which may read these columns and nothing else.
 CREATE FUNCTION api_key_use(p_hash text)
 RETURNS TABLE (id uuid, organization_id uuid, scopes jsonb, expires_at timestamptz, revoked_at timestamptz)
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = public AS $$
-    WITH found AS (
-        SELECT k.id, k.organization_id, k.scopes, k.expires_at, k.revoked_at, k.last_used_at
-        FROM api_keys k JOIN organizations o ON o.id = k.organization_id
-        WHERE k.key_hash = p_hash AND o.status <> 'suspended'
-    ), used AS (
-        UPDATE api_keys k SET last_used_at = now()
-        FROM found f
-        WHERE k.id = f.id AND f.revoked_at IS NULL AND (f.expires_at IS NULL OR f.expires_at > now())
-          AND (f.last_used_at IS NULL OR f.last_used_at < now() - interval '10 seconds')
-    )
-    SELECT id, organization_id, scopes, expires_at, revoked_at FROM found
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT k.id, k.organization_id, k.scopes, k.expires_at, k.revoked_at
+    FROM public.api_keys k JOIN public.organizations o ON o.id = k.organization_id
+    WHERE k.key_hash = p_hash AND o.status <> 'suspended'
 $$;
+GRANT SELECT (id, organization_id, key_hash, scopes, expires_at, revoked_at) ON public.api_keys TO chatnation_definer;
+DROP POLICY IF EXISTS definer_routes ON api_keys;
+CREATE POLICY definer_routes ON api_keys FOR SELECT TO chatnation_definer USING (true);
+REVOKE EXECUTE ON FUNCTION api_key_use(text) FROM PUBLIC;
 
 -- A POST that creates something, with an Idempotency-Key: the first request's response, stored in the
 -- transaction that created it; a retry with the same key gets it again, a different request with it a 422.

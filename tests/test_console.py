@@ -161,7 +161,7 @@ async def _seed(make_org: Any, app_pool: Any, settings: Any, broker: Any) -> dic
         await conn.execute(
             """INSERT INTO broadcasts (organization_id, name, message_type, recipient_count, sent_count, started_at,
                                        status)
-               VALUES ($1, 'Jazz reminder', 'template', 10, 4, now(), 'sending')""",
+               VALUES ($1, 'Jazz reminder', 'template', 10, 4, now(), 'running')""",
             tenant.org_id,
         )
         await conn.execute(

@@ -29,6 +29,7 @@ OTHER_RELATION_RIGHTS: dict[str, set[str]] = {}  # schema_migrations, worker_hea
 SEQUENCE_RIGHTS = {"USAGE"}
 # The SECURITY DEFINER functions the application role may run (and nobody else: PUBLIC may not).
 APP_DEFINER_FUNCTIONS = {
+    "api_key_use(text)",  # the REST API's key by its hash (sql/035, issue 17)
     "org_by_phone_number_id(text)",
     "orgs_by_business_account_id(text)",
     "payment_route(text)",
@@ -37,6 +38,7 @@ APP_DEFINER_FUNCTIONS = {
 DEFINER_OWNER_COLUMNS = {
     "organizations": {"id", "whatsapp_phone_id", "whatsapp_business_id", "status"},
     "payment_requests": {"id", "organization_id", "contact_id", "checkout_request_id"},
+    "api_keys": {"id", "organization_id", "key_hash", "scopes", "expires_at", "revoked_at"},
 }
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 

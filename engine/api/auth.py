@@ -87,6 +87,11 @@ class Caller:
     async def tx(self) -> AsyncIterator[asyncpg.Connection]:
         """The request's transaction: the application role, row-level security set to the key's organisation."""
         async with tenant_tx(self.pool, self.organization_id) as conn:
+            await conn.execute(  # the key's last use, to ten seconds (no write on every request)
+                """UPDATE api_keys SET last_used_at = now()
+                   WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '10 seconds')""",
+                self.key_id,
+            )
             yield conn
 
 
