@@ -262,7 +262,7 @@ async def test_cli_imports_and_refuses_bad_files(make_org, app_pool, tmp_path: P
     assert listed.returncode == 0, listed.stderr
     rows = {(r["kind"], r["name"]): r for r in json.loads(listed.stdout)}
     assert rows[("event", event)]["id"] == result["ids"]["events"][event]
-    assert {kind for kind, _ in rows} == {"survey", "event", "poll"}
+    assert {kind for kind, _ in rows} == {"survey", "event", "poll", "programme"}  # the demo has a programme
     table = run_cli("content", "list", "--org", new.phone_number_id)
     assert table.returncode == 0 and event in table.stdout
 
