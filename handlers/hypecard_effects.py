@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from engine.hypecards.cards_role import enqueue
 from engine.logging import get_logger
 from engine.turn import Turn
-from handlers.ticket_effects import CODE_ALPHABET
+from state_machines.checkin import CODE_ALPHABET
 from state_machines.hypecard import (
     CardFailed,
     CardQueued,

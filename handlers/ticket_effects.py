@@ -19,7 +19,7 @@ from engine import mailer, mpesa
 from engine.logging import get_logger
 from engine.turn import Turn
 from handlers import payments
-from state_machines.checkin import CheckInOutcome, CheckInTicket
+from state_machines.checkin import CODE_ALPHABET, CheckInOutcome, CheckInTicket
 from state_machines.formatting import DEFAULT_TIMEZONE
 from state_machines.my_tickets import FindMyTickets, MyTickets, OwnedTicket
 from state_machines.tickets import (
@@ -37,7 +37,6 @@ from state_machines.tickets import (
 )
 
 log = get_logger(__name__)
-CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud at a gate
 
 
 async def hold(turn: Turn, effect: HoldTickets) -> TicketsHeld | SoldOut | SalesClosed | LimitReached:
@@ -299,13 +298,17 @@ async def _settle_late(turn: Turn, effect: IssueTickets, hold: asyncpg.Record) -
     )
 
 
+def new_ticket_code() -> str:
+    return "TKT-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(6))
+
+
 async def _write_tickets(
     turn: Turn, effect: IssueTickets, type_id: UUID, quantity: int, name: str, email: str | None
 ) -> list[str]:
     unit_paid = effect.amount / quantity if quantity else Decimal(0)
     codes = []
     for _ in range(quantity):
-        code = "TKT-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(6))
+        code = new_ticket_code()
         ticket_id = await turn.conn.fetchval(
             """INSERT INTO tickets (organization_id, ticket_type_id, contact_id, hold_id, ticket_code, holder_name,
                                     holder_email, holder_phone, amount_paid, payment_reference, payment_status)

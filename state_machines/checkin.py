@@ -18,6 +18,10 @@ from state_machines.formatting import DEFAULT_TIMEZONE, local_time
 from state_machines.i18n import t
 
 CODE_MAX = 20  # tickets.ticket_code VARCHAR(20)
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud at a gate
+# The engine's own codes (handlers/ticket_effects.py): TKT- and six characters of CODE_ALPHABET. About one in
+# six holds no digit, so this shape is recognised on its own, before the letters-and-digits rule below.
+TICKET_CODE = re.compile(r"TKT-?[A-Z0-9]{6}")
 
 _KEYWORD = re.compile(r"\s*check[\s-]*in\b[\s:#-]*(?P<code>.*)", re.IGNORECASE | re.DOTALL)
 # A bare code is one token of letters and digits (dashes between them) holding at least one of each,
@@ -60,8 +64,9 @@ class CheckInOutcome:
 def bare_code(text: str) -> str | None:
     """A ticket code sent on its own ("TKT-7Q2M9X", "#tkt-7q2m9x"), normalised; None for anything else."""
     token = text.strip().strip(".!?").upper()
-    if 5 <= len(token.lstrip("#")) <= CODE_MAX and _BARE.fullmatch(token):
-        return token.lstrip("#")
+    code = token.lstrip("#")
+    if TICKET_CODE.fullmatch(code) or (5 <= len(code) <= CODE_MAX and _BARE.fullmatch(token)):
+        return code
     return None
 
 

@@ -8,13 +8,12 @@ conversation stays where it was (idle).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from state_machines import menu
 from state_machines.base import Context, Effect, Image, Inbound, Reply, State, Step, Text
-from state_machines.checkin import bare_code
+from state_machines.checkin import TICKET_CODE, bare_code
 from state_machines.choices import normalise
 from state_machines.formatting import DEFAULT_TIMEZONE, local_time
 from state_machines.i18n import t, tn
@@ -22,8 +21,6 @@ from state_machines.i18n import t, tn
 CHOICE_ID = "mytickets"
 WORDS = frozenset({"my tickets", "my ticket", "tiketi zangu", "tikiti zangu", "tickets zangu"})
 MAX_IMAGES = 10  # QR codes sent again in one answer
-# The engine's ticket codes (handlers/ticket_effects.py): a contact's other words are not taken for one.
-OWN_CODE = re.compile(r"TKT-?[A-Z0-9]{6}")
 
 
 @dataclass(frozen=True)
@@ -56,7 +53,7 @@ def wants(event: Inbound) -> str | None:
     if event.choice_id == CHOICE_ID or (event.choice_id is None and normalise(event.text) in WORDS):
         return ""
     code = bare_code(event.text) if event.choice_id is None else None
-    return code if code is not None and OWN_CODE.fullmatch(code) else None
+    return code if code is not None and TICKET_CODE.fullmatch(code) else None
 
 
 def ask(code: str, state: State) -> Step:

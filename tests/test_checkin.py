@@ -32,6 +32,10 @@ def ctx(staff=True, lang="en", **data) -> Context:
         ("check in", True, None),
         ("TKT-7Q2M9X", True, "TKT-7Q2M9X"),
         (" tkt-7q2m9x ", True, "TKT-7Q2M9X"),
+        ("TKT-PKRBCN", True, "TKT-PKRBCN"),  # the engine's codes need no digit
+        ("tkt-zzzzzz", True, "TKT-ZZZZZZ"),
+        ("TKT-234567", True, "TKT-234567"),
+        ("ABCDEF", False, None),  # a word: not a code without the engine's prefix
         ("abc123", True, "ABC123"),
         ("#ABC123", True, "ABC123"),
         ("MENU", False, None),

@@ -4,14 +4,17 @@ ticket code, and old menus' taps."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from handlers.ticket_effects import new_ticket_code
 from state_machines import conversation, menu, my_tickets
 from state_machines.base import Buttons, Image, Inbound, ListMenu, State, Text
+from state_machines.checkin import CODE_ALPHABET
 from state_machines.my_tickets import FindMyTickets, MyTickets, OwnedTicket
 from state_machines.survey import BeginSurveyResponse, SurveyRefused, SurveyResponseReady
 from state_machines.survey_format import remaining_range, validate_questions
@@ -252,6 +255,8 @@ def owned(code: str, status: str = "valid", event: str = "Jazz Night") -> OwnedT
     [
         ("TKT-7Q2M9X", None, "TKT-7Q2M9X"),
         ("tkt-7q2m9x", None, "TKT-7Q2M9X"),
+        ("tkt-pkrbcn", None, "TKT-PKRBCN"),  # a code of letters only (about one in six is)
+        ("TKT-234567", None, "TKT-234567"),
         ("#TKT7Q2M9X", None, "TKT7Q2M9X"),
         ("My tickets", None, ""),
         ("tiketi zangu", None, ""),
@@ -263,6 +268,15 @@ def owned(code: str, status: str = "valid", event: str = "Jazz Night") -> OwnedT
 )
 def test_what_asks_for_my_tickets(text: str, choice_id: str | None, wanted: str | None) -> None:
     assert my_tickets.wants(Inbound(text, choice_id)) == wanted
+
+
+def test_every_code_the_engine_issues_is_taken_for_an_own_ticket() -> None:
+    rng = random.Random(20261202)
+    codes = {"TKT-" + "".join(rng.choice(CODE_ALPHABET) for _ in range(6)) for _ in range(5000)}
+    codes |= {"TKT-" + c * 6 for c in CODE_ALPHABET} | {new_ticket_code() for _ in range(100)}
+    for code in codes:
+        for typed in (code, code.lower(), f" {code}. ", "#" + code):
+            assert my_tickets.wants(Inbound(typed)) == code, typed
 
 
 def test_an_own_ticket_code_at_the_menu_looks_the_tickets_up_and_the_state_stays() -> None:

@@ -92,10 +92,6 @@ async def test_a_closed_poll_tapped_from_an_old_menu_says_it_closed_with_the_res
     assert "[ Quick ]" in reply and "didn't understand" not in reply
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="intermittent on 2026-12-02 (3 whole-suite runs): the QR image reply did not arrive within 20 s; cause not found",
-)
 async def test_an_own_ticket_code_brings_back_the_tickets_and_their_qr_codes(
     stack, make_org, app_pool
 ) -> None:  # type: ignore[no-untyped-def]
