@@ -1,15 +1,19 @@
-"""engine/mpesa.py without the network: the callback's secrets and source, Daraja's STK Push Query answers,
-and the database's rule that a confirmed payment stays paid."""
+"""engine/mpesa.py: the callback's secrets and source, Daraja's STK Push Query answers, the database's rule that
+a confirmed payment stays paid, and one OAuth token shared by concurrent requests (against the simulator)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import asyncpg
+import httpx
 import pytest
+from pydantic import AnyUrl
 
 from engine import mpesa
 from engine.settings import Settings
+from simulators.mpesa import MpesaSimulator
 
 
 def test_callback_url_carries_both_secrets_in_its_path() -> None:
@@ -121,3 +125,21 @@ async def test_a_paid_request_stays_paid(owner_pool: asyncpg.Pool, make_org) -> 
         assert (
             await conn.fetchval("SELECT receipt FROM payment_requests WHERE id = $1", request) == "REAL0001"
         )
+
+
+async def test_concurrent_requests_share_one_oauth_token(settings: Settings) -> None:
+    """Twenty payments starting at once ask Daraja for one token, not twenty (the client's token lock)."""
+    sim = MpesaSimulator("ck", "cs", "174379", "passkey")
+    base = await sim.start()
+    try:
+        daraja = settings.model_copy(
+            update={"mpesa_base_url": AnyUrl(base), "mpesa_consumer_key": "ck", "mpesa_consumer_secret": "cs"}
+        )
+        async with httpx.AsyncClient(timeout=5) as http:
+            client = mpesa.DarajaClient(http, daraja)
+            tokens = await asyncio.gather(*(client._access_token() for _ in range(20)))
+            assert len(set(tokens)) == 1
+            assert len(sim._tokens) == 1  # the simulator issued one
+            assert await client._access_token() == tokens[0]  # and it is kept until it nearly expires
+    finally:
+        await sim.stop()
