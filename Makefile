@@ -8,12 +8,13 @@ STAMP := $(VENV)/.installed
 LOCK := requirements-dev.lock
 COMPILE := $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --quiet
 
-.PHONY: demo test test-fast lint faults bench broker fonts db-stop clean help lock lock-upgrade
+.PHONY: demo test test-fast lint faults compat bench broker fonts db-stop clean help lock lock-upgrade
 
 help:
 	@echo "make demo    - the main job on the embedded defaults (PostgreSQL, RabbitMQ, simulators)"
 	@echo "make test    - lint + the whole test suite (real PostgreSQL and RabbitMQ)"
 	@echo "make faults  - the long fault-injection suite"
+	@echo "make compat  - the broker-facing tests against RabbitMQ 4.0 and 4.3 (compose.yaml's), as root"
 	@echo "make bench   - benchmarks (prints tables, writes bench/results/)"
 	@echo "make lock    - refresh the lock files after a change of dependencies in pyproject.toml"
 
@@ -56,6 +57,19 @@ test: $(STAMP) broker fonts lint
 
 faults: $(STAMP) broker
 	$(BIN)/python -m pytest -q tests/faults -m slow
+
+# The broker-facing tests (parking above all) against RabbitMQ 4.0 and 4.3, each run from a chroot of a later
+# Debian release (scripts/rabbitmq_compat.sh: root; about 2 minutes per version the first time, then ~1 minute
+# of tests each); each broker is stopped afterwards.
+COMPAT_TESTS := tests/test_parking.py tests/test_ops_cli.py tests/test_cli_errors.py tests/test_observability.py \
+	tests/test_consumer.py tests/test_pipeline_e2e.py
+compat: $(STAMP)
+	@for suite in trixie forky; do \
+	  broker=$$(bash scripts/rabbitmq_compat.sh start $$suite) || exit 1; \
+	  echo "== RabbitMQ from Debian $$suite: $$(echo $$broker | cut -d' ' -f1)"; \
+	  env $$broker $(BIN)/python -m pytest -q $(COMPAT_TESTS); rc=$$?; \
+	  bash scripts/rabbitmq_compat.sh stop $$suite; [ $$rc = 0 ] || exit $$rc; \
+	done
 
 bench: $(STAMP) broker fonts
 	$(BIN)/python bench/run_all.py

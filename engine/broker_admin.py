@@ -116,12 +116,30 @@ class ManagementApi:
         found = {q["name"]: q for q in response.json()}
         return [_from_management(name, found.get(name)) for name in names]
 
-    async def put_policy(self, name: str, pattern: str, definition: dict[str, Any], apply_to: str) -> None:
+    async def put_policy(
+        self, name: str, pattern: str, definition: dict[str, Any], apply_to: str, priority: int = 0
+    ) -> None:
         response = await self._client.put(
             f"/api/policies/{self._vhost}/{quote(name, safe='')}",
-            json={"pattern": pattern, "definition": definition, "apply-to": apply_to, "priority": 0},
+            json={"pattern": pattern, "definition": definition, "apply-to": apply_to, "priority": priority},
         )
         response.raise_for_status()
+
+    async def delete_policy(self, name: str) -> None:
+        response = await self._client.delete(f"/api/policies/{self._vhost}/{quote(name, safe='')}")
+        if response.status_code != 404:
+            response.raise_for_status()
+
+    async def policies(self, kind: str = "policies") -> list[dict[str, Any]]:
+        """The vhost's policies (``kind``: "policies", or "operator-policies")."""
+        response = await self._client.get(f"/api/{kind}/{self._vhost}")
+        response.raise_for_status()
+        return list(response.json())
+
+    @property
+    def address(self) -> str:
+        """Where the API is, without credentials (for messages)."""
+        return str(self._client.base_url)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -137,6 +155,17 @@ def server_version(connection: AbstractConnection) -> tuple[int, ...]:
     return tuple(int(n) for n in re.findall(r"\d+", text)[:3]) or (0,)
 
 
+# The priority of the parking policy: above the catch-all policies deployments often have (priority 0 or 1),
+# since only the one policy of highest priority applies to a queue (docs/operations.md, Parked messages).
+PARKING_POLICY_PRIORITY = 10
+# Queue kinds a policy's apply-to may name that take in the parking (quorum) queue.
+_APPLIES_TO_QUORUM = {"all", "queues", "quorum_queues"}
+
+
+class ParkingReadsUnsafe(RuntimeError):
+    """Reading the parking queue would count deliveries toward a limit that drops parked messages."""
+
+
 def parking_policy(topology: Topology) -> tuple[str, str, dict[str, Any]]:
     """(name, pattern, definition) of the policy that lifts RabbitMQ 4's default delivery limit (20) on the
     parking queue, where every browse returns messages: there it would drop parked messages after ~20 reads."""
@@ -147,27 +176,84 @@ def parking_policy(topology: Topology) -> tuple[str, str, dict[str, Any]]:
     )
 
 
+def _matches(policy: dict[str, Any], queue: str) -> bool:
+    if policy.get("apply-to", "all") not in _APPLIES_TO_QUORUM:
+        return False
+    try:
+        return re.search(str(policy.get("pattern", "")), queue) is not None
+    except re.error:  # an Erlang pattern Python does not read: assume it may apply
+        return True
+
+
+def parking_policy_problem(
+    policies: list[dict[str, Any]], operator_policies: list[dict[str, Any]], topology: Topology
+) -> str | None:
+    """Why ``parking_policy`` is not the one in force on the parking queue (None when it is): RabbitMQ applies
+    only the matching policy of highest priority, and an operator policy's delivery limit on top of it."""
+    ours = parking_policy(topology)[0]
+    queue = topology.parking_queue
+    matching = [p for p in policies if _matches(p, queue)]
+    mine = [p for p in matching if p.get("name") == ours]
+    if not mine:
+        return f"the policy {ours} is not set"
+    priority = int(mine[0].get("priority", 0))
+    rivals = sorted(
+        (p for p in matching if p.get("name") != ours and int(p.get("priority", 0)) >= priority),
+        key=lambda p: -int(p.get("priority", 0)),
+    )
+    if rivals:
+        rival = rivals[0]
+        return (
+            f"the policy {rival.get('name')} (priority {rival.get('priority', 0)}) also matches {queue} and wins "
+            f"over {ours} (priority {priority})"
+        )
+    for p in operator_policies:
+        if _matches(p, queue) and "delivery-limit" in (p.get("definition") or {}):
+            return f"the operator policy {p.get('name')} sets a delivery limit on {queue}"
+    return None
+
+
+async def lift_parking_limit(
+    settings: Settings, connection: AbstractConnection, topology: Topology
+) -> str | None:
+    """On RabbitMQ 4 and later, set ``parking_policy`` through the management API and check that it is the one
+    in force. None when parked messages are safe from reads; otherwise why they may not be (logged too).
+    Earlier versions have no default limit (and refuse -1): nothing to do there."""
+    if server_version(connection) < (4, 0):
+        return None
+    api = ManagementApi(management_url(settings), vhost_of(settings))
+    name, pattern, definition = parking_policy(topology)
+    try:
+        await api.put_policy(name, pattern, definition, "queues", PARKING_POLICY_PRIORITY)
+        try:
+            operator = await api.policies("operator-policies")
+        except httpx.HTTPError:  # a user that may not read them: the user policies are what we set
+            operator = []
+        problem = parking_policy_problem(await api.policies(), operator, topology)
+    except httpx.HTTPError as err:
+        problem = f"the management API at {api.address} did not take the policy {name} ({type(err).__name__})"
+    finally:
+        await api.aclose()
+    if problem is not None:
+        log.warning(
+            "RabbitMQ 4's delivery limit is not lifted on the parking queue: parked messages may be dropped "
+            "after about 20 reads; set the policy by hand (docs/operations.md, Parked messages)",
+            problem=problem,
+        )
+    return problem
+
+
 async def ensure_parking_unlimited(
     settings: Settings, connection: AbstractConnection, topology: Topology
 ) -> bool:
-    """On RabbitMQ 4 and later, set ``parking_policy`` through the management API (True when it is in force).
-    Earlier versions have no default limit (and read -1 as "drop on the first return"): nothing to do there."""
-    if server_version(connection) < (4, 0):
-        return True
-    api = ManagementApi(management_url(settings), vhost_of(settings))
-    try:
-        name, pattern, definition = parking_policy(topology)
-        await api.put_policy(name, pattern, definition, "queues")
-        return True
-    except httpx.HTTPError as err:
-        log.warning(
-            "could not lift RabbitMQ 4's delivery limit on the parking queue: parked messages may be dropped "
-            "after about 20 reads; set the policy by hand (docs/operations.md, Parked messages)",
-            error=repr(err),
-        )
-        return False
-    finally:
-        await api.aclose()
+    """``lift_parking_limit``: True when the parking queue's messages are safe from reads."""
+    return await lift_parking_limit(settings, connection, topology) is None
+
+
+def reads_count_deliveries(version: tuple[int, ...]) -> bool:
+    """Whether a read given back with basic.nack counts a delivery toward a quorum queue's limit: from
+    RabbitMQ 4.0 (its default limit of 20) to 4.3 (which counts only basic.reject)."""
+    return (4, 0) <= version < (4, 3)
 
 
 def _from_management(name: str, q: dict[str, Any] | None) -> QueueStats:
@@ -416,13 +502,46 @@ class _Taken:
 
 
 class ParkingLot:
-    """Reads, replays and purges the parking queue of one topology."""
+    """Reads, replays and purges the parking queue of one topology.
 
-    def __init__(self, connection: AbstractConnection, topology: Topology, publish_timeout: float) -> None:
+    Made with ``of`` (settings known), a lot reads nothing on a broker where reading would wear parked messages
+    out — RabbitMQ 4.0 to 4.2 with the parking queue's delivery limit not lifted (``lift_parking_limit``) — and
+    raises ParkingReadsUnsafe saying why instead."""
+
+    def __init__(
+        self,
+        connection: AbstractConnection,
+        topology: Topology,
+        publish_timeout: float,
+        *,
+        settings: Settings | None = None,
+    ) -> None:
         self.connection = connection
         self.topology = topology
         self.publish_timeout = publish_timeout
         self.read = 0  # messages taken from the queue by this lot (the find of one message stops early)
+        self._settings = settings
+        self._checked = settings is None  # without settings the caller has lifted the limit (the tests)
+
+    @classmethod
+    def of(cls, connection: AbstractConnection, settings: Settings) -> ParkingLot:
+        """The parking lot of the deployment ``settings`` describe, checked before its first read."""
+        return cls(
+            connection, Topology.from_settings(settings), settings.publish_timeout_seconds, settings=settings
+        )
+
+    async def _check_reads_are_safe(self) -> None:
+        if self._checked or self._settings is None:
+            return
+        problem = await lift_parking_limit(self._settings, self.connection, self.topology)
+        version = server_version(self.connection)
+        if problem is not None and reads_count_deliveries(version):
+            raise ParkingReadsUnsafe(
+                f"RabbitMQ {'.'.join(map(str, version))} counts every read of a parked message as a delivery "
+                f"and drops it after its delivery limit, which is not lifted on {self.topology.parking_queue}: "
+                f"{problem} (docs/operations.md, Parked messages)"
+            )
+        self._checked = True
 
     @asynccontextmanager
     async def _session(self) -> AsyncIterator[_Taken]:
@@ -449,6 +568,7 @@ class ParkingLot:
         """Up to ``limit`` parked messages from the head, left in place; with ``until``, stop at the first
         message of that id (the ones before it are read, none after)."""
         found: list[ParkedMessage] = []
+        await self._check_reads_are_safe()
         async with self._session() as taken:
             wanted = min(limit, taken.count)
             prefetch = 50 if until is not None else wanted
@@ -483,6 +603,7 @@ class ParkingLot:
         replayed: list[ParkedMessage] = []
         failed: list[tuple[ParkedMessage, str]] = []
         publish_channel: AbstractChannel | None = None
+        await self._check_reads_are_safe()
         try:
             async with self._session() as taken:
                 # messages parked again meanwhile queue up behind these: not seen twice

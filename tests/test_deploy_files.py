@@ -70,7 +70,8 @@ def test_compose_services_have_an_image_and_health_checks(compose) -> None:  # t
         "grafana",
     } <= set(services)
     assert services["postgres"]["image"] == "pgvector/pgvector:pg16"
-    assert services["rabbitmq"]["image"] == "rabbitmq:3.13-management"
+    # the version `make compat` tests (scripts/rabbitmq_compat.sh's forky)
+    assert services["rabbitmq"]["image"] == "rabbitmq:4.3-management"
     assert services["inbound"]["deploy"]["replicas"] == 2
     for name, service in services.items():
         assert "image" in service or "build" in service, name

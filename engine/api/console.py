@@ -140,14 +140,11 @@ async def _queues(state: ConsoleState) -> str:
 
 
 async def _parked(state: ConsoleState) -> str:
-    from engine.broker import Topology
     from engine.broker_admin import ParkingLot
 
     try:
         connection = await state.broker()
-        lot = ParkingLot(
-            connection, Topology.from_settings(state.settings), state.settings.publish_timeout_seconds
-        )
+        lot = ParkingLot.of(connection, state.settings)
         parked = await lot.peek(50)
     except Exception as err:
         return f'<p class="warn" id="parked">parking cannot be read: {escape(type(err).__name__)}</p>'
@@ -322,15 +319,12 @@ async def logout() -> Response:
 
 @router.get("/parked/{message_id}")
 async def parked_one(message_id: str, request: Request) -> Response:
-    from engine.broker import Topology
     from engine.broker_admin import ParkingLot
 
     if not (_enabled(request) and _signed_in(request)):
         return RedirectResponse("/console", status_code=303)
     state = _state(request)
-    lot = ParkingLot(
-        await state.broker(), Topology.from_settings(state.settings), state.settings.publish_timeout_seconds
-    )
+    lot = ParkingLot.of(await state.broker(), state.settings)
     found = await lot.find(message_id)
     if found is None:
         return HTMLResponse(
@@ -353,15 +347,12 @@ async def parked_one(message_id: str, request: Request) -> Response:
 
 @router.post("/parked/{message_id}/replay")
 async def parked_replay(message_id: str, request: Request) -> Response:
-    from engine.broker import Topology
     from engine.broker_admin import ParkingLot
 
     if not (_enabled(request) and _signed_in(request)):
         return RedirectResponse("/console", status_code=303)
     state = _state(request)
-    lot = ParkingLot(
-        await state.broker(), Topology.from_settings(state.settings), state.settings.publish_timeout_seconds
-    )
+    lot = ParkingLot.of(await state.broker(), state.settings)
     # a message the show page just read and gave back is counted in the queue again a moment later
     for _ in range(REPLAY_TRIES):
         replayed, failed = await lot.replay({message_id})

@@ -47,10 +47,11 @@ def one_line(err: BaseException) -> str | None:
         return f"not found in RabbitMQ: {_broker_entity(err)}"
     if isinstance(err, aio_pika.exceptions.ProbableAuthenticationError):
         return f"RabbitMQ refused the login at {_broker()}"
+    from engine.broker_admin import ParkingReadsUnsafe
     from engine.migrate import MigrationEdited, MigrationsMissing
     from engine.resources import ResourceMissing
 
-    if isinstance(err, MigrationEdited | MigrationsMissing | ResourceMissing):
+    if isinstance(err, MigrationEdited | MigrationsMissing | ResourceMissing | ParkingReadsUnsafe):
         return f"refused: {err}"
     if isinstance(err, OSError | TimeoutError | asyncpg.PostgresConnectionError | aiormq.AMQPConnectionError):
         return _unreachable(err)

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from engine.broker import Topology, connect
+from engine.broker import connect
 from engine.broker_admin import ParkedMessage, ParkingLot
 from engine.cli.common import console, emit, run, settings
 from engine.cli.errors import NotFound
@@ -29,7 +29,7 @@ def _with_lot(body: Callable[[ParkingLot], Awaitable[T]]) -> T:
     async def go() -> T:
         connection = await connect(s)
         try:
-            return await body(ParkingLot(connection, Topology.from_settings(s), s.publish_timeout_seconds))
+            return await body(ParkingLot.of(connection, s))
         finally:
             await connection.close()
 
