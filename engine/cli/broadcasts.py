@@ -13,9 +13,8 @@ from uuid import UUID
 import asyncpg
 import typer
 
-from engine.cli.common import console, emit, pools, run, settings
+from engine.cli.common import console, emit, org_tx, pools, run, settings
 from engine.cli.errors import NotFound, Refused
-from engine.cli.wallet import resolve_org
 from engine.db import DatabaseUrls
 
 app = typer.Typer(
@@ -84,45 +83,42 @@ def create(
     from engine.broadcast_audience import AudienceError, estimate, normalise
     from engine.broadcasts import BroadcastError, NewBroadcast
     from engine.broadcasts import create as create_broadcast
-    from engine.db import tenant_tx
 
     s = settings()
 
     async def body() -> dict[str, Any]:
-        async with pools(s) as (_, pool):
-            org_id = await resolve_org(pool, org)
-            async with tenant_tx(pool, org_id) as conn:
-                org_settings = await conn.fetchval("SELECT settings FROM organizations WHERE id = $1", org_id)
-                zone_name = (org_settings or {}).get("timezone") or "Africa/Nairobi"
-                audience = {
-                    "tags": tag,
-                    "exclude_tags": exclude_tag,
-                    "program_id": program,
-                    "ticket_type_id": ticket_type,
-                    "survey_id": survey,
-                    "poll_id": poll,
-                    "profile": _profile(profile),
-                }
-                new = NewBroadcast(
-                    name=name,
-                    text=text,
-                    template_name=template,
-                    template_language=language,
-                    template_params=list(param),
-                    template_category=category,
-                    audience=audience,
-                    event_id=_uuid(event, "event") if event else None,
-                    at=parse_at(at, zone_name),
-                    created_by="cli",
-                )
-                try:
-                    broadcast_id = await create_broadcast(conn, org_id, new)
-                    matching = await estimate(conn, org_id, normalise(audience | _event(event)))
-                except (BroadcastError, AudienceError) as err:
-                    raise Refused(str(err)) from None
-                row = await conn.fetchrow(
-                    "SELECT status, scheduled_at FROM broadcasts WHERE id = $1", broadcast_id
-                )
+        async with org_tx(s, org) as (conn, org_id):
+            org_settings = await conn.fetchval("SELECT settings FROM organizations WHERE id = $1", org_id)
+            zone_name = (org_settings or {}).get("timezone") or "Africa/Nairobi"
+            audience = {
+                "tags": tag,
+                "exclude_tags": exclude_tag,
+                "program_id": program,
+                "ticket_type_id": ticket_type,
+                "survey_id": survey,
+                "poll_id": poll,
+                "profile": _profile(profile),
+            }
+            new = NewBroadcast(
+                name=name,
+                text=text,
+                template_name=template,
+                template_language=language,
+                template_params=list(param),
+                template_category=category,
+                audience=audience,
+                event_id=_uuid(event, "event") if event else None,
+                at=parse_at(at, zone_name),
+                created_by="cli",
+            )
+            try:
+                broadcast_id = await create_broadcast(conn, org_id, new)
+                matching = await estimate(conn, org_id, normalise(audience | _event(event)))
+            except (BroadcastError, AudienceError) as err:
+                raise Refused(str(err)) from None
+            row = await conn.fetchrow(
+                "SELECT status, scheduled_at FROM broadcasts WHERE id = $1", broadcast_id
+            )
         return {
             "id": str(broadcast_id),
             "status": row["status"],
@@ -165,15 +161,12 @@ def list_(
 ) -> None:
     """The organisation's broadcasts, newest first."""
     from engine.broadcast_stats import listing
-    from engine.db import tenant_tx
 
     s = settings()
 
     async def body() -> list[dict[str, Any]]:
-        async with pools(s) as (_, pool):
-            org_id = await resolve_org(pool, org)
-            async with tenant_tx(pool, org_id) as conn:
-                return await listing(conn, limit)
+        async with org_tx(s, org) as (conn, org_id):
+            return await listing(conn, limit)
 
     emit(run(body), as_json=as_json, title=f"broadcasts of {org}", empty=f"no broadcasts for {org}")
 

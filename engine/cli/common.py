@@ -1,4 +1,5 @@
-"""What every command shares: settings and logging set up once, async bodies, database pools, output."""
+"""What every command shares: settings and logging set up once, async bodies, database pools, an organisation
+named on the command line and one transaction as it, output."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
+from uuid import UUID
 
 import asyncpg
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from engine.db import DatabaseUrls, create_pool, database_urls
+from engine.cli.errors import NotFound
+from engine.db import DatabaseUrls, create_pool, database_urls, tenant_tx
 from engine.logging import configure_logging
 from engine.settings import Settings, get_settings
 
@@ -51,6 +54,34 @@ async def pools(
         yield urls, pool
     finally:
         await pool.close()
+
+
+async def resolve_org(pool: asyncpg.Pool, org: str) -> UUID:
+    """An organisation by id, or by its WhatsApp phone_number_id (routable without a tenant)."""
+    try:
+        return UUID(org)
+    except ValueError:
+        pass
+    org_id = await pool.fetchval("SELECT org_by_phone_number_id($1)", org)
+    if org_id is None:
+        raise NotFound(f"no organisation with id or phone_number_id {org!r}")
+    return org_id
+
+
+@asynccontextmanager
+async def org_pool(s: Settings, org: str) -> AsyncIterator[tuple[asyncpg.Pool, UUID]]:
+    """The application pool and the id of the organisation ``org`` names (its id or phone_number_id), for a
+    command that works through functions taking the pool or makes several transactions."""
+    async with pools(s) as (_, pool):
+        yield pool, await resolve_org(pool, org)
+
+
+@asynccontextmanager
+async def org_tx(s: Settings, org: str) -> AsyncIterator[tuple[asyncpg.Connection, UUID]]:
+    """One transaction as the organisation ``org`` names, under row-level security, with its id: what most
+    commands about one organisation do."""
+    async with org_pool(s, org) as (pool, org_id), tenant_tx(pool, org_id) as conn:
+        yield conn, org_id
 
 
 def is_identifier(column: str) -> bool:

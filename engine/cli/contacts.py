@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from engine.cli.common import console, emit, pools, run, settings
+from engine.cli.common import console, emit, org_pool, run, settings
 
 app = typer.Typer(help="Contacts to reach: import them from a CSV, tag them.", no_args_is_help=True)
 ORG = typer.Option(..., "--org", help="The organisation: id or WhatsApp phone_number_id")
@@ -25,7 +25,6 @@ def import_(
 ) -> None:
     """Columns: phone (required), name, tags (separated by ; or |), consent (yes/no), consent_source,
     consent_date, language. Good rows are imported, bad ones listed with their line; exit 1 if any was bad."""
-    from engine.cli.wallet import resolve_org
     from engine.contacts import import_contacts, parse_csv
 
     try:
@@ -35,8 +34,7 @@ def import_(
     s = settings()
 
     async def body() -> Any:
-        async with pools(s) as (_, pool):
-            org_id = await resolve_org(pool, org)
+        async with org_pool(s, org) as (pool, org_id):
             return await import_contacts(pool, org_id, rows)
 
     result = run(body)
@@ -65,14 +63,12 @@ def tag(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Tag contacts by phone number; numbers that are not contacts (or not numbers) are listed, exit 1."""
-    from engine.cli.wallet import resolve_org
     from engine.contacts import tag_contacts
 
     s = settings()
 
     async def body() -> Any:
-        async with pools(s) as (_, pool):
-            org_id = await resolve_org(pool, org)
+        async with org_pool(s, org) as (pool, org_id):
             try:
                 return await tag_contacts(pool, org_id, tags, phones, remove=remove, region=region.upper())
             except ValueError as err:

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from engine.cli.common import console, emit, pools, run, settings
+from engine.cli.common import console, emit, org_pool, org_tx, pools, resolve_org, run, settings
 from engine.cli.errors import NotFound
 
 results_app = typer.Typer(help="Results of surveys and polls.", no_args_is_help=True)
@@ -33,7 +33,6 @@ def import_command(
     ),
 ) -> None:
     """Import surveys, events with ticket types, polls and staff; a re-import updates by name."""
-    from engine.cli.wallet import resolve_org
     from engine.content_import import ContentError, import_content, load_content
 
     try:
@@ -43,8 +42,7 @@ def import_command(
     s = settings()
 
     async def body() -> Any:
-        async with pools(s) as (_, pool):
-            org_id = await resolve_org(pool, org)
+        async with org_pool(s, org) as (pool, org_id):
             return await import_content(pool, org_id, content, set_language=set_language)
 
     try:
@@ -125,7 +123,6 @@ async def _locate(owner_url: str, table: str, item: str, org: UUID | None) -> tu
 
 
 def _read(table: str, item: str, org: str | None, reader: Any) -> Any:
-    from engine.cli.wallet import resolve_org
     from engine.db import tenant_tx
 
     s = settings()
@@ -149,18 +146,14 @@ def list_content(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Surveys, events, polls and programmes of an organisation with their ids, state and counts."""
-    from engine.cli.wallet import resolve_org
-    from engine.db import tenant_tx
     from engine.results import content_list
 
     s = settings()
 
     async def body() -> list[dict[str, Any]]:
-        async with pools(s) as (_, pool):
-            org_id = await resolve_org(pool, org)
-            async with tenant_tx(pool, org_id) as conn:
-                rows = await content_list(conn)
-                return [{k: v for k, v in r.items() if k != "created_at"} for r in rows]
+        async with org_tx(s, org) as (conn, org_id):
+            rows = await content_list(conn)
+            return [{k: v for k, v in r.items() if k != "created_at"} for r in rows]
 
     emit(run(body), as_json=as_json, title=f"content of {org}")
 

@@ -10,7 +10,7 @@ from uuid import UUID
 import asyncpg
 import typer
 
-from engine.cli.common import console, pools, run, settings
+from engine.cli.common import console, pools, resolve_org, run, settings
 from engine.cli.errors import NotFound, Refused
 
 event_app = typer.Typer(help="Events: booth QR codes.", no_args_is_help=True)
@@ -20,7 +20,6 @@ leads_app = typer.Typer(help="Exhibitors' leads.", no_args_is_help=True)
 async def _event_org(urls: Any, pool: asyncpg.Pool, event: str, org: str | None) -> tuple[UUID, UUID]:
     """(organisation, event): the event by id; its organisation from ``--org`` or, without it, looked up by
     the database owner (an event id names one organisation)."""
-    from engine.cli.wallet import resolve_org
 
     try:
         event_id = UUID(event)

@@ -11,7 +11,7 @@ from uuid import UUID
 import typer
 from rich.console import Console
 
-from engine.cli.common import console, emit, pools, run, settings
+from engine.cli.common import console, emit, org_tx, run, settings
 
 app = typer.Typer(help="HypeCards: personalised image cards.", no_args_is_help=True)
 errors = Console(stderr=True)
@@ -141,25 +141,21 @@ def _read(path: Path, option: str) -> bytes:
 
 
 async def _stored(s: Any, template: str, org: str | None) -> tuple[Any, dict[str, bytes], bytes | None, str]:
-    from engine.cli.wallet import resolve_org
-    from engine.db import tenant_tx
     from engine.hypecards import store
 
     if org is None:
         raise typer.BadParameter(
             f"{template!r} is not a YAML file; a stored template needs --org", param_hint="--template"
         )
-    async with pools(s) as (_, pool):
-        org_id = await resolve_org(pool, org)
-        async with tenant_tx(pool, org_id) as conn:
-            template_id = await store.find_template(conn, template)
-            stored = await store.load_template(conn, template_id) if template_id else None
-            if stored is None:
-                raise typer.BadParameter(
-                    f"no HypeCard template {template!r} in that organisation", param_hint="--template"
-                )
-            org_name = await conn.fetchval("SELECT name FROM organizations WHERE id = $1", org_id)
-            return stored.spec, await store.assets(conn, stored.spec), await store.logo(conn), org_name
+    async with org_tx(s, org) as (conn, org_id):
+        template_id = await store.find_template(conn, template)
+        stored = await store.load_template(conn, template_id) if template_id else None
+        if stored is None:
+            raise typer.BadParameter(
+                f"no HypeCard template {template!r} in that organisation", param_hint="--template"
+            )
+        org_name = await conn.fetchval("SELECT name FROM organizations WHERE id = $1", org_id)
+        return stored.spec, await store.assets(conn, stored.spec), await store.logo(conn), org_name
 
 
 @app.command("list")
@@ -168,16 +164,13 @@ def list_templates(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The organisation's templates: size, layers, where they are offered, cards sent, views and shares."""
-    from engine.cli.wallet import resolve_org
-    from engine.db import tenant_tx
     from engine.hypecards.store import list_templates as rows_of
 
     s = settings()
 
     async def body() -> list[dict[str, Any]]:
-        async with pools(s) as (_, pool):
-            async with tenant_tx(pool, await resolve_org(pool, org)) as conn:
-                return await rows_of(conn)
+        async with org_tx(s, org) as (conn, _):
+            return await rows_of(conn)
 
     rows = run(body)
     if not rows and not as_json:

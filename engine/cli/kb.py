@@ -7,8 +7,7 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from engine.cli.common import console, emit, pools, run, settings
-from engine.cli.wallet import resolve_org
+from engine.cli.common import console, emit, org_pool, org_tx, run, settings
 
 app = typer.Typer(help="Knowledge bases: ingest documents, list them, ask a question.", no_args_is_help=True)
 ORG = typer.Option(..., "--org", help="organisation id or its WhatsApp phone_number_id")
@@ -48,8 +47,7 @@ def add(
         )
 
     async def body() -> list[dict[str, Any]]:
-        async with pools(s) as (_, pool):
-            org_id = await resolve_org(pool, org)
+        async with org_pool(s, org) as (pool, org_id):
             columns = (
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -88,16 +86,13 @@ def list_(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The organisation's knowledge bases (documents, ready, failed, chunks, embedded chunks)."""
-    from engine.db import tenant_tx
     from engine.knowledge import store
 
     s = settings()
 
     async def body() -> list[dict[str, Any]]:
-        async with pools(s) as (_, pool):
-            org_id = await resolve_org(pool, org)
-            async with tenant_tx(pool, org_id) as conn:
-                return await (store.documents(conn) if documents else store.knowledge_bases(conn))
+        async with org_tx(s, org) as (conn, org_id):
+            return await (store.documents(conn) if documents else store.knowledge_bases(conn))
 
     what = "documents" if documents else "knowledge bases"
     emit(run(body), as_json=as_json, title=what, empty=f"no {what}")
@@ -112,17 +107,14 @@ def ask(
 ) -> None:
     """Answer a question the way a WhatsApp contact would get it, with the passages used."""
     from engine.ai import create_ai
-    from engine.db import tenant_tx
     from engine.knowledge.answering import answer
 
     s = settings()
 
     async def body() -> dict[str, Any]:
-        async with pools(s) as (_, pool):
-            org_id = await resolve_org(pool, org)
-            async with tenant_tx(pool, org_id) as conn:
-                name = await conn.fetchval("SELECT name FROM organizations")
-                got = await answer(conn, create_ai(s), question, language, org_name=name or "")
+        async with org_tx(s, org) as (conn, org_id):
+            name = await conn.fetchval("SELECT name FROM organizations")
+            got = await answer(conn, create_ai(s), question, language, org_name=name or "")
         return {
             "answer": got.text,
             "found": got.found,

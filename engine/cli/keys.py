@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from engine.cli.common import console, emit, pools, run, settings
+from engine.cli.common import console, emit, org_tx, run, settings
 from engine.cli.errors import NotFound, Refused
 
 app = typer.Typer(help="API keys of the REST API: create (shown once), list, revoke.", no_args_is_help=True)
@@ -40,8 +40,6 @@ def create(
 ) -> None:
     """Create a key; it is printed once (only its hash is stored)."""
     from engine.api_keys import DEFAULT_SCOPES, ScopeError, create_key, parse_scopes
-    from engine.cli.wallet import resolve_org
-    from engine.db import tenant_tx
 
     try:
         scopes = parse_scopes(scope or DEFAULT_SCOPES)
@@ -51,10 +49,8 @@ def create(
     s = settings()
 
     async def body() -> dict[str, Any]:
-        async with pools(s) as (_, pool):
-            org_id = await resolve_org(pool, org)
-            async with tenant_tx(pool, org_id) as conn:
-                made = await create_key(conn, org_id, name=name, scopes=scopes, expires_at=expires_at)
+        async with org_tx(s, org) as (conn, org_id):
+            made = await create_key(conn, org_id, name=name, scopes=scopes, expires_at=expires_at)
             return {
                 "id": str(made.id),
                 "organization_id": str(org_id),
@@ -77,16 +73,12 @@ def create(
 def list_command(org: str = ORG, as_json: bool = typer.Option(False, "--json")) -> None:
     """The organisation's keys: prefix, scopes, expiry, last use, revocation (never the key)."""
     from engine.api_keys import list_keys
-    from engine.cli.wallet import resolve_org
-    from engine.db import tenant_tx
 
     s = settings()
 
     async def body() -> list[dict[str, Any]]:
-        async with pools(s) as (_, pool):
-            org_id = await resolve_org(pool, org)
-            async with tenant_tx(pool, org_id) as conn:
-                return await list_keys(conn)
+        async with org_tx(s, org) as (conn, org_id):
+            return await list_keys(conn)
 
     rows = run(body)
     if not as_json:
@@ -102,18 +94,14 @@ def revoke(
 ) -> None:
     """Revoke a key: every request with it is refused from now on."""
     from engine.api_keys import revoke_key
-    from engine.cli.wallet import resolve_org
-    from engine.db import tenant_tx
 
     if key.startswith("cn_live_") and len(key) > 12:
         raise Refused("give the key's id or prefix (`chatnation keys list`), not the key")
     s = settings()
 
     async def body() -> dict[str, Any] | None:
-        async with pools(s) as (_, pool):
-            org_id = await resolve_org(pool, org)
-            async with tenant_tx(pool, org_id) as conn:
-                return await revoke_key(conn, key)
+        async with org_tx(s, org) as (conn, org_id):
+            return await revoke_key(conn, key)
 
     row = run(body)
     if row is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from engine.cli.common import emit, pools, run, settings
+from engine.cli.common import emit, org_pool, pools, run, settings
 from engine.cli.errors import Duplicate, NotFound
 
 app = typer.Typer(help="Organisations (tenants) and their WhatsApp numbers.", no_args_is_help=True)
@@ -128,7 +128,6 @@ def update(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Change an organisation's business account, token, send rate or messaging limit."""
-    from engine.cli.wallet import resolve_org
     from engine.orgs import update_organization
 
     changes: dict[str, object] = {}
@@ -144,8 +143,7 @@ def update(
     s = settings()
 
     async def body() -> str:
-        async with pools(s) as (_, pool):
-            org_id = await resolve_org(pool, org)
+        async with org_pool(s, org) as (pool, org_id):
             if not await update_organization(
                 pool,
                 org_id,

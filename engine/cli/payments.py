@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 import typer
 
-from engine.cli.common import console, emit, pools, run, settings
+from engine.cli.common import console, emit, pools, resolve_org, run, settings
 from engine.cli.errors import NotFound
 
 app = typer.Typer(
@@ -61,7 +61,6 @@ def reconcile(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Paid without tickets, refunds due, payments M-Pesa has not answered, suspicious callbacks."""
-    from engine.cli.wallet import resolve_org
 
     s = settings()
 

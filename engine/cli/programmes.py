@@ -7,9 +7,8 @@ from typing import Any
 
 import typer
 
-from engine.cli.common import emit, pools, run, settings
+from engine.cli.common import emit, org_tx, run, settings
 from engine.cli.errors import NotFound
-from engine.cli.wallet import resolve_org
 
 app = typer.Typer(help="Programmes: scheduled items to their subscribers.", no_args_is_help=True)
 
@@ -17,55 +16,47 @@ app = typer.Typer(help="Programmes: scheduled items to their subscribers.", no_a
 @app.command("list")
 def list_(org: str = typer.Option(..., "--org"), as_json: bool = typer.Option(False, "--json")) -> None:
     """The organisation's programmes: schedule, next occurrence, subscribers, items left."""
-    from engine.db import tenant_tx
 
     s = settings()
 
     async def body() -> list[dict[str, Any]]:
-        async with pools(s) as (_, pool):
-            org_id = await resolve_org(pool, org)
-            async with tenant_tx(pool, org_id) as conn:
-                rows = await conn.fetch(
-                    """SELECT p.id, p.key, p.name, p.schedule_type AS schedule, p.schedule_config->>'time' AS time,
-                              p.timezone, p.is_active AS active, p.next_fire_at,
-                              (SELECT count(*) FROM program_subscriptions s
-                               WHERE s.program_id = p.id AND s.status = 'subscribed') AS subscribers,
-                              (SELECT count(*) FROM content_items i
-                               WHERE i.program_id = p.id AND i.status = 'scheduled') AS items_left
-                       FROM programs p ORDER BY p.created_at"""
-                )
-                return [dict(r) for r in rows]
+        async with org_tx(s, org) as (conn, org_id):
+            rows = await conn.fetch(
+                """SELECT p.id, p.key, p.name, p.schedule_type AS schedule, p.schedule_config->>'time' AS time,
+                          p.timezone, p.is_active AS active, p.next_fire_at,
+                          (SELECT count(*) FROM program_subscriptions s
+                           WHERE s.program_id = p.id AND s.status = 'subscribed') AS subscribers,
+                          (SELECT count(*) FROM content_items i
+                           WHERE i.program_id = p.id AND i.status = 'scheduled') AS items_left
+                   FROM programs p ORDER BY p.created_at"""
+            )
+            return [dict(r) for r in rows]
 
     emit(run(body), as_json=as_json, title=f"programmes of {org}", empty=f"no programmes for {org}")
 
 
 def _subscribe(org: str, key: str, phones: list[str], on: bool, as_json: bool) -> None:
-    from engine.db import tenant_tx
     from engine.programmes import subscribe
 
     s = settings()
 
     async def body() -> dict[str, Any]:
-        async with pools(s) as (_, pool):
-            org_id = await resolve_org(pool, org)
-            async with tenant_tx(pool, org_id) as conn:
-                program_id = await conn.fetchval(
-                    "SELECT id FROM programs WHERE key = $1 OR id::text = $1", key
+        async with org_tx(s, org) as (conn, org_id):
+            program_id = await conn.fetchval("SELECT id FROM programs WHERE key = $1 OR id::text = $1", key)
+            if program_id is None:
+                raise NotFound(f"no programme {key!r} for {org}")
+            contacts = {
+                r["phone"]: r["id"]
+                for r in await conn.fetch(
+                    "SELECT id, phone FROM contacts WHERE phone = ANY($1::text[])", phones
                 )
-                if program_id is None:
-                    raise NotFound(f"no programme {key!r} for {org}")
-                contacts = {
-                    r["phone"]: r["id"]
-                    for r in await conn.fetch(
-                        "SELECT id, phone FROM contacts WHERE phone = ANY($1::text[])", phones
+            }
+            changed = 0
+            for phone in phones:
+                if phone in contacts:
+                    changed += await subscribe(
+                        conn, org_id, program_id, contacts[phone], source="operator", on=on
                     )
-                }
-                changed = 0
-                for phone in phones:
-                    if phone in contacts:
-                        changed += await subscribe(
-                            conn, org_id, program_id, contacts[phone], source="operator", on=on
-                        )
         return {
             "programme": key,
             "changed": changed,

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from engine.cli.common import emit, pools, run, settings
+from engine.cli.common import emit, org_pool, org_tx, run, settings
 from engine.cli.errors import NotFound
 
 app = typer.Typer(
@@ -18,7 +18,6 @@ ORG = typer.Option(..., "--org", help="The organisation: id or WhatsApp phone_nu
 @app.command("sync")
 def sync(org: str = ORG, as_json: bool = typer.Option(False, "--json")) -> None:
     """Fetch the templates of the organisation's business account from the Cloud API (every page)."""
-    from engine.cli.wallet import resolve_org
     from engine.templates import sync_templates
     from engine.whatsapp.client import CloudApiClient, new_session
     from engine.whatsapp.outbound import ApiError
@@ -26,8 +25,7 @@ def sync(org: str = ORG, as_json: bool = typer.Option(False, "--json")) -> None:
     s = settings()
 
     async def body() -> dict[str, Any]:
-        async with pools(s) as (_, pool), new_session() as session:
-            org_id = await resolve_org(pool, org)
+        async with org_pool(s, org) as (pool, org_id), new_session() as session:
             client = CloudApiClient(session, str(s.whatsapp_api_base_url), s.whatsapp_api_version)
             try:
                 result = await sync_templates(pool, org_id, client)
@@ -43,17 +41,13 @@ def sync(org: str = ORG, as_json: bool = typer.Option(False, "--json")) -> None:
 @app.command("list")
 def list_(org: str = ORG, as_json: bool = typer.Option(False, "--json")) -> None:
     """The organisation's templates as last synced: name, language, category, status, quality, parameters."""
-    from engine.cli.wallet import resolve_org
-    from engine.db import tenant_tx
     from engine.templates import list_templates, placeholders
 
     s = settings()
 
     async def body() -> list[dict[str, Any]]:
-        async with pools(s) as (_, pool):
-            org_id = await resolve_org(pool, org)
-            async with tenant_tx(pool, org_id) as conn:
-                return await list_templates(conn, org_id)
+        async with org_tx(s, org) as (conn, org_id):
+            return await list_templates(conn, org_id)
 
     rows = run(body)
     if as_json:

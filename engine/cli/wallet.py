@@ -3,49 +3,32 @@
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID
 
-import asyncpg
 import typer
 
-from engine.cli.common import console, emit, pools, run, settings
+from engine.cli.common import console, emit, org_pool, org_tx, run, settings
 from engine.cli.errors import NotFound
 
 app = typer.Typer(help="Token wallets: balance, top-up, ledger.", no_args_is_help=True)
 
 
-async def resolve_org(pool: asyncpg.Pool, org: str) -> UUID:
-    """An organisation by id, or by its WhatsApp phone_number_id (routable without a tenant)."""
-    try:
-        return UUID(org)
-    except ValueError:
-        pass
-    org_id = await pool.fetchval("SELECT org_by_phone_number_id($1)", org)
-    if org_id is None:
-        raise NotFound(f"no organisation with id or phone_number_id {org!r}")
-    return org_id
-
-
 @app.command("balance")
 def balance(org: str, as_json: bool = typer.Option(False, "--json")) -> None:
     """The wallet's balance and lifetime totals; when replies are paused, since when and what was not sent."""
-    from engine.db import tenant_tx
     from engine.wallet_pause import status
 
     s = settings()
 
     async def body() -> list[dict[str, Any]]:
-        async with pools(s) as (_, pool):
-            org_id = await resolve_org(pool, org)
-            async with tenant_tx(pool, org_id) as conn:
-                row = await conn.fetchrow(
-                    """SELECT organization_id, balance, low_balance_threshold, lifetime_purchased, lifetime_consumed
-                       FROM wallets"""
-                )
-                if row is None:
-                    return []
-                pause = await status(conn)
-                return [{**dict(row), "paused": pause}]
+        async with org_tx(s, org) as (conn, org_id):
+            row = await conn.fetchrow(
+                """SELECT organization_id, balance, low_balance_threshold, lifetime_purchased, lifetime_consumed
+                   FROM wallets"""
+            )
+            if row is None:
+                return []
+            pause = await status(conn)
+            return [{**dict(row), "paused": pause}]
 
     rows = run(body)
     if as_json:
@@ -71,16 +54,13 @@ def topup(
     org: str, tokens: int = typer.Argument(..., min=1), as_json: bool = typer.Option(False, "--json")
 ) -> None:
     """Add tokens (a 'purchase' ledger row); processing of paid replies resumes."""
-    from engine.db import tenant_tx
     from engine.wallet import credit
 
     s = settings()
 
     async def body() -> int:
-        async with pools(s) as (_, pool):
-            org_id = await resolve_org(pool, org)
-            async with tenant_tx(pool, org_id) as conn:
-                return await credit(conn, org_id, tokens, action="topup")
+        async with org_tx(s, org) as (conn, org_id):
+            return await credit(conn, org_id, tokens, action="topup")
 
     emit([{"organization": org, "added": tokens, "balance": run(body)}], as_json=as_json)
 
@@ -90,20 +70,17 @@ def ledger(
     org: str, limit: int = typer.Option(20, min=1), as_json: bool = typer.Option(False, "--json")
 ) -> None:
     """The latest ledger rows, newest first."""
-    from engine.db import tenant_tx
 
     s = settings()
 
     async def body() -> list[dict[str, object]]:
-        async with pools(s) as (_, pool):
-            org_id = await resolve_org(pool, org)
-            async with tenant_tx(pool, org_id) as conn:
-                rows = await conn.fetch(
-                    """SELECT created_at, type, amount, balance_before, balance_after, module, action, reference_id
-                       FROM token_transactions ORDER BY created_at DESC, id LIMIT $1""",
-                    limit,
-                )
-                return [dict(r) for r in rows]
+        async with org_tx(s, org) as (conn, org_id):
+            rows = await conn.fetch(
+                """SELECT created_at, type, amount, balance_before, balance_after, module, action, reference_id
+                   FROM token_transactions ORDER BY created_at DESC, id LIMIT $1""",
+                limit,
+            )
+            return [dict(r) for r in rows]
 
     emit(run(body), as_json=as_json, title=f"ledger of {org}", empty=f"no ledger rows for {org}")
 
@@ -135,8 +112,7 @@ def buy(
         from engine.mpesa import DarajaClient, PaymentRefused
         from engine.topups import push, start_purchase
 
-        async with pools(s) as (_, pool):
-            org_id = await resolve_org(pool, org)
+        async with org_pool(s, org) as (pool, org_id):
             async with tenant_tx(pool, org_id) as conn:
                 new = await start_purchase(conn, org_id, tokens, phone, s.token_price_kes)
             assert new is not None
@@ -182,31 +158,28 @@ def auto_refill(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Automatic refills: on or off, how many tokens, below which balance; --resume after a failure."""
-    from engine.db import tenant_tx
 
     s = settings()
 
     async def body() -> list[dict[str, Any]]:
-        async with pools(s) as (_, pool):
-            org_id = await resolve_org(pool, org)
-            async with tenant_tx(pool, org_id) as conn:
-                row = await conn.fetchrow(
-                    """UPDATE wallets SET auto_refill_enabled = COALESCE($2, auto_refill_enabled),
-                              auto_refill_amount = COALESCE($3, auto_refill_amount),
-                              low_balance_threshold = COALESCE($4, low_balance_threshold),
-                              auto_refill_stopped_at = CASE WHEN $5 THEN NULL ELSE auto_refill_stopped_at END,
-                              auto_refill_stopped_reason = CASE WHEN $5 THEN NULL ELSE auto_refill_stopped_reason END
-                       WHERE organization_id = $1
-                       RETURNING balance, low_balance_threshold, auto_refill_enabled, auto_refill_amount,
-                                 auto_refill_pending, auto_refill_stopped_at, auto_refill_stopped_reason""",
-                    org_id,
-                    enable,
-                    amount,
-                    threshold,
-                    resume,
-                )
-                if row is None:
-                    raise NotFound(f"organisation {org!r} has no wallet")
-                return [dict(row)]
+        async with org_tx(s, org) as (conn, org_id):
+            row = await conn.fetchrow(
+                """UPDATE wallets SET auto_refill_enabled = COALESCE($2, auto_refill_enabled),
+                          auto_refill_amount = COALESCE($3, auto_refill_amount),
+                          low_balance_threshold = COALESCE($4, low_balance_threshold),
+                          auto_refill_stopped_at = CASE WHEN $5 THEN NULL ELSE auto_refill_stopped_at END,
+                          auto_refill_stopped_reason = CASE WHEN $5 THEN NULL ELSE auto_refill_stopped_reason END
+                   WHERE organization_id = $1
+                   RETURNING balance, low_balance_threshold, auto_refill_enabled, auto_refill_amount,
+                             auto_refill_pending, auto_refill_stopped_at, auto_refill_stopped_reason""",
+                org_id,
+                enable,
+                amount,
+                threshold,
+                resume,
+            )
+            if row is None:
+                raise NotFound(f"organisation {org!r} has no wallet")
+            return [dict(row)]
 
     emit(run(body), as_json=as_json, title=f"automatic refill of {org}")

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import typer
 
-from engine.cli.common import console, emit, pools, run, settings
+from engine.cli.common import console, emit, org_tx, run, settings
 from engine.cli.errors import NotFound, Refused
 
 app = typer.Typer(help="Event webhooks to the CRM: endpoints and their deliveries.", no_args_is_help=True)
@@ -23,16 +23,12 @@ def _uuid(value: str, what: str) -> UUID:
 
 
 def _tenant(org: str, work: Any) -> Any:
-    from engine.cli.wallet import resolve_org
-    from engine.db import tenant_tx
 
     s = settings()
 
     async def body() -> Any:
-        async with pools(s) as (_, pool):
-            org_id = await resolve_org(pool, org)
-            async with tenant_tx(pool, org_id) as conn:
-                return await work(conn, org_id, s)
+        async with org_tx(s, org) as (conn, org_id):
+            return await work(conn, org_id, s)
 
     return run(body)
 
