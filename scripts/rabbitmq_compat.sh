@@ -31,10 +31,9 @@ in_root() {
 }
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/$amqp") 2>/dev/null; }
 
-mirror() {  # the Debian mirror this machine's apt reads from
+mirror() {
   local uri
-  uri=$(grep -hoE '^(URIs:|deb) *\[?[^]]*\]? *https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list.d/*.sources \
-    /etc/apt/sources.list 2>/dev/null | grep -oE 'https?://[^ ]+' | head -1 || true)
+  uri=$(bash "$(dirname "$0")/debian_mirror.sh")
   [ -n "$uri" ] || { echo "no Debian mirror found in /etc/apt/sources*" >&2; exit 1; }
   echo "$uri"
 }

@@ -1,8 +1,9 @@
 """The deployment files checked by the real tools: promtool (Debian's prometheus package, unpacked by
 scripts/ensure_promtool.sh) checks the rules and runs their unit tests; kubernetes-validate checks the rendered
 kustomization against the Kubernetes schemas; KEDA's objects are checked against KEDA's CRD schema (the
-cloudcoil models generated from it); `docker compose config` checks compose.yaml where Docker Compose v2 is
-installed. A tool that cannot be had here skips its test and says why."""
+cloudcoil models generated from it); Docker Compose v2's `config` checks compose.yaml (the docker plugin, or the
+docker-compose v2 binary scripts/ensure_compose.sh unpacks from Debian's package). A tool that cannot be had
+here skips its test and says why."""
 
 from __future__ import annotations
 
@@ -137,12 +138,26 @@ def test_the_keda_check_catches_a_misspelt_field() -> None:
 # ----------------------------------------------------------------------------------------------- compose
 
 
-def test_docker_compose_accepts_compose_yaml() -> None:
-    if shutil.which("docker") is None:
-        pytest.skip("docker is not installed: `docker compose config` cannot run here")
-    if run("docker", "compose", "version").returncode != 0:
+@cache
+def compose() -> list[str]:
+    found = subprocess.run(
+        ["bash", str(PROJECT_ROOT / "scripts" / "ensure_compose.sh")], capture_output=True, text=True
+    ).stdout.split()
+    if not found:
         pytest.skip(
-            "the docker CLI here has no compose plugin (Compose v2): `docker compose config` cannot run"
+            "Docker Compose v2: neither the docker plugin nor a docker-compose v2 from Debian's package here"
         )
-    done = run("docker", "compose", "-f", PROJECT_ROOT / "compose.yaml", "config", "--quiet")
+    return found
+
+
+def test_docker_compose_accepts_compose_yaml() -> None:
+    done = run(*compose(), "-f", PROJECT_ROOT / "compose.yaml", "config", "--quiet")
     assert done.returncode == 0, done.stderr
+
+
+def test_docker_compose_catches_a_broken_file(tmp_path: Path) -> None:
+    broken = yaml.safe_load((PROJECT_ROOT / "compose.yaml").read_text())
+    broken["services"]["gateway"]["depends_on"] = {"no-such-service": {"condition": "service_healthy"}}
+    (tmp_path / "compose.yaml").write_text(yaml.safe_dump(broken))
+    done = run(*compose(), "-f", tmp_path / "compose.yaml", "config", "--quiet", cwd=tmp_path)
+    assert done.returncode != 0 and "no-such-service" in done.stderr
