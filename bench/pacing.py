@@ -141,6 +141,43 @@ async def chat(
             await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
 
 
+async def reply_stages(
+    pool: Any, org_ids: list[uuid.UUID], rows: list[list[Any]], posted: dict[str, float]
+) -> dict[str, Any]:
+    """Where the replies waited: webhook posted -> the turn's transaction (gateway, queue, inbound worker),
+    -> relayed to the sender's queue (commit, relay), -> at the simulator (sender: lane, slot, HTTP); p50/p99 ms
+    of each stage, and the stages of the slowest reply."""
+    outbox: dict[str, tuple[float, float | None]] = {}
+    for org_id in org_ids:  # under row-level security: one organisation at a time
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT set_config('app.current_org', $1, true)", str(org_id))
+            for r in await conn.fetch(
+                """SELECT payload->>'to' AS to, extract(epoch FROM created_at)::float8 AS created,
+                          extract(epoch FROM relayed_at)::float8 AS relayed FROM outbox WHERE lane = 'reply'"""
+            ):
+                outbox[r["to"]] = (r["created"], r["relayed"])
+    arrived = {r[0]: r[2] for r in rows if r[0] in posted}
+    stages: dict[str, list[float]] = {"turn": [], "relay": [], "sender": []}
+    slowest: tuple[float, dict[str, float]] = (-1.0, {})
+    for to, at in arrived.items():
+        if to not in outbox or outbox[to][1] is None:
+            continue
+        created, relayed = outbox[to]
+        assert relayed is not None
+        split = {"turn": created - posted[to], "relay": relayed - created, "sender": at - relayed}
+        for k, v in split.items():
+            stages[k].append(v)
+        if at - posted[to] > slowest[0]:
+            slowest = (at - posted[to], split)
+    out: dict[str, Any] = {
+        k: {"p50_ms": round(1000 * percentile(v, 50), 1), "p99_ms": round(1000 * percentile(v, 99), 1)}
+        for k, v in stages.items()
+        if v
+    }
+    out["slowest_ms"] = {k: round(1000 * v, 1) for k, v in slowest[1].items()}
+    return out
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     import asyncpg
 
@@ -249,6 +286,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "p50_ms": round(1000 * percentile(waits, 50), 1),
             "p99_ms": round(1000 * percentile(waits, 99), 1),
             "max_ms": round(1000 * max(waits, default=0), 1),
+            "stages": await reply_stages(app, [o for o, _ in orgs], rows, posted),
         }
         result["elapsed_s"] = round(elapsed, 1)
         await app.close()

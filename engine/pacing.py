@@ -13,9 +13,12 @@ trip shows, and costs a round trip only when they happen.
 Slot times are the database's clock, turned into this host's with an offset measured on the fastest round trips
 (as NTP does), so a process that reads an answer late does not shift its slots onto another's.
 
-Replies go first: a reply takes the next slot however far ahead it is; bulk takes only slots due within
+Replies go first: a reply takes slots up to ``REPLY_HORIZON`` ahead; bulk takes only slots due within
 ``BULK_HORIZON`` from now, so a broadcast never books the time a chatting person's reply needs (a reply waits
-at most that long behind bulk). In a process, the jobs waiting on one number and lane share one round trip.
+at most that long behind bulk). Replies book no further than half a second either: a late send's correction
+then always finds fewer than a second's slots handed out after it, so it can still move the one that matters
+(booked a second ahead, a burst of replies left no slot to move, and one second held 26 sends against 25).
+In a process, the jobs waiting on one number and lane share one round trip.
 """
 
 from __future__ import annotations
@@ -33,12 +36,15 @@ import asyncpg
 from engine.logging import get_logger
 
 log = get_logger(__name__)
-# Slots 8% wider than 1/rate: up to 80 ms of lateness absorbed without a second over the limit. At 4% the
-# arrivals at the simulator bunched by ~37 ms on a quiet 2-core machine and one second in a whole-suite run held
-# 26 sends against 25 (2026-12-02): transit and scheduling jitter alone use up 40 ms.
-MARGIN = 0.08
-LATE = 0.02  # a send this late past its slot takes a new one (lateness plus transit stays within MARGIN)
+# Slots 3% wider than 1/rate: 30 ms of lateness a second absorbed without a report; beyond it the late send is
+# reported and the later slots move (what keeps the limit is that correction, not the margin, which only sets
+# how often it costs a round trip). The rate reached is 1/1.03 of the limit, less the reports' moves.
+MARGIN = 0.03
+LATE = (
+    0.015  # a send this late past its slot takes a new one (saves most reports; the report still bounds it)
+)
 BULK_HORIZON = 0.1  # bulk books at most this far ahead: what a reply may wait behind a broadcast
+REPLY_HORIZON = 0.5  # replies book at most this far ahead: a late send's correction always has slots to move
 MAX_BATCH = 100
 MAX_RATE = 1000.0
 
@@ -150,7 +156,7 @@ class Pacer:
 
     async def _take(self, org_id: UUID, number: str, interval: float, lane: str, state: _Lane) -> None:
         """Slots for everyone waiting on this number and lane, one round trip per batch."""
-        horizon = None if lane == "reply" else BULK_HORIZON
+        horizon = REPLY_HORIZON if lane == "reply" else BULK_HORIZON
         try:
             while state.waiting:
                 while state.waiting and state.waiting[0].done():  # cancelled waiters need no slot
@@ -169,8 +175,8 @@ class Pacer:
                 )
                 self._clock.observe(row["now_at"].timestamp(), asked, time.time())
                 first = row["first_at"].timestamp() - self._clock.offset  # on this host's clock
-                if row["granted"] == 0:  # bulk, and the next slots are booked: wait until they come in range
-                    await asyncio.sleep(max(0.001, first - time.time() - BULK_HORIZON))
+                if row["granted"] == 0:  # the next slots are booked beyond the horizon: wait until in range
+                    await asyncio.sleep(max(0.001, first - time.time() - horizon))
                     continue
                 for k in range(row["granted"]):
                     while state.waiting and state.waiting[0].done():
@@ -178,7 +184,7 @@ class Pacer:
                     if not state.waiting:
                         break  # a slot nobody waits for any more: a gap in the sending, never an excess
                     state.waiting.popleft().set_result(first + k * interval)
-                if horizon is not None and state.waiting:  # bulk: ask again once half the horizon is free
+                if state.waiting:  # more waiting: ask again once half the horizon is free
                     after_last = first + row["granted"] * interval
                     await asyncio.sleep(max(0.0, after_last - time.time() - horizon / 2))
         except BaseException as err:

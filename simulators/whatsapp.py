@@ -89,6 +89,7 @@ class WhatsAppSimulator(SimulatorServer):
         self.tokens: dict[str, str] = dict(tokens or {})
         self.accept_any_token = accept_any_token
         self.faults: list[dict[str, Any]] = []
+        self.faults_served: list[dict[str, Any]] = []  # each fault as it was answered, with served_at
         self.rate_per_second: float | None = None
         self.recorded: list[dict[str, Any]] = []
         self.reads: list[dict[str, Any]] = []
@@ -357,6 +358,7 @@ class WhatsAppSimulator(SimulatorServer):
         for i, fault in enumerate(self.faults):
             if fault.get("endpoint", "messages") == endpoint and fault.get("to") in (None, to):
                 del self.faults[i]
+                self.faults_served.append({**fault, "served_at": time.time()})
                 if fault.get("delay"):
                     await asyncio.sleep(float(fault["delay"]))
                 return _fault_response(fault) if fault.get("status") else None
