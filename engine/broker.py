@@ -15,6 +15,7 @@ Topology, for prefix ``p``:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from dataclasses import dataclass
@@ -24,7 +25,10 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from yarl import URL
 
+from engine.logging import get_logger
 from engine.settings import Settings
+
+log = get_logger(__name__)
 
 
 def shard_of(key: str, shards: int) -> int:
@@ -173,18 +177,72 @@ class Topology:
             await channel.exchange_delete(name)
 
 
+class FailoverConnection(aio_pika.RobustConnection):
+    """aio-pika's robust connection over several nodes of a cluster: each reconnection attempt goes to the next
+    address in turn, so a lost node is replaced by a live one at the first attempt (the queues are quorum
+    queues with replicas on every node: any node serves them). Channels, consumers and declarations are
+    restored by aio-pika as for one node.
+
+    The hook is RobustConnection's per-attempt ``__connect_transport`` (a private method of aio-pika 10; the
+    unit test asserts it exists, so that an upgrade that renames it fails loudly rather than silently pinning
+    one node)."""
+
+    def __init__(self, urls: list[str], **kwargs: Any) -> None:
+        if not urls:
+            raise ValueError("no broker address")
+        self.addresses = [URL(u) for u in urls]
+        self.address_index = 0
+        self._attempts = 0
+        super().__init__(self.addresses[0], **kwargs)
+
+    def _next_address(self) -> None:
+        self.address_index = (self.address_index + 1) % len(self.addresses)
+        # keep a secret refreshed by update_secret: only the host and port change
+        current = self.addresses[self.address_index]
+        self.url = current.with_password(self.url.password) if self.url.password else current
+
+    async def _RobustConnection__connect_transport(self) -> None:
+        if self._attempts and len(self.addresses) > 1:
+            self._next_address()
+            log.warning("broker_failover", to=f"{self.url.host}:{self.url.port}")
+        self._attempts += 1
+        await super()._RobustConnection__connect_transport()  # type: ignore[misc]
+
+
+RECONNECT_INTERVAL_SECONDS = 1.0
+
+
 async def connect(settings: Settings) -> AbstractRobustConnection:
-    """A connection that reconnects by itself once established. A first connect that fails (or is cancelled)
-    is closed, so that aio-pika does not keep retrying a half-made connection in the background."""
-    connection = aio_pika.RobustConnection(
-        URL(str(settings.rabbitmq_url)), timeout=settings.publish_timeout_seconds
-    )
-    try:
-        await connection.connect(timeout=settings.publish_timeout_seconds)
-    except BaseException:
-        await connection.close()
-        raise
-    return connection
+    """A connection that reconnects by itself once established, to the next of ``settings.broker_urls`` each
+    time (FailoverConnection). The first connect tries each address in turn, from the first; one that fails
+    (or is cancelled) is closed, so that aio-pika does not keep retrying a half-made connection in the
+    background."""
+    urls = settings.broker_urls
+    last: BaseException | None = None
+    for start in range(len(urls)):
+        connection = FailoverConnection(
+            urls[start:] + urls[:start],
+            timeout=settings.publish_timeout_seconds,
+            reconnect_interval=RECONNECT_INTERVAL_SECONDS,
+        )
+        try:
+            await connection.connect(timeout=settings.publish_timeout_seconds)
+            return connection
+        except asyncio.CancelledError:
+            await connection.close()
+            raise
+        except Exception as err:  # refused, timed out: the next node
+            await connection.close()
+            last = err
+            if start + 1 < len(urls):
+                log.warning("broker_unreachable", url=_where(urls[start]), error=repr(err))
+    assert last is not None
+    raise last
+
+
+def _where(url: str) -> str:
+    u = URL(url)
+    return f"{u.host}:{u.port}"
 
 
 def encode(body: dict[str, Any]) -> bytes:

@@ -17,9 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from aio_pika import RobustConnection
 from aio_pika.abc import AbstractRobustConnection
-from aio_pika.connection import make_url
 from pydantic import BaseModel, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -27,7 +25,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from engine import metrics, mpesa
-from engine.broker import Publisher, Topology, inbound_ordering, ordering_headers
+from engine.broker import Publisher, Topology, connect, inbound_ordering, ordering_headers
 from engine.logging import get_logger
 from engine.pg_text import storable
 from engine.settings import Settings
@@ -84,11 +82,10 @@ class BrokerLink:
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
 
     async def _connect_once(self) -> None:
-        # Built here rather than by engine.broker.connect: if this attempt is cancelled (shutdown), the
-        # half-made robust connection must be closed, or aio-pika keeps reconnecting it forever.
-        connection = RobustConnection(make_url(str(self._settings.rabbitmq_url)))
+        # engine.broker.connect closes a half-made connection if this attempt is cancelled (shutdown), or
+        # aio-pika would keep reconnecting it forever; it tries every node of RABBITMQ_URL's list in turn.
+        connection = await connect(self._settings)
         try:
-            await connection.connect(timeout=self._settings.publish_timeout_seconds)
             channel = await connection.channel()
             await self._topology.declare(channel)
             await channel.close()

@@ -188,6 +188,7 @@ async def _coordinate(
         sharded.stop_shard,
         sharded.stats,
         deployment=rt.settings.broker_prefix,
+        host=rt.settings.worker_host,
     )
     await coordinator.run(stop)
 
@@ -199,7 +200,13 @@ async def _announce(rt: Runtime, role: str, stop: asyncio.Event) -> None:
         return None
 
     await ShardCoordinator(
-        rt.urls.owner, role, 0, nothing, nothing, deployment=rt.settings.broker_prefix
+        rt.urls.owner,
+        role,
+        0,
+        nothing,
+        nothing,
+        deployment=rt.settings.broker_prefix,
+        host=rt.settings.worker_host,
     ).run(stop)
 
 

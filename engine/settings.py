@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AnyUrl, Field, ValidationError, field_validator
+from pydantic import AnyUrl, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.resources import CHECKOUT, PACKAGE_DIR
@@ -45,8 +46,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     db_pool_size: int = Field(10, ge=1, le=200)
 
-    # RabbitMQ
+    # RabbitMQ. RABBITMQ_URL may list several nodes of a cluster, comma-separated (or RABBITMQ_URLS does): the
+    # engine connects to the first that answers and, when the connection is lost, to the next (engine/broker.py).
+    # rabbitmq_url is the first of the list; broker_urls the whole list.
     rabbitmq_url: AnyUrl = AnyUrl("amqp://guest:guest@127.0.0.1:5672/")
+    rabbitmq_urls: str = ""
     broker_prefix: str = Field("chatnation", pattern=r"^[a-z][a-z0-9_.-]{0,40}$")
     inbound_shards: int = Field(8, ge=1, le=256)
     outbound_shards: int = Field(8, ge=1, le=256)
@@ -133,6 +137,8 @@ class Settings(BaseSettings):
     # The gateway's /metrics, on METRICS_HOST: never on the public webhook port (0: not served)
     gateway_metrics_port: int = Field(9101, ge=0, le=65535)
     shutdown_grace_seconds: float = Field(20.0, gt=0)
+    # The host name a worker's heartbeat carries (`chatnation workers`, docs/scaling.md): the machine's by default
+    worker_host: str = Field(default_factory=socket.gethostname, min_length=1, max_length=200)
     # The gateway closes a connection whose request head (or body) has not fully arrived in time (gateway_http.py)
     gateway_header_timeout_seconds: float = Field(5.0, gt=0)
     gateway_body_timeout_seconds: float = Field(10.0, gt=0)
@@ -154,6 +160,34 @@ class Settings(BaseSettings):
     )  # then the delivery is failed (redeliver sends it again)
     webhook_backoff_seconds: float = Field(10.0, gt=0)  # the first retry's delay, doubling up to an hour
     webhook_concurrency: int = Field(20, ge=1, le=500)  # deliveries one relay process has in flight
+
+    @model_validator(mode="before")
+    @classmethod
+    def _broker_list(cls, data: object) -> object:
+        """RABBITMQ_URL with commas is the list; RABBITMQ_URLS alone is the list too, its first the main URL."""
+        if not isinstance(data, dict):
+            return data
+        url, more = data.get("rabbitmq_url"), data.get("rabbitmq_urls")
+        listed = [u.strip() for u in str(url).split(",") if u.strip()] if isinstance(url, str) else []
+        if isinstance(more, str):
+            listed += [u.strip() for u in more.split(",") if u.strip()]
+        if not listed or (url is not None and not isinstance(url, str)):
+            return data
+        return {**data, "rabbitmq_url": listed[0], "rabbitmq_urls": ",".join(dict.fromkeys(listed))}
+
+    @field_validator("rabbitmq_urls")
+    @classmethod
+    def _amqp_urls(cls, v: str) -> str:
+        for part in v.split(","):
+            if part.strip() and not part.strip().startswith(("amqp://", "amqps://")):
+                raise ValueError(f"{part.strip()!r} is not an amqp:// URL")
+        return v
+
+    @property
+    def broker_urls(self) -> list[str]:
+        """Every broker address, the main one first (a cluster's nodes, tried in this order)."""
+        more = [str(AnyUrl(u.strip())) for u in self.rabbitmq_urls.split(",") if u.strip()]
+        return list(dict.fromkeys([str(self.rabbitmq_url), *more]))
 
     @field_validator("database_url")
     @classmethod

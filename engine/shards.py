@@ -50,11 +50,15 @@ class ShardCoordinator:
     start_shard: Callable[[int], Awaitable[None]]
     stop_shard: Callable[[int], Awaitable[None]]
     stats: Callable[[], tuple[int, int]] = lambda: (0, 0)  # (in flight, processed)
-    worker_id: str = field(
-        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    )
+    worker_id: str = ""  # unset: host-pid-random
+
     owned: set[int] = field(default_factory=set)
     deployment: str = ""  # the BROKER_PREFIX: workers of other deployments are not counted
+    host: str = field(default_factory=socket.gethostname)  # WORKER_HOST: the heartbeat's host name
+
+    def __post_init__(self) -> None:
+        if not self.worker_id:
+            self.worker_id = f"{self.host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
     async def run(self, stop: asyncio.Event) -> None:
         conn: asyncpg.Connection | None = None
@@ -86,7 +90,7 @@ class ShardCoordinator:
                ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now(), shards = $5, in_flight = $6, processed = $7""",
             self.worker_id,
             self.role,
-            socket.gethostname(),
+            self.host,
             os.getpid(),
             sorted(self.owned),
             in_flight,
