@@ -20,7 +20,18 @@ import asyncpg
 KEY_PREFIX = "cn_live_"
 SHOWN_PREFIX = 12  # api_keys.key_prefix holds this many characters of the key
 
-RESOURCES = ("contacts", "content", "results", "wallet", "conversations", "webhooks", "handover", "knowledge")
+RESOURCES = (
+    "contacts",
+    "content",
+    "results",
+    "wallet",
+    "conversations",
+    "webhooks",
+    "handover",
+    "knowledge",
+    "broadcasts",
+    "templates",
+)
 LEVELS = ("read", "write")
 DEFAULT_SCOPES = ("read",)
 

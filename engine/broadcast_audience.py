@@ -92,3 +92,24 @@ async def resolve(
 async def estimate(conn: asyncpg.Connection, org_id: UUID, audience: dict[str, Any]) -> int:
     """How many contacts the filter matches now (shown when a broadcast is created)."""
     return int(await conn.fetchval(COUNT, org_id, org_id, audience))
+
+
+_ID_TABLES = {
+    "event_id": ("events", "event"),
+    "ticket_type_id": ("ticket_types", "ticket type"),
+    "survey_id": ("surveys", "survey"),
+    "poll_id": ("polls", "poll"),
+    "program_id": ("programs", "programme"),
+}
+
+
+async def missing_ids(conn: asyncpg.Connection, audience: dict[str, Any]) -> list[str]:
+    """The ids of a (normalised) filter that name nothing the caller's tenant can see, as "survey 5b0e…": an
+    id of another organisation is simply not there (row-level security)."""
+    missing = []
+    for key, (table, what) in _ID_TABLES.items():
+        if key in audience and not await conn.fetchval(
+            f"SELECT true FROM {table} WHERE id = $1", UUID(audience[key])
+        ):
+            missing.append(f"{what} {audience[key]}")
+    return missing

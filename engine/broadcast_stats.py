@@ -59,24 +59,60 @@ async def stats(
     return out
 
 
-async def listing(conn: asyncpg.Connection, limit: int = 50) -> list[dict[str, Any]]:
+async def listing(
+    conn: asyncpg.Connection, limit: int = 50, before: tuple[datetime, UUID] | None = None
+) -> list[dict[str, Any]]:
+    """Broadcasts newest first; ``before`` (created_at, id) of the last one seen: the next page (the API's)."""
     rows = await conn.fetch(
         """SELECT id, name, status, source, recipient_count AS recipients, queued_count AS queued,
                   sent_count AS sent, delivered_count AS delivered, read_count AS read, failed_count AS failed,
-                  skipped_count AS skipped, scheduled_at, completed_at
-           FROM broadcasts ORDER BY created_at DESC LIMIT $1""",
+                  skipped_count AS skipped, scheduled_at, completed_at, created_at
+           FROM broadcasts
+           WHERE $2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid)
+           ORDER BY created_at DESC, id DESC LIMIT $1""",
         limit,
+        before[0] if before else None,
+        before[1] if before else None,
     )
     return [dict(r) for r in rows]
 
 
-async def recipients(conn: asyncpg.Connection, broadcast_id: UUID) -> list[dict[str, Any]]:
+# What a recipient's row says, in this order (the CSV of `chatnation broadcast recipients` and of the API).
+RECIPIENT_FIELDS = (
+    "phone",
+    "name",
+    "status",
+    "kind",
+    "skip_reason",
+    "error_code",
+    "tokens",
+    "queued_at",
+    "wa_message_id",
+    "sent_at",
+    "delivered_at",
+    "read_at",
+    "failed_at",
+)
+
+
+async def recipients(
+    conn: asyncpg.Connection,
+    broadcast_id: UUID,
+    after: tuple[int, UUID] | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Recipients in fan-out order; ``after`` (position, id) of the last one seen and ``limit``: a page."""
     rows = await conn.fetch(
-        """SELECT c.phone, c.name, r.status, r.kind, r.skip_reason, r.error_code, r.tokens, r.queued_at,
-                  m.wa_message_id, m.sent_at, m.delivered_at, m.read_at, m.failed_at
+        """SELECT r.id, r.position, c.id AS contact_id, c.phone, c.name, r.status, r.kind, r.skip_reason,
+                  r.error_code, r.tokens, r.queued_at, m.wa_message_id, m.sent_at, m.delivered_at, m.read_at,
+                  m.failed_at
            FROM broadcast_recipients r JOIN contacts c ON c.id = r.contact_id
            LEFT JOIN messages m ON m.id = r.message_id
-           WHERE r.broadcast_id = $1 ORDER BY r.position""",
+           WHERE r.broadcast_id = $1 AND ($2::int IS NULL OR (r.position, r.id) > ($2, $3::uuid))
+           ORDER BY r.position, r.id LIMIT $4""",
         broadcast_id,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
     )
     return [dict(r) for r in rows]

@@ -28,6 +28,7 @@ from engine.mpesa import PaymentProvider, PaymentRefused, QueryAnswer, new_callb
 from engine.runtime import Runtime
 
 log = get_logger(__name__)
+MPESA_PHONE = r"^254(7|1)[0-9]{8}$"  # who may be asked to pay: a Kenyan M-Pesa number, 2547XXXXXXXX
 ACCOUNT_REFERENCE = "TOKENS"
 DESCRIPTION = "Tokens"
 # (at least this many tokens, bonus percent): the larger the purchase, the larger the bonus

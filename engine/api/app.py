@@ -16,12 +16,14 @@ from fastapi import APIRouter, FastAPI
 from engine.api import console, problems
 from engine.api.auth import FailureWindow, Guard, TokenBucket
 from engine.api.routes import (
+    broadcasts,
     contacts,
     content,
     conversations,
     handovers,
     imports,
     knowledge,
+    templates,
     wallet,
     webhooks,
 )
@@ -37,6 +39,8 @@ ROUTERS = (
     webhooks.router,
     handovers.router,
     knowledge.router,
+    broadcasts.router,
+    templates.router,
 )
 # Every operation may answer these besides its own (authentication, scopes, validation, limits).
 COMMON_ERRORS = {

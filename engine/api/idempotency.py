@@ -27,6 +27,11 @@ IdempotencyKey = Header(
     description="Any unique string (a UUID): a retry with it creates nothing twice",
 )
 
+# The created answer of such a POST, as documented: a replay says so in a header.
+REPLAYABLE: dict[int | str, dict[str, Any]] = {
+    201: {"headers": {"Idempotent-Replayed": {"schema": {"type": "string"}}}}
+}
+
 
 def _fingerprint(method: str, path: str, body: Any) -> str:
     raw = json.dumps([method, path, jsonable_encoder(body)], sort_keys=True, default=str)

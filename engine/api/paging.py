@@ -30,20 +30,42 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = None
 
 
-def encode(at: datetime, item_id: UUID) -> str:
-    raw = json.dumps([at.isoformat(), str(item_id)]).encode()
+def _pack(first: Any, item_id: UUID) -> str:
+    raw = json.dumps([first, str(item_id)]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unpack(cursor: str) -> tuple[Any, UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        first, item_id = json.loads(raw)
+        return first, UUID(item_id)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise ApiProblem(400, "bad-cursor", "the cursor is not one this API gave") from None
+
+
+def encode(at: datetime, item_id: UUID) -> str:
+    return _pack(at.isoformat(), item_id)
 
 
 def decode(cursor: str | None) -> tuple[datetime, UUID] | None:
     if not cursor:
         return None
+    at, item_id = _unpack(cursor)
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, item_id = json.loads(raw)
-        return datetime.fromisoformat(at), UUID(item_id)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        return datetime.fromisoformat(at), item_id
+    except (ValueError, TypeError):
         raise ApiProblem(400, "bad-cursor", "the cursor is not one this API gave") from None
+
+
+def decode_position(cursor: str | None) -> tuple[int, UUID] | None:
+    """A cursor of a list in a numbered order (a broadcast's recipients): (position, id) of the last item."""
+    if not cursor:
+        return None
+    position, item_id = _unpack(cursor)
+    if not isinstance(position, int) or isinstance(position, bool) or abs(position) > 2**31:
+        raise ApiProblem(400, "bad-cursor", "the cursor is not one this API gave")
+    return position, item_id
 
 
 def page(
@@ -53,4 +75,5 @@ def page(
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]
-    return rows, encode(rows[-1][at], rows[-1]["id"])
+    last = rows[-1][at]
+    return rows, encode(last, rows[-1]["id"]) if isinstance(last, datetime) else _pack(last, rows[-1]["id"])

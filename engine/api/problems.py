@@ -28,6 +28,7 @@ TITLES = {
     422: "Unprocessable content",
     429: "Too many requests",
     500: "Internal server error",
+    502: "Bad gateway",
 }
 
 

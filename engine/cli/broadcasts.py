@@ -292,6 +292,7 @@ def recipients(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Every recipient with their status, skip reason or error code and timestamps, as CSV."""
+    from engine.broadcast_stats import RECIPIENT_FIELDS
     from engine.broadcast_stats import recipients as recipient_rows
     from engine.db import tenant_tx
 
@@ -306,21 +307,7 @@ def recipients(
     started = time.monotonic()
     rows = run(body)
     with csv_file.open("w", newline="") as f:
-        fields = [
-            "phone",
-            "name",
-            "status",
-            "kind",
-            "skip_reason",
-            "error_code",
-            "tokens",
-            "queued_at",
-            "wa_message_id",
-            "sent_at",
-            "delivered_at",
-            "read_at",
-            "failed_at",
-        ]
+        fields = list(RECIPIENT_FIELDS)
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for row in rows:

@@ -98,8 +98,9 @@ def buy(
     import re
 
     from engine.cli.errors import Refused
+    from engine.topups import MPESA_PHONE
 
-    if not re.fullmatch(r"254(7|1)\d{8}", phone):
+    if not re.fullmatch(MPESA_PHONE, phone):
         raise Refused(f"--phone must be a Kenyan M-Pesa number like 254712345678, not {phone!r}")
     s = settings()
 

@@ -1,6 +1,5 @@
-"""Bringing things in: contacts from CSV (engine/contacts.py), content from YAML (engine/content_import.py), and
-the organisation's message templates as synced from the Cloud API (engine/templates.py). The same functions as
-`chatnation contacts import`, `chatnation import` and `chatnation templates list`."""
+"""Bringing things in: contacts from CSV (engine/contacts.py) and content from YAML (engine/content_import.py).
+The same functions as `chatnation contacts import` and `chatnation import`."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import yaml
 from fastapi import APIRouter, Depends, Query, Request
 
 from engine import contacts as contact_import
-from engine import content_import, templates
+from engine import content_import
 from engine.api.auth import Caller, scope
 from engine.api.problems import ApiProblem
 
@@ -106,10 +105,3 @@ async def import_content(
         "ids": summary.ids,
         "notes": summary.notes,
     }
-
-
-@router.get("/templates", tags=["content"], summary="Message templates as last synced from the Cloud API")
-async def list_templates(caller: Caller = Depends(scope("content", "read"))) -> dict[str, Any]:
-    async with caller.tx() as conn:
-        rows = await templates.list_templates(conn, caller.organization_id)
-    return {"data": rows, "next_cursor": None}

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from engine import webhooks
 from engine.api import paging
 from engine.api.auth import Caller, scope
-from engine.api.idempotency import IdempotencyKey, create_once
+from engine.api.idempotency import REPLAYABLE, IdempotencyKey, create_once
 from engine.api.problems import ApiProblem, not_found
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -76,7 +76,7 @@ class Delivery(BaseModel):
     status_code=201,
     response_model=CreatedEndpoint,
     summary="Register an endpoint for event types",
-    responses={201: {"headers": {"Idempotent-Replayed": {"schema": {"type": "string"}}}}},
+    responses=REPLAYABLE,
 )
 async def create_endpoint(
     new: NewEndpoint,
