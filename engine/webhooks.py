@@ -40,6 +40,7 @@ EVENT_TYPES = (
     "ticket.issued",
     "ticket.checked_in",
     "payment.confirmed",
+    "payment.refund_due",
     "poll.voted",
     "contact.opted_out",
     "contact.opted_in",

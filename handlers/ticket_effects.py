@@ -237,9 +237,10 @@ async def _event_closed(turn: Turn, effect: IssueTickets, hold: asyncpg.Record) 
     if effect.amount <= 0:
         return LatePaymentSettled(effect.hold_id, "closed", event_name=hold["event_name"], reason=reason)
     due = await turn.conn.fetchval(
-        """UPDATE payment_requests SET settlement = 'refund_due', settled_at = now()
+        """UPDATE payment_requests SET settlement = 'refund_due', settled_at = now(), refund_reason = $2
            WHERE hold_id = $1 AND status = 'paid' AND settlement IS NULL RETURNING id""",
         UUID(effect.hold_id),
+        reason,
     )
     if due is None:
         return LatePaymentSettled(effect.hold_id, "already", event_name=hold["event_name"])
@@ -282,7 +283,7 @@ async def _settle_late(turn: Turn, effect: IssueTickets, hold: asyncpg.Record) -
         await conn.execute("UPDATE ticket_holds SET status = 'held' WHERE id = $1", hold_id)
         return None
     await conn.execute(
-        """UPDATE payment_requests SET settlement = 'refund_due', settled_at = now()
+        """UPDATE payment_requests SET settlement = 'refund_due', settled_at = now(), refund_reason = 'sold_out'
            WHERE hold_id = $1 AND status = 'paid' AND settlement IS NULL""",
         hold_id,
     )

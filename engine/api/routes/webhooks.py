@@ -23,6 +23,7 @@ EventType = Literal[
     "ticket.issued",
     "ticket.checked_in",
     "payment.confirmed",
+    "payment.refund_due",
     "poll.voted",
     "contact.opted_out",
     "contact.opted_in",
