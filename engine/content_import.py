@@ -146,6 +146,16 @@ class _Timed(_Strict):
             setattr(self, name, _anchor(anchor) + delta)
 
 
+class AgentTemplateSpec(_Strict):
+    """The template of the agents' handover notice outside their 24-hour window (engine/handovers.py)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=512)]
+    language: Annotated[str, Field(min_length=2, max_length=10)]
+    params: list[Annotated[str, Field(max_length=1000)]] = Field(
+        default_factory=list
+    )  # {{name}} {{phone}} {{text}}
+
+
 class OrganizationSpec(_Strict):
     language: Literal["en", "sw"] | None = None
     timezone: str | None = None
@@ -158,6 +168,12 @@ class OrganizationSpec(_Strict):
     admin_phones: list[Annotated[str, BeforeValidator(_phone)]] | None = None
     # The "we cannot answer right now" notice of a paused organisation: free (default) or charged.
     wallet_empty_notice: Literal["free", "charged"] | None = None
+    # Human handover (docs/handover.md): the wait before the "not available" line, the hours it names, and the
+    # agents' WhatsApp numbers told when a handover opens (a text inside their 24-hour window, else the template).
+    handover_wait_seconds: Annotated[int, Field(ge=1)] | None = None
+    handover_hours: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    handover_agents: list[Annotated[str, BeforeValidator(_phone)]] | None = None
+    handover_agent_template: AgentTemplateSpec | None = None
     logo: str | None = None  # a picture file, relative to the YAML file: `source: logo` in HypeCards
 
     @field_validator("timezone")

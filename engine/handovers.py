@@ -8,6 +8,8 @@ then stale. Closing starts a ``handover_closed`` timer that the contact's ordere
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,12 +17,16 @@ from uuid import UUID
 
 import asyncpg
 
+from engine.logging import get_logger
 from engine.replies import write_outbound
 from engine.templates import TemplateError, template_send
 from engine.wallet import affordable, price_of
 from engine.whatsapp.outbound import build_payload
 from state_machines.base import Text
 from state_machines.handover import CLOSED_TIMER
+from state_machines.i18n import t
+
+log = get_logger(__name__)
 
 SERVICE_WINDOW = timedelta(hours=24)
 LAST_MESSAGES = 5
@@ -169,25 +175,15 @@ async def reply(
     else:
         assert text is not None
         kind, request = "text", build_payload(Text(text), phone)
-    job = {
-        "organization_id": str(organization_id),
-        "phone_number_id": org["whatsapp_phone_id"],
-        "to": phone,
-        "contact_key": phone,
-        "type": kind,
-        "request": request,
-        "agent": agent,
-    }
-    message_id = await write_outbound(
+    message_id = await _queue(
         conn,
-        organization_id=organization_id,
-        conversation_id=row["conversation_id"],
-        contact_id=row["contact_id"],
-        job=job,
-        content=text,
-        price=price,
-        now=now,
-        loop_guard=False,
+        organization_id,
+        org["whatsapp_phone_id"],
+        (row["conversation_id"], row["contact_id"], phone),
+        (kind, request, text),
+        price,
+        now,
+        agent=agent,
     )
     await conn.execute(
         """UPDATE handovers SET status = 'assigned', assigned_to = COALESCE($2, assigned_to),
@@ -205,6 +201,41 @@ async def reply(
         "status": "queued",
         "created_at": now,
     }
+
+
+async def _queue(
+    conn: asyncpg.Connection,
+    organization_id: UUID,
+    phone_number_id: str,
+    to: tuple[UUID, UUID, str],
+    message: tuple[str, dict[str, Any], str],
+    price: int,
+    now: datetime,
+    **extra: Any,
+) -> UUID | None:
+    """One send to ``to`` (conversation, contact, phone) through the outbox, never held by the loop guard."""
+    conversation_id, contact_id, phone = to
+    kind, request, content = message
+    job = {
+        "organization_id": str(organization_id),
+        "phone_number_id": phone_number_id,
+        "to": phone,
+        "contact_key": phone,
+        "type": kind,
+        "request": request,
+        **extra,
+    }
+    return await write_outbound(
+        conn,
+        organization_id=organization_id,
+        conversation_id=conversation_id,
+        contact_id=contact_id,
+        job=job,
+        content=content,
+        price=price,
+        now=now,
+        loop_guard=False,
+    )
 
 
 async def close(conn: asyncpg.Connection, organization_id: UUID, handover_id: UUID) -> dict[str, Any] | None:
@@ -232,3 +263,112 @@ async def close(conn: asyncpg.Connection, organization_id: UUID, handover_id: UU
             row["state_version"],
         )
     return await one(conn, handover_id)
+
+
+# ------------------------------------------------------------------------------------ the agents' notice
+
+
+def agent_numbers(org_settings: Mapping[str, Any] | None) -> list[str]:
+    """``settings.handover_agents``: the agents' WhatsApp numbers (international, digits; "+" and spaces
+    allowed), each once."""
+    raw = (org_settings or {}).get("handover_agents") or []
+    out: list[str] = []
+    for number in [raw] if isinstance(raw, str) else raw:
+        digits = re.sub(r"[\s+()-]", "", str(number))
+        if re.fullmatch(r"[0-9]{7,15}", digits) and digits not in out:
+            out.append(digits)
+    return out
+
+
+@dataclass(frozen=True)
+class Requested:
+    """A handover just opened, as its agents' notice tells it."""
+
+    id: UUID
+    contact_phone: str
+    contact_name: str | None
+    text: str | None
+
+
+def _fill(value: str, handover: Requested) -> str:
+    return (
+        value.replace("{{name}}", handover.contact_name or handover.contact_phone)
+        .replace("{{phone}}", "+" + handover.contact_phone)
+        .replace("{{text}}", (handover.text or "-")[:200])
+    )
+
+
+async def notify_agents(
+    conn: asyncpg.Connection,
+    organization_id: UUID,
+    phone_number_id: str,
+    org_settings: Mapping[str, Any] | None,
+    handover: Requested,
+    now: datetime,
+) -> int:
+    """A notice to each of the organisation's agents' numbers, written in the transaction that opened the
+    handover (so once per handover, through the same outbox and sender as every reply): a text to an agent
+    who wrote to the number within 24 hours, else ``settings.handover_agent_template`` ({name, language,
+    params}; params may use {{name}}, {{phone}}, {{text}}), else nothing (logged). An agent's number is a
+    contact of the organisation (made on the first notice); one that sent STOP gets none. Not charged: it is
+    the organisation's own operation. Returns how many were queued."""
+    template = (org_settings or {}).get("handover_agent_template") or None
+    queued = 0
+    for agent in agent_numbers(org_settings):
+        if agent == handover.contact_phone:
+            continue
+        row = await conn.fetchrow(
+            """WITH c AS (
+                   INSERT INTO contacts (organization_id, phone, whatsapp_id) VALUES ($1, $2, $2)
+                   ON CONFLICT (organization_id, phone) DO UPDATE SET phone = EXCLUDED.phone
+                   RETURNING id, opted_in, language)
+               SELECT * FROM c""",
+            organization_id,
+            agent,
+        )
+        if row["opted_in"] is False:
+            continue
+        await conn.execute(
+            """INSERT INTO conversations (organization_id, contact_id, current_state) VALUES ($1, $2, 'idle')
+               ON CONFLICT (contact_id) WHERE status = 'active' DO NOTHING""",
+            organization_id,
+            row["id"],
+        )
+        conversation = await conn.fetchrow(
+            "SELECT id, last_user_message_at FROM conversations WHERE contact_id = $1 AND status = 'active'",
+            row["id"],
+        )
+        last = conversation["last_user_message_at"]
+        if last is not None and now - last < SERVICE_WINDOW:
+            who = _fill("{{name}} ({{phone}})" if handover.contact_name else "{{phone}}", handover)
+            said = f': "{handover.text[:200]}"' if handover.text else ""
+            language = row["language"] or (org_settings or {}).get("language") or "en"
+            body = t("handover.agent_notice", language, who=who, said=said, ref=str(handover.id)[:8])
+            kind, request, content = "text", build_payload(Text(body), agent), body
+        elif isinstance(template, Mapping) and template.get("name") and template.get("language"):
+            params = [_fill(str(p), handover) for p in template.get("params") or []]
+            try:
+                request = await template_send(
+                    conn, organization_id, str(template["name"]), str(template["language"]), params, to=agent
+                )
+            except TemplateError as err:
+                log.warning("agent's handover notice not sent: template refused", reason=err.message)
+                continue
+            kind, content = "template", f"[template {template['name']} ({template['language']})]"
+        else:
+            log.warning(
+                "agent's handover notice not sent: outside the 24-hour window and no handover_agent_template"
+            )
+            continue
+        await _queue(
+            conn,
+            organization_id,
+            phone_number_id,
+            (conversation["id"], row["id"], agent),
+            (kind, request, content),
+            0,
+            now,
+            handover_id=str(handover.id),
+        )
+        queued += 1
+    return queued

@@ -127,14 +127,9 @@ async def test_agent_replies_need_the_24_hour_window(stack, make_org, app_pool, 
     assert refused.status_code == 409 and refused.json()["type"].endswith("outside-window")
     await wait_until(lambda: _no_pending_send(app_pool, org), timeout=5)
     # an approved template reaches them at any time
-    async with tenant_tx(app_pool, org) as conn:
-        await conn.execute(
-            """INSERT INTO message_templates (organization_id, whatsapp_business_id, name, language, category, status,
-                                              parameter_format, components)
-               VALUES ($1, 'waba', 'agent_follow_up', 'en', 'UTILITY', 'APPROVED', 'POSITIONAL', $2)""",
-            org,
-            [{"type": "BODY", "text": "Hello {{1}}, our team has an answer for you. Reply to continue."}],
-        )
+    await _approved(
+        app_pool, org, "agent_follow_up", "Hello {{1}}, our team has an answer for you. Reply to continue."
+    )
     template = {"name": "agent_follow_up", "language": "en", "params": ["Otieno"]}
     async with api_client(settings, app_pool) as client:
         bad = await client.post(
@@ -156,6 +151,58 @@ async def test_agent_replies_need_the_24_hour_window(stack, make_org, app_pool, 
     assert message["payload"]["template"]["name"] == "agent_follow_up"
 
 
+async def _approved(app_pool: Any, org: UUID, name: str, body: str) -> None:
+    """An approved template as a sync would have stored it."""
+    async with tenant_tx(app_pool, org) as conn:
+        await conn.execute(
+            """INSERT INTO message_templates (organization_id, whatsapp_business_id, name, language, category, status,
+                                              parameter_format, components)
+               VALUES ($1, 'waba', $2, 'en', 'UTILITY', 'APPROVED', 'POSITIONAL', $3)""",
+            org,
+            name,
+            [{"type": "BODY", "text": body}],
+        )
+
+
 async def _no_pending_send(app_pool: Any, org: UUID) -> bool:
     async with tenant_tx(app_pool, org) as conn:
         return bool(await conn.fetchval("SELECT count(*) = 0 FROM messages WHERE content = 'hello?'"))
+
+
+async def test_agents_get_a_whatsapp_notice_once(stack, make_org, app_pool) -> None:  # type: ignore[no-untyped-def]
+    """settings.handover_agents: each agent's number gets one notice when a handover opens, through the outbox
+    and the sender: a text to an agent who wrote within 24 hours, the handover_agent_template to one who did
+    not; asking again while the handover is open tells nobody again."""
+    chatting, silent = phone(), phone()
+    org, pnid, _ = await _org(
+        make_org,
+        app_pool,
+        handover_agents=[f"+{chatting}", silent, "not a number"],
+        handover_agent_template={
+            "name": "agent_handover",
+            "language": "en",
+            "params": ["{{name}}", "{{phone}}"],
+        },
+    )
+    await _approved(app_pool, org, "agent_handover", "{{1}} ({{2}}) asks for a person: see the CRM.")
+    agent = ChatDriver(stack.whatsapp, stack.user(pnid, chatting, "Achieng"), quiet=0.3)
+    other = ChatDriver(stack.whatsapp, stack.user(pnid, silent, "Otieno"), quiet=0.3)
+    await agent.say("hi")  # this agent is inside the 24-hour window
+    user = ChatDriver(stack.whatsapp, stack.user(pnid, phone(), "Wanjiku"), quiet=0.3)
+    await user.say("hi")
+    assert user.texts(await user.say("AGENT")) == [t("handover.requested", "en")]
+    [notice] = agent.texts(await agent.settle(expect=1, timeout=15))
+    assert notice.startswith("New handover: Wanjiku (+" + user.user.wa_id + ") asks for a person")
+    [sent] = await other.settle(expect=1, timeout=15)
+    assert sent["payload"]["type"] == "template" and sent["payload"]["template"]["name"] == "agent_handover"
+    params = [p["text"] for c in sent["payload"]["template"]["components"] for p in c["parameters"]]
+    assert params == ["Wanjiku", "+" + user.user.wa_id]
+
+    await user.say("AGENT again please", expect=0)
+    assert await agent.settle(expect=0) == [] and await other.settle(expect=0) == []
+    async with tenant_tx(app_pool, org) as conn:
+        notices = await conn.fetch(
+            """SELECT c.phone, m.tokens_consumed FROM messages m JOIN contacts c ON c.id = m.contact_id
+               WHERE m.direction = 'outbound' AND m.payload->>'handover_id' IS NOT NULL"""
+        )
+    assert sorted((r["phone"], r["tokens_consumed"]) for r in notices) == sorted([(chatting, 0), (silent, 0)])

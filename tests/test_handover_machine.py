@@ -82,3 +82,34 @@ def test_two_knowledge_misses_in_a_row_hand_over() -> None:
     )
     assert found.state == State(version=10)  # an answer found: the count starts again
     assert isinstance(found.replies[0], Text)
+
+
+def test_agents_numbers_and_template_from_the_content_file() -> None:
+    from engine.content_import import parse_content
+    from engine.handovers import agent_numbers
+
+    spec = parse_content(
+        {
+            "organization": {
+                "handover_agents": ["0712 345 678", "+254 700 000 001"],
+                "handover_agent_template": {
+                    "name": "agent_handover",
+                    "language": "en",
+                    "params": ["{{name}}"],
+                },
+                "handover_wait_seconds": 300,
+                "handover_hours": "Mon-Fri 8am-5pm",
+            }
+        }
+    )
+    settings = spec.spec.organization.settings()
+    assert settings["handover_agents"] == ["254712345678", "254700000001"]
+    assert settings["handover_agent_template"] == {
+        "name": "agent_handover",
+        "language": "en",
+        "params": ["{{name}}"],
+    }
+    assert agent_numbers(settings) == ["254712345678", "254700000001"]
+    assert agent_numbers({"handover_agents": "+254 712 345 678"}) == ["254712345678"]
+    assert agent_numbers({"handover_agents": ["x", "254712345678", "254712345678"]}) == ["254712345678"]
+    assert agent_numbers({}) == []

@@ -13,6 +13,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Our hours of service: {hours}. ",
         "sw": "Saa zetu za huduma: {hours}. ",
     },
+    "handover.agent_notice": {
+        "en": "New handover: {who} asks for a person{said}. Answer in the CRM (handover {ref}).",
+        "sw": "Mteja anahitaji mtu: {who}{said}. Jibu kupitia CRM (handover {ref}).",
+    },
     "handover.closed": {
         "en": "Thanks for chatting with our team. Here is the menu again.",
         "sw": "Asante kwa kuongea na timu yetu. Hii hapa menyu tena.",
