@@ -2,8 +2,8 @@
 
 A batch takes the next pending recipients with ``FOR UPDATE SKIP LOCKED`` (any number of schedulers share a
 broadcast), decides each one (skipped: opted out since the broadcast was created, outside the 24-hour window
-without a template, a marketing template without recorded consent; else text or template with their
-variables), writes each message and its outbox row (engine/replies.py), marks the recipients queued with
+without a template, a marketing template without recorded consent; else the free-form message (a text, or an
+image, video or document with its caption) or the template, with their variables), writes each message and its outbox row (engine/replies.py), marks the recipients queued with
 their message, and debits the reservation, in that one transaction. A crash before the commit leaves the
 recipients pending for the next batch; after it, the outbox holds their sends (the relay and sender take it
 from there, as for replies). The fan-out runs ahead of the sends by at most ``broadcast_in_flight`` queued
@@ -27,10 +27,11 @@ from engine.broadcast_content import (
     Recipient,
     fill,
     load_event,
+    media_request,
     template_request,
     text_request,
 )
-from engine.broadcasts import lock
+from engine.broadcasts import free_form, lock
 from engine.replies import write_outbound
 from engine.templates import TemplateError, marketing_deferred_until
 from engine.turn import SERVICE_WINDOW, Org
@@ -64,7 +65,7 @@ class TemplateHeld(Exception):
 class Decision:
     recipient_id: UUID
     status: str  # queued | skipped
-    kind: str | None = None  # text | template
+    kind: str | None = None  # text (free-form: a text or media) | template
     reason: str | None = None
     tokens: int = 0
     message_id: UUID | None = None
@@ -130,8 +131,8 @@ def decide(
         return None, "opted_out"  # STOP after the broadcast was created (the audience had them opted in)
     last = row["last_user_message_at"]
     inside = last is not None and now - last < SERVICE_WINDOW
-    if b["message_content"] and inside:
-        return "text", None
+    if free_form(b) and inside:
+        return "text", None  # a text, or media with its caption
     if not b["template_name"]:
         return None, "outside_window"
     if (b["template_category"] or "marketing") == "marketing" and row["opt_in_recorded_at"] is None:
@@ -153,7 +154,12 @@ async def _one(
     if kind is None or conversation_id is None:
         return Decision(row["id"], "skipped", reason=reason)
     who = Recipient(row["contact_id"], row["phone"], row["name"], row["language"])
-    if kind == "text":
+    if kind == "text" and b["media_type"]:
+        caption = fill(b["message_content"] or "", who, event, org.language)
+        request = media_request(b["media_type"], b["media_url"], caption, row["phone"])
+        content = f"[{b['media_type']} {b['media_url']}] {caption}".rstrip()
+        tokens = b["price_text"] or 0
+    elif kind == "text":
         content = fill(b["message_content"], who, event, org.language)
         request = text_request(content, row["phone"])
         tokens = b["price_text"] or 0

@@ -1,5 +1,5 @@
-"""What an operator sees of a broadcast: status, counters, skips by reason, failures by code, tokens, and an
-estimated finish. The counters are the broadcast's own (moved by each batch and by every status webhook,
+"""What an operator sees of a broadcast: status, counters, skips by reason, failures by code, tokens (reserved,
+spent, released, and refunded for sends that failed for good: sql/031), and an estimated finish. The counters are the broadcast's own (moved by each batch and by every status webhook,
 monotonic: a message counts once per stage it passed, sql/014 and sql/027)."""
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ SELECT b.id, b.name, b.status, b.status_reason, b.source, b.message_type, b.temp
        b.started_at, b.completed_at, b.recipient_count AS recipients,
        b.recipient_count - b.queued_count - b.skipped_count AS pending, b.queued_count AS queued,
        b.sent_count AS sent, b.delivered_count AS delivered, b.read_count AS read, b.failed_count AS failed,
-       b.skipped_count AS skipped, b.tokens_reserved, b.tokens_spent, b.tokens_released, b.created_at
+       b.skipped_count AS skipped, b.tokens_reserved, b.tokens_spent, b.tokens_released, b.tokens_refunded,
+       (SELECT count(*) FROM broadcast_recipients r WHERE r.broadcast_id = b.id AND r.refunded_at IS NOT NULL)
+           AS refunded, b.created_at
 FROM broadcasts b WHERE b.id = $1"""
 
 
@@ -86,6 +88,7 @@ RECIPIENT_FIELDS = (
     "skip_reason",
     "error_code",
     "tokens",
+    "refunded_at",
     "queued_at",
     "wa_message_id",
     "sent_at",
@@ -104,7 +107,7 @@ async def recipients(
     """Recipients in fan-out order; ``after`` (position, id) of the last one seen and ``limit``: a page."""
     rows = await conn.fetch(
         """SELECT r.id, r.position, c.id AS contact_id, c.phone, c.name, r.status, r.kind, r.skip_reason,
-                  r.error_code, r.tokens, r.queued_at, m.wa_message_id, m.sent_at, m.delivered_at, m.read_at,
+                  r.error_code, r.tokens, r.refunded_at, r.queued_at, m.wa_message_id, m.sent_at, m.delivered_at, m.read_at,
                   m.failed_at
            FROM broadcast_recipients r JOIN contacts c ON c.id = r.contact_id
            LEFT JOIN messages m ON m.id = r.message_id

@@ -20,7 +20,15 @@ from uuid import UUID
 import asyncpg
 
 from engine import broadcast_audience, broadcast_money
-from engine.broadcast_content import Recipient, fill, unknown_variables
+from engine.broadcast_content import (
+    CAPTION_LIMIT,
+    MediaInvalid,
+    Recipient,
+    check_media,
+    fill,
+    media_type_of,
+    unknown_variables,
+)
 from engine.logging import get_logger
 from engine.messaging_limit import check_messaging_limit
 from engine.templates import TemplateError, load_template, template_send
@@ -45,19 +53,33 @@ class NewBroadcast:
     audience: dict[str, Any] = field(default_factory=dict)
     event_id: UUID | None = None
     at: datetime | None = None
-    media_url: str | None = None
+    media_url: str | None = None  # an https link or an uploaded media id; the text is its caption
+    media_type: str | None = None  # image | video | document (from the link's extension when not given)
     source: str = "operator"
     source_key: str | None = None
     created_by: str | None = None
 
     def message_type(self) -> str:
-        if self.text and self.template_name:
-            return "text_or_template"  # text inside the 24-hour window, the template outside it
-        return "text" if self.text else "template"
+        kind = self.media_type or ("text" if self.text else None)
+        if kind and self.template_name:
+            return f"{kind}_or_template"  # free-form inside the 24-hour window, the template outside it
+        return kind or "template"
 
     def check(self) -> None:
-        if not self.text and not self.template_name:
-            raise BroadcastError("a broadcast needs --text or --template")
+        if self.media_url is not None:
+            self.media_type = self.media_type or media_type_of(self.media_url)
+            if self.media_type is None:
+                raise BroadcastError(
+                    f"media {self.media_url!r}: say whether it is an image, a video or a document"
+                )
+            try:
+                check_media(self.media_type, self.media_url)
+            except MediaInvalid as err:
+                raise BroadcastError(str(err)) from None
+        elif self.media_type is not None:
+            raise BroadcastError(f"--{self.media_type} needs its URL or media id")
+        if not self.text and not self.template_name and not self.media_url:
+            raise BroadcastError("a broadcast needs --text, --image, --video, --document or --template")
         if self.template_name and not self.template_language:
             raise BroadcastError("a template needs its --language")
         if self.template_category and self.template_category not in CATEGORIES:
@@ -70,6 +92,10 @@ class NewBroadcast:
                 )
         if self.text and len(self.text) > 4096:
             raise BroadcastError("a text is at most 4096 characters")
+        if self.media_url and self.text and len(self.text) > CAPTION_LIMIT:
+            raise BroadcastError(
+                f"a caption (the --text of a media broadcast) is at most {CAPTION_LIMIT} characters"
+            )
         if self.at is not None and self.at.tzinfo is None:
             raise BroadcastError("the start time needs its time zone")
 
@@ -86,8 +112,9 @@ async def create(conn: asyncpg.Connection, org_id: UUID, new: NewBroadcast) -> U
     return await conn.fetchval(
         """INSERT INTO broadcasts (organization_id, name, message_type, message_content, media_url, template_name,
                                    template_language, template_params, template_category, audience_filter,
-                                   event_id, scheduled_at, status, source, source_key, created_by)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, COALESCE($12, now()), 'scheduled', $13, $14, $15)
+                                   event_id, scheduled_at, status, source, source_key, created_by, media_type)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, COALESCE($12, now()), 'scheduled', $13, $14, $15,
+                   $16)
            ON CONFLICT (organization_id, source_key) WHERE source_key IS NOT NULL DO NOTHING
            RETURNING id""",
         org_id,
@@ -105,7 +132,14 @@ async def create(conn: asyncpg.Connection, org_id: UUID, new: NewBroadcast) -> U
         new.source,
         new.source_key,
         new.created_by,
+        new.media_type,
     )
+
+
+def free_form(b: asyncpg.Record | dict[str, Any]) -> bool:
+    """The broadcast has a free-form message (a text, or media with or without a caption) for those inside their
+    24-hour window."""
+    return bool(b["message_content"] or b["media_type"])
 
 
 async def lock(conn: asyncpg.Connection, broadcast_id: UUID, *, shared: bool) -> asyncpg.Record | None:
@@ -137,7 +171,7 @@ async def start(conn: asyncpg.Connection, org: Any, broadcast_id: UUID, now: dat
     count = await broadcast_audience.resolve(conn, org.id, broadcast_id, row["audience_filter"] or {})
     category = await _check_template(conn, org.id, row, now) if row["template_name"] else None
     prices = broadcast_money.prices_for(org.settings, category)
-    each = prices.per_recipient(bool(row["message_content"]), bool(row["template_name"]))
+    each = prices.per_recipient(free_form(row), bool(row["template_name"]))
     await conn.execute(
         """UPDATE broadcasts SET status = 'running', started_at = $2, recipient_count = $3, tokens_reserved = $4,
                                  price_text = $5, price_template = $6, status_reason = NULL,
@@ -175,7 +209,7 @@ async def _check_template(conn: asyncpg.Connection, org_id: UUID, row: asyncpg.R
            LEFT JOIN conversations c ON c.contact_id = r.contact_id AND c.status = 'active'
            WHERE r.broadcast_id = $1 AND ($2 OR c.last_user_message_at IS NULL OR c.last_user_message_at <= $3)""",
         row["id"],
-        not row["message_content"],
+        not free_form(row),
         now - SERVICE_WINDOW,
     )
     limit = await check_messaging_limit(conn, org_id, [r["contact_id"] for r in reached], now)

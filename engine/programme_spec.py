@@ -34,7 +34,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from engine.broadcast_content import VARIABLES, unknown_variables
+from engine.broadcast_content import VARIABLES, MediaInvalid, check_media, media_type_of, unknown_variables
 from engine.programme_schedule import ScheduleError, parse_schedule, parse_time
 
 KEYWORD = re.compile(r"^[\w][\w '-]{0,48}$")
@@ -88,7 +88,23 @@ class _Message(_Strict):
 
 class ItemSpec(_Message):
     title: Annotated[str, Field(min_length=1, max_length=255)]
-    media_url: str | None = None
+    media_url: str | None = None  # an https link to an image, video or document; the text is its caption
+
+    @field_validator("media_url")
+    @classmethod
+    def _media(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        kind = media_type_of(v)
+        if kind is None:
+            raise ValueError(
+                "an https link whose file ends in .jpg, .png, .mp4, .3gp, .pdf, .docx or another type"
+            )
+        try:
+            check_media(kind, v, label="the link")
+        except MediaInvalid as err:
+            raise ValueError(str(err)) from None
+        return v
 
 
 class KeywordsSpec(_Strict):

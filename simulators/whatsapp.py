@@ -101,6 +101,9 @@ class WhatsAppSimulator(SimulatorServer):
         self._changed = asyncio.Event()
         self._status_poster: WebhookPoster | None = None
         self._auto_statuses: tuple[str, ...] = ()
+        self.undeliverable: dict[
+            str, tuple[int, int]
+        ] = {}  # to -> (error code, times its 'failed' is posted)
         self.templates: dict[str, list[dict[str, Any]]] = {}  # per business account id
         self.template_pages: list[dict[str, Any]] = []  # each page served: waba id, after, count
         super().__init__(Starlette(routes=self._routes()))
@@ -157,17 +160,18 @@ class WhatsAppSimulator(SimulatorServer):
         self.reads.clear()
 
     async def wait_for_messages(
-        self, count: int, to: str | None = None, timeout: float = 10
+        self, count: int, to: str | None = None, timeout: float = 10, phone_number_id: str | None = None
     ) -> list[dict[str, Any]]:
-        """All recorded messages (to ``to``) once there are at least ``count``; TimeoutError otherwise."""
+        """All recorded messages (to ``to``, from ``phone_number_id``) once there are at least ``count``;
+        TimeoutError otherwise."""
         try:
             async with asyncio.timeout(timeout):
-                while len(found := self.messages(to)) < count:
+                while len(found := self.messages(to, phone_number_id)) < count:
                     await self._changed.wait()
                 return found
         except TimeoutError:
             raise TimeoutError(
-                f"{len(self.messages(to))} of {count} messages to {to or 'anyone'} after {timeout}s"
+                f"{len(self.messages(to, phone_number_id))} of {count} messages to {to or 'anyone'} after {timeout}s"
             ) from None
 
     def set_templates(self, waba_id: str, templates: Iterable[dict[str, Any]]) -> None:
@@ -211,6 +215,11 @@ class WhatsAppSimulator(SimulatorServer):
         """After each accepted message, post these status updates to the gateway, in order (None: stop)."""
         self._status_poster = poster
         self._auto_statuses = tuple(statuses)
+
+    def fail_deliveries(self, to: str, code: int = 131026, times: int = 2) -> None:
+        """Messages accepted for ``to`` are reported 'sent' and then 'failed' with ``code``, that status posted
+        ``times`` times (Meta redelivers webhooks), instead of the statuses of ``report_statuses``."""
+        self.undeliverable[to] = (code, times)
 
     # ------------------------------------------------------------ the Cloud API
 
@@ -396,12 +405,16 @@ class WhatsAppSimulator(SimulatorServer):
 
     async def _post_statuses(self, phone_number_id: str, wamid: str, to: str) -> None:
         assert self._status_poster is not None
-        for status in self._auto_statuses:
+        updates = [status_update(wamid, to, status) for status in self._auto_statuses]
+        if to in self.undeliverable:
+            code, times = self.undeliverable[to]
+            errors = [{"code": code, "title": "Message undeliverable", "message": "Message undeliverable"}]
+            updates = [status_update(wamid, to, "sent")]
+            updates += [status_update(wamid, to, "failed", errors=errors)] * times
+        for update in updates:
             await asyncio.sleep(0.02)
             with contextlib.suppress(httpx.HTTPError):
-                await self._status_poster.post(
-                    build_status_envelope(phone_number_id, [status_update(wamid, to, status)])
-                )
+                await self._status_poster.post(build_status_envelope(phone_number_id, [update]))
 
     async def _upload(self, request: Request) -> Response:
         phone_number_id = request.path_params["phone_number_id"]

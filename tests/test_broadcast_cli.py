@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from uuid import UUID
 
 import asyncpg
 
+from engine.db import tenant_tx
 from engine.settings import Settings
 from tests.helpers import run_cli
 from tests.test_broadcasts import Rt, add_contact, run_until_done
@@ -82,3 +84,36 @@ async def test_an_operator_subscribes_imported_contacts_to_a_programme(  # type:
     }
     [listed] = json.loads(run_cli("programme", "list", "--org", new.phone_number_id, "--json").stdout)
     assert (listed["key"], listed["subscribers"], listed["items_left"]) == ("devotional", 2, 2)
+
+
+async def test_a_media_broadcast_from_the_command_line(  # type: ignore[no-untyped-def]
+    make_org, app_pool: asyncpg.Pool
+) -> None:
+    org, new = await make_org("CliMedia", tokens=10)
+    await add_contact(app_pool, org)
+    pn = new.phone_number_id
+    created = run_cli(
+        "broadcast", "create", "--org", pn, "--document", "https://cdn.example.org/line-up.pdf",
+        "--text", "Tonight's line-up, {{name}}", "--at", "2099-01-01T06:00", "--json",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    broadcast_id = json.loads(created.stdout)[0]["id"]
+    async with tenant_tx(app_pool, org) as conn:
+        row = await conn.fetchrow(
+            "SELECT message_type, media_type, media_url, message_content FROM broadcasts WHERE id = $1",
+            UUID(broadcast_id),
+        )
+    assert dict(row) == {
+        "message_type": "document",
+        "media_type": "document",
+        "media_url": "https://cdn.example.org/line-up.pdf",
+        "message_content": "Tonight's line-up, {{name}}",
+    }
+    plain = run_cli("broadcast", "create", "--org", pn, "--image", "http://cdn.example.org/poster.jpg")
+    assert plain.returncode == 1
+    assert "'http://cdn.example.org/poster.jpg' is neither an https:// URL" in plain.stderr
+    assert "nor an uploaded media id" in plain.stderr
+    both = run_cli("broadcast", "create", "--org", pn, "--image", "1234", "--video", "5678")
+    assert both.returncode == 1 and "one of --image, --video, --document at most" in both.stderr
+    by_id = run_cli("broadcast", "create", "--org", pn, "--video", "1234567", "--at", "2099-01-01T06:00")
+    assert by_id.returncode == 0, by_id.stderr

@@ -6,6 +6,7 @@ idempotency forces), the counters reach the recipients exactly, and the ledger i
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from engine.broadcasts import NewBroadcast, create
 from engine.db import tenant_tx
 from engine.local_stack import LocalStack
 from engine.settings import PROJECT_ROOT
-from tests.helpers import wait_until
+from tests.helpers import run_cli, wait_until
 
 RECIPIENTS = 200
 SEND_RATE = 50  # messages/s: the broadcast takes about four seconds of sending
@@ -75,7 +76,7 @@ async def stack(settings, broker, db_urls):  # type: ignore[no-untyped-def]
     await st.stop()
 
 
-async def _seed(pool: asyncpg.Pool, org) -> None:  # type: ignore[no-untyped-def]
+async def _seed(pool: asyncpg.Pool, org, count: int = RECIPIENTS) -> None:  # type: ignore[no-untyped-def]
     async with tenant_tx(pool, org) as conn:
         await conn.execute(
             """WITH c AS (INSERT INTO contacts (organization_id, phone, name, tags, opted_in, opted_in_at)
@@ -84,7 +85,7 @@ async def _seed(pool: asyncpg.Pool, org) -> None:  # type: ignore[no-untyped-def
                INSERT INTO conversations (organization_id, contact_id, current_state, last_user_message_at)
                SELECT $1, id, 'idle', now() - interval '1 hour' FROM c""",
             org,
-            RECIPIENTS,
+            count,
         )
 
 
@@ -196,3 +197,99 @@ async def _shards_owned(owner_pool: asyncpg.Pool, stack: LocalStack) -> bool:
         and live.get("scheduler") is not None
         and live["scheduler"]["processes"] >= 1
     )
+
+
+@pytest.fixture
+async def live_stack(settings, broker, db_urls):  # type: ignore[no-untyped-def]
+    st = await LocalStack(settings, statuses=("delivered",)).start()
+    yield st
+    await st.stop()
+
+
+@pytest.mark.timeout(90)
+async def test_failed_sends_are_refunded_once_at_the_simulator(  # type: ignore[no-untyped-def]
+    live_stack: LocalStack, make_org, app_pool: asyncpg.Pool
+) -> None:
+    """Two sends the Cloud API refuses (a permanent error to the sender) and two it accepts but reports 'failed'
+    (the status webhook posted twice): each of the four gets its token back once, and `broadcast show` says so."""
+    count = 10
+    org, new = await make_org("Refunds", tokens=100)
+    await _seed(app_pool, org, count)
+    refused = ["254800000001", "254800000002"]
+    undeliverable = ["254800000003", "254800000004"]
+    live_stack.whatsapp.add_faults(
+        {"to": to, "status": 400, "code": 131026, "message": "(#131026) Message undeliverable"}
+        for to in refused
+    )
+    for to in undeliverable:
+        live_stack.whatsapp.fail_deliveries(to, code=131026, times=2)
+    async with tenant_tx(app_pool, org) as conn:
+        broadcast_id = await create(
+            conn, org, NewBroadcast(name="Refunds", text="Hi {{name}}", audience={"tags": ["radio"]})
+        )
+
+    async def settled():  # type: ignore[no-untyped-def]
+        b = await _counters(app_pool, org, broadcast_id)
+        return (
+            b["status"] == "completed" and b["failed_count"] == 4 and b["delivered_count"] == count - 4 and b
+        )
+
+    await wait_until(settled, timeout=60, interval=0.2)
+    await asyncio.sleep(1.5)  # the second 'failed' of each undeliverable send, and the inbound role's retry
+    shown = run_cli("broadcast", "show", str(broadcast_id), "--json")
+    assert shown.returncode == 0, shown.stderr
+    out = json.loads(shown.stdout)[0]
+    assert (out["failed"], out["refunded"], out["tokens_refunded"]) == (4, 4, 4)
+    assert (out["tokens_reserved"], out["tokens_spent"], out["tokens_released"]) == (count, count, 0)
+    assert out["failed_by_code"] == {"131026": 4}
+    async with tenant_tx(app_pool, org) as conn:
+        refunds = await conn.fetch(
+            """SELECT c.phone, t.amount FROM token_transactions t JOIN messages m ON m.id = t.reference_id
+               JOIN contacts c ON c.id = m.contact_id WHERE t.type = 'refund'"""
+        )
+        wallet = await conn.fetchrow("SELECT balance, reserved_balance FROM wallets")
+    assert sorted((r["phone"], r["amount"]) for r in refunds) == [
+        (to, 1) for to in sorted(refused + undeliverable)
+    ]
+    assert (wallet["balance"], wallet["reserved_balance"]) == (100 - count + 4, 0)
+    accepted = {m["to"] for m in live_stack.whatsapp.messages(phone_number_id=new.phone_number_id)}
+    assert accepted.isdisjoint(refused) and set(undeliverable) <= accepted
+
+
+@pytest.mark.timeout(90)
+async def test_a_media_broadcast_reaches_whatsapp_as_media_inside_the_window(  # type: ignore[no-untyped-def]
+    live_stack: LocalStack, make_org, app_pool: asyncpg.Pool
+) -> None:
+    """An image with its caption to the contacts inside their 24-hour window, the template to the one outside:
+    what the simulated Cloud API received, validated as Meta validates it."""
+    from tests.test_broadcasts import add_contact, approved_template
+
+    org, new = await make_org("Poster", tokens=100)
+    await _seed(app_pool, org, 3)
+    _, away = await add_contact(app_pool, org, window=False, tags=("radio",), name="Achieng Otieno")
+    await approved_template(app_pool, org, "show_poster")
+    async with tenant_tx(app_pool, org) as conn:
+        broadcast_id = await create(
+            conn,
+            org,
+            NewBroadcast(
+                text="Tonight at 8, {{name}}",
+                media_url="https://cdn.example.org/poster.png",
+                template_name="show_poster",
+                template_language="en",
+                template_params=["{{name}}"],
+                audience={"tags": ["radio"]},
+            ),
+        )
+    got = await live_stack.whatsapp.wait_for_messages(4, timeout=30, phone_number_id=new.phone_number_id)
+    by_to = {m["to"]: m["payload"] for m in got}
+    assert set(by_to) == {"254800000001", "254800000002", "254800000003", away}
+    assert by_to["254800000002"]["type"] == "image"
+    assert by_to["254800000002"]["image"] == {
+        "link": "https://cdn.example.org/poster.png",
+        "caption": "Tonight at 8, Listener",
+    }
+    assert by_to[away]["type"] == "template"
+    assert by_to[away]["template"]["components"][0]["parameters"] == [{"type": "text", "text": "Achieng"}]
+    b = await _counters(app_pool, org, broadcast_id)
+    assert (b["message_type"], b["queued_count"], b["tokens_spent"]) == ("image_or_template", 4, 3 * 1 + 3)

@@ -6,6 +6,7 @@ pause/resume/cancel, concurrent schedulers exactly once, status webhooks rolled 
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +33,11 @@ class Rt:
     owner_pool: asyncpg.Pool
     settings: Settings
     orgs: OrgDirectory
+
+    def batches(self, size: int) -> Rt:
+        """The same, with fan-out batches of ``size`` recipients."""
+        update = {"broadcast_batch_size": size}
+        return Rt(self.app_pool, self.owner_pool, self.settings.model_copy(update=update), self.orgs)
 
 
 @pytest.fixture
@@ -260,9 +266,7 @@ async def test_pause_holds_resume_goes_on_cancel_releases(
     org, _ = await make_org("Pause", tokens=100)
     for _ in range(5):
         await add_contact(app_pool, org)
-    small = Rt(
-        rt.app_pool, rt.owner_pool, rt.settings.model_copy(update={"broadcast_batch_size": 2}), rt.orgs
-    )
+    small = rt.batches(2)
     broadcast_id = await new_broadcast(app_pool, org, text="Hello")
     await scheduler.start_due(small, datetime.now(UTC))  # type: ignore[arg-type]
     assert await scheduler.batch_once(small, org, broadcast_id, datetime.now(UTC)) == 2  # type: ignore[arg-type]
@@ -299,9 +303,7 @@ async def test_concurrent_schedulers_queue_each_recipient_once(
                SELECT $1, id, 'idle', now() FROM c WHERE right(name, 1) IN ('0', '2', '4', '6', '8')""",
             org,
         )
-    fast = Rt(
-        rt.app_pool, rt.owner_pool, rt.settings.model_copy(update={"broadcast_batch_size": 15}), rt.orgs
-    )
+    fast = rt.batches(15)
     await approved_template(app_pool, org, "hello", category="UTILITY", params=0)
     async with tenant_tx(app_pool, org) as conn:  # the template's 150 users outside the window fit the limit
         await conn.execute("UPDATE organizations SET settings = settings || '{\"messaging_limit\": 2000}'")
@@ -475,9 +477,7 @@ async def test_only_an_approved_template_within_the_messaging_limit_starts_and_a
             "UPDATE message_templates SET status = 'PAUSED', status_reason = 'low quality' WHERE name = 'promo'"
         )
         assert (await control(conn, org, crossing["id"], "resume"))["status"] == "scheduled"
-    small = Rt(
-        rt.app_pool, rt.owner_pool, rt.settings.model_copy(update={"broadcast_batch_size": 1}), rt.orgs
-    )
+    small = rt.batches(1)
     await scheduler.tick(small)  # type: ignore[arg-type]
     held = await show(app_pool, org, crossing["id"])
     assert held["status"] == "blocked" and "is PAUSED: low quality" in held["status_reason"]
@@ -492,3 +492,167 @@ async def test_only_an_approved_template_within_the_messaging_limit_starts_and_a
     paused = await show(app_pool, org, crossing["id"])
     assert (paused["status"], paused["queued"]) == ("paused", 1)
     assert "is DISABLED" in paused["status_reason"]
+
+
+async def test_failed_sends_are_refunded_once_whatever_reports_the_failure_and_however_often(
+    rt: Rt,
+    make_org,  # type: ignore[no-untyped-def]
+    app_pool: asyncpg.Pool,
+) -> None:
+    """A recipient's send that fails for good (the sender's permanent error, a 'failed' status webhook, both,
+    redelivered, concurrently, while another batch debits and after the release) gives its tokens back once:
+    one 'refund' ledger row per failed recipient, the wallet credited, show counting them."""
+    from engine.inbound import advance_status
+
+    org, _ = await make_org("Refunds", tokens=100)
+    for _ in range(6):
+        await add_contact(app_pool, org)
+    small = rt.batches(3)
+    broadcast_id = await new_broadcast(app_pool, org, text="Hello")
+    await scheduler.start_due(small, datetime.now(UTC))  # type: ignore[arg-type]
+    assert await scheduler.batch_once(small, org, broadcast_id, datetime.now(UTC)) == 3  # type: ignore[arg-type]
+    async with tenant_tx(app_pool, org) as conn:
+        first = [
+            r["message_id"]
+            for r in await conn.fetch(
+                """SELECT message_id FROM broadcast_recipients WHERE broadcast_id = $1 AND status = 'queued'
+                   ORDER BY position""",
+                broadcast_id,
+            )
+        ]
+    a, b, c = first
+    for accepted in (b, c):  # WhatsApp accepted these two; a is refused by the sender's request
+        await app_pool.execute("SELECT record_reply_sent($1, $2, $3)", org, accepted, f"wamid.{accepted}")
+
+    async def sender_error(message_id: UUID) -> None:
+        async with tenant_tx(app_pool, org) as conn:
+            await advance_status(conn, message_id, "failed", error_code=131026, error_title="undeliverable")
+
+    def failed(message_id: UUID) -> dict[str, Any]:
+        errors = [{"code": 131026, "title": "Message undeliverable"}]
+        return {
+            "payload": {
+                "id": f"wamid.{message_id}",
+                "status": "failed",
+                "timestamp": "1700000000",
+                "errors": errors,
+            }
+        }
+
+    await asyncio.gather(
+        scheduler.batch_once(small, org, broadcast_id, datetime.now(UTC)),  # type: ignore[arg-type]
+        sender_error(a),
+        sender_error(a),  # the job run again
+        *(apply_status(app_pool, org, failed(b)) for _ in range(4)),  # type: ignore[arg-type]
+        sender_error(c),
+        apply_status(app_pool, org, failed(c)),  # type: ignore[arg-type]
+    )
+    out = await run_until_done(small, org, broadcast_id)
+    assert (out["status"], out["queued"], out["tokens_released"]) == ("completed", 6, 0)
+    await release_in_flight(app_pool, org, broadcast_id)
+    async with tenant_tx(app_pool, org) as conn:
+        d = await conn.fetchval(
+            """SELECT r.message_id FROM broadcast_recipients r WHERE r.broadcast_id = $1 AND r.status = 'sent'
+               ORDER BY r.position LIMIT 1""",
+            broadcast_id,
+        )
+    for _ in range(2):  # a failure reported after the broadcast completed (and released) is refunded too
+        await apply_status(app_pool, org, failed(d))  # type: ignore[arg-type]
+
+    out = await show(app_pool, org, broadcast_id)
+    assert (out["failed"], out["refunded"], out["tokens_refunded"]) == (4, 4, 4)
+    assert out["failed_by_code"] == {"131026": 4}
+    assert (out["tokens_reserved"], out["tokens_spent"], out["tokens_released"]) == (6, 6, 0)
+    async with tenant_tx(app_pool, org) as conn:
+        refunds = await conn.fetch(
+            """SELECT reference_id, amount, balance_before, balance_after FROM token_transactions
+               WHERE type = 'refund' ORDER BY created_at"""
+        )
+    assert sorted(r["reference_id"] for r in refunds) == sorted([a, b, c, d])
+    assert {r["amount"] for r in refunds} == {1}
+    assert all(r["balance_after"] == r["balance_before"] + 1 for r in refunds)
+    rows, balance, reserved = await ledger(app_pool, org)
+    assert sorted(rows) == sorted([("reserve", -6)] + [("debit", -1)] * 6 + [("refund", 1)] * 4)
+    assert (balance, reserved) == (100 - 6 + 4, 0)
+
+
+async def test_media_inside_the_window_with_its_caption_and_the_template_outside_it(
+    rt: Rt,
+    make_org,  # type: ignore[no-untyped-def]
+    app_pool: asyncpg.Pool,
+) -> None:
+    org, _ = await make_org("Media", tokens=100)
+    inside = await add_contact(app_pool, org)
+    outside = await add_contact(app_pool, org, window=False, name="Otieno Odhiambo")
+    await approved_template(app_pool, org, "poster_out")
+    image = await new_broadcast(
+        app_pool,
+        org,
+        text="Tonight, {{name}}!",
+        media_url="https://cdn.example.org/shows/poster.JPG",  # an image by its extension
+        template_name="poster_out",
+        template_language="en",
+        template_params=["{{name}}"],
+    )
+    document = await new_broadcast(
+        app_pool, org, media_url="https://cdn.example.org/programme%20notes.pdf", media_type="document"
+    )
+    by_id = await new_broadcast(
+        app_pool, org, text="From the upload", media_url="1234567890", media_type="video"
+    )
+    for broadcast_id in (image, document, by_id):
+        await run_until_done(rt, org, broadcast_id)
+    async with tenant_tx(app_pool, org) as conn:
+        rows = await conn.fetch(
+            """SELECT b.id AS broadcast_id, b.message_type, c.phone, r.kind, r.tokens, r.skip_reason, m.type,
+                      m.content, m.payload
+               FROM broadcast_recipients r JOIN broadcasts b ON b.id = r.broadcast_id
+               JOIN contacts c ON c.id = r.contact_id LEFT JOIN messages m ON m.id = r.message_id"""
+        )
+    got = {(r["broadcast_id"], r["phone"]): r for r in rows}
+    sent = got[image, inside[1]]
+    assert (sent["message_type"], sent["type"], sent["kind"], sent["tokens"]) == (
+        "image_or_template",
+        "image",
+        "text",
+        1,
+    )
+    assert sent["payload"]["request"]["image"] == {
+        "link": "https://cdn.example.org/shows/poster.JPG",
+        "caption": "Tonight, Wanjiku!",
+    }
+    assert sent["content"] == "[image https://cdn.example.org/shows/poster.JPG] Tonight, Wanjiku!"
+    templated = got[image, outside[1]]
+    assert (templated["type"], templated["kind"], templated["tokens"]) == ("template", "template", 3)
+    pdf = got[document, inside[1]]
+    assert pdf["payload"]["request"]["document"] == {
+        "link": "https://cdn.example.org/programme%20notes.pdf",
+        "filename": "programme notes.pdf",
+    }
+    assert got[document, outside[1]]["skip_reason"] == "outside_window"  # media is free-form: the window only
+    assert got[by_id, inside[1]]["payload"]["request"]["video"] == {
+        "id": "1234567890",
+        "caption": "From the upload",
+    }
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"media_url": "http://cdn.example.org/a.jpg"}, "is neither an https:// URL"),
+        ({"media_url": "ftp://cdn.example.org/a.jpg", "media_type": "image"}, "is neither an https:// URL"),
+        ({"media_url": "https:///a.jpg"}, "is neither an https:// URL"),
+        ({"media_url": "https://cdn.example.org/a file.jpg"}, "is neither an https:// URL"),
+        ({"media_url": "media-42", "media_type": "video"}, "nor an uploaded media id"),
+        ({"media_url": "https://cdn.example.org/page"}, "say whether it is an image, a video or a document"),
+        ({"media_url": "https://cdn.example.org/a.mp3", "media_type": "audio"}, "media type 'audio'"),
+        ({"media_type": "image"}, "--image needs its URL or media id"),
+        (
+            {"media_url": "https://x.org/a.png", "text": "x" * 1025},
+            "a caption (the --text of a media broadcast)",
+        ),
+    ],
+)
+def test_media_is_an_https_link_or_an_uploaded_id(fields: dict[str, Any], error: str) -> None:
+    with pytest.raises(BroadcastError, match=re.escape(error)):
+        NewBroadcast(**fields).check()

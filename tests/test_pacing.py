@@ -171,7 +171,8 @@ async def test_two_sender_processes_never_exceed_the_numbers_rate(  # type: igno
     before = {r["pid"]: r["processed"] for r in await live_senders(owner_pool)}
     lanes: list[Lane] = ["bulk" if i % 4 else "reply" for i in range(count)]
     await queue_sends(app_pool, org, new.phone_number_id, lanes)
-    await stack.whatsapp.wait_for_messages(count, timeout=60)
+    # this number's sends only: a relay also adopts what earlier tests left unrelayed (sent to their numbers)
+    await stack.whatsapp.wait_for_messages(count, timeout=60, phone_number_id=new.phone_number_id)
     times = [m["received_at"] for m in stack.whatsapp.messages(phone_number_id=new.phone_number_id)]
     assert len(times) == count
     assert busiest_second(times) <= limit
@@ -198,7 +199,7 @@ async def test_a_reply_overtakes_a_broadcast_in_progress(full_stack: LocalStack,
     stack, limit = full_stack, 20
     org, new = await make_org("Overtake", settings={"send_rate_per_second": limit})
     bulk = await queue_sends(app_pool, org, new.phone_number_id, ["bulk"] * 200)  # 10 s of sending
-    await stack.whatsapp.wait_for_messages(20, timeout=20)
+    await stack.whatsapp.wait_for_messages(20, timeout=20, phone_number_id=new.phone_number_id)
     user = stack.user(new.phone_number_id, phone())
     said = time.time()
     posted = await user.say("hi")
@@ -211,9 +212,14 @@ async def test_a_reply_overtakes_a_broadcast_in_progress(full_stack: LocalStack,
                 "SELECT extract(epoch FROM relayed_at) FROM outbox WHERE payload->>'to' = $1", user.wa_id
             )
         )
-    sent_by_then = sum(1 for m in stack.whatsapp.messages() if m["received_at"] <= reply_at)
-    # the sends after the reply, in whatever order they come (all of this org's: no other test shares the stack)
-    await stack.whatsapp.wait_for_messages(min(sent_by_then + 20, len(bulk) + 1), timeout=30)
+    mine = new.phone_number_id
+    sent_by_then = sum(
+        1 for m in stack.whatsapp.messages(phone_number_id=mine) if m["received_at"] <= reply_at
+    )
+    # the sends after the reply, in whatever order they come
+    await stack.whatsapp.wait_for_messages(
+        min(sent_by_then + 20, len(bulk) + 1), timeout=30, phone_number_id=mine
+    )
     times = [m["received_at"] for m in stack.whatsapp.messages(phone_number_id=new.phone_number_id)]
     bulk_times = [
         m["received_at"]

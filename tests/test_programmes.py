@@ -63,7 +63,13 @@ def test_the_content_file_checks_programmes_and_reminders_and_names_every_proble
                 "schedule": "daily",
                 "time": "07:00",
                 "keywords": {"subscribe": ["STOP", "news"]},
-                "items": [{"title": "a", "text": "Hi {{nmae}}"}, {"title": "b"}],
+                "items": [
+                    {"title": "a", "text": "Hi {{nmae}}"},
+                    {"title": "b"},
+                    {"title": "c", "text": "Poster", "media_url": "http://cdn.example.org/poster.jpg"},
+                    {"title": "d", "text": "Page", "media_url": "https://cdn.example.org/page"},
+                    {"title": "e", "text": "Notes", "media_url": "https://cdn.example.org/notes.pdf"},
+                ],
             },
             {
                 "key": "news",
@@ -91,6 +97,12 @@ def test_the_content_file_checks_programmes_and_reminders_and_names_every_proble
     assert "programmes[0].time: Value error, time '25:00' is not HH:MM" in errors
     assert "programmes[1].items[0].text: Value error, unknown variable {{nmae}}" in errors
     assert "programmes[1].items[1]: Value error, needs a text, a template, or both" in errors
+    assert (
+        "programmes[1].items[2].media_url: Value error, the link 'http://cdn.example.org/poster.jpg' is neither"
+        in errors
+    )
+    assert "programmes[1].items[3].media_url: Value error, an https link whose file ends in .jpg" in errors
+    assert "items[4]" not in errors
     assert "programmes[2]: Value error, a dates schedule needs dates" in errors
     assert "events[0].reminders[0]: Value error, say when" in errors
     assert "events[0].reminders[1].before: Value error, '1 week' is not a span" in errors

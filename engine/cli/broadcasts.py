@@ -59,7 +59,14 @@ async def _org_of(urls: DatabaseUrls, broadcast: str) -> tuple[UUID, UUID]:
 @app.command("create")
 def create(
     org: str = typer.Option(..., "--org", help="Organisation id or WhatsApp phone_number_id"),
-    text: str | None = typer.Option(None, "--text", help="Free-form text, sent inside the 24-hour window"),
+    text: str | None = typer.Option(
+        None, "--text", help="Free-form text, sent inside the 24-hour window (with media: its caption)"
+    ),
+    image: str | None = typer.Option(None, "--image", help="An image: https URL or uploaded media id"),
+    video: str | None = typer.Option(None, "--video", help="A video: https URL or uploaded media id"),
+    document: str | None = typer.Option(
+        None, "--document", help="A document (PDF...): https URL or uploaded media id"
+    ),
     template: str | None = typer.Option(None, "--template", help="An approved template's name"),
     language: str | None = typer.Option(None, "--language", help="The template's language code"),
     param: list[str] = typer.Option([], "--param", help="A template body parameter (repeat, in order)"),
@@ -78,12 +85,16 @@ def create(
     name: str | None = typer.Option(None, "--name"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Create a broadcast, due now or --at; prints its id. Text and template together: the text inside a
-    contact's 24-hour window, the template outside it."""
+    """Create a broadcast, due now or --at; prints its id. Text (or media, the text its caption) and template
+    together: the free-form message inside a contact's 24-hour window, the template outside it."""
     from engine.broadcast_audience import AudienceError, estimate, normalise
     from engine.broadcasts import BroadcastError, NewBroadcast
     from engine.broadcasts import create as create_broadcast
 
+    media = {k: v for k, v in (("image", image), ("video", video), ("document", document)) if v is not None}
+    if len(media) > 1:
+        raise Refused("one of --image, --video, --document at most")
+    media_type, media_url = next(iter(media.items()), (None, None))
     s = settings()
 
     async def body() -> dict[str, Any]:
@@ -102,6 +113,8 @@ def create(
             new = NewBroadcast(
                 name=name,
                 text=text,
+                media_url=media_url,
+                media_type=media_type,
                 template_name=template,
                 template_language=language,
                 template_params=list(param),
@@ -188,8 +201,8 @@ def show(
     watch: bool = typer.Option(False, "--watch", help="A live progress bar until it ends"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Status, recipients, queued, sent, delivered, read, failed and skipped (with reasons), tokens reserved and
-    spent, estimated finish."""
+    """Status, recipients, queued, sent, delivered, read, failed and skipped (with reasons), tokens reserved,
+    spent, released and refunded (sends that failed for good), estimated finish."""
     s = settings()
     if watch:
         _watch(s, broadcast)

@@ -116,6 +116,10 @@ class Broadcast(BaseModel):
     tokens_reserved: int
     tokens_spent: int
     tokens_released: int
+    tokens_refunded: int = Field(
+        description="Tokens given back for sends that failed for good (one refund each)"
+    )
+    refunded: int = Field(description="Recipients whose failed send was refunded")
     estimated_finish: datetime | None
 
 
@@ -140,6 +144,7 @@ class Recipient(BaseModel):
     skip_reason: str | None
     error_code: int | None
     tokens: int
+    refunded_at: datetime | None
     queued_at: datetime | None
     wa_message_id: str | None
     sent_at: datetime | None
