@@ -79,7 +79,7 @@ class NewBroadcast:
         elif self.media_type is not None:
             raise BroadcastError(f"--{self.media_type} needs its URL or media id")
         if not self.text and not self.template_name and not self.media_url:
-            raise BroadcastError("a broadcast needs --text, --image, --video, --document or --template")
+            raise BroadcastError("a broadcast needs --text or --template (or --image, --video, --document)")
         if self.template_name and not self.template_language:
             raise BroadcastError("a template needs its --language")
         if self.template_category and self.template_category not in CATEGORIES:

@@ -167,7 +167,8 @@ async def test_text_inside_the_window_opt_outs_skipped_and_the_ledger_exact(
     )
     async with tenant_tx(app_pool, org) as conn:  # STOP after the broadcast was created, before it started
         await conn.execute("UPDATE contacts SET opted_in = false WHERE id = $1", stops_before_start[0])
-    assert await scheduler.start_due(rt, datetime.now(UTC)) == 1  # type: ignore[arg-type]
+    assert await scheduler.start_due(rt, datetime.now(UTC)) >= 1  # type: ignore[arg-type]  # (others' too)
+    assert (await show(app_pool, org, broadcast_id))["status"] == "running"
     async with tenant_tx(app_pool, org) as conn:  # STOP after it started, before its batch
         await conn.execute("UPDATE contacts SET opted_in = false WHERE id = $1", stops_after_start[0])
     out = await run_until_done(rt, org, broadcast_id)
