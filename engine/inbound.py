@@ -26,6 +26,7 @@ from engine.broker import inbound_ordering, ordering_of
 from engine.consumer import Park
 from engine.db import tenant_transaction
 from engine.logging import get_logger, masked
+from engine.outbox import jobs_of_event, publish_jobs
 from engine.pg_text import storable
 from engine.runtime import Runtime
 from engine.templates import TEMPLATE_FIELDS, apply_template_webhook
@@ -109,30 +110,39 @@ async def _dispatch(rt: Runtime, kind: str, body: dict[str, Any]) -> str:
 async def _take_effect(
     rt: Runtime, org: Org, source: str, kind: str, body: dict[str, Any], exact_wallet: bool
 ) -> str:
+    event_key = f"{source}:{body['external_id']}"
     async with rt.app_pool.acquire() as conn, tenant_transaction(conn, org.id):
         arrival = await arrive(conn, org.id, source, kind, body)
         if arrival is None:
-            metrics.duplicates.labels(source).inc()
-            return "duplicate"
-        if arrival.contact is None or arrival.conversation is None:
+            again = await jobs_of_event(conn, org.id, event_key)
+        elif arrival.contact is None or arrival.conversation is None:
             log.warning("event for an unknown contact")
             return "ignored"
-        turn = Turn(
-            conn=conn,
-            org=org,
-            contact=arrival.contact,
-            conversation=arrival.conversation,
-            now=arrival.now,
-            trigger=kind,
-            initial_version=arrival.conversation.state.version,
-            runtime=rt,
-            wallet_headroom=None if exact_wallet else arrival.headroom,
-        )
-        if kind == "message":
-            await store_inbound(turn, body)
-            await turn.begin()  # the message stays stored whatever happens to the turn's effects
-        await handlers.route(kind, turn, body)
-        await turn.finish()
+        else:
+            turn = Turn(
+                conn=conn,
+                org=org,
+                contact=arrival.contact,
+                conversation=arrival.conversation,
+                now=arrival.now,
+                trigger=kind,
+                initial_version=arrival.conversation.state.version,
+                runtime=rt,
+                wallet_headroom=None if exact_wallet else arrival.headroom,
+                event_key=event_key,
+            )
+            if kind == "message":
+                await store_inbound(turn, body)
+                await turn.begin()  # the message stays stored whatever happens to the turn's effects
+            await handlers.route(kind, turn, body)
+            await turn.finish()
+    if arrival is None:  # taken before: what it wrote and is not sent yet goes out again (sql/071)
+        metrics.duplicates.labels(source).inc()
+        await publish_jobs(rt, again)
+        return "duplicate"
+    # Committed: the replies to the sender's queue before the ack (one hop less than through the relay); a crash
+    # before the broker confirmed them brings the event back, and the line above publishes them again.
+    await publish_jobs(rt, turn.published)
     for work in turn.after_commit:  # only what committed: a crash before here leaves it to its timer
         await work()
     return "processed"

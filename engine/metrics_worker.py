@@ -30,6 +30,10 @@ wallet_paused = Counter(
 )
 wallet_low_balance = Gauge("chatnation_wallet_below_threshold", "Wallets below their low-balance threshold")
 relayed = Counter("chatnation_relay_published_total", "Outbox rows published to the outbound queue")
+published_by_writer = Counter(
+    "chatnation_replies_published_total",
+    "Replies published to the outbound queue by the inbound worker that wrote them, after its commit",
+)
 sends = Counter(
     "chatnation_sender_results_total", "WhatsApp send results by outcome and error code", ["outcome", "code"]
 )

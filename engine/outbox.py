@@ -6,6 +6,10 @@ own deployment's rows (sql/070), adopting any written without a deployment; anot
 same database takes the others. It polls the partial index of unrelayed rows every few milliseconds, replies
 first, then a batch of bulk rows (broadcasts, programmes, reminders).
 A crash between publishing and marking re-publishes; the sender drops a reply that WhatsApp already accepted.
+
+A conversation's replies do not come this way (issue 16, sql/071): the inbound worker that wrote them publishes
+them after its commit and before its ack (``publish_jobs``), one broker hop and one poll less per reply; their rows
+are written already marked, and the event's redelivery publishes them again (``jobs_of_event``).
 """
 
 from __future__ import annotations
@@ -106,6 +110,37 @@ async def relay_batch(rt: Runtime, conn: asyncpg.Connection, lane: str = "reply"
     )
     metrics.relayed.inc(len(rows))
     return len(rows)
+
+
+async def publish_jobs(rt: Runtime, jobs: list[dict[str, Any]]) -> None:
+    """Send jobs of one contact's event to the outbound queue, in order, each confirmed before the next (what the
+    relay does with a shard's rows). Raises when the broker does not confirm: the event is then not acked, and
+    its retry or redelivery publishes them again (``jobs_of_event``)."""
+    for job in jobs:
+        await rt.publisher.publish(
+            rt.topology.outbound_exchange,
+            rt.topology.outbound_route(job["contact_key"]),
+            job,
+            message_id=job["message_id"],
+            headers=ordering_headers(*outbound_ordering(job)),
+        )
+    if jobs:
+        metrics.published_by_writer.inc(len(jobs))
+
+
+async def jobs_of_event(conn: asyncpg.Connection, org_id: Any, event_key: str) -> list[dict[str, Any]]:
+    """The send jobs an event already wrote that are not sent yet (in the tenant's transaction): an event that
+    comes back (a redelivery after a crash or a lost broker, or its in-place retry) publishes them again, in
+    order. A gateway duplicate of an answered message finds them sent and publishes nothing."""
+    rows = await conn.fetch(
+        """SELECT o.payload FROM outbox o JOIN messages m ON m.id = o.message_id
+           WHERE o.organization_id = $1 AND o.event_key = $2
+             AND m.wa_message_id IS NULL AND m.wa_status IS DISTINCT FROM 'failed'
+           ORDER BY o.id""",
+        org_id,
+        event_key,
+    )
+    return [r["payload"] if isinstance(r["payload"], dict) else json.loads(r["payload"]) for r in rows]
 
 
 async def _park(rt: Runtime, row_id: int, payload: Any) -> None:

@@ -28,12 +28,16 @@ async def write_outbound(
     loop_guard: bool = True,
     lane: Lane = "reply",
     broadcast_id: UUID | None = None,
+    event_key: str | None = None,
 ) -> UUID | None:
     """The message's id, or None when it was not written: with ``loop_guard``, the contact already got the same
     text LOOP_LIMIT times within LOOP_WINDOW (a bot answering our bot).
 
     ``lane``: "reply" for an answer to someone who is chatting, "bulk" for what the engine sends first
-    (broadcasts, programmes, reminders); the sender serves replies first within the number's throughput."""
+    (broadcasts, programmes, reminders); the sender serves replies first within the number's throughput.
+
+    ``event_key``: the writer publishes the row itself after its commit (the inbound worker, sql/071): the row is
+    written as relayed, with the key of the event that wrote it (published again when that event comes back)."""
     if lane not in LANES:
         raise ValueError(f"lane must be one of {', '.join(LANES)}, not {lane!r}")
     message_id = uuid4()  # chosen here, so that the send job can carry it in the same statement
@@ -46,8 +50,8 @@ async def write_outbound(
                WHERE NOT $12 OR (SELECT count(*) FROM messages WHERE contact_id = $4 AND direction = 'outbound'
                                  AND content = $6 AND created_at > $10) < $11
                RETURNING id)
-           INSERT INTO outbox (organization_id, message_id, contact_id, payload, lane)
-           SELECT $2, id, $4, $7, $13 FROM m RETURNING true""",
+           INSERT INTO outbox (organization_id, message_id, contact_id, payload, lane, event_key, relayed_at)
+           SELECT $2, id, $4, $7, $13, $15::text, CASE WHEN $15::text IS NOT NULL THEN now() END FROM m RETURNING true""",
         message_id,
         organization_id,
         conversation_id,
@@ -62,5 +66,6 @@ async def write_outbound(
         loop_guard,
         lane,
         broadcast_id,
+        event_key,
     )
     return message_id if written else None

@@ -91,6 +91,10 @@ class Turn:
     # A contact's message: where its effects begin (a savepoint after the message was stored), and what the
     # turn started from, so that a turn whose replies cannot be paid is undone (``begin``, ``finish``).
     _start: tuple[Contact, State] | None = field(default=None, repr=False)
+    # The inbound worker publishes the turn's replies itself once it committed (sql/071): ``event_key`` marks
+    # the outbox rows as the event's, and ``published`` holds their send jobs, in order, for after the commit.
+    event_key: str | None = None
+    published: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def language(self) -> str:
@@ -145,6 +149,7 @@ class Turn:
         contact, state = self._start
         self.contact, self.conversation.state = contact, state
         self.replies, self.new_timers, self.charges, self.after_commit, self.loaded = [], [], [], [], {}
+        self.published = []
         pause = await wallet_pause.record(
             self.conn, self.org.id, not_sent=not_sent, unanswered=1, now=self.now
         )
@@ -229,16 +234,20 @@ class Turn:
 
     async def _write_reply(self, reply: Reply, price: int) -> bool:
         """The reply and its outbox row, unless it would be a bot loop (engine/replies.py)."""
+        job = self._send_job(reply)
         written = await write_outbound(
             self.conn,
             organization_id=self.org.id,
             conversation_id=self.conversation.id,
             contact_id=self.contact.id,
-            job=self._send_job(reply),
+            job=job,
             content=reply_text(reply),
             price=price,
             now=self.now,
+            event_key=self.event_key,
         )
+        if written is not None and self.event_key is not None:
+            self.published.append({**job, "message_id": str(written), "lane": "reply"})
         return written is not None
 
     async def _charge(self, charge: Charge, keep: int) -> None:

@@ -96,6 +96,37 @@ async def test_one_webhook_one_reply_one_ledger_row(stack: LocalStack, make_org,
     assert out["wa_message_id"] == sent[0]["wamid"] and out["wa_status"] == "sent"
 
 
+async def test_a_reply_the_broker_did_not_confirm_after_commit_is_published_again_once(  # type: ignore[no-untyped-def]
+    stack: LocalStack, make_org, app_pool, monkeypatch
+) -> None:
+    """The inbound worker publishes its replies itself after the commit (issue 16, sql/071): when the broker does
+    not confirm them, the event is not acked; its retry is a duplicate that publishes the unsent replies again,
+    so the contact gets the reply once and is charged once; no row waits for the relay."""
+    import engine.inbound
+
+    real = engine.inbound.publish_jobs
+    failed: list[object] = []
+
+    async def flaky(rt, jobs):  # type: ignore[no-untyped-def]
+        if jobs and not failed:
+            failed.append(jobs)
+            raise ConnectionResetError("broker gone between the commit and the confirm")
+        await real(rt, jobs)
+
+    monkeypatch.setattr(engine.inbound, "publish_jobs", flaky)
+    org, new = await make_org("Direct", tokens=100)
+    user = stack.user(new.phone_number_id, phone())
+    assert (await user.say("hi")).response.status_code == 200
+    await stack.whatsapp.wait_for_messages(1, to=user.wa_id, timeout=15)
+    await asyncio.sleep(1.0)  # nothing more arrives
+    assert failed and len(stack.whatsapp.messages(to=user.wa_id)) == 1
+    c = await counts(app_pool, org)
+    assert (c["inbound"], c["outbound"], c["debits"], c["balance"]) == (1, 1, 1, 99)
+    async with tenant_tx(app_pool, org) as conn:
+        row = await conn.fetchrow("SELECT event_key, relayed_at FROM outbox")
+    assert row["event_key"].startswith("wa_message:") and row["relayed_at"] is not None
+
+
 async def test_same_webhook_three_times_one_reply_one_debit(stack: LocalStack, make_org, app_pool) -> None:  # type: ignore[no-untyped-def]
     org, new = await make_org("Dup", tokens=100)
     wa_id = phone()
