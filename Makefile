@@ -8,12 +8,13 @@ STAMP := $(VENV)/.installed
 LOCK := requirements-dev.lock
 COMPILE := $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --quiet
 
-.PHONY: demo test test-fast lint faults compat bench broker fonts db-stop clean help lock lock-upgrade
+.PHONY: demo test test-fast lint faults scale-test compat bench broker fonts db-stop clean help lock lock-upgrade
 
 help:
 	@echo "make demo    - the main job on the embedded defaults (PostgreSQL, RabbitMQ, simulators)"
 	@echo "make test    - lint + the whole test suite (real PostgreSQL and RabbitMQ)"
 	@echo "make faults  - the long fault-injection suite"
+	@echo "make scale-test - a 3-node RabbitMQ cluster, workers on 3 hosts, nodes and hosts lost under load"
 	@echo "make compat  - the broker-facing tests against RabbitMQ 4.0 and 4.3 (compose.yaml's), as root"
 	@echo "make bench   - benchmarks (prints tables, writes bench/results/)"
 	@echo "make lock    - refresh the lock files after a change of dependencies in pyproject.toml"
@@ -57,6 +58,11 @@ test: $(STAMP) broker fonts lint
 
 faults: $(STAMP) broker
 	$(BIN)/python -m pytest -q tests/faults -m slow
+
+# Private RabbitMQ nodes clustered on loopback (tests/faults/cluster.py), the scenarios of tests/faults/scale.py;
+# prints the table and writes bench/results/scale.json (about 10 minutes).
+scale-test: $(STAMP)
+	$(BIN)/python -m tests.faults.scale --nodes 3
 
 # The broker-facing tests (parking above all) against RabbitMQ 4.0 and 4.3, each run from a chroot of a later
 # Debian release (scripts/rabbitmq_compat.sh: root; about 2 minutes per version the first time, then ~1 minute

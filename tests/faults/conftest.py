@@ -24,11 +24,7 @@ OUTCOMES: list[dict[str, Any]] = []
 
 @pytest.fixture(scope="session")
 async def fault_stack() -> AsyncIterator[Any]:
-    from engine.db import create_pool, with_user
-    from engine.local_stack import LocalStack
-    from engine.migrate import migrate
-    from engine.settings import Settings
-    from tests.faults.harness import ROLES, FaultStack, Workers
+    from tests.faults.harness import ROLES, FaultStack, Workers, start_engine
 
     if rabbit_scripts() is None:
         pytest.skip("rabbitmq-server is not installed: the fault suite needs a private RabbitMQ node")
@@ -47,29 +43,9 @@ async def fault_stack() -> AsyncIterator[Any]:
         cleanup.callback(rabbit.destroy)
         rabbit.start()
         db_url = await create_database(pg.uri("postgres"), "faults")
-        settings = Settings(
-            database_url=db_url,
-            rabbitmq_url=rabbit.url,
-            broker_prefix=f"faults{tag}",
-            environment="test",
-            log_level="warning",
-            shutdown_grace_seconds=5,
+        settings, local, app_pool, owner_pool, env = await start_engine(
+            cleanup, db_url, rabbit.url, f"faults{tag}"
         )
-        await migrate(db_url, settings.app_db_role, settings.app_db_password)
-        app_pool = await create_pool(
-            with_user(db_url, settings.app_db_role, settings.app_db_password), max_size=5
-        )
-        cleanup.push_async_callback(app_pool.close)
-        owner_pool = await create_pool(db_url, max_size=5)
-        cleanup.push_async_callback(owner_pool.close)
-        local = await LocalStack(settings, roles=()).start(in_process_workers=False)
-        cleanup.push_async_callback(local.stop)
-        env = {
-            **local.worker_env(),
-            "RABBITMQ_URL": rabbit.url,
-            "DATABASE_URL": db_url,
-            "SHUTDOWN_GRACE_SECONDS": "5",
-        }
         workers = Workers(env, base)
         cleanup.callback(workers.stop_all)
         for name in ROLES:

@@ -5,6 +5,8 @@ checks run once the load has drained. Each scenario ends in an ``Outcome``: one 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import random
 import signal
 import subprocess
@@ -105,6 +107,42 @@ class FaultStack:
     def reset(self) -> None:
         self.local.whatsapp.faults.clear()
         self.local.whatsapp.report_statuses(None, ())
+
+
+async def start_engine(
+    cleanup: contextlib.AsyncExitStack, db_url: str, brokers: str, prefix: str, **extra: Any
+) -> tuple[Settings, LocalStack, asyncpg.Pool, asyncpg.Pool, dict[str, str]]:
+    """The schema migrated, the pools, the gateway and simulators in this process (LocalStack) and the workers'
+    environment, for a database and broker addresses (a comma-separated list for a cluster); all closed by
+    ``cleanup``. Returns (settings, local, app pool, owner pool, worker env)."""
+    from engine.db import create_pool, with_user
+    from engine.migrate import migrate
+
+    settings = Settings(
+        database_url=db_url,
+        rabbitmq_url=brokers,
+        broker_prefix=prefix,
+        environment="test",
+        log_level="warning",
+        shutdown_grace_seconds=5,
+        **extra,
+    )
+    await migrate(db_url, settings.app_db_role, settings.app_db_password)
+    app_pool = await create_pool(
+        with_user(db_url, settings.app_db_role, settings.app_db_password), max_size=5
+    )
+    cleanup.push_async_callback(app_pool.close)
+    owner_pool = await create_pool(db_url, max_size=5)
+    cleanup.push_async_callback(owner_pool.close)
+    local = await LocalStack(settings, roles=()).start(in_process_workers=False)
+    cleanup.push_async_callback(local.stop)
+    env = {
+        **local.worker_env(),
+        "RABBITMQ_URL": brokers,
+        "DATABASE_URL": db_url,
+        "SHUTDOWN_GRACE_SECONDS": "5",
+    }
+    return settings, local, app_pool, owner_pool, env
 
 
 # ---------------------------------------------------------------- the load
@@ -258,11 +296,20 @@ class Scenario:
     poison_share: float = 0.0
     refused: int = 0
     allowed_duplicates: Callable[[FaultStack], int] = lambda stack: 0
+    # more measures once the checks ran (the cluster scenarios': order, throughput during the fault)
+    after: Callable[[FaultStack, Load, dict[str, Any]], Coroutine[Any, Any, None]] | None = None
+    org_settings: dict[str, Any] | None = None  # merged into the first organisation's settings
 
 
 async def run_scenario(stack: FaultStack, name: str, scenario: Scenario, size: Size) -> dict[str, Any]:
     tag = new_tag()
     orgs = await create_bench_orgs(stack.app_pool, 2, tag, tokens=1_000_000)
+    if scenario.org_settings:
+        await stack.owner_pool.execute(
+            "UPDATE organizations SET settings = coalesce(settings, '{}') || $2::text::jsonb WHERE id = $1",
+            orgs[0].id,
+            json.dumps(scenario.org_settings),
+        )
     rng = random.Random(tag)
     load = Load(
         orgs,
@@ -294,6 +341,8 @@ async def run_scenario(stack: FaultStack, name: str, scenario: Scenario, size: S
 
     outcome = await check(stack, load, name, size.name, started, fault_end)
     outcome["allowed_duplicates"] = scenario.allowed_duplicates(stack)
+    if scenario.after is not None:
+        await scenario.after(stack, load, outcome)
     return outcome
 
 

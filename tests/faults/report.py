@@ -31,14 +31,14 @@ def _cell(outcome: dict[str, Any], key: str) -> str:
     return "-" if value is None else str(value)
 
 
-def table(outcomes: list[dict[str, Any]]) -> str:
-    head = " ".join(f"{title:<{w}}" if i == 0 else f"{title:>{w}}" for i, (_, title, w) in enumerate(COLUMNS))
+def table(outcomes: list[dict[str, Any]], columns: list[tuple[str, str, int]] = COLUMNS) -> str:
+    head = " ".join(f"{title:<{w}}" if i == 0 else f"{title:>{w}}" for i, (_, title, w) in enumerate(columns))
     lines = [head, "-" * len(head)]
     for o in outcomes:
         lines.append(
             " ".join(
                 f"{_cell(o, k):<{w}}" if i == 0 else f"{_cell(o, k):>{w}}"
-                for i, (k, _, w) in enumerate(COLUMNS)
+                for i, (k, _, w) in enumerate(columns)
             )
         )
         lines += [f"    ! {p}" for p in o["problems"]]
