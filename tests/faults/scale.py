@@ -54,7 +54,7 @@ HOST_ROLES = {
     "host-b": ("inbound", "sender", "relay"),  # one relay is active (advisory lock), the other waits
     "host-c": ("inbound", "sender"),
 }
-SCALE = Size("scale", 6000, 40.0, 0.5, 600, 60)
+SCALE = Size("scale", 3000, 25.0, 0.5, 600, 60)
 SHORT = Size("short", 1200, 12.0, 0.3, 240, 45)
 PACED_RATE = 20  # the paced number's throughput, messages/s
 PACED = "one number paced, 3 sender hosts"  # always the short load: its replies drain at PACED_RATE
