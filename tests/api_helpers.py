@@ -147,8 +147,10 @@ async def make_tenant(
 async def api_client(
     settings: Settings, pool: asyncpg.Pool, **overrides: Any
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """A client on a fresh app (its own limiters) in this process, on the application role's pool."""
+    """A client on a fresh app (its own limiters) in this process, on the application role's pool, from an
+    address of its own (refused keys are counted per address in the database, across apps: sql/039)."""
     app = create_app(settings.model_copy(update=overrides), pool=pool)
-    transport = httpx.ASGITransport(app=app)
+    n = uuid.uuid4().int
+    transport = httpx.ASGITransport(app=app, client=(f"198.51.{n % 250}.{(n >> 8) % 250 + 1}", 123))
     async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
         yield client

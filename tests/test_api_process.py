@@ -9,7 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -25,9 +27,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def api_process(test_env) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """`chatnation api` on a free port; its base URL."""
+@contextmanager
+def running_api(**env_extra: str) -> Iterator[str]:
+    """`chatnation api` on a free port, as long as the block runs; its base URL."""
     port = free_port()
     env = {
         **os.environ,
@@ -36,6 +38,7 @@ def api_process(test_env) -> Iterator[str]:  # type: ignore[no-untyped-def]
         "API_PORT": str(port),
         "API_RATE_PER_MINUTE": "100000",
         "API_RATE_BURST": "10000",
+        **env_extra,
     }
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "api"], env=env, cwd=PROJECT_ROOT)
     base = f"http://127.0.0.1:{port}"
@@ -54,6 +57,12 @@ def api_process(test_env) -> Iterator[str]:  # type: ignore[no-untyped-def]
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def api_process(test_env) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    with running_api() as base:
+        yield base
 
 
 async def test_keys_cli_and_the_api_process(make_org, owner_pool, api_process) -> None:  # type: ignore[no-untyped-def]
@@ -164,3 +173,28 @@ def test_api_against_its_openapi_document(api_process, api_key) -> None:  # type
             case.call_and_validate(headers={"Authorization": f"Bearer {api_key}"}, checks=chosen)
 
         run()
+
+
+def test_refused_keys_are_counted_across_api_processes(api_key) -> None:  # type: ignore[no-untyped-def]
+    """Two API processes behind one balancer (which forwards the client's address): refused keys sent to
+    either count against one limit (sql/039), so the address is stopped at the limit, not at twice it; another
+    address is not."""
+    limit = 4
+    with (
+        running_api(API_AUTH_FAILURES_PER_MINUTE=str(limit)) as a,
+        running_api(API_AUTH_FAILURES_PER_MINUTE=str(limit)) as b,
+    ):
+        address = f"198.18.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250 + 1}"
+        forwarded = {"X-Forwarded-For": address}
+        good = {"Authorization": f"Bearer {api_key}", **forwarded}
+        assert httpx.get(f"{a}/v1/wallet", headers=good).status_code == 200
+        for base in (a, b, a, b):  # two refusals in each process
+            bad = {"Authorization": f"Bearer cn_live_{uuid.uuid4().hex}", **forwarded}
+            assert httpx.get(f"{base}/v1/wallet", headers=bad).status_code == 401
+        for base in (a, b):
+            blocked = httpx.get(f"{base}/v1/wallet", headers=good)
+            assert blocked.status_code == 429, blocked.text
+            assert blocked.json()["type"].endswith("too-many-failures")
+            assert 1 <= int(blocked.headers["retry-after"]) <= 60
+        elsewhere = {"Authorization": f"Bearer {api_key}", "X-Forwarded-For": "198.19.0.1"}
+        assert httpx.get(f"{b}/v1/wallet", headers=elsewhere).status_code == 200

@@ -7,6 +7,7 @@ allow-list below. Every SECURITY DEFINER function found in the catalogue is chec
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -30,6 +31,8 @@ SEQUENCE_RIGHTS = {"USAGE"}
 # The SECURITY DEFINER functions the application role may run (and nobody else: PUBLIC may not).
 APP_DEFINER_FUNCTIONS = {
     "api_key_use(text)",  # the REST API's key by its hash (sql/035, issue 17)
+    "api_auth_blocked_for(text,integer,double precision)",  # refused keys per address, all API processes (039)
+    "api_auth_failed(text,double precision)",
     "org_by_phone_number_id(text)",
     "orgs_by_business_account_id(text)",
     "payment_route(text)",
@@ -40,6 +43,9 @@ DEFINER_OWNER_COLUMNS = {
     "payment_requests": {"id", "organization_id", "contact_id", "checkout_request_id"},
     "api_keys": {"id", "organization_id", "key_hash", "scopes", "expires_at", "revoked_at"},
 }
+# The tables the definer owner may write, with exactly these rights: no tenant's data in them (no
+# organization_id, no row-level security) and no right of the application role's (sql/039).
+DEFINER_OWNER_TABLES = {"api_auth_failures": {"SELECT", "INSERT", "DELETE"}}
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 
 
@@ -165,9 +171,21 @@ async def test_the_definer_owner_holds_only_the_columns_it_reads(owner_pool: asy
         DEFINER_OWNER,
         await _table_privileges(owner_pool),
     )
-    held = {r["relname"]: set(r["columns"]) for r in rows if r["columns"]}
+    held = {
+        r["relname"]: set(r["columns"])
+        for r in rows
+        if r["columns"] and r["relname"] not in DEFINER_OWNER_TABLES
+    }
     assert held == DEFINER_OWNER_COLUMNS
-    assert not [r["relname"] for r in rows if r["rights"]], "the definer owner holds table rights"
+    rights = {r["relname"]: set(r["rights"]) for r in rows if r["rights"]}
+    assert rights == DEFINER_OWNER_TABLES, "the definer owner holds table rights outside DEFINER_OWNER_TABLES"
+    for table in DEFINER_OWNER_TABLES:
+        assert not await owner_pool.fetchval(
+            """SELECT relrowsecurity OR EXISTS (SELECT FROM pg_attribute WHERE attrelid = c.oid
+                                                AND attname = 'organization_id')
+               FROM pg_class c WHERE oid = $1::regclass""",
+            table,
+        ), f"{table} holds tenant data: the definer owner may not write it"
     for table, columns in DEFINER_OWNER_COLUMNS.items():
         for column in columns:  # read only
             assert not await owner_pool.fetchval(
@@ -492,3 +510,25 @@ async def test_a_heartbeat_cannot_be_dated_in_the_future_and_every_one_expires(
     finally:
         await conn.execute("DELETE FROM worker_heartbeats WHERE role = $1", role)
         await conn.close()
+
+
+async def test_refused_keys_are_counted_only_through_the_definer_functions(
+    app_conn: asyncpg.Connection, owner_pool: asyncpg.Pool
+) -> None:
+    """sql/039: the application role records and reads refusals per address through the two functions only;
+    the table keeps a hash of the address, never the address."""
+    address = f"192.0.2.{uuid.uuid4().int % 250 + 1}"
+    for sql in ("SELECT * FROM api_auth_failures", "DELETE FROM api_auth_failures",
+                "INSERT INTO api_auth_failures (client_hash) VALUES ('x')"):  # fmt: skip
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await app_conn.execute(sql)
+    assert await app_conn.fetchval("SELECT api_auth_blocked_for($1, 2, 60)", address) == 0
+    await app_conn.execute("SELECT api_auth_failed($1, 60)", address)
+    assert await app_conn.fetchval("SELECT api_auth_blocked_for($1, 2, 60)", address) == 0
+    await app_conn.execute("SELECT api_auth_failed($1, 60)", address)
+    assert 59 < await app_conn.fetchval("SELECT api_auth_blocked_for($1, 2, 60)", address) <= 60
+    assert await app_conn.fetchval("SELECT api_auth_blocked_for($1, 3, 60)", address) == 0
+    assert await app_conn.fetchval("SELECT api_auth_blocked_for('192.0.2.0', 1, 60)") == 0
+    stored = await owner_pool.fetch("SELECT client_hash FROM api_auth_failures")
+    assert address.encode() not in b"".join(bytes(r["client_hash"]) for r in stored)
+    assert hashlib.sha256(address.encode()).digest() in {bytes(r["client_hash"]) for r in stored}

@@ -1,5 +1,6 @@
 """Who is asking: ``Authorization: Bearer <key>`` → the key's organisation and scopes, rate-limited per key;
-refused authentications are counted per client address and, past a limit, refused before any look-up.
+refused authentications are counted per client address (in PostgreSQL, shared by every API process) and, past
+a limit, refused before any look-up.
 
 Every route names the scope it needs with ``Depends(scope("contacts", "read"))`` and gets a ``Caller`` whose
 ``tx()`` opens the request's transaction as the application role, confined to the key's organisation.
@@ -44,32 +45,27 @@ class TokenBucket:
 
 
 class FailureWindow:
-    """Refused authentications per client address in the last minute."""
+    """Refused authentications per client address in the last ``window`` seconds, counted in PostgreSQL
+    (sql/039: api_auth_failed, api_auth_blocked_for, run as chatnation_definer) so that every API process
+    behind a balancer shares one limit. Only a hash of the address is stored."""
 
     def __init__(self, limit: int, window: float = 60.0) -> None:
         self.limit, self.window = limit, window
-        self._seen: OrderedDict[str, list[float]] = OrderedDict()
 
-    def _recent(self, client: str, now: float) -> list[float]:
-        return [t for t in self._seen.get(client, []) if now - t < self.window]
+    async def blocked_for(self, pool: asyncpg.Pool, client: str) -> float:
+        """Seconds before this client may try again (0: now)."""
+        return float(
+            await pool.fetchval("SELECT api_auth_blocked_for($1, $2, $3)", client, self.limit, self.window)
+        )
 
-    def blocked_for(self, client: str) -> float:
-        now = time.monotonic()
-        recent = self._recent(client, now)
-        return self.window - (now - recent[0]) if len(recent) >= self.limit else 0.0
-
-    def failed(self, client: str) -> None:
-        now = time.monotonic()
-        recent = self._recent(client, now)
-        self._seen.pop(client, None)
-        self._seen[client] = [*recent, now]
-        while len(self._seen) > MAX_TRACKED:
-            self._seen.popitem(last=False)
+    async def failed(self, pool: asyncpg.Pool, client: str) -> None:
+        await pool.execute("SELECT api_auth_failed($1, $2)", client, self.window)
 
 
 @dataclass
 class Guard:
-    """The API process's limiters (per process: documented in docs/api.md)."""
+    """The API process's limiters: the key's rate per process, refused authentications across processes
+    (docs/api.md)."""
 
     per_key: TokenBucket
     failures: FailureWindow
@@ -107,7 +103,7 @@ async def authenticate(request: Request) -> Caller:
     guard: Guard = request.app.state.guard
     assert guard.pool is not None, "the API's pool is opened by its lifespan"
     client = request.client.host if request.client else "unknown"
-    blocked = guard.failures.blocked_for(client)
+    blocked = await guard.failures.blocked_for(guard.pool, client)
     if blocked:
         raise ApiProblem(
             429, "too-many-failures", "too many refused keys from this address", headers=_retry_after(blocked)
@@ -131,7 +127,7 @@ async def authenticate(request: Request) -> Caller:
         elif record.expires_at is not None and record.expires_at <= now:
             reason = "this API key has expired"
     if reason is not None or record is None:
-        guard.failures.failed(client)
+        await guard.failures.failed(guard.pool, client)
         raise _unauthorized(reason or "unknown API key")
     wait = guard.per_key.take(str(record.id))
     if wait:

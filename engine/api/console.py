@@ -297,13 +297,14 @@ async def login(request: Request) -> Response:
         return HTMLResponse(_page("off", "<p>The console is off.</p>"), status_code=404)
     guard: Guard = request.app.state.guard
     client = request.client.host if request.client else "unknown"
-    if guard.failures.blocked_for(client):
+    assert guard.pool is not None, "the API's pool is opened by its lifespan"
+    if await guard.failures.blocked_for(guard.pool, client):
         return _login("Too many wrong keys from this address: wait a minute.", 429)
     form = parse_qs((await request.body())[:4096].decode(errors="replace"))
     given = (form.get("key") or [""])[0]
     key = request.app.state.settings.api_operator_key
     if not hmac.compare_digest(given.encode(), key.encode()):
-        guard.failures.failed(client)
+        await guard.failures.failed(guard.pool, client)
         return _login("That is not the operator key.", 401)
     response = RedirectResponse("/console", status_code=303)
     response.set_cookie(COOKIE, _token(key), httponly=True, samesite="strict", path="/console")
