@@ -42,6 +42,11 @@ class BroadcastError(ValueError):
     """A broadcast that cannot be created or changed as asked; the message says why."""
 
 
+# What stored content that cannot become a broadcast raises from ``create`` (a reminder's or a programme item's
+# row written past the content import's checks): the scheduler marks such a row refused and goes on.
+REFUSED: tuple[type[Exception], ...] = (BroadcastError, asyncpg.DataError)
+
+
 @dataclass
 class NewBroadcast:
     name: str | None = None

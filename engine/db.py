@@ -89,6 +89,19 @@ async def tenant_tx(pool: asyncpg.Pool, organization_id: UUID | str) -> AsyncIte
         yield conn
 
 
+@asynccontextmanager
+async def savepoint(conn: asyncpg.Connection, name: str) -> AsyncIterator[None]:
+    """Inside a tenant transaction (begun by hand, so asyncpg's nested ``transaction()`` refuses): what the block
+    wrote is undone when it raises, and the transaction goes on."""
+    await conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+    except Exception:
+        await conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+        raise
+    await conn.execute(f"RELEASE SAVEPOINT {name}")
+
+
 class TenantSwitchRefused(RuntimeError):
     """A tenant transaction was asked for on a connection already inside a transaction: it would have moved that
     transaction (and what it already did) to another organisation, or committed it half-way."""

@@ -16,8 +16,8 @@ from uuid import UUID
 
 import asyncpg
 
-from engine.broadcasts import NewBroadcast, create
-from engine.db import tenant_tx
+from engine.broadcasts import REFUSED, NewBroadcast, create
+from engine.db import savepoint, tenant_tx
 from engine.logging import get_logger
 from engine.programme_schedule import Schedule, parse_schedule
 from engine.programme_spec import ProgrammeSpec, ReminderSpec
@@ -75,39 +75,59 @@ async def fire_one(conn: asyncpg.Connection, org_id: UUID, program_id: UUID, now
 async def _send_next_item(
     conn: asyncpg.Connection, org_id: UUID, p: asyncpg.Record, occurrence: datetime
 ) -> None:
-    item = await conn.fetchrow(
-        """SELECT * FROM content_items WHERE program_id = $1 AND status = 'scheduled'
-           ORDER BY sort_order, created_at LIMIT 1 FOR UPDATE""",
-        p["id"],
-    )
-    if item is None:
-        log.info("programme occurrence with no item left", program_id=str(p["id"]))
+    while True:  # the next item that can be sent: one refused is marked so and the following one goes
+        item = await conn.fetchrow(
+            """SELECT * FROM content_items WHERE program_id = $1 AND status = 'scheduled'
+               ORDER BY sort_order, created_at LIMIT 1 FOR UPDATE""",
+            p["id"],
+        )
+        if item is None:
+            log.info("programme occurrence with no item left", program_id=str(p["id"]))
+            return
+        try:
+            async with savepoint(conn, "programme_item"):  # a refused item leaves nothing behind
+                broadcast_id = await create(
+                    conn,
+                    org_id,
+                    NewBroadcast(
+                        name=f"{p['name']}: {item['title'] or 'item'}",
+                        text=item["body"],
+                        template_name=item["template_name"],
+                        template_language=item["template_language"],
+                        template_params=list(item["template_params"] or []),
+                        audience={"program_id": str(p["id"])},
+                        at=occurrence,
+                        media_url=item["media_url"],
+                        source="programme",
+                        source_key=f"programme:{p['id']}:{occurrence.isoformat()}",
+                    ),
+                )
+        except REFUSED as err:  # bad content must not stop the round for everyone else (sql/075)
+            await conn.execute(
+                "UPDATE content_items SET status = 'refused', refused_reason = $2 WHERE id = $1",
+                item["id"],
+                str(err),
+            )
+            log.error(
+                "programme item refused; not sent",
+                program_id=str(p["id"]),
+                item=item["title"],
+                reason=str(err),
+            )
+            continue
+        await conn.execute(
+            "UPDATE content_items SET status = 'published', published_at = $2, broadcast_id = $3 WHERE id = $1",
+            item["id"],
+            occurrence,
+            broadcast_id,
+        )
+        log.info(
+            "programme item fired",
+            program_id=str(p["id"]),
+            item=item["title"],
+            broadcast_id=str(broadcast_id),
+        )
         return
-    broadcast_id = await create(
-        conn,
-        org_id,
-        NewBroadcast(
-            name=f"{p['name']}: {item['title'] or 'item'}",
-            text=item["body"],
-            template_name=item["template_name"],
-            template_language=item["template_language"],
-            template_params=list(item["template_params"] or []),
-            audience={"program_id": str(p["id"])},
-            at=occurrence,
-            media_url=item["media_url"],
-            source="programme",
-            source_key=f"programme:{p['id']}:{occurrence.isoformat()}",
-        ),
-    )
-    await conn.execute(
-        "UPDATE content_items SET status = 'published', published_at = $2, broadcast_id = $3 WHERE id = $1",
-        item["id"],
-        occurrence,
-        broadcast_id,
-    )
-    log.info(
-        "programme item fired", program_id=str(p["id"]), item=item["title"], broadcast_id=str(broadcast_id)
-    )
 
 
 async def subscribe(
@@ -202,8 +222,8 @@ async def save_programme(
         )
         await conn.execute(
             """UPDATE content_items SET body = $3, media_url = $4, template_name = $5, template_language = $6,
-                      template_params = $7, sort_order = $8
-               WHERE program_id = $1 AND title = $2 AND status = 'scheduled'""",
+                      template_params = $7, sort_order = $8, status = 'scheduled', refused_reason = NULL
+               WHERE program_id = $1 AND title = $2 AND status IN ('scheduled', 'refused')""",
             program_id,
             item.title,
             item.text,
@@ -238,9 +258,11 @@ async def save_reminders(
                    SET offset_minutes = EXCLUDED.offset_minutes, text = EXCLUDED.text,
                        template_name = EXCLUDED.template_name, template_language = EXCLUDED.template_language,
                        template_params = EXCLUDED.template_params, fire_at = EXCLUDED.fire_at,
-                       status = CASE WHEN event_reminders.fire_at IS DISTINCT FROM EXCLUDED.fire_at
-                                      AND event_reminders.status <> 'cancelled' THEN EXCLUDED.status
-                                     ELSE event_reminders.status END""",
+                       status = CASE WHEN (event_reminders.fire_at IS DISTINCT FROM EXCLUDED.fire_at
+                                           AND event_reminders.status <> 'cancelled')
+                                          OR event_reminders.status = 'refused' THEN EXCLUDED.status
+                                     ELSE event_reminders.status END,
+                       refused_reason = NULL""",
             org_id,
             event_id,
             r.name,

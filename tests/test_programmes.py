@@ -382,3 +382,68 @@ async def test_a_keyword_through_the_engine_subscribes_the_contact(  # type: ign
                 "SELECT status FROM program_subscriptions WHERE program_id = $1", uuid.UUID(program_id)
             )
         assert status == ("unsubscribed" if text == "devotional stop" else "subscribed")
+
+
+async def test_content_that_cannot_be_sent_is_refused_and_the_round_goes_on(  # type: ignore[no-untyped-def]
+    rt: Rt,  # noqa: F811
+    make_org,
+    app_pool: asyncpg.Pool,
+) -> None:
+    """Rows the content import would refuse (written some other way) are marked refused with the reason; they do
+    not stop the scheduler's round for the next reminder, the programme's next item, or another organisation."""
+    bad_org, _ = await make_org("Bad rows", tokens=100)
+    good_org, _ = await make_org("Good rows", tokens=100)
+    starts = (datetime.now(UTC) + timedelta(days=1, minutes=10)).replace(microsecond=0)
+    due = starts - timedelta(days=1)  # the reminders' "one day to go"
+
+    def event(name: str, minutes_later: int) -> dict[str, Any]:
+        at = starts + timedelta(minutes=minutes_later)
+        return {
+            "name": name,
+            "starts_at": at.isoformat(),
+            "ends_at": (at + timedelta(hours=4)).isoformat(),
+            "ticket_types": [{"name": "Regular", "price": 0}],
+            "reminders": [{"name": "one day to go", "before": "1d", "text": "{{event}} is tomorrow"}],
+        }
+
+    await import_content(app_pool, bad_org, parse_content({"events": [event("Broken", 0)]}))
+    await import_content(app_pool, good_org, parse_content({"events": [event("Fine", 1)]}))
+    async with tenant_tx(
+        app_pool, bad_org
+    ) as conn:  # neither a text nor a template: refused first in the round
+        await conn.execute("UPDATE event_reminders SET text = NULL")
+        await approved_template(app_pool, bad_org, "devotional", params=0)
+        program_id, _ = await programmes.save_programme(
+            conn,
+            bad_org,
+            parse_content({"programmes": [DEVOTIONAL]}).spec.programmes[0],
+            None,
+            datetime.now(UTC),
+        )
+        await conn.execute("UPDATE content_items SET body = $1 WHERE title = 'Day 1'", "x" * 5000)
+        await conn.execute("UPDATE programs SET next_fire_at = $2 WHERE id = $1", program_id, due)
+
+    at = due + timedelta(minutes=2)
+    await scheduler.tick(rt, lambda: at)  # type: ignore[arg-type]
+    async with tenant_tx(app_pool, bad_org) as conn:
+        reminder = await conn.fetchrow("SELECT status, refused_reason FROM event_reminders")
+        items = await conn.fetch(
+            "SELECT title, status, refused_reason FROM content_items ORDER BY sort_order"
+        )
+    assert (reminder["status"], reminder["refused_reason"]) == (
+        "refused",
+        "a broadcast needs --text or --template (or --image, --video, --document)",
+    )
+    assert [(i["title"], i["status"], i["refused_reason"]) for i in items] == [
+        ("Day 1", "refused", "a text is at most 4096 characters"),
+        ("Day 2", "published", None),
+    ]
+    assert [b["name"] for b in await _broadcasts(app_pool, bad_org)] == ["Daily devotional: Day 2"]
+    assert [b["name"] for b in await _broadcasts(app_pool, good_org)] == ["Fine: one day to go"]
+
+    # the content fixed and imported again: the reminder is pending again, and fires
+    await import_content(app_pool, bad_org, parse_content({"events": [event("Broken", 0)]}))
+    async with tenant_tx(app_pool, bad_org) as conn:
+        assert await conn.fetchval("SELECT status FROM event_reminders") == "pending"
+    await scheduler.tick(rt, lambda: at)  # type: ignore[arg-type]
+    assert "Broken: one day to go" in [b["name"] for b in await _broadcasts(app_pool, bad_org)]
