@@ -46,8 +46,6 @@ from bench.common import (  # noqa: E402
     KeepAliveClient,
     RssMeter,
     broker_processes,
-    create_database,
-    free_port,
     new_tag,
     percentile,
     postgres_processes,
@@ -219,8 +217,7 @@ async def broadcast_rows(app: asyncpg.Pool, org_ids: list[uuid.UUID]) -> list[di
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     from engine.broadcasts import NewBroadcast, create
-    from engine.db import create_pool, database_urls, tenant_tx, with_user
-    from engine.migrate import migrate
+    from engine.db import database_urls, tenant_tx
     from engine.orgs import NewOrganization, create_organization
 
     tag = new_tag()
@@ -228,22 +225,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     if settings.rabbitmq_url.host not in LOOPBACK:
         raise SystemExit("this benchmark only talks to a loopback broker")
     base = await database_urls(settings)
-    db_name = f"bench_{tag}"
-    db_url = await create_database(base.owner, db_name)
-    stack = Stack(
-        settings.model_copy(update={"database_url": db_url}),
-        db_name,
-        base.owner,
-        db_url,
-        free_port(),
-        free_port(),
-    )
+    stack = await Stack.on_new_database(settings, base.owner, tag)
     secret = settings.whatsapp_app_secret
     try:
-        await migrate(db_url, settings.app_db_role, settings.app_db_password)
-        app_url = with_user(db_url, settings.app_db_role, settings.app_db_password)
-        app = await create_pool(app_url, max_size=4)
-        owner = await create_pool(db_url, max_size=4)
+        app, owner = await stack.migrated_pools()
         orgs: list[tuple[uuid.UUID, str]] = []
         t0 = time.time()
         for i in range(2):
@@ -276,8 +261,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             cpu.add(name, [proc])
         cpu.add("loadgen", [os.getpid()])
         cpu.add("rabbitmq", broker_processes(settings.rabbitmq_url.port or 5672))
-        pg = await postgres_processes(db_url)
-        samplers = Samplers(cpu, RssMeter(workers), pg[0], db_name)
+        pg = await postgres_processes(stack.db_url)
+        samplers = Samplers(cpu, RssMeter(workers), pg[0], stack.db_name)
         cpu.add("postgres", samplers.postgres())
 
         stop_sampling, stop_chat, stop_statuses = asyncio.Event(), asyncio.Event(), asyncio.Event()

@@ -576,6 +576,24 @@ class Stack:
                     return
                 await asyncio.sleep(0.5)
 
+    @classmethod
+    async def on_new_database(cls, settings: Settings, owner_url: str, tag: str) -> Stack:
+        """A stack on a database of its own, created now (``teardown`` drops it)."""
+        db_name = f"bench_{tag}"
+        db_url = await create_database(owner_url, db_name)
+        update = {"database_url": db_url}
+        return cls(settings.model_copy(update=update), db_name, owner_url, db_url, free_port(), free_port())
+
+    async def migrated_pools(self) -> tuple[Any, Any]:
+        """The stack's database migrated; a pool as the application role and one as the owner."""
+        from engine.db import create_pool, with_user
+        from engine.migrate import migrate
+
+        s = self.settings
+        await migrate(self.db_url, s.app_db_role, s.app_db_password)
+        app = await create_pool(with_user(self.db_url, s.app_db_role, s.app_db_password), max_size=4)
+        return app, await create_pool(self.db_url, max_size=4)
+
     async def teardown(self) -> None:
         stop_processes(self.procs.values())
         import aio_pika
@@ -723,8 +741,7 @@ def print_details(r: dict[str, Any]) -> None:
 
 
 async def bench(args: argparse.Namespace) -> None:
-    from engine.db import create_pool, database_urls
-    from engine.migrate import migrate
+    from engine.db import database_urls
 
     tag = new_tag()
     settings = Settings(broker_prefix=f"bench{tag}")
@@ -743,22 +760,9 @@ async def bench(args: argparse.Namespace) -> None:
             f"{broker['publish_per_s']} confirmed publishes/s + {broker['consume_per_s']} consumes/s; "
             f"limits for the engine: {limits['postgres_msgs_per_s']} and {limits['broker_msgs_per_s']} msg/s"
         )
-    db_name = f"bench_{tag}"
-    db_url = await create_database(base.owner, db_name)
-    stack = Stack(
-        settings.model_copy(update={"database_url": db_url}),
-        db_name,
-        base.owner,
-        db_url,
-        free_port(),
-        free_port(),
-    )
+    stack = await Stack.on_new_database(settings, base.owner, tag)
     try:
-        await migrate(db_url, settings.app_db_role, settings.app_db_password)
-        from engine.db import with_user
-
-        app = await create_pool(with_user(db_url, settings.app_db_role, settings.app_db_password), max_size=4)
-        owner = await create_pool(db_url, max_size=4)
+        app, owner = await stack.migrated_pools()
         orgs = await create_bench_orgs(app, args.orgs, tag, tokens=100_000_000)
         stack.start(args.workers, args.concurrency)
         await stack.wait_ready(owner)

@@ -32,7 +32,6 @@ if str(ROOT) not in sys.path:
 
 from bench.common import (  # noqa: E402
     RESULTS,
-    free_port,
     new_tag,
     percentile,
     python_process,
@@ -179,10 +178,8 @@ async def reply_stages(
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    import asyncpg
 
-    from engine.db import create_pool, database_urls, with_user
-    from engine.migrate import migrate
+    from engine.db import database_urls, with_user
     from engine.orgs import NewOrganization, create_organization
 
     tag = new_tag()
@@ -191,26 +188,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     if settings.rabbitmq_url.host not in LOOPBACK:
         raise SystemExit("this benchmark only talks to a loopback broker")
     base = await database_urls(settings)
-    db_name = f"bench_{tag}"
-    conn = await asyncpg.connect(base.owner)
-    await conn.execute(f'CREATE DATABASE "{db_name}"')
-    await conn.close()
-    from bench.common import database_url
-
-    db_url = database_url(base.owner, db_name)
-    stack = Stack(
-        settings.model_copy(update={"database_url": db_url}),
-        db_name,
-        base.owner,
-        db_url,
-        free_port(),
-        free_port(),
-    )
+    stack = await Stack.on_new_database(settings, base.owner, tag)
     try:
-        await migrate(db_url, settings.app_db_role, settings.app_db_password)
-        app_url = with_user(db_url, settings.app_db_role, settings.app_db_password)
-        app = await create_pool(app_url, max_size=4)
-        owner = await create_pool(db_url, max_size=4)
+        app, owner = await stack.migrated_pools()
         orgs = []
         for i in range(2):
             pnid = f"pn{tag}{i}"
@@ -242,7 +222,13 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             p.cpu_percent(None)
         t0 = time.time()
         for n, (org_id, pnid) in enumerate(orgs):
-            await write_bulk(app_url, org_id, pnid, args.bulk // 2, 10_000_000 + n * 1_000_000)
+            await write_bulk(
+                with_user(stack.db_url, settings.app_db_role, settings.app_db_password),
+                org_id,
+                pnid,
+                args.bulk // 2,
+                10_000_000 + n * 1_000_000,
+            )
         written = time.time() - t0
         posted: dict[str, float] = {}
         chatting = asyncio.create_task(
