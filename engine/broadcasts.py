@@ -29,6 +29,7 @@ from engine.broadcast_content import (
     media_type_of,
     unknown_variables,
 )
+from engine.db import savepoint
 from engine.logging import get_logger
 from engine.messaging_limit import check_messaging_limit
 from engine.templates import TemplateError, load_template, template_send
@@ -40,11 +41,6 @@ CATEGORIES = ("marketing", "utility", "authentication")
 
 class BroadcastError(ValueError):
     """A broadcast that cannot be created or changed as asked; the message says why."""
-
-
-# What stored content that cannot become a broadcast raises from ``create`` (a reminder's or a programme item's
-# row written past the content import's checks): the scheduler marks such a row refused and goes on.
-REFUSED: tuple[type[Exception], ...] = (BroadcastError, asyncpg.DataError)
 
 
 @dataclass
@@ -139,6 +135,19 @@ async def create(conn: asyncpg.Connection, org_id: UUID, new: NewBroadcast) -> U
         new.created_by,
         new.media_type,
     )
+
+
+async def create_stored(
+    conn: asyncpg.Connection, org_id: UUID, new: NewBroadcast
+) -> tuple[UUID | None, str | None]:
+    """``create`` for content stored beforehand (a reminder, a programme item), whose row may have been written
+    past the content import's checks: (the id, None), or (None, why it cannot be sent) with nothing written, so
+    that the scheduler marks that row refused and its round goes on (sql/075)."""
+    try:
+        async with savepoint(conn, "stored_broadcast"):
+            return await create(conn, org_id, new), None
+    except (BroadcastError, asyncpg.DataError) as err:
+        return None, str(err)
 
 
 def free_form(b: asyncpg.Record | dict[str, Any]) -> bool:

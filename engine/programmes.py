@@ -16,8 +16,8 @@ from uuid import UUID
 
 import asyncpg
 
-from engine.broadcasts import REFUSED, NewBroadcast, create
-from engine.db import savepoint, tenant_tx
+from engine.broadcasts import NewBroadcast, create_stored
+from engine.db import tenant_tx
 from engine.logging import get_logger
 from engine.programme_schedule import Schedule, parse_schedule
 from engine.programme_spec import ProgrammeSpec, ReminderSpec
@@ -84,35 +84,33 @@ async def _send_next_item(
         if item is None:
             log.info("programme occurrence with no item left", program_id=str(p["id"]))
             return
-        try:
-            async with savepoint(conn, "programme_item"):  # a refused item leaves nothing behind
-                broadcast_id = await create(
-                    conn,
-                    org_id,
-                    NewBroadcast(
-                        name=f"{p['name']}: {item['title'] or 'item'}",
-                        text=item["body"],
-                        template_name=item["template_name"],
-                        template_language=item["template_language"],
-                        template_params=list(item["template_params"] or []),
-                        audience={"program_id": str(p["id"])},
-                        at=occurrence,
-                        media_url=item["media_url"],
-                        source="programme",
-                        source_key=f"programme:{p['id']}:{occurrence.isoformat()}",
-                    ),
-                )
-        except REFUSED as err:  # bad content must not stop the round for everyone else (sql/075)
+        broadcast_id, refused = await create_stored(
+            conn,
+            org_id,
+            NewBroadcast(
+                name=f"{p['name']}: {item['title'] or 'item'}",
+                text=item["body"],
+                template_name=item["template_name"],
+                template_language=item["template_language"],
+                template_params=list(item["template_params"] or []),
+                audience={"program_id": str(p["id"])},
+                at=occurrence,
+                media_url=item["media_url"],
+                source="programme",
+                source_key=f"programme:{p['id']}:{occurrence.isoformat()}",
+            ),
+        )
+        if refused is not None:
             await conn.execute(
                 "UPDATE content_items SET status = 'refused', refused_reason = $2 WHERE id = $1",
                 item["id"],
-                str(err),
+                refused,
             )
             log.error(
                 "programme item refused; not sent",
                 program_id=str(p["id"]),
                 item=item["title"],
-                reason=str(err),
+                reason=refused,
             )
             continue
         await conn.execute(

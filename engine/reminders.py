@@ -14,8 +14,8 @@ from uuid import UUID
 
 import asyncpg
 
-from engine.broadcasts import REFUSED, NewBroadcast, create
-from engine.db import savepoint, tenant_tx
+from engine.broadcasts import NewBroadcast, create, create_stored
+from engine.db import tenant_tx
 from engine.logging import get_logger
 from engine.runtime import Runtime
 from state_machines.i18n import t
@@ -58,35 +58,30 @@ async def fire_one(conn: asyncpg.Connection, org_id: UUID, reminder_id: UUID, no
         await conn.execute("UPDATE event_reminders SET status = 'missed' WHERE id = $1", reminder_id)
         log.warning("event reminder missed; not sent late", reminder=r["name"], event_name=r["event_name"])
         return 1
-    try:
-        async with savepoint(conn, "reminder"):  # a refused reminder leaves nothing behind
-            broadcast_id = await create(
-                conn,
-                org_id,
-                NewBroadcast(
-                    name=f"{r['event_name']}: {r['name']}",
-                    text=r["text"],
-                    template_name=r["template_name"],
-                    template_language=r["template_language"],
-                    template_params=list(r["template_params"] or []),
-                    template_category="utility",
-                    event_id=r["event_id"],
-                    at=r["fire_at"],
-                    source="reminder",
-                    source_key=f"reminder:{reminder_id}:{r['fire_at'].isoformat()}",
-                ),
-            )
-    except REFUSED as err:  # bad content must not stop the round for everyone else (sql/075)
+    broadcast_id, refused = await create_stored(
+        conn,
+        org_id,
+        NewBroadcast(
+            name=f"{r['event_name']}: {r['name']}",
+            text=r["text"],
+            template_name=r["template_name"],
+            template_language=r["template_language"],
+            template_params=list(r["template_params"] or []),
+            template_category="utility",
+            event_id=r["event_id"],
+            at=r["fire_at"],
+            source="reminder",
+            source_key=f"reminder:{reminder_id}:{r['fire_at'].isoformat()}",
+        ),
+    )
+    if refused is not None:
         await conn.execute(
             "UPDATE event_reminders SET status = 'refused', refused_reason = $2 WHERE id = $1",
             reminder_id,
-            str(err),
+            refused,
         )
         log.error(
-            "event reminder refused; not sent",
-            reminder=r["name"],
-            event_name=r["event_name"],
-            reason=str(err),
+            "event reminder refused; not sent", reminder=r["name"], event_name=r["event_name"], reason=refused
         )
         return 1
     await conn.execute(
