@@ -15,6 +15,7 @@ from engine.local_stack import LocalStack
 from simulators.chat import ChatDriver
 from state_machines.i18n import t, tn
 from tests.helpers import phone, wait_until
+from tests.test_payments_e2e import to_confirm
 
 
 @pytest.fixture(scope="module")
@@ -133,12 +134,7 @@ async def test_an_event_cancelled_mid_purchase_sells_nothing(stack, make_org, ap
         app_pool, org, parse_content({"events": [event("Jazz Night", price=1000, max_per_order=4)]})
     )
     user = chat(stack, new.phone_number_id)
-    await user.say("hi")
-    await user.tap("Jazz Night")
-    await user.tap("Regular")
-    await user.tap("2")
-    await user.say("Wanjiku Kamau")
-    await user.say("skip")  # at the confirm step
+    await to_confirm(user, "2")
     await fetch(app_pool, org, "UPDATE events SET status = 'cancelled'")
     said = user.texts(await user.tap("Confirm"))
     assert said[0].startswith(t("tickets.event_cancelled", "en", event="Jazz Night"))
@@ -155,12 +151,7 @@ async def test_an_event_cancelled_while_the_buyer_pays_is_a_refund_due(stack, ma
     user = chat(stack, new.phone_number_id)
     stack.mpesa.callback_delay = 2.0
     try:
-        await user.say("hi")
-        await user.tap("Jazz Night")
-        await user.tap("Regular")
-        await user.tap("1")
-        await user.say("Wanjiku Kamau")
-        await user.say("skip")
+        await to_confirm(user)
         assert user.texts(await user.tap("Confirm"))[0].startswith(
             t("tickets.pay_prompt", "en", amount="KES 1,000")
         )

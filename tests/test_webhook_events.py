@@ -25,6 +25,7 @@ from state_machines.i18n import t
 from tests.api_helpers import Tenant, make_tenant
 from tests.crm_receiver import CrmReceiver
 from tests.helpers import phone, wait_until
+from tests.test_payments_e2e import to_confirm
 from tests.test_tickets_valid_e2e import event
 
 
@@ -114,13 +115,8 @@ async def test_stop_start_and_agent_typed_on_whatsapp(stack, make_org, app_pool,
     assert bodies["handover.requested"]["data"]["reason"] == "keyword"
 
 
-async def _buy(user: ChatDriver, event_name: str) -> None:
-    await user.say("hi")
-    await user.tap(event_name)
-    await user.tap("Regular")
-    await user.tap("1")
-    await user.say("Wanjiku Kamau")
-    await user.say("skip")
+async def _buy(user: ChatDriver) -> None:
+    await to_confirm(user)
     assert user.texts(await user.tap("Confirm"))[0].startswith(
         t("tickets.pay_prompt", "en", amount="KES 1,000")
     )
@@ -133,7 +129,7 @@ async def test_a_ticket_bought_and_paid_by_mpesa(stack, make_org, app_pool, crm)
     )
     await _subscribe(stack, app_pool, org, crm, ["payment.confirmed", "ticket.issued"])
     user = _chat(stack, new.phone_number_id)
-    await _buy(user, "Jazz Night")
+    await _buy(user)
     bodies = await _delivered(crm, app_pool, org, {"payment.confirmed", "ticket.issued"})
     paid, issued = bodies["payment.confirmed"]["data"], bodies["ticket.issued"]["data"]
     assert (
@@ -159,7 +155,7 @@ async def test_paid_for_an_event_cancelled_meanwhile_is_a_refund_due(stack, make
     user = _chat(stack, new.phone_number_id)
     stack.mpesa.callback_delay = 2.0
     try:
-        await _buy(user, "Jazz Night")
+        await _buy(user)
         async with tenant_tx(app_pool, org) as conn:
             await conn.execute("UPDATE events SET status = 'cancelled'")
         said = user.texts(await user.settle(expect=1, timeout=15))
