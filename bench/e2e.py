@@ -576,6 +576,21 @@ class Stack:
                     return
                 await asyncio.sleep(0.5)
 
+    async def samplers(self, extra: dict[str, int] | None = None) -> Samplers:
+        """CPU meters on the gateway, each worker, RabbitMQ and PostgreSQL (plus ``extra`` named pids), RSS on the
+        workers, and the queue and lock-wait sampling of this stack's database."""
+        cpu = CpuMeter()
+        cpu.add("gateway", [self.procs["gateway"].pid])
+        for name, proc in self.workers().items():
+            cpu.add(name, [proc])
+        for name, pid in (extra or {}).items():
+            cpu.add(name, [pid])
+        cpu.add("rabbitmq", broker_processes(self.settings.rabbitmq_url.port or 5672))
+        pg = await postgres_processes(self.db_url)
+        samplers = Samplers(cpu, RssMeter(self.workers()), pg[0], self.db_name)
+        cpu.add("postgres", samplers.postgres())
+        return samplers
+
     @classmethod
     async def on_new_database(cls, settings: Settings, owner_url: str, tag: str) -> Stack:
         """A stack on a database of its own, created now (``teardown`` drops it)."""
@@ -674,16 +689,8 @@ async def run_level(
     secret = stack.settings.whatsapp_app_secret
     level = new_level(orgs, rate, args, secret, tag=f"{int(rate) % 1000:03d}")
     replies.start_level()
-    cpu = CpuMeter()
-    cpu.add("gateway", [stack.procs["gateway"].pid])
-    for name, proc in stack.workers().items():
-        cpu.add(name, [proc])
-    cpu.add("simulator", [stack.procs["simulator"].pid])
-    cpu.add("loadgen", [os.getpid()])
-    cpu.add("rabbitmq", broker_processes(stack.settings.rabbitmq_url.port or 5672))
-    pg = await postgres_processes(stack.db_url)
-    samplers = Samplers(cpu, RssMeter(stack.workers()), pg[0], stack.db_name)
-    cpu.add("postgres", samplers.postgres())
+    samplers = await stack.samplers(extra={"simulator": stack.procs["simulator"].pid, "loadgen": os.getpid()})
+    cpu = samplers.cpu
     before = await scrape(stack.metrics_ports)
     stop = asyncio.Event()
     started = time.time()

@@ -42,21 +42,16 @@ from bench.common import (  # noqa: E402
     POLL_QUESTION,
     RESULTS,
     BenchOrg,
-    CpuMeter,
-    RssMeter,
     Script,
     Step,
-    broker_processes,
     create_bench_orgs,
     new_tag,
     percentile,
-    postgres_processes,
 )
 from bench.e2e import (  # noqa: E402
     LOOPBACK,
     Level,
     Replies,
-    Samplers,
     Stack,
     build_schedule,
     drive,
@@ -166,14 +161,8 @@ async def run_one(
     level = radio_level(orgs, args, stack.settings.whatsapp_app_secret, prefix)
     replies.start_level()
     before_tallies = await tallies(owner, orgs)
-    cpu = CpuMeter()
-    cpu.add("gateway", [stack.procs["gateway"].pid])
-    for name, proc in stack.workers().items():
-        cpu.add(name, [proc])
-    cpu.add("rabbitmq", broker_processes(stack.settings.rabbitmq_url.port or 5672))
-    pg = await postgres_processes(stack.db_url)
-    samplers = Samplers(cpu, RssMeter(stack.workers()), pg[0], stack.db_name)
-    cpu.add("postgres", samplers.postgres())
+    samplers = await stack.samplers()
+    cpu = samplers.cpu
     waits = WaitSampler(stack.db_name)
     metrics_before = await scrape(stack.metrics_ports)
     stop = asyncio.Event()
