@@ -1,5 +1,6 @@
 """Consuming a queue so that one key's messages run one at a time, in order, and different keys run
-concurrently; with a per-tenant cap so that one organisation's flood cannot take every slot.
+concurrently; the slots shared fairly between tenants, so that one organisation's flood cannot take the slots
+others need while a lone organisation may use them all.
 
 Guarantees: a message is acked only after its handler returned (its transaction committed). A handler
 error is retried in place with backoff (later messages of the same key wait: order is kept), then the
@@ -60,25 +61,63 @@ class _Lane:
 
 
 class Limits:
-    """Shared by every queue a process consumes: total concurrency, and a cap per tenant (fairness)."""
+    """Shared by every queue a process consumes: ``concurrency`` events at once, shared fairly between tenants
+    and work-conserving. A tenant alone may use every slot; while several have work, a slot that comes free goes
+    to the waiting tenant with the fewest events running (the one waiting longest among equals), so a flooding
+    tenant's lanes wait for the others' and never take the slots they need: each tenant with work gets at least
+    an equal share as soon as running events finish (no event is interrupted; a newcomer's first wait is the
+    shortest of those running). Waiters are woken one at a time, by the slot they get (no herd)."""
 
-    def __init__(self, concurrency: int, per_tenant: int) -> None:
-        self.slots = asyncio.Semaphore(concurrency)
-        self.per_tenant = per_tenant
-        self._running: collections.Counter[str] = collections.Counter()
-        self._cond = asyncio.Condition()
+    def __init__(self, concurrency: int) -> None:
+        self.concurrency = concurrency
+        self.running: collections.Counter[str] = collections.Counter()
+        self.total = 0
+        # tenant -> its lanes' waits, oldest first; the dict's order is the order tenants began waiting
+        self._waiting: dict[str, collections.deque[asyncio.Future[None]]] = {}
 
     async def enter(self, tenant: str) -> None:
-        async with self._cond:
-            await self._cond.wait_for(lambda: self._running[tenant] < self.per_tenant)
-            self._running[tenant] += 1
+        if self.total < self.concurrency and not self._waiting:
+            self._take(tenant)
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(tenant, collections.deque()).append(granted)
+        self._dispatch()
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if (
+                granted.done() and not granted.cancelled()
+            ):  # the slot came with the cancellation: give it back
+                self.leave(tenant)
+            else:
+                waits = self._waiting.get(tenant)
+                if waits is not None and granted in waits:
+                    waits.remove(granted)
+                    if not waits:
+                        del self._waiting[tenant]
+            raise
 
-    async def leave(self, tenant: str) -> None:
-        async with self._cond:
-            self._running[tenant] -= 1
-            if self._running[tenant] <= 0:
-                del self._running[tenant]
-            self._cond.notify_all()
+    def leave(self, tenant: str) -> None:
+        self.running[tenant] -= 1
+        if self.running[tenant] <= 0:
+            del self.running[tenant]
+        self.total -= 1
+        self._dispatch()
+
+    def _take(self, tenant: str) -> None:
+        self.running[tenant] += 1
+        self.total += 1
+
+    def _dispatch(self) -> None:
+        while self.total < self.concurrency and self._waiting:
+            tenant = min(self._waiting, key=lambda t: self.running[t])  # first in dict order among equals
+            waits = self._waiting[tenant]
+            granted = waits.popleft()
+            if not waits:
+                del self._waiting[tenant]
+            if not granted.done():
+                self._take(tenant)
+                granted.set_result(None)
 
 
 class OrderedConsumer:
@@ -131,19 +170,17 @@ class OrderedConsumer:
         try:
             while lane.pending and not self._stopping:
                 message, tenant = lane.pending[0]
-                # The tenant's cap first: lanes of a flooding tenant wait here without holding a slot.
-                await self._limits.enter(tenant)
+                await self._limits.enter(tenant)  # a slot, shared fairly between tenants
                 try:
-                    async with self._limits.slots:
-                        if self._stopping:
-                            break
-                        self.running += 1
-                        try:
-                            await self._process(message)
-                        finally:
-                            self.running -= 1
+                    if self._stopping:
+                        break
+                    self.running += 1
+                    try:
+                        await self._process(message)
+                    finally:
+                        self.running -= 1
                 finally:
-                    await self._limits.leave(tenant)
+                    self._limits.leave(tenant)
                 lane.pending.popleft()
         finally:
             lane.running = False

@@ -136,7 +136,7 @@ async def park_message(rt: Runtime, message: AbstractIncomingMessage, error: str
 
 async def run_roles(rt: Runtime, roles: set[str], concurrency: int, stop: asyncio.Event) -> None:
     tasks: list[asyncio.Task[None]] = []
-    limits = Limits(concurrency, per_tenant=max(1, concurrency // 4))
+    limits = Limits(concurrency)  # shared fairly between organisations (engine/consumer.py)
     if "inbound" in roles:
         sharded = ShardedConsumers(
             rt, "inbound", rt.topology.inbound_queue, lambda m: inbound.handle(rt, m), inbound.key_of, limits
@@ -146,16 +146,12 @@ async def run_roles(rt: Runtime, roles: set[str], concurrency: int, stop: asynci
     if "sender" in roles:
         sender = Sender(rt)
 
-        def lane_limits() -> (
-            Limits
-        ):  # one set per lane: bulk waiting for its slots never holds a reply's place
-            return Limits(concurrency, per_tenant=max(1, concurrency // 2))
-
+        # slots of their own per lane: bulk waiting for its slots never holds a reply's place
         replies = ShardedConsumers(
-            rt, "sender", rt.topology.outbound_queue, sender.handle, _outbound_key, lane_limits()
+            rt, "sender", rt.topology.outbound_queue, sender.handle, _outbound_key, Limits(concurrency)
         )
         bulk = ShardedConsumers(
-            rt, "sender", rt.topology.bulk_queue, sender.handle, _outbound_key, lane_limits()
+            rt, "sender", rt.topology.bulk_queue, sender.handle, _outbound_key, Limits(concurrency)
         )
         both = LaneConsumers(replies, bulk)
         tasks.append(asyncio.create_task(_coordinate(rt, both, rt.topology.outbound_shards, stop)))
@@ -248,7 +244,7 @@ async def work_queue(
         handler=handler,
         key_of=lambda m: (str(m.message_id), tenant),
         park=park,
-        limits=Limits(concurrency, concurrency),
+        limits=Limits(concurrency),
         attempts=rt.settings.handler_attempts,
         role="inbound",  # the payments router runs in the inbound role
     )

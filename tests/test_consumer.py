@@ -1,5 +1,5 @@
-"""The ordered consumer's scheduling: one key at a time and in order, keys in parallel, a cap per tenant,
-retries in place and parking. Messages are plain objects here: the broker is exercised elsewhere."""
+"""The ordered consumer's scheduling: one key at a time and in order, keys in parallel, slots shared fairly
+between tenants, retries in place and parking. Messages are plain objects here: the broker is exercised elsewhere."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ async def test_one_key_in_order_many_keys_in_parallel() -> None:
         seen.setdefault(key, []).append(json.loads(m.body)["n"])
         running.discard(key)
 
-    consumer = OrderedConsumer(handler=handler, key_of=key_of, park=None, limits=Limits(8, 8), attempts=3)  # type: ignore[arg-type]
+    consumer = OrderedConsumer(handler=handler, key_of=key_of, park=None, limits=Limits(8), attempts=3)  # type: ignore[arg-type]
     messages = [msg(f"k{k}", "t", n) for n in range(30) for k in range(5)]
     for m in messages:
         await consumer.on_message(m)  # type: ignore[arg-type]
@@ -62,30 +62,65 @@ async def test_one_key_in_order_many_keys_in_parallel() -> None:
     assert all(m.acked for m in messages)
 
 
-async def test_a_flooding_tenant_cannot_take_every_slot() -> None:
-    started: list[str] = []
-    release = asyncio.Event()
-
-    async def handler(m: FakeMessage) -> None:
-        started.append(key_of(m)[1])
-        if key_of(m)[1] == "radio":
-            await release.wait()
-
-    consumer = OrderedConsumer(
+def fair_consumer(handler: object, slots: int) -> OrderedConsumer:
+    return OrderedConsumer(
         handler=handler,  # type: ignore[arg-type]
         key_of=key_of,  # type: ignore[arg-type]
         park=None,  # type: ignore[arg-type]
-        limits=Limits(8, per_tenant=2),  # type: ignore[arg-type]
+        limits=Limits(slots),
         attempts=3,
     )
-    for i in range(50):  # a flood of different contacts of one organisation
+
+
+async def test_a_lone_tenant_uses_every_slot() -> None:
+    running, most = 0, 0
+    release = asyncio.Event()
+
+    async def handler(m: FakeMessage) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await release.wait()
+        running -= 1
+
+    consumer = fair_consumer(handler, 8)
+    for i in range(50):  # a radio poll: many contacts of one organisation
         await consumer.on_message(msg(f"fan{i}", "radio", 0))  # type: ignore[arg-type]
-    await consumer.on_message(msg("church-member", "church", 0))  # type: ignore[arg-type]
-    await asyncio.sleep(0.1)
-    assert started.count("radio") == 2  # capped while stuck
-    assert "church" in started  # the other organisation got through
+    await asyncio.sleep(0.05)
+    assert most == 8  # no slot left idle for lack of a second organisation
     release.set()
-    await drain(consumer, 51)
+    await drain(consumer, 50)
+    assert most == 8
+
+
+async def test_a_flooding_tenant_cannot_take_the_slots_others_need() -> None:
+    started: list[str] = []
+    finish: dict[str, asyncio.Event] = {}
+
+    async def handler(m: FakeMessage) -> None:
+        key, tenant = key_of(m)
+        started.append(tenant)
+        finish[key] = asyncio.Event()
+        await finish[key].wait()
+
+    consumer = fair_consumer(handler, 8)
+    for i in range(50):  # a flood of different contacts of one organisation takes the idle slots
+        await consumer.on_message(msg(f"fan{i}", "radio", 0))  # type: ignore[arg-type]
+    for i in range(5):  # then another organisation has work
+        await consumer.on_message(msg(f"member{i}", "church", 0))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    assert started == ["radio"] * 8  # running events are not interrupted
+    for i in range(6):  # as the flood's events finish, the freed slots go to the other organisation ...
+        finish[f"fan{i}"].set()
+        await asyncio.sleep(0.01)
+    assert started[8:] == ["church"] * 4 + ["radio"] * 2  # ... until both run equal shares (4 and 4)
+    for _ in range(100):  # the rest, as they start
+        if consumer.processed == 55:
+            break
+        for event in list(finish.values()):
+            event.set()
+        await asyncio.sleep(0.01)
+    assert consumer.processed == 55
 
 
 async def test_failures_retry_in_place_then_park_and_park_errors_are_not_retried() -> None:
@@ -102,7 +137,7 @@ async def test_failures_retry_in_place_then_park_and_park_errors_are_not_retried
     async def park(m: FakeMessage, error: str) -> None:
         parked.append((m.message_id, error))
 
-    consumer = OrderedConsumer(handler=handler, key_of=key_of, park=park, limits=Limits(4, 4), attempts=2)  # type: ignore[arg-type]
+    consumer = OrderedConsumer(handler=handler, key_of=key_of, park=park, limits=Limits(4), attempts=2)  # type: ignore[arg-type]
     bad, poison, good = msg("bad", "t", 0), msg("poison", "t", 0), msg("bad", "t", 1)
     poison.message_id = "poison-0"
     good.message_id = "good-after-bad"
@@ -123,7 +158,7 @@ async def test_stop_finishes_running_work_and_starts_nothing_new() -> None:
         await gate.wait()
         done.append(m.message_id)
 
-    consumer = OrderedConsumer(handler=handler, key_of=key_of, park=None, limits=Limits(4, 4), attempts=1)  # type: ignore[arg-type]
+    consumer = OrderedConsumer(handler=handler, key_of=key_of, park=None, limits=Limits(4), attempts=1)  # type: ignore[arg-type]
     first, second = msg("k", "t", 0), msg("k", "t", 1)
     await consumer.on_message(first)  # type: ignore[arg-type]
     await consumer.on_message(second)  # type: ignore[arg-type]
@@ -151,3 +186,16 @@ def test_ordering_keys_come_from_headers_without_a_decode_and_agree_with_the_bod
         "pn1",
     )
     assert _outbound_key(FakeMessage(json.dumps(job).encode(), "x")) == ("254700000002", "pn1")  # type: ignore[arg-type]
+
+
+async def test_a_cancelled_wait_neither_keeps_nor_loses_a_slot() -> None:
+    limits = Limits(1)
+    await limits.enter("radio")
+    waiting = asyncio.create_task(limits.enter("church"))
+    await asyncio.sleep(0)
+    waiting.cancel()  # e.g. a consumer stopped while its lane waited
+    await asyncio.gather(waiting, return_exceptions=True)
+    limits.leave("radio")
+    assert limits.total == 0 and not limits.running
+    await asyncio.wait_for(limits.enter("church"), 1)  # the slot is free again
+    assert limits.running == {"church": 1}
