@@ -283,7 +283,10 @@ class Samplers:
                         ),
                     }
                 )
-                await self.sample_lock_waits(owner)
+                try:
+                    await self.sample_lock_waits(owner)
+                except asyncpg.PostgresError as err:  # a diagnostic: a sample lost, never the run's figures
+                    self.lock_waits[f"(sample failed: {type(err).__name__})"] += 1
                 self.cpu.sample({"postgres": self.postgres()})
                 if tick % 5 == 0:
                     self.rss.sample(t)
@@ -292,11 +295,18 @@ class Samplers:
 
     async def sample_lock_waits(self, owner: asyncpg.Pool) -> None:
         """Which statements wait on a lock, and what the transaction holding it is running now."""
+        # The holder through a lateral join of at most one row, not a scalar subquery: pg_stat_activity is not a
+        # consistent snapshot across backends (only each row is), so one pid may show twice, and the scalar
+        # subquery raised CardinalityViolationError ("more than one row returned by a subquery used as an
+        # expression") in the 100,000-contact broadcast's run, which ended the sampling task and, when it was
+        # awaited, the whole run before its figures.
         rows = await owner.fetch(
-            """SELECT regexp_replace(left(a.query, 60), '\\s+', ' ', 'g') AS waiting,
-                      (SELECT regexp_replace(left(b.query, 60), '\\s+', ' ', 'g') FROM pg_stat_activity b
-                       WHERE b.pid = (pg_blocking_pids(a.pid))[1]) AS holder
-               FROM pg_stat_activity a WHERE a.datname = current_database() AND a.wait_event_type = 'Lock'"""
+            """SELECT regexp_replace(left(a.query, 60), '\\s+', ' ', 'g') AS waiting, h.holder
+               FROM pg_stat_activity a
+               LEFT JOIN LATERAL (SELECT regexp_replace(left(b.query, 60), '\\s+', ' ', 'g') AS holder
+                                  FROM pg_stat_activity b WHERE b.pid = (pg_blocking_pids(a.pid))[1]
+                                  LIMIT 1) AS h ON true
+               WHERE a.datname = current_database() AND a.wait_event_type = 'Lock'"""
         )
         self.lock_waits.update(f"{r['waiting']}  <-  {r['holder']}" for r in rows)
 
