@@ -7,12 +7,19 @@ error is retried in place with backoff (later messages of the same key wait: ord
 message is parked with the error in its headers. An infrastructure outage (database or broker down) is
 retried without limit and never parks. A message that kills the process is redelivered by the broker,
 which dead-letters it to parking after the queue's delivery limit.
+
+With a ``Batcher`` (INBOUND_BATCH_SIZE > 1), a message's first attempt goes into a batch: the heads of
+different lanes of one tenant, gathered for a short window, handled in one call (the inbound role: one
+transaction, a savepoint per event). Each message still holds its lane and its slot (engine.consumer.Limits)
+while its batch runs, and is acked by its lane once its own after-commit work is done; what the batch did not
+take (``RunAlone``) or what failed in it is tried again on its own, counted as today.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -29,6 +36,9 @@ from engine.logging import get_logger
 log = get_logger(__name__)
 
 Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
+# One outcome per message, in order: None (done: ack it), RunAlone (not taken: run it on its own now), or the
+# error its own part of the batch raised (classified as the handler's would be).
+BatchHandler = Callable[[list[AbstractIncomingMessage]], Awaitable[list[BaseException | None]]]
 KeyOf = Callable[[AbstractIncomingMessage], tuple[str, str]]  # (ordering key, tenant key)
 
 INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
@@ -50,6 +60,76 @@ RETRYABLE_DB_ERRORS: tuple[type[BaseException], ...] = (
 
 class Park(Exception):
     """Raised by a handler for a message that can never succeed (e.g. an unknown phone number)."""
+
+
+class RunAlone(Exception):
+    """A batch's outcome for a message it did not take, or could not commit: run it on its own, as without
+    batches (not counted as a failed attempt)."""
+
+
+@dataclass
+class _Gathering:
+    items: list[tuple[AbstractIncomingMessage, asyncio.Future[BaseException | None]]] = field(
+        default_factory=list
+    )
+    keys: set[str] = field(default_factory=set)
+    timer: asyncio.TimerHandle | None = None
+
+
+class Batcher:
+    """Shared by every consumer of a process's role: the first attempts of messages of one tenant, from different
+    lanes (never two of one key), gathered for up to ``window`` seconds or ``size`` messages, go to the batch
+    handler in one call. A gathering of one message is run on its own, exactly as without a batcher."""
+
+    def __init__(self, run: BatchHandler, *, size: int, window: float) -> None:
+        self._run = run
+        self.size = size
+        self.window = window
+        self._open: dict[str, _Gathering] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, tenant: str, key: str, message: AbstractIncomingMessage) -> BaseException | None:
+        """Wait for the message's batch; its outcome (see ``BatchHandler``)."""
+        loop = asyncio.get_running_loop()
+        gathering = self._open.get(tenant)
+        if gathering is not None and key in gathering.keys:  # never two of one key in a batch
+            self._flush(tenant, gathering)
+            gathering = None
+        if gathering is None:
+            gathering = self._open[tenant] = _Gathering()
+            gathering.timer = loop.call_later(self.window, self._flush, tenant, gathering)
+        outcome: asyncio.Future[BaseException | None] = loop.create_future()
+        gathering.items.append((message, outcome))
+        gathering.keys.add(key)
+        if len(gathering.items) >= self.size:
+            self._flush(tenant, gathering)
+        return await outcome
+
+    def _flush(self, tenant: str, gathering: _Gathering) -> None:
+        if self._open.get(tenant) is gathering:
+            del self._open[tenant]
+        if gathering.timer is not None:
+            gathering.timer.cancel()
+            gathering.timer = None
+        # in a context of its own: the lane that filled the batch is only one of its messages
+        task = asyncio.create_task(self._execute(gathering.items), context=contextvars.Context())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _execute(
+        self, items: list[tuple[AbstractIncomingMessage, asyncio.Future[BaseException | None]]]
+    ) -> None:
+        outcomes: list[BaseException | None] = [RunAlone() for _ in items]
+        try:
+            if len(items) > 1:
+                outcomes = await self._run([m for m, _ in items])
+        except Exception as err:  # a bug of the batch itself: each message on its own, as without batches
+            log.error("batch failed as a whole; its messages run on their own", error=repr(err))
+            outcomes = [RunAlone() for _ in items]
+        finally:
+            for (_, future), outcome in zip(items, outcomes, strict=True):
+                if not future.done():
+                    future.set_result(outcome)
 
 
 @dataclass
@@ -135,6 +215,7 @@ class OrderedConsumer:
         attempts: int,
         on_outcome: Callable[[str, float], None] | None = None,
         role: str = "",
+        batcher: Batcher | None = None,
     ) -> None:
         self._handler = handler
         self._key_of = key_of
@@ -143,6 +224,7 @@ class OrderedConsumer:
         self._attempts = attempts
         self._on_outcome = on_outcome or (lambda outcome, seconds: None)
         self._role = role
+        self._batcher = batcher
         self._lanes: dict[str, _Lane] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -176,7 +258,7 @@ class OrderedConsumer:
                         break
                     self.running += 1
                     try:
-                        await self._process(message)
+                        await self._process(message, key, tenant)
                     finally:
                         self.running -= 1
                 finally:
@@ -187,24 +269,32 @@ class OrderedConsumer:
             if not lane.pending:
                 self._lanes.pop(key, None)
 
-    async def _process(self, message: AbstractIncomingMessage) -> None:
+    async def _process(self, message: AbstractIncomingMessage, key: str, tenant: str) -> None:
         # Every line logged while this message runs names it and the role; the handler binds the rest (its
         # kind, organisation, contact) with bind_contextvars, and all of it is dropped when the message is done.
         saved = get_contextvars()
         bind_contextvars(role=self._role, message_id=message.message_id)
         try:
-            await self._process_bound(message)
+            await self._process_bound(message, key, tenant)
         finally:
             clear_contextvars()
             bind_contextvars(**saved)
 
-    async def _process_bound(self, message: AbstractIncomingMessage) -> None:
+    async def _process_bound(self, message: AbstractIncomingMessage, key: str, tenant: str) -> None:
         started = time.perf_counter()
         failures = 0
         outage = 0
+        batcher = self._batcher  # the first attempt only: a retry runs on its own
         while True:
             try:
-                await self._handler(message)
+                if batcher is not None:
+                    batched, batcher = await batcher.submit(tenant, key, message), None
+                    if isinstance(batched, RunAlone):
+                        continue
+                    if batched is not None:
+                        raise batched
+                else:
+                    await self._handler(message)
                 outcome = "processed"
                 break
             except Park as err:

@@ -36,6 +36,7 @@ from state_machines.base import State
 
 log = get_logger(__name__)
 
+SOURCES = {"message": "wa_message", "payment": "mpesa_callback", "timer": "timer", "card": "hypecard"}
 STATUSES = frozenset({"sent", "delivered", "read", "failed"})  # what a status webhook may move a reply to
 
 
@@ -91,9 +92,7 @@ async def _dispatch(rt: Runtime, kind: str, body: dict[str, Any]) -> str:
     bind_contextvars(organization_id=str(org_id))
     if kind == "status":
         return await _status(rt, org_id, body)
-    source = {"message": "wa_message", "payment": "mpesa_callback", "timer": "timer", "card": "hypecard"}.get(
-        kind
-    )
+    source = SOURCES.get(kind)
     if source is None:
         raise Park(f"unknown event kind {kind!r}")
     org = await rt.orgs.get(org_id)  # before the transaction's connection: a cache miss takes one of its own
@@ -110,40 +109,69 @@ async def _dispatch(rt: Runtime, kind: str, body: dict[str, Any]) -> str:
 async def _take_effect(
     rt: Runtime, org: Org, source: str, kind: str, body: dict[str, Any], exact_wallet: bool
 ) -> str:
-    event_key = f"{source}:{body['external_id']}"
     async with rt.app_pool.acquire() as conn, tenant_transaction(conn, org.id):
-        arrival = await arrive(conn, org.id, source, kind, body)
-        if arrival is None:
-            again = await jobs_of_event(conn, org.id, event_key)
-        elif arrival.contact is None or arrival.conversation is None:
-            log.warning("event for an unknown contact")
-            return "ignored"
-        else:
-            turn = Turn(
-                conn=conn,
-                org=org,
-                contact=arrival.contact,
-                conversation=arrival.conversation,
-                now=arrival.now,
-                trigger=kind,
-                initial_version=arrival.conversation.state.version,
-                runtime=rt,
-                wallet_headroom=None if exact_wallet else arrival.headroom,
-                event_key=event_key,
-            )
-            if kind == "message":
-                await store_inbound(turn, body)
-                await turn.begin()  # the message stays stored whatever happens to the turn's effects
-            await handlers.route(kind, turn, body)
-            await turn.finish()
-    if arrival is None:  # taken before: what it wrote and is not sent yet goes out again (sql/071)
-        metrics.duplicates.labels(source).inc()
-        await publish_jobs(rt, again)
+        effect = await effect_of(conn, rt, org, source, kind, body, exact_wallet)
+    return await after_commit(rt, effect)
+
+
+@dataclass
+class Effect:
+    """What one event did in its transaction, for after the commit."""
+
+    source: str
+    outcome: str  # processed | duplicate | ignored
+    turn: Turn | None = None
+    again: list[dict[str, Any]] | None = None  # a duplicate's send jobs not sent yet
+
+
+async def effect_of(
+    conn: asyncpg.Connection,
+    rt: Runtime,
+    org: Org,
+    source: str,
+    kind: str,
+    body: dict[str, Any],
+    exact_wallet: bool,
+) -> Effect:
+    """The event's whole effect, in the caller's tenant transaction (or a savepoint of a batch's)."""
+    event_key = f"{source}:{body['external_id']}"
+    arrival = await arrive(conn, org.id, source, kind, body)
+    if arrival is None:
+        return Effect(source, "duplicate", again=await jobs_of_event(conn, org.id, event_key))
+    if arrival.contact is None or arrival.conversation is None:
+        log.warning("event for an unknown contact")
+        return Effect(source, "ignored")
+    turn = Turn(
+        conn=conn,
+        org=org,
+        contact=arrival.contact,
+        conversation=arrival.conversation,
+        now=arrival.now,
+        trigger=kind,
+        initial_version=arrival.conversation.state.version,
+        runtime=rt,
+        wallet_headroom=None if exact_wallet else arrival.headroom,
+        event_key=event_key,
+    )
+    if kind == "message":
+        await store_inbound(turn, body)
+        await turn.begin()  # the message stays stored whatever happens to the turn's effects
+    await handlers.route(kind, turn, body)
+    await turn.finish()
+    return Effect(source, "processed", turn=turn)
+
+
+async def after_commit(rt: Runtime, effect: Effect) -> str:
+    if effect.again is not None:  # taken before: what it wrote and is not sent yet goes out again (sql/071)
+        metrics.duplicates.labels(effect.source).inc()
+        await publish_jobs(rt, effect.again)
         return "duplicate"
+    if effect.turn is None:
+        return effect.outcome
     # Committed: the replies to the sender's queue before the ack (one hop less than through the relay); a crash
     # before the broker confirmed them brings the event back, and the line above publishes them again.
-    await publish_jobs(rt, turn.published)
-    for work in turn.after_commit:  # only what committed: a crash before here leaves it to its timer
+    await publish_jobs(rt, effect.turn.published)
+    for work in effect.turn.after_commit:  # only what committed: a crash before here leaves it to its timer
         await work()
     return "processed"
 

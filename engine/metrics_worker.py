@@ -16,6 +16,11 @@ processing_seconds = Histogram(
     ["kind"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+batch_events = Histogram(
+    "chatnation_worker_batch_events",
+    "Inbound events committed together in one transaction (INBOUND_BATCH_SIZE > 1)",
+    buckets=(1, 2, 4, 8, 12, 16, 24),
+)
 duplicates = Counter("chatnation_worker_duplicates_total", "Events already processed (no effect)", ["source"])
 replies_queued = Counter("chatnation_worker_replies_queued_total", "Replies written to the outbox")
 replies_skipped = Counter(

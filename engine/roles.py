@@ -24,7 +24,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from engine import inbound
 from engine import metrics_worker as metrics
 from engine.broker import ordering_of, outbound_ordering
-from engine.consumer import Limits, OrderedConsumer
+from engine.consumer import Batcher, Limits, OrderedConsumer
 from engine.logging import get_logger
 from engine.mailer import mail_forever
 from engine.outbox import relay_forever
@@ -52,6 +52,7 @@ class ShardedConsumers:
     handler: Callable[[AbstractIncomingMessage], Awaitable[None]]
     key_of: Callable[[AbstractIncomingMessage], tuple[str, str]]
     limits: Limits
+    batcher: Batcher | None = None  # shared by every shard of the process
     active: dict[int, tuple[AbstractChannel, OrderedConsumer]] = field(default_factory=dict)
     processed: int = 0
 
@@ -71,6 +72,7 @@ class ShardedConsumers:
             attempts=self.rt.settings.handler_attempts,
             on_outcome=self._outcome,
             role=self.role,
+            batcher=self.batcher,
         )
         queue = await channel.get_queue(
             queue_name
@@ -139,7 +141,13 @@ async def run_roles(rt: Runtime, roles: set[str], concurrency: int, stop: asynci
     limits = Limits(concurrency)  # shared fairly between organisations (engine/consumer.py)
     if "inbound" in roles:
         sharded = ShardedConsumers(
-            rt, "inbound", rt.topology.inbound_queue, lambda m: inbound.handle(rt, m), inbound.key_of, limits
+            rt,
+            "inbound",
+            rt.topology.inbound_queue,
+            lambda m: inbound.handle(rt, m),
+            inbound.key_of,
+            limits,
+            batcher=inbound_batcher(rt),
         )
         tasks.append(asyncio.create_task(_coordinate(rt, sharded, rt.topology.inbound_shards, stop)))
         tasks.append(asyncio.create_task(_payments(rt, stop)))
@@ -171,6 +179,19 @@ async def run_roles(rt: Runtime, roles: set[str], concurrency: int, stop: asynci
     # every process offers to sample (one does at a time), so the figures outlive any one role
     tasks.append(asyncio.create_task(sample_forever(rt, stop)))
     await asyncio.gather(*tasks)
+
+
+def inbound_batcher(rt: Runtime) -> Batcher | None:
+    """Events of different contacts in one transaction (engine/inbound_batch.py), when INBOUND_BATCH_SIZE > 1."""
+    size = rt.settings.inbound_batch_size
+    if size <= 1:
+        return None
+    from engine.inbound_batch import handle_batch
+
+    async def run(messages: list[AbstractIncomingMessage]) -> list[BaseException | None]:
+        return await handle_batch(rt, messages)
+
+    return Batcher(run, size=size, window=rt.settings.inbound_batch_window_ms / 1000)
 
 
 async def _coordinate(

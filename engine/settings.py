@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     # worker also counts a delivery for each message it had prefetched but not started.
     delivery_limit: int = Field(20, ge=1, le=100)
     handler_attempts: int = Field(3, ge=1, le=20)
+    # Inbound events of different contacts of one organisation applied in one transaction, a savepoint each, one
+    # commit for all (engine/inbound_batch.py); 1: one transaction per event. At most 24: each event takes up to
+    # two subtransactions and PostgreSQL's per-backend cache holds 64. The window is how long a batch waits
+    # for more events once its first arrived.
+    inbound_batch_size: int = Field(1, ge=1, le=24)
+    inbound_batch_window_ms: float = Field(2.0, ge=0, le=100)
     # The management HTTP API (unacked counts, rates); unset: RABBITMQ_URL's host, port 15672, same login.
     rabbitmq_management_url: AnyUrl | None = None
 

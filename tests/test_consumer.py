@@ -1,13 +1,15 @@
 """The ordered consumer's scheduling: one key at a time and in order, keys in parallel, slots shared fairly
-between tenants, retries in place and parking. Messages are plain objects here: the broker is exercised elsewhere."""
+between tenants, retries in place and parking, and batches of different keys' heads. Messages are plain objects
+here: the broker is exercised elsewhere."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from engine.consumer import Limits, OrderedConsumer, Park
+from engine.consumer import Batcher, Limits, OrderedConsumer, Park, RunAlone
 
 
 @dataclass
@@ -199,3 +201,99 @@ async def test_a_cancelled_wait_neither_keeps_nor_loses_a_slot() -> None:
     assert limits.total == 0 and not limits.running
     await asyncio.wait_for(limits.enter("church"), 1)  # the slot is free again
     assert limits.running == {"church": 1}
+
+
+def batched_consumer(
+    run: Callable[[list[FakeMessage]], Awaitable[list[BaseException | None]]],
+    handler: Callable[[FakeMessage], Awaitable[None]],
+    park: Callable[[FakeMessage, str], Awaitable[None]] | None = None,
+    attempts: int = 3,
+) -> OrderedConsumer:
+    """A consumer whose first attempts go to ``run`` in batches of up to 8 heads gathered for 5 ms."""
+    return OrderedConsumer(
+        handler=handler,  # type: ignore[arg-type]
+        key_of=key_of,  # type: ignore[arg-type]
+        park=park,  # type: ignore[arg-type]
+        limits=Limits(16),
+        attempts=attempts,
+        batcher=Batcher(run, size=8, window=0.005),  # type: ignore[arg-type]
+    )
+
+
+async def test_a_batch_takes_heads_of_different_lanes_and_keeps_each_keys_order() -> None:
+    batches: list[list[str]] = []
+    seen: dict[str, list[int]] = {}
+
+    async def run(batch: list[FakeMessage]) -> list[BaseException | None]:
+        batches.append([key_of(m)[0] for m in batch])
+        await asyncio.sleep(0.002)
+        for m in batch:
+            seen.setdefault(key_of(m)[0], []).append(json.loads(m.body)["n"])
+        return [None] * len(batch)
+
+    async def alone(m: FakeMessage) -> None:
+        seen.setdefault(key_of(m)[0], []).append(json.loads(m.body)["n"])
+
+    consumer = batched_consumer(run, alone, attempts=3)
+    messages = [msg(f"k{k}", "t", n) for n in range(10) for k in range(6)]
+    for m in messages:
+        await consumer.on_message(m)  # type: ignore[arg-type]
+    await drain(consumer, len(messages))
+    assert all(len(set(b)) == len(b) for b in batches)  # never two of one contact in a batch
+    assert max(map(len, batches)) == 6  # the six contacts' heads went together
+    assert all(seen[f"k{k}"] == list(range(10)) for k in range(6))
+    assert all(m.acked for m in messages)
+
+
+async def test_one_failing_event_of_a_batch_is_retried_on_its_own_and_parked_as_before() -> None:
+    parked: list[str] = []
+    alone: list[str] = []
+    committed: list[str] = []
+
+    async def run(batch: list[FakeMessage]) -> list[BaseException | None]:
+        outcomes: list[BaseException | None] = []
+        for m in batch:
+            if m.message_id.startswith("bad"):
+                outcomes.append(ValueError("its own part failed"))  # its savepoint rolled back
+            elif m.message_id.startswith("later"):
+                outcomes.append(RunAlone())  # not taken (another organisation, or a refused commit)
+            else:
+                committed.append(m.message_id)
+                outcomes.append(None)
+        return outcomes
+
+    async def handler(m: FakeMessage) -> None:
+        alone.append(m.message_id)
+        if m.message_id.startswith("bad"):
+            raise ValueError("always fails")
+
+    async def park(m: FakeMessage, error: str) -> None:
+        parked.append(m.message_id)
+
+    consumer = batched_consumer(run, handler, park, attempts=2)
+    messages = [msg("bad", "t", 0), msg("a", "t", 0), msg("b", "t", 0), msg("later", "t", 0)]
+    for m in messages:
+        await consumer.on_message(m)  # type: ignore[arg-type]
+    await drain(consumer, len(messages))
+    assert sorted(committed) == ["a-0", "b-0"]  # the others' work stands and is not done again
+    assert alone == ["later-0", "bad-0"] or alone == ["bad-0", "later-0"]  # one attempt alone each
+    assert parked == ["bad-0"]  # the failure in the batch counted: attempts=2 is the batch's and one alone
+    assert all(m.acked for m in messages)
+
+
+async def test_a_gathering_of_one_runs_exactly_as_without_batches() -> None:
+    batched: list[int] = []
+    alone: list[str] = []
+
+    async def run(batch: list[FakeMessage]) -> list[BaseException | None]:
+        batched.append(len(batch))
+        return [None] * len(batch)
+
+    async def handler(m: FakeMessage) -> None:
+        alone.append(m.message_id)
+
+    consumer = batched_consumer(run, handler, attempts=1)
+    for n in range(3):  # one contact: never two in a batch, so each runs alone
+        await consumer.on_message(msg("solo", "t", n))  # type: ignore[arg-type]
+    await drain(consumer, 3)
+    assert batched == [] and alone == ["solo-0", "solo-1", "solo-2"]
