@@ -7,6 +7,7 @@ SIGTERM: stop taking work, finish what runs (or leave it unacked for redelivery)
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 import os
 import signal
@@ -53,6 +54,11 @@ async def run(role: str, concurrency: int, metrics_port: int) -> None:
         except Exception:
             return False
 
+    # What start-up built (modules, settings, pools) lives as long as the process: out of the collector's reach,
+    # so that its full collections scan only what the work creates. A full collection of it took 130-460 ms in a
+    # sender as a broadcast began (every send of those moments late, and the number's later slots moved).
+    gc.collect()
+    gc.freeze()
     http = asyncio.create_task(serve(create_app(ready), settings.metrics_host, metrics_port, stop))
     log.info("worker started", roles=sorted(ROLES[role]), concurrency=concurrency, metrics_port=metrics_port)
     try:

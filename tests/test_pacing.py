@@ -143,6 +143,29 @@ async def test_replies_book_no_further_than_a_late_sends_correction_reaches(make
     assert busiest_second(released) <= rate
 
 
+async def test_a_late_send_costs_one_slot_unless_answered_too_late_for_it(make_org, app_pool) -> None:  # type: ignore[no-untyped-def]
+    org, new = await make_org("OneSlot")
+    pnid, rate = new.phone_number_id, 20
+    interval = (1 + MARGIN) / rate
+    report = "SELECT report_late_send($1, $2, $3, $4, $5, $6)"
+    async with tenant_tx(app_pool, org) as conn:
+        row = await conn.fetchrow("SELECT * FROM take_send_slots($1, $2, 6, $3)", org, pnid, interval)
+        first = row["first_at"]
+        # answered 200 ms late, before the next free slot: that slot moves by one interval, not by the lateness
+        # (030 moved it 171 ms: as if every send since had arrived as late)
+        moved = await conn.fetchval(report, org, pnid, first, first + timedelta(seconds=0.2), interval, rate)
+        assert moved == pytest.approx(interval, abs=1e-6)
+        again = await conn.fetchval(report, org, pnid, first, first + timedelta(seconds=0.2), interval, rate)
+        assert again == pytest.approx(interval, abs=1e-6)  # a second late send removes a slot of its own
+        # answered 2 s late: no free slot lies within a second of it any more; the later sends wait a second
+        far = await conn.fetchval(report, org, pnid, first, first + timedelta(seconds=2.0), interval, rate)
+        assert far > 1.0
+        # within the margin: nothing moves
+        row = await conn.fetchrow("SELECT * FROM take_send_slots($1, $2, 1, $3)", org, pnid, interval)
+        on_time = row["first_at"] + timedelta(seconds=MARGIN / 2)
+        assert await conn.fetchval(report, org, pnid, row["first_at"], on_time, interval, rate) == 0
+
+
 @pytest.fixture
 async def stack(settings, broker, db_urls):  # type: ignore[no-untyped-def]
     """The simulator (and the idle gateway) in this process, every worker in a process of its own: what the
