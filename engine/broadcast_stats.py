@@ -13,7 +13,8 @@ import asyncpg
 from engine.broadcast_fanout import estimated_finish
 
 SUMMARY = """
-SELECT b.id, b.name, b.status, b.status_reason, b.source, b.message_type, b.template_name, b.scheduled_at,
+SELECT b.id, b.name, b.status, b.status_reason, b.source, b.message_type, b.media_type, b.media_url,
+       b.template_name, b.scheduled_at,
        b.started_at, b.completed_at, b.recipient_count AS recipients,
        b.recipient_count - b.queued_count - b.skipped_count AS pending, b.queued_count AS queued,
        b.sent_count AS sent, b.delivered_count AS delivered, b.read_count AS read, b.failed_count AS failed,

@@ -130,6 +130,50 @@ async def test_broadcasts_refused_as_invalid(settings, app_pool, tenants) -> Non
         _problem(bad_position, 400)
 
 
+async def test_a_media_broadcast_by_the_api(settings, app_pool, tenants) -> None:  # type: ignore[no-untyped-def]
+    a, _ = tenants
+    poster = {"type": "image", "url": "https://cdn.example.org/poster.jpg"}
+    async with api_client(settings, app_pool) as client:
+        made = await client.post(
+            "/v1/broadcasts", json={"text": "Tonight, {{name}}", "media": poster, "at": LATER}, headers=a.auth
+        )
+        assert made.status_code == 201, made.text
+        created = made.json()
+        assert (created["message_type"], created["media_type"], created["media_url"]) == (
+            "image",
+            "image",
+            "https://cdn.example.org/poster.jpg",
+        )
+        shown = (await client.get(f"/v1/broadcasts/{created['id']}", headers=a.auth)).json()
+        assert (shown["media_type"], shown["media_url"]) == ("image", poster["url"])
+        async with tenant_tx(app_pool, a.org_id) as conn:  # what the fan-out sends (as the CLI's --image)
+            row = await conn.fetchrow(
+                "SELECT media_type, media_url, message_content FROM broadcasts WHERE id = $1",
+                UUID(created["id"]),
+            )
+        assert tuple(row) == ("image", poster["url"], "Tonight, {{name}}")
+        by_id = {
+            "media": {"type": "document", "id": "1234567"},
+            "template": {"name": "promo", "language": "en"},
+        }
+        both = await client.post("/v1/broadcasts", json={**by_id, "at": LATER}, headers=a.auth)
+        assert both.status_code == 201, both.text
+        assert (both.json()["message_type"], both.json()["media_url"]) == ("document_or_template", "1234567")
+        for media, where in (
+            ({"type": "image", "url": "http://cdn.example.org/poster.jpg"}, "neither an https:// URL"),
+            ({"type": "image"}, "exactly one of url"),
+            ({"type": "image", "url": "https://x.org/a.jpg", "id": "12"}, "exactly one of url"),
+            ({"type": "video", "id": "abc"}, "not an uploaded media id"),
+            ({"type": "sticker", "id": "12"}, "media.type"),
+            ({"type": "image", "id": "12", "caption": "x"}, "caption"),
+        ):
+            refused = await client.post("/v1/broadcasts", json={"media": media}, headers=a.auth)
+            assert where in _problem(refused, 422)["detail"], (media, refused.text)
+        long_caption = {"media": {"type": "image", "id": "12"}, "text": "x" * 1025}
+        refused = await client.post("/v1/broadcasts", json=long_caption, headers=a.auth)
+        assert "at most 1024" in _problem(refused, 422)["detail"]
+
+
 async def test_scopes_of_broadcasts_templates_and_wallet(settings, app_pool, tenants) -> None:  # type: ignore[no-untyped-def]
     a, _ = tenants
     reader, _ = await new_key(app_pool, a.org_id, ["broadcasts:read", "templates:read", "wallet:read"])

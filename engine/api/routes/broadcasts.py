@@ -11,7 +11,15 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from starlette.responses import JSONResponse, Response
 
 from engine import broadcast_audience, broadcasts
@@ -19,6 +27,7 @@ from engine.api import paging
 from engine.api.auth import Caller, scope
 from engine.api.idempotency import REPLAYABLE, IdempotencyKey, create_once
 from engine.api.problems import ApiProblem, not_found
+from engine.broadcast_content import CAPTION_LIMIT, MediaInvalid, check_media
 from engine.broadcast_stats import RECIPIENT_FIELDS, listing, recipients, stats
 
 router = APIRouter(prefix="/broadcasts", tags=["broadcasts"])
@@ -54,12 +63,42 @@ class TemplateChoice(BaseModel):
     category: Literal["marketing", "utility", "authentication"] | None = None
 
 
+class Media(BaseModel):
+    """An image, a video or a document, by an https link WhatsApp fetches or by an uploaded media id; the
+    broadcast's `text` is its caption (at most 1024 characters)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["image", "video", "document"]
+    url: str | None = Field(None, max_length=2000, description="https:// link to the file")
+    id: str | None = Field(None, max_length=64, description="A media id from POST /{phone_number_id}/media")
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> Media:
+        if (self.url is None) == (self.id is None):
+            raise ValueError("media needs exactly one of url (an https:// link) or id (an uploaded media id)")
+        ref, label = (self.url, "media.url") if self.url is not None else (self.id, "media.id")
+        assert ref is not None
+        if self.id is not None and not ref.isdigit():
+            raise ValueError(f"media.id {ref!r} is not an uploaded media id (digits)")
+        try:
+            check_media(self.type, ref, label)
+        except MediaInvalid as err:
+            raise ValueError(str(err)) from None
+        return self
+
+    @property
+    def ref(self) -> str:
+        return self.url if self.url is not None else str(self.id)
+
+
 class NewBroadcast(BaseModel):
-    """Text, a template, or both (the text inside a contact's 24-hour window, the template outside it)."""
+    """Text, media (the text its caption), a template, or free-form and a template (the free-form message inside a
+    contact's 24-hour window, the template outside it)."""
 
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(None, max_length=255, pattern=r"^[^\x00-\x1f\x7f]*$")
     text: str | None = Field(None, min_length=1, max_length=4096, pattern=r"^[^\x00]*$")
+    media: Media | None = None
     template: TemplateChoice | None = None
     audience: Audience = Field(default_factory=Audience)
     event_id: UUID | None = Field(None, description="{{event}} variables; alone: the event's ticket holders")
@@ -71,6 +110,12 @@ class NewBroadcast(BaseModel):
         if at is not None and not EARLIEST <= at <= LATEST:
             raise ValueError("a start time between 2000 and 2100")
         return at
+
+    @model_validator(mode="after")
+    def _caption(self) -> NewBroadcast:
+        if self.media is not None and self.text is not None and len(self.text) > CAPTION_LIMIT:
+            raise ValueError(f"text is the media's caption here: at most {CAPTION_LIMIT} characters")
+        return self
 
 
 class Summary(BaseModel):
@@ -97,6 +142,8 @@ class Broadcast(BaseModel):
     status_reason: str | None
     source: str
     message_type: str
+    media_type: str | None = Field(description="image, video or document; none for text and templates")
+    media_url: str | None = Field(description="The media's link or uploaded id")
     template_name: str | None
     scheduled_at: datetime | None
     started_at: datetime | None
@@ -187,7 +234,8 @@ async def create_broadcast(
     idempotency_key: str | None = IdempotencyKey,
 ) -> JSONResponse:
     """Ids in the audience or `event_id` of anything the organisation does not have are a 404; a broadcast
-    the engine refuses (no text nor template, an unknown {{variable}}) a 422."""
+    the engine refuses (no text, media nor template, an unknown {{variable}}, media neither an https link nor
+    an uploaded id, a caption over 1024 characters) a 422."""
 
     async def create(conn: Any) -> dict[str, Any]:
         audience = new.audience.model_dump(mode="json")
@@ -202,6 +250,8 @@ async def create_broadcast(
             audience=audience,
             event_id=new.event_id,
             at=new.at,
+            media_url=new.media.ref if new.media else None,
+            media_type=new.media.type if new.media else None,
             created_by="api",
         )
         try:
