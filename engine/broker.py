@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aio_pika
@@ -43,6 +43,7 @@ class Topology:
     inbound_shards: int
     outbound_shards: int
     delivery_limit: int
+    inbound_generation: int = 0  # which generation of inbound queues (engine/layout.py); 0 before any reshard
 
     @classmethod
     def from_settings(cls, s: Settings) -> Topology:
@@ -84,8 +85,17 @@ class Topology:
     def parking_queue(self) -> str:
         return f"{self.prefix}.parking"
 
+    def at_inbound(self, generation: int, shards: int) -> Topology:
+        """The same deployment with the inbound queues of another layout generation (engine/layout.py)."""
+        return replace(self, inbound_generation=generation, inbound_shards=shards)
+
     def inbound_queue(self, shard: int) -> str:
-        return f"{self.prefix}.inbound.{shard:03d}"
+        g = self.inbound_generation
+        return f"{self.prefix}.inbound.{shard:03d}" if g == 0 else f"{self.prefix}.inbound.g{g}.{shard:03d}"
+
+    def inbound_key(self, shard: int) -> str:
+        """The routing key of an inbound shard: its number, prefixed by the generation after a reshard."""
+        return str(shard) if self.inbound_generation == 0 else f"g{self.inbound_generation}.{shard}"
 
     def outbound_queue(self, shard: int) -> str:
         return f"{self.prefix}.outbound.{shard:03d}"
@@ -113,7 +123,7 @@ class Topology:
         ]
 
     def inbound_route(self, contact_key: str) -> str:
-        return str(shard_of(contact_key, self.inbound_shards))
+        return self.inbound_key(shard_of(contact_key, self.inbound_shards))
 
     def outbound_route(self, contact_key: str) -> str:
         return str(shard_of(contact_key, self.outbound_shards))
@@ -128,7 +138,10 @@ class Topology:
             args["x-single-active-consumer"] = True
         return args
 
-    async def declare(self, channel: AbstractChannel) -> None:
+    async def declare(self, channel: AbstractChannel, *, inbound: bool = True) -> None:
+        """Everything, idempotently. ``inbound=False``: not the inbound queues, which the processes that
+        follow the layout declare for the generations it names (engine/layout.py), so that a restart after a
+        reshard does not make the old generation's queues again."""
         dlx = await channel.declare_exchange(
             self.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, durable=True
         )
@@ -136,8 +149,10 @@ class Topology:
             self.parking_queue, durable=True, arguments={"x-queue-type": "quorum"}
         )
         await parking.bind(dlx)
+        await channel.declare_exchange(self.inbound_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+        if inbound:
+            await self.declare_inbound(channel)
         for exchange_name, queues in (
-            (self.inbound_exchange, self.inbound_queues()),
             (self.outbound_exchange, self.outbound_queues()),
             (self.bulk_exchange, self.bulk_queues()),
         ):
@@ -162,9 +177,18 @@ class Topology:
         )
         await cards.bind(cards_x, routing_key="card")
 
+    async def declare_inbound(self, channel: AbstractChannel) -> None:
+        """This generation's inbound queues, bound to the inbound exchange by their keys."""
+        exchange = await channel.declare_exchange(
+            self.inbound_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        for shard, name in enumerate(self.inbound_queues()):
+            queue = await channel.declare_queue(name, durable=True, arguments=self._work_queue_args(True))
+            await queue.bind(exchange, routing_key=self.inbound_key(shard))
+
     async def delete(self, channel: AbstractChannel) -> None:
         """Remove everything (tests use a prefix of their own and clean up)."""
-        for name in self.all_queues():
+        for name in [*self.all_queues(), f"{self.prefix}.layout"]:
             await channel.queue_delete(name)
         for name in (
             self.inbound_exchange,

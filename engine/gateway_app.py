@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from engine import metrics, mpesa
 from engine.broker import Publisher, Topology, connect, inbound_ordering, ordering_headers
+from engine.layout import LayoutFollower
 from engine.logging import get_logger
 from engine.pg_text import storable
 from engine.settings import Settings
@@ -60,6 +61,8 @@ class BrokerLink:
         self._task: asyncio.Task[None] | None = None
         self.connection: AbstractRobustConnection | None = None
         self.publisher: Publisher | None = None
+        # which inbound queues to publish into (engine/layout.py): followed from the broker, never the database
+        self.layout = LayoutFollower(topology, settings.inbound_shards)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._connect_until_done(), name="gateway-broker-connect")
@@ -87,8 +90,9 @@ class BrokerLink:
         connection = await connect(self._settings)
         try:
             channel = await connection.channel()
-            await self._topology.declare(channel)
+            await self._topology.declare(channel, inbound=False)
             await channel.close()
+            await self.layout.start(connection, timeout=self._settings.publish_timeout_seconds)
             # on_return_raises: an unroutable message must fail the request, not be reported as confirmed.
             confirm_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         except BaseException:
@@ -102,6 +106,7 @@ class BrokerLink:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         if self.connection is not None:
+            await self.layout.close()
             await self.connection.close()
 
 
@@ -203,7 +208,8 @@ def part_body(part: InboundPart, received_at: float) -> dict[str, Any]:
 
 
 def group_by_route(parts: list[InboundPart], topology: Topology) -> dict[str, list[InboundPart]]:
-    """Parts per shard routing key, each list in envelope order."""
+    """Parts per shard routing key (of the layout published into: ``topology``), each list in envelope
+    order."""
     groups: dict[str, list[InboundPart]] = {}
     for part in parts:
         groups.setdefault(topology.inbound_route(contact_key(part)), []).append(part)
@@ -339,10 +345,13 @@ class Gateway:
                 metrics.GATEWAY_PARTS_PUBLISHED.labels(part.kind).inc()
             in_flight.pop(route, None)
 
-        groups = group_by_route(parts, self.topology)
         started = time.perf_counter()
+        groups: dict[str, list[InboundPart]] = {}
         try:
             async with asyncio.timeout(self.settings.publish_timeout_seconds):
+                # the layout as read over this connection: after a reconnect, wait for it (or 503)
+                topology = await self.link.layout.publishing(self.settings.publish_timeout_seconds)
+                groups = group_by_route(parts, topology)
                 if len(groups) == 1:
                     await run(*next(iter(groups.items())))
                 else:

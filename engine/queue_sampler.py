@@ -96,7 +96,7 @@ class SamplerLease:
 
 
 async def sample_once(rt: Runtime, inspector: QueueInspector) -> None:
-    record(await inspector.sample(rt.topology.all_queues()))
+    record(await inspector.sample(rt.consumed_topology().all_queues()))
     metrics.wallet_low_balance.set(await wallets_below_threshold(rt))
     rows, oldest = await outbox_backlog(rt)
     metrics.outbox_backlog.set(rows)

@@ -23,7 +23,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from engine import inbound
 from engine import metrics_worker as metrics
-from engine.broker import ordering_of, outbound_ordering
+from engine.broker import Topology, ordering_of, outbound_ordering
 from engine.consumer import Batcher, Limits, OrderedConsumer
 from engine.logging import get_logger
 from engine.mailer import mail_forever
@@ -149,7 +149,7 @@ async def run_roles(rt: Runtime, roles: set[str], concurrency: int, stop: asynci
             limits,
             batcher=inbound_batcher(rt),
         )
-        tasks.append(asyncio.create_task(_coordinate(rt, sharded, rt.topology.inbound_shards, stop)))
+        tasks.append(asyncio.create_task(_inbound_shards(rt, sharded, stop)))
         tasks.append(asyncio.create_task(_payments(rt, stop)))
     if "sender" in roles:
         sender = Sender(rt)
@@ -208,6 +208,32 @@ async def _coordinate(
         host=rt.settings.worker_host,
     )
     await coordinator.run(stop)
+
+
+async def _inbound_shards(rt: Runtime, sharded: ShardedConsumers, stop: asyncio.Event) -> None:
+    """The inbound shards of the generation the layout says to consume (engine/layout.py): when a reshard
+    completes, this process gives up the old generation's shards (their queues are empty by then) and takes
+    its share of the new one's, coordinated with the processes already on it."""
+    while not stop.is_set():
+        consumed = rt.consumed_topology()
+        sharded.queue_name = consumed.inbound_queue
+        this_round = asyncio.Event()
+        watcher = asyncio.create_task(_until_layout_changes(rt, consumed, stop, this_round))
+        try:
+            await _coordinate(rt, sharded, consumed.inbound_shards, this_round)
+        finally:
+            watcher.cancel()
+        if not stop.is_set():
+            log.info("inbound generation changed", generation=rt.consumed_topology().inbound_generation)
+
+
+async def _until_layout_changes(
+    rt: Runtime, consumed: Topology, stop: asyncio.Event, changed: asyncio.Event
+) -> None:
+    """Sets ``changed`` once the layout names other inbound queues to consume than ``consumed`` (or at stop)."""
+    while not stop.is_set() and rt.consumed_topology() == consumed:
+        await (stop.wait() if rt.layout is None else rt.layout.wait_change(1.0))
+    changed.set()
 
 
 async def _announce(rt: Runtime, role: str, stop: asyncio.Event) -> None:

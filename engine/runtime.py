@@ -14,6 +14,7 @@ from engine.ai import AI, create_ai
 from engine.broker import Publisher, Topology, connect, inbound_ordering, ordering_headers
 from engine.broker_admin import ensure_parking_unlimited
 from engine.db import DatabaseUrls, create_pool, database_urls
+from engine.layout import LayoutFollower
 from engine.mpesa import DarajaClient, PaymentProvider
 from engine.orgs import OrgDirectory
 from engine.settings import Settings
@@ -31,6 +32,7 @@ class Runtime:
     publisher: Publisher
     http: httpx.AsyncClient
     payments: PaymentProvider
+    layout: LayoutFollower | None = None  # the inbound layout (engine/layout.py); set by start()
     ai: AI | None = None  # the model for the knowledge base; None without OPENAI_API_KEY
     orgs: OrgDirectory = field(init=False)  # organisations as the hot path sees them, cached briefly
     whatsapp_http: aiohttp.ClientSession = field(
@@ -47,8 +49,10 @@ class Runtime:
         connection = await connect(settings)
         topology = Topology.from_settings(settings)
         channel = await connection.channel()
-        await topology.declare(channel)
+        await topology.declare(channel, inbound=False)
         await channel.close()
+        layout = LayoutFollower(topology, settings.inbound_shards)
+        await layout.start(connection)
         await ensure_parking_unlimited(settings, connection, topology)
         publisher = await Publisher.open(connection, settings.publish_timeout_seconds)
         http = httpx.AsyncClient(
@@ -65,7 +69,8 @@ class Runtime:
             publisher,
             http,
             DarajaClient(http, settings),
-            create_ai(settings),
+            layout=layout,
+            ai=create_ai(settings),
         )
 
     def __post_init__(self) -> None:
@@ -78,11 +83,19 @@ class Runtime:
         await self.app_pool.close()
         await self.owner_pool.close()
 
+    def consumed_topology(self) -> Topology:
+        """The topology with the inbound queues the layout says to consume now (engine/layout.py)."""
+        return self.topology if self.layout is None else self.layout.current.consuming(self.topology)
+
     async def publish_inbound(self, contact_key: str, body: dict[str, Any], message_id: str) -> None:
-        """Into the contact's ordered path (timers and payment results go this way too)."""
+        """Into the contact's ordered path (timers and payment results go this way too), by the layout as
+        read over this connection (engine/layout.py)."""
+        topology = self.topology
+        if self.layout is not None:
+            topology = await self.layout.publishing(self.settings.publish_timeout_seconds)
         await self.publisher.publish(
-            self.topology.inbound_exchange,
-            self.topology.inbound_route(contact_key),
+            topology.inbound_exchange,
+            topology.inbound_route(contact_key),
             body,
             message_id=message_id,
             headers=ordering_headers(*inbound_ordering(body, message_id)),

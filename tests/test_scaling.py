@@ -86,6 +86,21 @@ def expected_texts(count: int) -> list[str]:
     return [f"m{i:03d}" for i in range(1, count + 1)]
 
 
+async def assert_each_in_order(app_pool: asyncpg.Pool, org: UUID, counts: dict[str, int]) -> None:
+    """Once everything sent is stored (and a moment for a late duplicate): each contact's m001..mN once each,
+    in the order sent."""
+
+    async def all_stored():  # type: ignore[no-untyped-def]
+        texts = await stored_texts(app_pool, org)
+        return texts if sum(map(len, texts.values())) >= sum(counts.values()) else None
+
+    await wait_until(all_stored, timeout=30)
+    await asyncio.sleep(1.0)  # a late duplicate would show now
+    texts = await stored_texts(app_pool, org)
+    for p, count in counts.items():
+        assert texts[p] == expected_texts(count), f"contact {p}: lost, doubled or reordered messages"
+
+
 @pytest.fixture
 async def stack(settings, broker, db_urls):  # type: ignore[no-untyped-def]
     st = await LocalStack(settings, roles=("relay", "sender")).start()
@@ -141,15 +156,7 @@ async def test_scaling_from_one_to_four_processes_keeps_order_and_loses_nothing(
     await scaling
     counts = dict(zip(phones, sent, strict=True))
 
-    async def all_stored():  # type: ignore[no-untyped-def]
-        texts = await stored_texts(app_pool, org)
-        return texts if sum(map(len, texts.values())) >= sum(counts.values()) else None
-
-    await wait_until(all_stored, timeout=30)
-    await asyncio.sleep(1.0)  # a late duplicate would show now
-    texts = await stored_texts(app_pool, org)
-    for p in phones:
-        assert texts[p] == expected_texts(counts[p]), f"contact {p}: lost, doubled or reordered messages"
+    await assert_each_in_order(app_pool, org, counts)
     workers = await wait_until(lambda: _busy(owner_pool), timeout=10)
     assert len(workers) >= 3, f"the work was not spread over the processes: {workers}"
 

@@ -21,6 +21,7 @@ from engine.cli import (
     payments,
     programmes,
     queues,
+    reshard,
     templates,
     wallet,
     webhooks,
@@ -37,6 +38,7 @@ app.command("demo")(demo.demo)
 app.add_typer(parked.app, name="parked")
 app.command("queues")(queues.queues)
 app.command("workers")(workers.workers)
+app.command("reshard")(reshard.reshard)
 app.command("import")(content.import_command)
 app.add_typer(content.results_app, name="results")
 app.add_typer(content.content_app, name="content")
