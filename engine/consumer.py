@@ -81,15 +81,30 @@ class Batcher:
     lanes (never two of one key), gathered for up to ``window`` seconds or ``size`` messages, go to the batch
     handler in one call. A gathering of one message is run on its own, exactly as without a batcher."""
 
-    def __init__(self, run: BatchHandler, *, size: int, window: float) -> None:
+    def __init__(
+        self,
+        run: BatchHandler,
+        *,
+        size: int,
+        window: float,
+        accepts: Callable[[AbstractIncomingMessage], bool] | None = None,
+        otherwise: Batcher | None = None,
+    ) -> None:
         self._run = run
         self.size = size
         self.window = window
+        # Only the messages ``accepts`` takes (all without it); the others go to ``otherwise``, or run alone.
+        self._accepts = accepts
+        self._otherwise = otherwise
         self._open: dict[str, _Gathering] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, tenant: str, key: str, message: AbstractIncomingMessage) -> BaseException | None:
         """Wait for the message's batch; its outcome (see ``BatchHandler``)."""
+        if self._accepts is not None and not self._accepts(message):
+            if self._otherwise is not None:
+                return await self._otherwise.submit(tenant, key, message)
+            return RunAlone()
         loop = asyncio.get_running_loop()
         gathering = self._open.get(tenant)
         if gathering is not None and key in gathering.keys:  # never two of one key in a batch

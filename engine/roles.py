@@ -182,16 +182,32 @@ async def run_roles(rt: Runtime, roles: set[str], concurrency: int, stop: asynci
 
 
 def inbound_batcher(rt: Runtime) -> Batcher | None:
-    """Events of different contacts in one transaction (engine/inbound_batch.py), when INBOUND_BATCH_SIZE > 1."""
-    size = rt.settings.inbound_batch_size
-    if size <= 1:
-        return None
-    from engine.inbound_batch import handle_batch
+    """Status webhooks applied set-based in batches (engine/status_batch.py), when STATUS_BATCH_SIZE > 1; the
+    other events of different contacts in one transaction (engine/inbound_batch.py), when INBOUND_BATCH_SIZE > 1."""
+    events: Batcher | None = None
+    if rt.settings.inbound_batch_size > 1:
+        from engine.inbound_batch import handle_batch
 
-    async def run(messages: list[AbstractIncomingMessage]) -> list[BaseException | None]:
-        return await handle_batch(rt, messages)
+        async def run(messages: list[AbstractIncomingMessage]) -> list[BaseException | None]:
+            return await handle_batch(rt, messages)
 
-    return Batcher(run, size=size, window=rt.settings.inbound_batch_window_ms / 1000)
+        events = Batcher(
+            run, size=rt.settings.inbound_batch_size, window=rt.settings.inbound_batch_window_ms / 1000
+        )
+    if rt.settings.status_batch_size <= 1:
+        return events
+    from engine.status_batch import handle_statuses, is_status
+
+    async def statuses(messages: list[AbstractIncomingMessage]) -> list[BaseException | None]:
+        return await handle_statuses(rt, messages)
+
+    return Batcher(
+        statuses,
+        size=rt.settings.status_batch_size,
+        window=rt.settings.status_batch_window_ms / 1000,
+        accepts=is_status,
+        otherwise=events,
+    )
 
 
 async def _coordinate(

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     # for more events once its first arrived.
     inbound_batch_size: int = Field(1, ge=1, le=24)
     inbound_batch_window_ms: float = Field(2.0, ge=0, le=100)
+    # Status webhooks (sent, delivered, read) of one organisation applied set-based, one statement and one commit
+    # for a batch (engine/status_batch.py; three per message a broadcast sends); 1: one call each. The window
+    # is how long a batch waits for more once its first arrived (statuses are not waited for by anyone).
+    status_batch_size: int = Field(64, ge=1, le=500)
+    status_batch_window_ms: float = Field(20.0, ge=0, le=1000)
     # The management HTTP API (unacked counts, rates); unset: RABBITMQ_URL's host, port 15672, same login.
     rabbitmq_management_url: AnyUrl | None = None
 
