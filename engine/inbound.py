@@ -205,8 +205,10 @@ class Arrival:
 
 
 # The event's dedupe key, its contact (upserted for a message, else read) and the contact's active conversation
-# (locked), in one statement. No key inserted (a duplicate) -> no contact row -> nothing else. A concurrent
-# twin waits on the key until the first commits, then sees it taken.
+# (locked; opened when there is none, as open_conversation does), in one statement. No key inserted (a
+# duplicate) -> no contact row -> nothing else. A concurrent twin waits on the key until the first commits, then
+# sees it taken. A contact's first message (every vote of a radio poll's audience) thus costs one round trip, not
+# four: opening its conversation apart took a look, an insert and a second look.
 _CLAIM = """claim AS (INSERT INTO processed_events (organization_id, source, external_id) VALUES ($1, $2, $3)
                       ON CONFLICT DO NOTHING RETURNING 1)"""
 _UPSERT_CONTACT = """contact AS (
@@ -221,7 +223,11 @@ _UPSERT_CONTACT = """contact AS (
 _READ_CONTACT = """contact AS (
     SELECT * FROM contacts WHERE organization_id = $1 AND phone = $4 AND EXISTS (SELECT FROM claim))"""
 _ARRIVE = """WITH {claim}, {contact},
-conv AS (SELECT * FROM conversations WHERE contact_id = (SELECT id FROM contact) AND status = 'active' FOR UPDATE)
+found AS (SELECT * FROM conversations WHERE contact_id = (SELECT id FROM contact) AND status = 'active' FOR UPDATE),
+opened AS (INSERT INTO conversations (organization_id, contact_id, current_state)
+           SELECT $1, contact.id, 'idle' FROM contact WHERE NOT EXISTS (SELECT FROM found)
+           ON CONFLICT (contact_id) WHERE status = 'active' DO NOTHING RETURNING *),
+conv AS (SELECT * FROM found UNION ALL SELECT * FROM opened)
 SELECT EXISTS (SELECT FROM claim) AS claimed,
        contact.id, contact.phone, contact.name, contact.language, contact.opted_in, contact.message_count,
        conv.id AS conversation_id, conv.current_module, conv.current_state, conv.state_data, conv.state_version,
@@ -249,7 +255,7 @@ async def arrive(
     contact = Contact(
         row["id"], row["phone"], row["name"], row["language"], row["opted_in"], row["message_count"]
     )
-    if row["conversation_id"] is None:  # the first event of this contact (or their last conversation closed)
+    if row["conversation_id"] is None:  # opened concurrently by another transaction (it waited, then saw it)
         conversation = await open_conversation(conn, org_id, contact.id)
     else:
         conversation = _conversation(row, row["conversation_id"])

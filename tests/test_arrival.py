@@ -3,6 +3,8 @@ one statement. Real PostgreSQL, as the application role."""
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 
 from engine.db import tenant_tx
@@ -71,3 +73,76 @@ async def test_the_conversation_is_locked_until_the_event_commits(app_pool: asyn
             else:
                 locked = False
     assert locked
+
+
+class _Counted:
+    """The connection, with its round trips counted."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn, self.round_trips = conn, 0
+
+    async def fetchrow(self, *args: object) -> asyncpg.Record | None:
+        self.round_trips += 1
+        return await self.conn.fetchrow(*args)
+
+    async def execute(self, *args: object) -> str:
+        self.round_trips += 1
+        return await self.conn.execute(*args)
+
+
+async def test_a_first_message_opens_its_conversation_in_the_one_statement(
+    app_pool: asyncpg.Pool, make_org
+) -> None:  # type: ignore[no-untyped-def]
+    """A new contact (a radio poll's every voter) and a contact whose conversation closed: one round trip, and the
+    conversation opened is the active one later events find; a concurrent opening is waited for and adopted."""
+    org, _ = await make_org("Arrive")
+    wa_id = phone()
+    async with tenant_tx(app_pool, org) as conn:
+        counted = _Counted(conn)
+        first = await arrive(
+            counted, org, "wa_message", "message", {"external_id": "wamid.D1", "wa_id": wa_id}
+        )  # type: ignore[arg-type]
+        assert counted.round_trips == 1
+        assert first is not None and first.conversation is not None
+        assert (first.conversation.state.step, first.conversation.state.version) == ("idle", 0)
+        await conn.execute("UPDATE conversations SET status = 'closed' WHERE id = $1", first.conversation.id)
+        counted = _Counted(conn)
+        again = await arrive(counted, org, "timer", "timer", {"external_id": "timer:D", "wa_id": wa_id})  # type: ignore[arg-type]
+        assert counted.round_trips == 1
+        assert again is not None and again.conversation is not None
+        assert again.conversation.id != first.conversation.id
+        assert (
+            await conn.fetchval(
+                "SELECT id FROM conversations WHERE contact_id = $1 AND status = 'active'",
+                again.contact.id,  # type: ignore[union-attr]
+            )
+            == again.conversation.id
+        )
+    # another transaction opens the contact's conversation first: this one waits on it, then takes that one
+    other_wa = phone()
+    async with tenant_tx(app_pool, org) as conn:
+        await arrive(conn, org, "wa_message", "message", {"external_id": "wamid.E1", "wa_id": other_wa})
+    async with tenant_tx(app_pool, org) as conn:
+        contact_id = await conn.fetchval("SELECT id FROM contacts WHERE phone = $1", other_wa)
+        await conn.execute("UPDATE conversations SET status = 'closed' WHERE contact_id = $1", contact_id)
+    async with tenant_tx(app_pool, org) as opener:
+        await opener.execute(
+            "INSERT INTO conversations (organization_id, contact_id, current_state) VALUES ($1, $2, 'idle')",
+            org,
+            contact_id,
+        )
+
+        async def late() -> object:
+            async with tenant_tx(app_pool, org) as conn:
+                return await arrive(
+                    conn, org, "timer", "timer", {"external_id": "timer:E", "wa_id": other_wa}
+                )
+
+        waiting = asyncio.create_task(late())
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # it waits on the other's insert
+        opened = await opener.fetchval(
+            "SELECT id FROM conversations WHERE contact_id = $1 AND status = 'active'", contact_id
+        )
+    arrived = await waiting
+    assert arrived.conversation.id == opened  # type: ignore[attr-defined]
