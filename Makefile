@@ -59,9 +59,11 @@ test: $(STAMP) broker fonts lint
 faults: $(STAMP) broker
 	$(BIN)/python -m pytest -q tests/faults -m slow
 
-# Private RabbitMQ nodes clustered on loopback (tests/faults/cluster.py), the scenarios of tests/faults/scale.py;
-# prints the table and writes bench/results/scale.json (about 10 minutes).
+# Private RabbitMQ nodes clustered on loopback (tests/faults/cluster.py), worker hosts as network namespaces
+# (tests/faults/netlab.py: root), two gateways behind haproxy, the scenarios of tests/faults/scale.py; prints the
+# table and writes bench/results/scale.json (about 10 minutes).
 scale-test: $(STAMP)
+	@bash scripts/ensure_netlab.sh
 	$(BIN)/python -m tests.faults.scale --nodes 3
 
 # The broker-facing tests (parking above all) against RabbitMQ 4.0 and 4.3, each run from a chroot of a later

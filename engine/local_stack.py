@@ -31,6 +31,7 @@ class LocalStack:
     whatsapp: WhatsAppSimulator = field(default_factory=lambda: WhatsAppSimulator(accept_any_token=True))
     mpesa: MpesaSimulator = field(default_factory=lambda: MpesaSimulator(callback_delay=0.2))
     smtp: SmtpSimulator | None = field(default_factory=SmtpSimulator)  # None: tickets are not e-mailed
+    host: str = "127.0.0.1"  # where the simulators and the gateway listen (the scale test's lab address)
     settings: Settings | None = None
     poster: WebhookPoster | None = None
     _gateway: ServerRunner | None = None
@@ -42,14 +43,18 @@ class LocalStack:
     async def start(self, *, in_process_workers: bool = True) -> LocalStack:
         from webhook_gateway import create_app
 
-        wa_url = await self.whatsapp.start()
-        mpesa_url = await self.mpesa.start()
+        wa_url = await self.whatsapp.start(self.host)
+        mpesa_url = await self.mpesa.start(self.host)
         mail = {}
         if self.smtp is not None:
-            mail = {"smtp_host": "127.0.0.1", "smtp_port": await self.smtp.start(), "smtp_security": "none"}
+            mail = {
+                "smtp_host": self.host,
+                "smtp_port": await self.smtp.start(self.host),
+                "smtp_security": "none",
+            }
         gateway_settings = self.base.model_copy(update={"gateway_port": 0})
         self._gateway = ServerRunner(create_app(gateway_settings), lifespan="on")
-        gateway_url = await self._gateway.start()
+        gateway_url = await self._gateway.start(self.host)
         self.settings = self.base.model_copy(
             update={
                 "whatsapp_api_base_url": wa_url,

@@ -28,11 +28,12 @@ class PrivateCluster:
     down: set[int] = field(default_factory=set)  # indexes of stopped nodes
 
     @classmethod
-    def create(cls, base: Path, tag: str, size: int = 3) -> PrivateCluster:
+    def create(cls, base: Path, tag: str, size: int = 3, also_on: str | None = None) -> PrivateCluster:
+        """``also_on``: an address every node listens on besides loopback (PrivateRabbit.create)."""
         cookie = secrets.token_hex(16).upper()
         nodes = []
         for i in range(size):
-            node = PrivateRabbit.create(base / f"node{i + 1}", f"{tag}-{i + 1}")
+            node = PrivateRabbit.create(base / f"node{i + 1}", f"{tag}-{i + 1}", also_on)
             with (node.base / "rabbitmq.conf").open("a") as conf:
                 conf.write("queue_leader_locator = balanced\n")
             cookie_file = node.base / ".erlang.cookie"  # HOME is the node's base: one cookie for all
@@ -44,6 +45,13 @@ class PrivateCluster:
     @property
     def urls(self) -> list[str]:
         return [n.url for n in self.nodes]
+
+    def urls_on(self, address: str) -> list[str]:
+        return [n.url_on(address) for n in self.nodes]
+
+    @property
+    def ports(self) -> list[int]:
+        return [n.port for n in self.nodes]
 
     def start(self) -> float:
         """Start every node, join the others to the first; the seconds it took."""

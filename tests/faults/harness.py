@@ -110,11 +110,16 @@ class FaultStack:
 
 
 async def start_engine(
-    cleanup: contextlib.AsyncExitStack, db_url: str, brokers: str, prefix: str, **extra: Any
+    cleanup: contextlib.AsyncExitStack,
+    db_url: str,
+    brokers: str,
+    prefix: str,
+    host: str = "127.0.0.1",
+    **extra: Any,
 ) -> tuple[Settings, LocalStack, asyncpg.Pool, asyncpg.Pool, dict[str, str]]:
-    """The schema migrated, the pools, the gateway and simulators in this process (LocalStack) and the workers'
-    environment, for a database and broker addresses (a comma-separated list for a cluster); all closed by
-    ``cleanup``. Returns (settings, local, app pool, owner pool, worker env)."""
+    """The schema migrated, the pools, the gateway and simulators in this process (LocalStack, listening on
+    ``host``) and the workers' environment, for a database and broker addresses (a comma-separated list for a
+    cluster); all closed by ``cleanup``. Returns (settings, local, app pool, owner pool, worker env)."""
     from engine.db import create_pool, with_user
     from engine.migrate import migrate
 
@@ -134,7 +139,7 @@ async def start_engine(
     cleanup.push_async_callback(app_pool.close)
     owner_pool = await create_pool(db_url, max_size=5)
     cleanup.push_async_callback(owner_pool.close)
-    local = await LocalStack(settings, roles=()).start(in_process_workers=False)
+    local = await LocalStack(settings, roles=(), host=host).start(in_process_workers=False)
     cleanup.push_async_callback(local.stop)
     env = {
         **local.worker_env(),

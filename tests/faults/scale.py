@@ -1,21 +1,27 @@
 """The cluster scenarios (issue 22): the engine on a private RabbitMQ cluster (tests/faults/cluster.py) with its
-workers on three "hosts" (each a process group of its own, with its own WORKER_HOST), under the fault suite's
-load (tests/faults/harness.py: scripted conversations of thousands of contacts, posted through the gateway like
-Meta does), while a broker node that leads shards is stopped and started again, a worker host is SIGKILLed, or
-a host is frozen (SIGSTOP) for 30 s. Besides the fault suite's checks (every accepted message stored once,
-every reply delivered, ledger, tallies, answers) each scenario measures:
+workers on three hosts, each a network namespace of the test's own with its own address (tests/faults/netlab.py)
+and its own WORKER_HOST, reaching the broker nodes and PostgreSQL over its veth; two of the hosts also run a
+gateway, and the load (tests/faults/harness.py: scripted conversations of thousands of contacts, posted like
+Meta does) goes through a round-robin in front of both (haproxy, tests/faults/balancer.py). Under that load a
+broker node that leads shards is stopped and started again, a worker host is SIGKILLed, a host is frozen
+(SIGSTOP) for 30 s, or a host is cut off from the broker for 30 s (its packets dropped inside its namespace).
+Besides the fault suite's checks (every accepted message stored once, every reply delivered, ledger, tallies,
+answers) each scenario measures:
 
-- **order**: per contact, the order in which the engine applied its messages (``messages.created_at`` of the
-  inbound rows: each is its transaction's start, and one contact's transactions run one after the other, so
-  it is their commit order) against the order the contact sent them; a contact's next message is only posted
-  once the previous one was accepted, so both can wait in a queue together and only the engine keeps them apart.
+- **order**: per contact, the order in which the engine applied its messages (the inbound rows' ``xmin``: one
+  contact's transactions run one after the other) against the order the contact sent them; a contact's next
+  message is only posted once the previous one was accepted, so both can wait in a queue together and only the
+  engine keeps them apart.
 - **throughput**: messages applied per second before the fault and while it lasts; **max gap**: the longest
-  time no message at all was applied, from the first to the last (how long the engine stood still).
+  time no message at all was applied (how long the engine stood still); **shard gap**: the longest time one
+  inbound shard applied nothing (how long a cut-off host's shards waited).
+- **gateways**: the requests each gateway answered 2xx (haproxy's counts).
 - **pacing**: the most sends of one number the WhatsApp simulator received in any one second, against the
   number's configured throughput (senders on all three hosts share one authority, engine/pacing.py).
 
-``make scale-test`` (``python -m tests.faults.scale``) runs them on 3 nodes and prints the table (also written
-to bench/results/scale.json); tests/faults/test_cluster.py runs a short variant on 2 nodes in ``make faults``.
+``make scale-test`` (``python -m tests.faults.scale``, root: namespaces) runs them on 3 nodes and prints the
+table (also written to bench/results/scale.json); tests/faults/test_cluster.py runs a short variant on 2 nodes
+in ``make faults`` (namespaces, no gateways: the load through the test process's own gateway).
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.broker import shard_of
+from tests.faults import balancer, netlab
+from tests.faults.balancer import Balancer
 from tests.faults.cluster import PrivateCluster
 from tests.faults.harness import (
     WORKER_CONCURRENCY,
@@ -54,31 +63,54 @@ HOST_ROLES = {
     "host-b": ("inbound", "sender", "relay"),  # one relay is active (advisory lock), the other waits
     "host-c": ("inbound", "sender"),
 }
+GATEWAY_HOSTS = ("host-a", "host-b")
+GATEWAY_PORT = 8080  # the same on both: each host has its own addresses
 SCALE = Size("scale", 3000, 25.0, 0.5, 600, 60)
 SHORT = Size("short", 1200, 12.0, 0.3, 240, 45)
 PACED_RATE = 20  # the paced number's throughput, messages/s
 PACED = "one number paced, 3 sender hosts"  # always the short load: its replies drain at PACED_RATE
+CUT = "worker host cut from broker 30 s"
 
 
 @dataclass
 class Hosts:
-    """Worker "hosts": each a process group of real worker.py processes with its own WORKER_HOST."""
+    """Worker hosts: each a network namespace (NetLab) running real worker.py processes, and on GATEWAY_HOSTS a
+    webhook_gateway.py, as one process group with its own WORKER_HOST."""
 
-    env: dict[str, str]
+    env: dict[str, str]  # the hosts' view: the broker nodes and PostgreSQL at the lab's address
     log_dir: Path
+    lab: netlab.NetLab
+    gateways: bool
     groups: dict[str, list[subprocess.Popen[bytes]]] = field(default_factory=dict)
+
+    def _programs(self, host: str) -> list[tuple[str, list[str], dict[str, str]]]:
+        from engine.settings import PROJECT_ROOT
+
+        out = []
+        if self.gateways and host in GATEWAY_HOSTS:
+            gateway = {"GATEWAY_HOST": self.lab.hosts[host], "GATEWAY_PORT": str(GATEWAY_PORT)}
+            out.append(
+                (
+                    "gateway",
+                    [str(PROJECT_ROOT / "webhook_gateway.py")],
+                    gateway | {"GATEWAY_METRICS_PORT": "0"},
+                )
+            )
+        for role in HOST_ROLES[host]:
+            argv = [str(PROJECT_ROOT / "worker.py"), "--role", role]
+            out.append((role, argv + ["--concurrency", str(WORKER_CONCURRENCY), "--metrics-port", "0"], {}))
+        return out
 
     def spawn(self, host: str) -> None:
         from engine.settings import PROJECT_ROOT
 
         procs: list[subprocess.Popen[bytes]] = []
-        for role in HOST_ROLES[host]:
-            log = (self.log_dir / f"{host}-{role}.log").open("ab")
+        for name, argv, extra in self._programs(host):
+            log = (self.log_dir / f"{host}-{name}.log").open("ab")
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, str(PROJECT_ROOT / "worker.py"), "--role", role]
-                    + ["--concurrency", str(WORKER_CONCURRENCY), "--metrics-port", "0"],
-                    env={**self.env, "WORKER_HOST": host},
+                    self.lab.command(host, [sys.executable, *argv]),
+                    env={**self.env, "WORKER_HOST": host, **extra},
                     cwd=PROJECT_ROOT,
                     stdout=subprocess.DEVNULL,
                     stderr=log,
@@ -118,38 +150,75 @@ class ClusterStack:
     cluster: PrivateCluster
     hosts: Hosts
     cluster_seconds: float
+    balancer: Balancer | None  # None: no gateways on the hosts, the load goes to the test process's gateway
+
+
+def unavailable(gateways: bool) -> str | None:
+    """Why the cluster scenarios cannot run here (None: they can)."""
+    return netlab.unavailable() or (balancer.unavailable() if gateways else None)
 
 
 @contextlib.asynccontextmanager
-async def cluster_stack(nodes: int) -> AsyncIterator[ClusterStack]:
-    """A private PostgreSQL, a private cluster of ``nodes`` RabbitMQ nodes, the gateway and the WhatsApp
-    simulator in this process (the gateway given every node's address) and the three worker hosts."""
+async def cluster_stack(nodes: int, gateways: bool = True) -> AsyncIterator[ClusterStack]:
+    """The network lab with the three hosts, a private PostgreSQL and a private cluster of ``nodes`` RabbitMQ
+    nodes listening on the lab's address too, the simulators (and a gateway for M-Pesa's callbacks) in this
+    process, the hosts' workers and, with ``gateways``, their two gateways behind haproxy, which the load posts
+    to."""
     from bench.common import create_database, new_tag
     from engine.logging import configure_logging
     from engine.settings import Settings
+    from simulators.whatsapp import WebhookPoster
 
+    if reason := unavailable(gateways):
+        raise RuntimeError(reason)
     tag = new_tag()
     base = Path(tempfile.mkdtemp(prefix="chatnation-scale-"))
     async with contextlib.AsyncExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, base, True)
         cleanup.callback(_keep_logs, base)
+        lab = netlab.NetLab.create(list(HOST_ROLES))
+        cleanup.callback(lab.destroy)  # after everything below has stopped
         pg = PrivatePostgres.create(base / "postgres")
         cleanup.callback(pg.destroy)
-        cluster = PrivateCluster.create(base / "rabbitmq", tag[:6], nodes)
+        pg.listen(lab.address, str(lab.subnet))
+        cluster = PrivateCluster.create(base / "rabbitmq", tag[:6], nodes, also_on=lab.address)
         cleanup.callback(cluster.destroy)
         took = await asyncio.to_thread(cluster.start)
         db_url = await create_database(pg.uri("postgres"), "scale")
         configure_logging(Settings(log_level="warning"))  # the gateway in this process: warnings only
         settings, local, app_pool, owner_pool, env = await start_engine(
-            cleanup, db_url, ",".join(cluster.urls), f"scale{tag}", inbound_shards=9, outbound_shards=9
+            cleanup,
+            db_url,
+            ",".join(cluster.urls),
+            f"scale{tag}",
+            host=lab.address,
+            inbound_shards=9,
+            outbound_shards=9,
         )
-        hosts = Hosts(env, base)
+        hosts_env = {
+            **env,
+            "RABBITMQ_URL": ",".join(cluster.urls_on(lab.address)),
+            "DATABASE_URL": pg.uri_on(lab.address, "scale"),
+        }
+        hosts = Hosts(hosts_env, base, lab, gateways)
         cleanup.callback(hosts.stop_all)
         for host in HOST_ROLES:
             hosts.spawn(host)
+        front = None
+        if gateways:
+            servers = {h: f"{lab.hosts[h]}:{GATEWAY_PORT}" for h in GATEWAY_HOSTS}
+            front = Balancer.start(base / "haproxy", servers)
+            cleanup.callback(front.stop)
+            await asyncio.to_thread(front.wait_up)
+            assert local.poster is not None
+            in_process, local.poster = (
+                local.poster,
+                WebhookPoster(f"{front.url}/webhook", settings.whatsapp_app_secret),
+            )
+            await in_process.aclose()
         stack = FaultStack(settings, local, Workers(env, base), app_pool, owner_pool, cluster.nodes[0], pg)
         await stack.wait_workers()
-        yield ClusterStack(stack, cluster, hosts, took)
+        yield ClusterStack(stack, cluster, hosts, took, front)
 
 
 def _keep_logs(base: Path) -> None:
@@ -159,7 +228,11 @@ def _keep_logs(base: Path) -> None:
     keep = RESULTS / "scale-logs"
     shutil.rmtree(keep, ignore_errors=True)
     keep.mkdir(parents=True, exist_ok=True)
-    for log in [*base.glob("host-*.log"), *base.glob("rabbitmq/node*/log/*.log")]:
+    for log in [
+        *base.glob("host-*.log"),
+        *base.glob("rabbitmq/node*/log/*.log"),
+        *base.glob("haproxy/*.log"),
+    ]:
         shutil.copy(log, keep / log.name)
 
 
@@ -238,6 +311,23 @@ def freeze_a_host(cs: ClusterStack, window: Window, host: str, seconds: float) -
     return Scenario(fault, after=measures(cs, window), allowed_duplicates=lambda s: WORKER_CONCURRENCY)
 
 
+def cut_a_host(cs: ClusterStack, window: Window, host: str, seconds: float) -> Scenario:
+    """Drop every packet between one host and the broker nodes for ``seconds`` (nftables inside its namespace;
+    its database connections stay up), then let them through again. Silently, as a lost link does: neither side
+    sees a reset, so the broker keeps the host's single-active consumers until the AMQP heartbeat gives up."""
+
+    async def fault(stack: FaultStack, size: Size) -> float:
+        await asyncio.sleep(size.spread_seconds / 4)
+        window.start = time.time()
+        await asyncio.to_thread(cs.hosts.lab.cut, host, cs.cluster.ports)
+        await asyncio.sleep(seconds)
+        await asyncio.to_thread(cs.hosts.lab.restore, host)
+        window.end = time.time()
+        return window.end
+
+    return Scenario(fault, after=measures(cs, window), allowed_duplicates=lambda s: WORKER_CONCURRENCY)
+
+
 def paced_number(cs: ClusterStack, window: Window) -> Scenario:
     """No fault: the first organisation's number limited to PACED_RATE/s, its replies sent by senders on all
     three hosts; the simulator's busiest second of that number is compared with the limit."""
@@ -277,8 +367,17 @@ def measures(
         if broken:
             outcome["problems"].append(f"{len(broken)} contacts' messages applied out of order")
         times = sorted(r["t"] for r in rows if r["t"] is not None)  # when each was applied
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-        outcome["max_gap_s"] = round(max(gaps, default=0.0), 2)
+        outcome["max_gap_s"] = round(_longest_gap(times), 2)
+        by_shard: dict[int, list[float]] = {}
+        for r in rows:
+            if r["t"] is not None and (at := position.get(r["wa_message_id"])) is not None:
+                shard = shard_of(
+                    load.scripts[at[0]].wa_id, stack.settings.inbound_shards
+                )  # as the gateway routes
+                by_shard.setdefault(shard, []).append(r["t"])
+        outcome["shard_gap_s"] = round(
+            max((_longest_gap(sorted(t)) for t in by_shard.values()), default=0.0), 2
+        )
         first_accept = min(load.accepted.values(), default=0.0)
         last_accept = max(load.accepted.values(), default=0.0)
         outcome["offered_per_s"] = round(len(load.accepted) / max(last_accept - first_accept, 1e-9))
@@ -313,8 +412,12 @@ def measures(
     return measure
 
 
+def _longest_gap(times: list[float]) -> float:
+    return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
+
+
 COLUMNS = [
-    ("fault", "scenario", 31),
+    ("fault", "scenario", 32),
     ("contacts", "contacts", 8),
     ("accepted", "accepted", 8),
     ("processed", "applied", 7),
@@ -326,15 +429,19 @@ COLUMNS = [
     ("during_per_s", "during/s", 8),
     ("fault_s", "fault s", 7),
     ("max_gap_s", "max gap s", 9),
+    ("shard_gap_s", "shard gap s", 11),
     ("recover_s", "recover s", 9),
     ("drain_s", "drain s", 7),
+    ("gateways", "gw a/b", 9),
     ("ok", "ok", 3),
 ]
 
 
-async def run(nodes: int, size: Size, names: list[str] | None = None) -> list[dict[str, Any]]:
+async def run(
+    nodes: int, size: Size, names: list[str] | None = None, gateways: bool = True
+) -> list[dict[str, Any]]:
     outcomes: list[dict[str, Any]] = []
-    async with cluster_stack(nodes) as cs:
+    async with cluster_stack(nodes, gateways) as cs:
         print(f"{nodes} RabbitMQ nodes clustered in {cs.cluster_seconds:.1f} s", flush=True)
         prefix = cs.stack.settings.broker_prefix
         queues = cs.cluster.queues(f"{prefix}.")
@@ -349,13 +456,19 @@ async def run(nodes: int, size: Size, names: list[str] | None = None) -> list[di
             ),
             "worker host SIGKILLed": lambda w: kill_a_host(cs, w, "host-b", 20.0),
             "worker host frozen 30 s": lambda w: freeze_a_host(cs, w, "host-c", 30.0),
+            CUT: lambda w: cut_a_host(cs, w, "host-c", 30.0),
             PACED: lambda w: paced_number(cs, w),
         }
         for name in names or list(builders):
             window = Window()
             paced = name == PACED
+            taken = cs.balancer.requests() if cs.balancer else {}
             outcome = await run_scenario(cs.stack, name, builders[name](window), SHORT if paced else size)
             outcome.update(nodes=nodes, hosts=len(HOST_ROLES))
+            if cs.balancer:  # requests each gateway answered 2xx in this scenario
+                now = cs.balancer.requests()
+                outcome["gateway_requests"] = {h: now[h] - taken.get(h, 0) for h in GATEWAY_HOSTS}
+                outcome["gateways"] = "/".join(str(n) for n in outcome["gateway_requests"].values())
             if outcome["duplicates"] > outcome["allowed_duplicates"]:
                 outcome["problems"].append(
                     f"{outcome['duplicates']} duplicate sends, at most {outcome['allowed_duplicates']} allowed"
@@ -387,6 +500,8 @@ def main() -> None:
     parser.add_argument("--short", action="store_true", help="the short load (1,200 messages)")
     parser.add_argument("--scenario", action="append", help="only these (by name)")
     args = parser.parse_args()
+    if reason := unavailable(gateways=True):
+        sys.exit(f"the cluster scenarios cannot run here: {reason}")
     began = time.monotonic()
     outcomes = asyncio.run(run(args.nodes, SHORT if args.short else SCALE, args.scenario))
     print(f"\nCluster scenarios ({args.nodes} nodes, {time.monotonic() - began:.0f} s)\n" + table(outcomes))

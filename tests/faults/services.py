@@ -55,7 +55,9 @@ class PrivateRabbit:
     scripts: Path
 
     @classmethod
-    def create(cls, base: Path, tag: str) -> PrivateRabbit:
+    def create(cls, base: Path, tag: str, also_on: str | None = None) -> PrivateRabbit:
+        """``also_on``: an address to listen on besides loopback (the scale test's network lab), where the guest
+        user may log in too (RabbitMQ lets it in only over loopback by default)."""
         scripts = rabbit_scripts()
         if scripts is None:
             raise RuntimeError("rabbitmq-server is not installed")
@@ -64,13 +66,19 @@ class PrivateRabbit:
         (base / "enabled_plugins").write_text(
             "[].\n"
         )  # none: the management ports would clash with the main node
-        (base / "rabbitmq.conf").write_text(f"listeners.tcp.1 = 127.0.0.1:{port}\nlog.console = false\n")
+        conf = f"listeners.tcp.1 = 127.0.0.1:{port}\nlog.console = false\n"
+        if also_on:
+            conf += f"listeners.tcp.2 = {also_on}:{port}\nloopback_users = none\n"
+        (base / "rabbitmq.conf").write_text(conf)
         (base / "rabbitmq-env.conf").write_text("ERL_EPMD_ADDRESS=127.0.0.1\n")
         return cls(base, f"faults-{tag}@localhost", port, scripts)
 
     @property
     def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+        return self.url_on("127.0.0.1")
+
+    def url_on(self, address: str) -> str:
+        return f"amqp://guest:guest@{address}:{self.port}/"
 
     def env(self) -> dict[str, str]:
         b = self.base
@@ -154,6 +162,19 @@ class PrivatePostgres:
         """Stop now rather than at interpreter exit (pgserver's own clean-up then finds nothing to do)."""
         if (self.pgdata / "postmaster.pid").exists():
             self._pg_ctl("-m", "fast", "stop")
+
+    def listen(self, address: str, network: str) -> None:
+        """Serve TCP on ``address`` (port 5432) as well as the socket, trusting clients from ``network`` (the
+        scale test's hosts): restarted with pgserver's options but its no-TCP ``-h ""`` replaced."""
+        with (self.pgdata / "pg_hba.conf").open("a") as hba:
+            hba.write(f"host all all {network} trust\n")
+        opts = (self.pgdata / "postmaster.opts").read_text().split(" ", 1)[1].strip()
+        self._pg_ctl("-m", "fast", "stop")
+        opts = opts.replace(f'"-D" "{self.pgdata}"', "").replace('"-h" ""', f'"-h" "{address}"')
+        self._pg_ctl("-o", opts, "-l", str(self.pgdata / "log"), "start")
+
+    def uri_on(self, address: str, database: str) -> str:
+        return f"postgresql://{self.server.postgres_user}@{address}:5432/{database}"  # type: ignore[attr-defined]
 
     def restart(self, down_seconds: float = 0) -> None:
         """Stop (fast: connections are cut), stay down, start again with the options it last ran with."""
