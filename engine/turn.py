@@ -18,7 +18,13 @@ from engine import metrics_worker as metrics
 from engine import wallet_pause
 from engine.logging import get_logger
 from engine.replies import write_outbound
-from engine.wallet import affordable, debit, price_of, signal_low_balance_once
+from engine.wallet import (
+    affordable,
+    debit,
+    pays_at_commit,
+    price_of,
+    signal_low_balance_once,
+)
 from engine.whatsapp.outbound import SendRequestInvalid, build_payload
 from state_machines.base import (
     IMAGE_LINK,
@@ -87,6 +93,7 @@ class Turn:
     new_timers: list[StartTimer] = field(default_factory=list)  # written with the state, in finish()
     charges: list[Charge] = field(default_factory=list)  # made in finish(), after the replies
     wallet_headroom: int | None = None  # balance minus threshold at the start, unlocked; None: unknown
+    charged_at_commit: int = 0  # what this turn's charges take from the wallet at commit (sql/078)
     loaded: dict[str, Any] = field(default_factory=dict)  # rows read once per event (handlers/context.py)
     # A contact's message: where its effects begin (a savepoint after the message was stored), and what the
     # turn started from, so that a turn whose replies cannot be paid is undone (``begin``, ``finish``).
@@ -125,7 +132,7 @@ class Turn:
         (engine/wallet_pause.py)."""
         price = price_of("outbound_reply", self.org.settings)
         sendable = self._sendable()
-        paid = await affordable(self.conn, self.org.id, price, len(sendable), self.wallet_headroom)
+        paid = await affordable(self.conn, self.org.id, price, len(sendable), self._headroom())
         if paid.crossed_low_threshold:
             metrics.wallet_low.inc()
             self._refill_after_commit()
@@ -149,7 +156,7 @@ class Turn:
         contact, state = self._start
         self.contact, self.conversation.state = contact, state
         self.replies, self.new_timers, self.charges, self.after_commit, self.loaded = [], [], [], [], {}
-        self.published = []
+        self.published, self.charged_at_commit = [], 0  # the charges rolled back with the rest
         pause = await wallet_pause.record(
             self.conn, self.org.id, not_sent=not_sent, unanswered=1, now=self.now
         )
@@ -272,7 +279,12 @@ class Turn:
         keep: int = 0,
     ) -> None:
         """A billable action. With an empty wallet the action still stands (the user did it); the charge is
-        not made, so the balance never goes negative, and the low balance is signalled once."""
+        not made, so the balance never goes negative, and the low balance is signalled once.
+
+        With ample headroom the charge is paid at commit (sql/078), so the wallet's row is not held from here to
+        the end of the transaction (of the batch, with batched inbound events); near the end of the balance it
+        is debited at once, under the row's lock, and refused exactly when the wallet cannot pay."""
+        at_commit = amount > 0 and pays_at_commit(self._headroom(), amount + keep)
         result = await debit(
             self.conn,
             self.org.id,
@@ -282,7 +294,10 @@ class Turn:
             reference_id=reference_id,
             metadata=metadata,
             keep=keep,
+            at_commit=at_commit,
         )
+        if at_commit:
+            self.charged_at_commit += amount
         if result.ok:
             self.count_debits(action)
             if result.crossed_low_threshold:
@@ -290,6 +305,10 @@ class Turn:
                 self._refill_after_commit()
         elif await signal_low_balance_once(self.conn, self.org.id):
             log.warning("wallet empty: charge not made", action=action, amount=amount)
+
+    def _headroom(self) -> int | None:
+        """The start's headroom less what this turn's charges take at commit."""
+        return None if self.wallet_headroom is None else self.wallet_headroom - self.charged_at_commit
 
     def _refill_after_commit(self) -> None:
         """The balance fell below the threshold: an automatic refill may be due (engine/topups.py)."""

@@ -34,7 +34,7 @@ def price_of(action: str, org_settings: dict[str, Any] | None) -> int:
 @dataclass(frozen=True)
 class Debit:
     ok: bool
-    balance: int
+    balance: int | None  # None: paid at commit (not known before it)
     crossed_low_threshold: bool = False
 
 
@@ -48,11 +48,31 @@ async def debit(
     reference_id: UUID | str | None = None,
     metadata: dict[str, Any] | None = None,
     keep: int = 0,
+    at_commit: bool = False,
 ) -> Debit:
     """Debit ``amount`` or nothing at all (ok False when the balance cannot pay). ``keep``: what must stay in
-    the wallet for payments this transaction makes at commit (its replies)."""
+    the wallet for payments this transaction makes at commit (its replies).
+
+    ``at_commit`` (the caller knows the balance leaves ample room: ``pays_at_commit``): the commit makes the
+    debit (sql/078), so the wallet is not locked until then, and one wallet update pays all of the
+    transaction's charges, a ledger row each. If the wallet cannot pay at commit after all, the commit fails with
+    positive_balance and nothing of the transaction happened (the inbound path runs it again, debiting at once)."""
     if amount < 0:
         raise ValueError("a debit amount is never negative")
+    if at_commit:
+        if amount == 0:
+            raise ValueError("a debit paid at commit is positive")
+        await conn.execute(
+            """INSERT INTO wallet_charges (organization_id, amount, module, action, reference_id, metadata)
+               VALUES ($1, $2, $3, $4, $5, $6)""",
+            organization_id,
+            amount,
+            module,
+            action,
+            reference_id,
+            metadata,
+        )
+        return Debit(ok=True, balance=None)
     row = await conn.fetchrow(
         """UPDATE wallets SET balance = balance - $2, lifetime_consumed = lifetime_consumed + $2
            WHERE organization_id = $1 AND balance >= $2::int + $3::int
@@ -94,6 +114,13 @@ async def debit(
 PAY_AT_COMMIT_HEADROOM = 1000
 
 
+def pays_at_commit(headroom: int | None, amount: int) -> bool:
+    """Whether a spend of ``amount`` (everything the transaction spends, this included) may be paid at commit:
+    the balance read at its start, unlocked, leaves PAY_AT_COMMIT_HEADROOM beyond it and the low-balance
+    threshold (so no threshold is crossed by it, and concurrent spending cannot outrun it in practice)."""
+    return headroom is not None and headroom >= amount + PAY_AT_COMMIT_HEADROOM
+
+
 @dataclass(frozen=True)
 class Affordable:
     count: int  # how many of the items the wallet can pay for (the first ones)
@@ -108,7 +135,7 @@ async def affordable(
     and the exact count is returned. The debit itself is the commit-time trigger's."""
     if price <= 0 or wanted == 0:
         return Affordable(count=wanted)
-    if headroom is not None and headroom >= price * wanted + PAY_AT_COMMIT_HEADROOM:
+    if pays_at_commit(headroom, price * wanted):
         return Affordable(count=wanted)
     row = await conn.fetchrow(
         "SELECT balance, low_balance_threshold FROM wallets WHERE organization_id = $1 FOR UPDATE",
