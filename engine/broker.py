@@ -323,6 +323,18 @@ def ordering_headers(contact: str, tenant: str) -> dict[str, str]:
     return {"x-contact": contact, "x-tenant": tenant}
 
 
+def kind_header(kind: str) -> dict[str, str]:
+    """The event's kind beside its body: a consumer routes on it without decoding the JSON (issue 16)."""
+    return {"x-kind": kind}
+
+
+def kind_of(headers: dict[str, Any] | None) -> str | None:
+    found = (headers or {}).get("x-kind")
+    if found is None:
+        return None
+    return found.decode() if isinstance(found, bytes) else str(found)
+
+
 def ordering_of(headers: dict[str, Any] | None) -> tuple[str, str] | None:
     found = [(headers or {}).get(name) for name in ("x-contact", "x-tenant")]
     if not all(found):

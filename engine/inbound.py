@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +49,19 @@ def decode(message: AbstractIncomingMessage) -> dict[str, Any]:
     if not isinstance(body, dict) or "kind" not in body:
         raise Park("not an engine event (no 'kind')")
     return storable(body)  # no U+0000 or lone surrogate reaches the database (engine/pg_text.py)
+
+
+def decoded(
+    messages: list[AbstractIncomingMessage], outcomes: list[BaseException | None]
+) -> Iterator[tuple[int, AbstractIncomingMessage, dict[str, Any]]]:
+    """Each engine event of a batch with its index; one that is not gets its ``Park`` as its outcome."""
+    for index, message in enumerate(messages):
+        try:
+            body = decode(message)
+        except Park as err:
+            outcomes[index] = err
+            continue
+        yield index, message, body
 
 
 def key_of(message: AbstractIncomingMessage) -> tuple[str, str]:

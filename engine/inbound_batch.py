@@ -31,7 +31,7 @@ from structlog.contextvars import bound_contextvars
 from engine import metrics_worker as metrics
 from engine.consumer import INFRASTRUCTURE_ERRORS, Park, RunAlone
 from engine.db import tenant_transaction
-from engine.inbound import SOURCES, Effect, after_commit, apply_status, decode, effect_of
+from engine.inbound import SOURCES, Effect, after_commit, apply_status, decoded, effect_of
 from engine.logging import get_logger, masked
 from engine.runtime import Runtime
 from engine.turn import Org
@@ -94,12 +94,7 @@ async def _taken(
     """The events this batch takes: of the first organisation found, of a kind with a transaction."""
     org: Org | None = None
     events: list[_Event] = []
-    for index, message in enumerate(messages):
-        try:
-            body = decode(message)
-        except Park as err:
-            outcomes[index] = err
-            continue
+    for index, message, body in decoded(messages, outcomes):
         kind = body["kind"]
         if kind != "status" and kind not in SOURCES:
             continue  # ignored parts, template webhooks, unknown kinds: on their own

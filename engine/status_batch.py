@@ -26,8 +26,9 @@ import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
 
 from engine import metrics_worker as metrics
-from engine.consumer import INFRASTRUCTURE_ERRORS, Park, RunAlone
-from engine.inbound import decode
+from engine.broker import kind_of
+from engine.consumer import INFRASTRUCTURE_ERRORS, RunAlone
+from engine.inbound import decoded
 from engine.logging import get_logger
 from engine.runtime import Runtime
 
@@ -39,7 +40,11 @@ Status = tuple[str, str, datetime | None, int | None, str | None]
 
 
 def is_status(message: AbstractIncomingMessage) -> bool:
-    """Whether a queued event is a status webhook (what the status batcher takes)."""
+    """Whether a queued event is a status webhook (what the status batcher takes): by the gateway's kind
+    header, else (events queued by an older gateway) by its body."""
+    kind = kind_of(message.headers)
+    if kind is not None:
+        return kind == "status"
     try:
         body = json.loads(message.body)
     except ValueError:
@@ -92,12 +97,7 @@ async def handle_statuses(rt: Runtime, messages: list[AbstractIncomingMessage]) 
     outcomes: list[BaseException | None] = [RunAlone() for _ in messages]
     by_org: dict[UUID, list[tuple[int, Status]]] = {}
     seen: set[tuple[UUID, str]] = set()
-    for index, message in enumerate(messages):
-        try:
-            body = decode(message)
-        except Park as err:
-            outcomes[index] = err
-            continue
+    for index, _, body in decoded(messages, outcomes):
         if body["kind"] != "status":
             continue
         status = batchable(body)

@@ -23,7 +23,7 @@ import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import AnyUrl
 
-from engine.broker import Topology, shard_of
+from engine.broker import Topology, kind_of, shard_of
 from engine.gateway_http import server_config
 from engine.metrics import exposition
 from engine.settings import Settings
@@ -346,6 +346,8 @@ async def test_every_captured_payload_is_queued(
     assert (await post_signed(client, raw, settings.whatsapp_app_secret)).status_code == 200
     queued = [m for msgs in (await queues.drain_inbound()).values() for m in msgs]
     assert sorted(m.message_id or "" for m in queued) == sorted(p.external_id for p in expected)
+    # the kind beside the body, for consumers that route without decoding it
+    assert [kind_of(m.headers) for m in queued] == [json.loads(m.body)["kind"] for m in queued]
 
 
 # ---------------------------------------------------------------- refusals: nothing queued
