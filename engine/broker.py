@@ -319,27 +319,30 @@ class Publisher:
 
 # Ordering keys travel in headers, so that a consumer lines a message up (its contact's lane, its tenant's
 # cap) without decoding the body; the body stays the authority when a message has no such headers.
-def ordering_headers(contact: str, tenant: str) -> dict[str, str]:
-    return {"x-contact": contact, "x-tenant": tenant}
+def ordering_headers(contact: str, tenant: str, kind: str | None = None) -> dict[str, str]:
+    """The headers a consumer orders by, and the event's kind beside its body so that it routes without decoding
+    the JSON (issue 16)."""
+    headers = {"x-contact": contact, "x-tenant": tenant}
+    if kind is not None:
+        headers["x-kind"] = kind
+    return headers
 
 
-def kind_header(kind: str) -> dict[str, str]:
-    """The event's kind beside its body: a consumer routes on it without decoding the JSON (issue 16)."""
-    return {"x-kind": kind}
-
-
-def kind_of(headers: dict[str, Any] | None) -> str | None:
-    found = (headers or {}).get("x-kind")
-    if found is None:
+def _header(headers: dict[str, Any] | None, name: str) -> str | None:
+    found = (headers or {}).get(name)
+    if not found:
         return None
     return found.decode() if isinstance(found, bytes) else str(found)
 
 
+def kind_of(headers: dict[str, Any] | None) -> str | None:
+    return _header(headers, "x-kind")
+
+
 def ordering_of(headers: dict[str, Any] | None) -> tuple[str, str] | None:
-    found = [(headers or {}).get(name) for name in ("x-contact", "x-tenant")]
-    if not all(found):
+    contact, tenant = _header(headers, "x-contact"), _header(headers, "x-tenant")
+    if contact is None or tenant is None:
         return None
-    contact, tenant = (v.decode() if isinstance(v, bytes) else str(v) for v in found)
     return contact, tenant
 
 

@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from engine import metrics, mpesa
-from engine.broker import Publisher, Topology, connect, inbound_ordering, kind_header, ordering_headers
+from engine.broker import Publisher, Topology, connect, inbound_ordering, ordering_headers
 from engine.layout import LayoutFollower
 from engine.logging import get_logger
 from engine.pg_text import storable
@@ -340,8 +340,7 @@ class Gateway:
                     route,
                     body,
                     message_id=part.external_id,
-                    headers=ordering_headers(*inbound_ordering(body, part.external_id))
-                    | kind_header(part.kind),
+                    headers=ordering_headers(*inbound_ordering(body, part.external_id), kind=part.kind),
                 )
                 metrics.GATEWAY_PARTS_PUBLISHED.labels(part.kind).inc()
             in_flight.pop(route, None)

@@ -17,7 +17,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from engine.broker import inbound_ordering, kind_header, ordering_headers
+from engine.broker import inbound_ordering, ordering_headers
 from engine.consumer import Batcher, RunAlone
 from engine.db import tenant_tx
 from engine.gateway_app import part_body
@@ -156,7 +156,7 @@ def queued(envelope: dict[str, Any]) -> FakeMessage:
     return FakeMessage(
         json.dumps(body).encode(),
         str(body["external_id"]),
-        ordering_headers(*inbound_ordering(body, str(body["external_id"]))) | kind_header(str(body["kind"])),
+        ordering_headers(*inbound_ordering(body, str(body["external_id"])), kind=str(body["kind"])),
     )
 
 
