@@ -7,11 +7,13 @@ in ``make test``; the slow ones (5,000 messages) in ``make faults``."""
 from __future__ import annotations
 
 import asyncio
+import re
+import shutil
 import time
 
 import pytest
 
-from tests.faults.conftest import OUTCOMES
+from tests.faults.conftest import OUTCOMES, RESULTS
 from tests.faults.harness import FAST, SLOW, FaultStack, Scenario, Size, run_scenario
 
 
@@ -104,6 +106,9 @@ async def _run(fault_stack: FaultStack, name: str, size: Size) -> None:
     outcome = await run_scenario(fault_stack, name, SCENARIOS[name], size)
     OUTCOMES.append(outcome)
     if outcome["problems"]:  # whatever broke must not leak into the next scenario
+        kept = RESULTS / f"faults-logs-{size.name}-{re.sub(r'[^a-z0-9]+', '-', name.lower())}"
+        shutil.rmtree(kept, ignore_errors=True)  # the workers' logs, for whoever reads the failure
+        shutil.copytree(fault_stack.workers.log_dir, kept, ignore=shutil.ignore_patterns("postgres", "rabbitmq"))
         for worker in list(fault_stack.workers.procs):
             fault_stack.workers.kill(worker)
             fault_stack.workers.spawn(worker)
