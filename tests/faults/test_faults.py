@@ -108,7 +108,9 @@ async def _run(fault_stack: FaultStack, name: str, size: Size) -> None:
     if outcome["problems"]:  # whatever broke must not leak into the next scenario
         kept = RESULTS / f"faults-logs-{size.name}-{re.sub(r'[^a-z0-9]+', '-', name.lower())}"
         shutil.rmtree(kept, ignore_errors=True)  # the workers' logs, for whoever reads the failure
-        shutil.copytree(fault_stack.workers.log_dir, kept, ignore=shutil.ignore_patterns("postgres", "rabbitmq"))
+        shutil.copytree(
+            fault_stack.workers.log_dir, kept, ignore=shutil.ignore_patterns("postgres", "rabbitmq")
+        )
         for worker in list(fault_stack.workers.procs):
             fault_stack.workers.kill(worker)
             fault_stack.workers.spawn(worker)
