@@ -156,21 +156,25 @@ async def poison_parked(stack: FaultStack, load: Load, problems: list[str], wait
     wanted = load.poison & load.accepted.keys()
     deadline = time.monotonic() + wait
     while True:
-        parked = await parked_ids(stack)
+        why = await parked_reasons(stack)
+        parked = set(why)
         if wanted <= parked or time.monotonic() > deadline:
             break
         await asyncio.sleep(1)
     if missing := wanted - parked:
         problems.append(f"{len(missing)} poison messages not parked")
     if wrongly := (load.accepted.keys() - load.poison) & parked:
-        problems.append(f"{len(wrongly)} good messages parked")
+        reasons = Counter(why[m] for m in wrongly).most_common(3)
+        problems.append(f"{len(wrongly)} good messages parked, why: {reasons}")
     return len(wanted & parked)
 
 
-async def parked_ids(stack: FaultStack) -> set[str]:
-    """Message ids in the parking queue, read without taking them: unacked gets go back when the channel closes."""
+async def parked_reasons(stack: FaultStack) -> dict[str, str]:
+    """Each parked message's id and why it was parked, read without taking them (unacked gets go back when the
+    channel closes): the engine's ``x-error``, or the broker's dead-lettering reason (``delivery_limit``: returned
+    that many times unacked)."""
     connection = await aio_pika.connect(stack.rabbit.url)
-    found: set[str] = set()
+    found: dict[str, str] = {}
     async with connection:
         channel = await connection.channel()
         queue = await channel.declare_queue(
@@ -180,5 +184,14 @@ async def parked_ids(stack: FaultStack) -> set[str]:
             message = await queue.get(no_ack=False, fail=False)
             if message is None:
                 break
-            found.add(str(message.message_id))
+            headers = message.headers or {}
+            deaths: Any = headers.get("x-death") or [{}]
+            error, reason = headers.get("x-error"), deaths[0].get("reason", "?")
+            found[str(message.message_id)] = (
+                f"engine: {_text(error)[:80]}" if error else f"broker: {_text(reason)}"
+            )
     return found
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
