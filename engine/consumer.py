@@ -51,6 +51,9 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
     aio_pika.exceptions.AMQPConnectionError,
     aio_pika.exceptions.ChannelClosed,
+    # what a publish on a robust channel raises while its connection is down (a RuntimeError, so without this
+    # line a reply published after its commit during a broker restart counted as the handler's failure)
+    aio_pika.exceptions.ChannelInvalidStateError,
 )
 RETRYABLE_DB_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.SerializationError,

@@ -9,6 +9,8 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import aio_pika
+
 from engine.consumer import Batcher, Limits, OrderedConsumer, Park, RunAlone
 
 
@@ -150,6 +152,29 @@ async def test_failures_retry_in_place_then_park_and_park_errors_are_not_retried
     assert [p[0] for p in parked] == ["bad-0", "poison-0"] or [p[0] for p in parked] == ["poison-0", "bad-0"]
     assert "always fails" in dict(parked)["bad-0"]
     assert all(m.acked for m in (bad, poison, good))
+
+
+async def test_a_broker_outage_is_waited_out_never_counted_as_a_failure() -> None:
+    """A reply published after the commit while RabbitMQ restarts raises what a closed robust channel raises;
+    with one attempt allowed, counting that as the handler's failure would park a message that had committed."""
+    outage = [
+        aio_pika.exceptions.ChannelInvalidStateError("<RobustChannel> closed"),  # seen under a broker restart
+        aio_pika.exceptions.AMQPConnectionError("connection refused"),
+    ]
+    parked: list[str] = []
+
+    async def handler(m: FakeMessage) -> None:
+        if outage:
+            raise outage.pop(0)
+
+    async def park(m: FakeMessage, error: str) -> None:
+        parked.append(m.message_id)
+
+    consumer = OrderedConsumer(handler=handler, key_of=key_of, park=park, limits=Limits(4), attempts=1)  # type: ignore[arg-type]
+    m = msg("k", "t", 0)
+    await consumer.on_message(m)  # type: ignore[arg-type]
+    await drain(consumer, 1)
+    assert (outage, parked, m.acked) == ([], [], True)
 
 
 async def test_stop_finishes_running_work_and_starts_nothing_new() -> None:
