@@ -317,7 +317,7 @@ class OrderedConsumer:
                 break
             except Park as err:
                 log.warning("message parked: it can never succeed", reason=str(err))
-                await self._park(message, f"{type(err).__name__}: {err}")
+                await self._park_through_outages(message, f"{type(err).__name__}: {err}")
                 outcome = "parked"
                 break
             except INFRASTRUCTURE_ERRORS as err:
@@ -331,7 +331,8 @@ class OrderedConsumer:
                 failures += 1
                 if failures >= self._attempts:
                     log.error("handler failed; parking", error=repr(err))
-                    await self._park(message, "".join(traceback.format_exception_only(err)).strip()[:2000])
+                    error = "".join(traceback.format_exception_only(err)).strip()[:2000]
+                    await self._park_through_outages(message, error)
                     outcome = "parked"
                     break
                 log.warning("handler failed; retrying", error=repr(err), attempt=failures)
@@ -339,6 +340,22 @@ class OrderedConsumer:
         await self._ack(message)
         self.processed += 1
         self._on_outcome(outcome, time.perf_counter() - started)
+
+    async def _park_through_outages(self, message: AbstractIncomingMessage, error: str) -> None:
+        """Park, waiting out a broker that is down: an error escaping here would stop the message's lane with it
+        unacked. Once the consumer is stopping, its channel is closing and the broker redelivers the message."""
+        outage = 0
+        while True:
+            try:
+                await self._park(message, error)
+                return
+            except INFRASTRUCTURE_ERRORS as err:
+                if self._stopping:
+                    raise
+                outage += 1
+                delay = min(30.0, 0.2 * 2 ** min(outage, 8))
+                log.warning("parking failed; retrying", error=repr(err), delay=delay)
+                await asyncio.sleep(delay)
 
     async def _ack(self, message: AbstractIncomingMessage) -> None:
         try:

@@ -177,6 +177,31 @@ async def test_a_broker_outage_is_waited_out_never_counted_as_a_failure() -> Non
     assert (outage, parked, m.acked) == ([], [], True)
 
 
+async def test_parking_waits_out_a_broker_outage_and_the_lane_goes_on() -> None:
+    """The parking publish itself may meet the outage: the message is parked once the broker is back, acked,
+    and the messages behind it in its lane run (an escaping error had stopped the lane with them unacked)."""
+    down = [aio_pika.exceptions.ChannelInvalidStateError("<RobustChannel> closed")] * 2
+    parked: list[str] = []
+    done: list[str] = []
+
+    async def handler(m: FakeMessage) -> None:
+        if m.message_id == "k-0":
+            raise Park("unknown number")
+        done.append(m.message_id)
+
+    async def park(m: FakeMessage, error: str) -> None:
+        if down:
+            raise down.pop()
+        parked.append(m.message_id)
+
+    consumer = OrderedConsumer(handler=handler, key_of=key_of, park=park, limits=Limits(4), attempts=1)  # type: ignore[arg-type]
+    first, second = msg("k", "t", 0), msg("k", "t", 1)
+    for m in (first, second):
+        await consumer.on_message(m)  # type: ignore[arg-type]
+    await drain(consumer, 2)
+    assert (parked, done, first.acked, second.acked) == (["k-0"], ["k-1"], True, True)
+
+
 async def test_stop_finishes_running_work_and_starts_nothing_new() -> None:
     gate = asyncio.Event()
     done: list[str] = []
