@@ -61,6 +61,11 @@ RETRYABLE_DB_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def outage_delay(attempt: int) -> float:
+    """Seconds to wait before the next try through an outage: doubling from 0.4 s, at most 30 s."""
+    return min(30.0, 0.2 * 2 ** min(attempt, 8))
+
+
 class Park(Exception):
     """Raised by a handler for a message that can never succeed (e.g. an unknown phone number)."""
 
@@ -322,7 +327,7 @@ class OrderedConsumer:
                 break
             except INFRASTRUCTURE_ERRORS as err:
                 outage += 1
-                delay = min(30.0, 0.2 * 2 ** min(outage, 8))
+                delay = outage_delay(outage)
                 log.warning("infrastructure error; retrying", error=repr(err), delay=delay)
                 await asyncio.sleep(delay)
             except RETRYABLE_DB_ERRORS:
@@ -353,7 +358,7 @@ class OrderedConsumer:
                 if self._stopping:
                     raise
                 outage += 1
-                delay = min(30.0, 0.2 * 2 ** min(outage, 8))
+                delay = outage_delay(outage)
                 log.warning("parking failed; retrying", error=repr(err), delay=delay)
                 await asyncio.sleep(delay)
 

@@ -12,6 +12,7 @@ from uuid import UUID
 import aio_pika
 
 from engine.broker import Topology
+from engine.broker_admin import describe_parked
 from tests.faults.harness import FaultStack, Load
 
 
@@ -177,21 +178,19 @@ async def parked_reasons(stack: FaultStack) -> dict[str, str]:
     found: dict[str, str] = {}
     async with connection:
         channel = await connection.channel()
-        queue = await channel.declare_queue(
-            Topology.from_settings(stack.settings).parking_queue, passive=True
-        )
+        topology = Topology.from_settings(stack.settings)
+        queue = await channel.declare_queue(topology.parking_queue, passive=True)
         for _ in range(queue.declaration_result.message_count or 0):
             message = await queue.get(no_ack=False, fail=False)
             if message is None:
                 break
-            headers = message.headers or {}
-            deaths: Any = headers.get("x-death") or [{}]
-            error, reason = headers.get("x-error"), deaths[0].get("reason", "?")
-            found[str(message.message_id)] = (
-                f"engine: {_text(error)[:80]}" if error else f"broker: {_text(reason)}"
+            parked = describe_parked(
+                message.message_id, message.headers or {}, message.body, topology.delivery_limit
             )
+            why = (
+                f"engine: {(parked.error or '')[:80]}"
+                if parked.reason == "parked"
+                else f"broker: {parked.reason}"
+            )
+            found[str(message.message_id)] = why
     return found
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
