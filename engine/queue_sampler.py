@@ -78,20 +78,28 @@ class SamplerLease:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.name = f"{rt.topology.prefix}.sampler"
-        self._channel: aio_pika.abc.AbstractChannel | None = None
+        self._channel: aio_pika.abc.AbstractRobustChannel | None = None
+        self._holding = False
 
     async def held(self) -> bool:
-        """True while this process holds the lease, trying to take it when nobody does."""
-        if self._channel is not None and not self._channel.is_closed:
-            return True
-        channel = await self.rt.connection.channel()
+        """True while this process holds the lease, trying to take it when nobody does. The queue is declared
+        on every call and never restored by the robust connection: after a reconnect it is gone with the old
+        connection, another process may hold it already, and a restore that met RESOURCE_LOCKED failed the
+        whole reconnection, again and again (its shards' messages went back to their queues on every try,
+        up to the delivery limit: docs/reliability.md, 2026-12-08)."""
+        if self._channel is None or self._channel.is_closed:
+            self._channel = await self.rt.connection.channel()
         try:
-            await channel.declare_queue(self.name, exclusive=True, auto_delete=True)
+            await self._channel.declare_queue(self.name, exclusive=True, auto_delete=True, robust=False)
         except aio_pika.exceptions.ChannelClosed:  # RESOURCE_LOCKED: another process samples
-            await channel.close()  # already closed by the broker; and a robust channel must not reopen it
+            await (
+                self._channel.close()
+            )  # already closed by the broker; and a robust channel must not reopen it
+            self._channel, self._holding = None, False
             return False
-        self._channel = channel
-        log.info("sampling the queues for every process of this deployment")
+        if not self._holding:
+            log.info("sampling the queues for every process of this deployment")
+        self._holding = True
         return True
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import aio_pika
 import pytest
 import structlog
 from prometheus_client import REGISTRY
@@ -111,6 +112,39 @@ async def test_one_process_samples_and_another_takes_over_when_it_goes(
         assert await one.held()  # still its own
         await first.connection.close()  # the sampling process goes away
         assert await wait_until(other.held, timeout=10)
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_sampler_whose_connection_drops_reconnects_while_another_holds_the_lease(
+    settings: Settings, broker: object
+) -> None:
+    """The lease's exclusive queue goes with its connection, and another process may take it before that
+    connection is back: reconnecting must not declare it again (RESOURCE_LOCKED failed every reconnection, so
+    the process's shards stood still and their messages went back to the queue on every try)."""
+    first = await Runtime.start(settings, pool_size=1)
+    second = await Runtime.start(settings, pool_size=1)
+    try:
+        one, other = SamplerLease(first), SamplerLease(second)
+        assert await one.held()
+        underlay = first.connection.transport
+        assert underlay is not None
+        # dropped, not closed by us: the robust connection reconnects
+        await underlay.connection.close(ConnectionError("dropped"))
+        assert await wait_until(other.held, timeout=10)  # the queue went with the dropped connection
+
+        async def usable() -> bool:
+            try:
+                channel = await asyncio.wait_for(first.connection.channel(), 2)
+                await asyncio.wait_for(channel.declare_queue(exclusive=True, robust=False), 2)
+            except (TimeoutError, aio_pika.exceptions.AMQPError, RuntimeError):
+                return False
+            await channel.close()
+            return True
+
+        assert await wait_until(usable, timeout=20, interval=0.5)
+        assert not await one.held() and await other.held()  # one sampler still
     finally:
         await first.close()
         await second.close()
